@@ -1,0 +1,340 @@
+"""The config schema (the user-facing contract), YAML loading and --set overrides.
+
+All defaults live in the models below; `dlbench validate` and `dlbench run` turn
+every problem into a `ConfigError`: one line naming the field path, the bad value
+and what is allowed.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from dlbench.data import DATASETS
+from dlbench.inits import INITS
+from dlbench.losses import LOSSES
+from dlbench.models import ACTIVATIONS, MODELS, NORMS
+from dlbench.optim import OPTIMIZERS
+from dlbench.registry import Registry
+
+
+class ConfigError(ValueError):
+    """A problem with user input; its message is one line, shown without traceback."""
+
+
+def _in(registry: Registry[Any]) -> AfterValidator:
+    def check(name: str) -> str:
+        if name not in registry:
+            raise ValueError(f"unknown {registry.kind}; allowed: {', '.join(registry.names())}")
+        return name
+
+    return AfterValidator(check)
+
+
+def _finite(x: float) -> float:
+    if not math.isfinite(x):
+        raise ValueError("must be a finite number")
+    return x
+
+
+Finite = Annotated[float, AfterValidator(_finite)]
+NonNegative = Annotated[Finite, Field(ge=0)]
+Probability = Annotated[Finite, Field(ge=0, lt=1)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class DataConfig(Section):
+    dataset: Annotated[str, _in(DATASETS)] = "mnist1d"
+    root: str = "data"
+    download: bool = True
+    train_size: Annotated[int, Field(gt=0)] | None = None
+    val_size: Annotated[Finite, Field(ge=0)] = 0.1
+    standardize: bool = True
+    seed: int = 0
+
+    @field_validator("val_size")
+    @classmethod
+    def _fraction_or_count(cls, v: float) -> float:
+        if v >= 1 and v != int(v):
+            raise ValueError("must be a fraction in [0, 1) or a whole count of samples")
+        return v
+
+
+class ModelConfig(Section):
+    kind: Annotated[str, _in(MODELS)] = "mlp"
+    hidden: list[Annotated[int, Field(gt=0)]] = [100, 100]
+    activation: Annotated[str, _in(ACTIVATIONS)] = "relu"
+    norm: Annotated[str, _in(NORMS)] = "none"
+    norm_position: Literal["pre", "post"] = "pre"
+    dropout: Probability = 0.0
+    residual: bool = False
+
+
+class InitConfig(Section):
+    scheme: Annotated[str, _in(INITS)] = "default"
+    std: Annotated[Finite, Field(gt=0)] = 0.01
+    value: Finite = 0.0
+
+
+class OptimizerConfig(Section):
+    name: Annotated[str, _in(OPTIMIZERS)] = "adam"
+    lr: Annotated[Finite, Field(gt=0)] = 0.001
+    momentum: Probability | None = None
+    betas: tuple[Probability, Probability] = (0.9, 0.999)
+    alpha: Probability = 0.99
+    eps: Annotated[Finite, Field(gt=0)] = 1e-8
+    weight_decay: NonNegative = 0.0
+
+
+class RegularizationConfig(Section):
+    l1: NonNegative = 0.0
+    input_noise: NonNegative = 0.0
+    early_stopping: Annotated[int, Field(gt=0)] | None = None
+
+
+class TrainConfig(Section):
+    epochs: Annotated[int, Field(gt=0)] | None = None
+    steps: Annotated[int, Field(gt=0)] | None = None
+    batch_size: Annotated[int, Field(gt=0)] | Literal["full"] = 100
+    eval_every: Annotated[int, Field(gt=0)] = 1
+    seeds: Annotated[list[int], Field(min_length=1)] = [0, 1, 2]
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    @model_validator(mode="after")
+    def _epochs_xor_steps(self) -> "TrainConfig":
+        if self.epochs is not None and self.steps is not None:
+            raise ValueError("set exactly one of epochs and steps, not both")
+        if self.epochs is None and self.steps is None:
+            self.epochs = 20
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError("seeds must be distinct")
+        return self
+
+
+class Distribution(Section):
+    log_uniform: tuple[Annotated[Finite, Field(gt=0)], Annotated[Finite, Field(gt=0)]] | None = None
+    uniform: tuple[Finite, Finite] | None = None
+    int_uniform: tuple[int, int] | None = None
+    choice: Annotated[list[Any], Field(min_length=1)] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "Distribution":
+        given = [k for k, v in self.__dict__.items() if v is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of log_uniform, uniform, int_uniform, choice")
+        bounds = getattr(self, given[0])
+        if given[0] != "choice" and bounds[0] > bounds[1]:
+            raise ValueError("low bound must not exceed high bound")
+        return self
+
+
+class RandomSearch(Section):
+    trials: Annotated[int, Field(gt=0)] = 20
+    seed: int = 0
+    space: Annotated[dict[str, Distribution], Field(min_length=1)]
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+class Config(Section):
+    name: str = "experiment"
+    description: str = ""
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    init: InitConfig = InitConfig()
+    optimizer: OptimizerConfig = OptimizerConfig()
+    regularization: RegularizationConfig = RegularizationConfig()
+    loss: Annotated[str, _in(LOSSES)] = "cross_entropy"
+    train: TrainConfig = TrainConfig()
+    grid: dict[str, Annotated[list[Any], Field(min_length=1)]] = {}
+    random: RandomSearch | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        if not _NAME.match(v) or ".." in v:
+            raise ValueError("must be 1-100 letters, digits, '_', '-' or '.', starting with a letter or digit")
+        return v
+
+    @model_validator(mode="after")
+    def _swept_keys_exist(self) -> "Config":
+        keys = list(self.grid) + (list(self.random.space) if self.random else [])
+        for key in keys:
+            field_at(key)
+        return self
+
+
+SECTIONS: dict[str, type[Section]] = {
+    name: f.annotation  # type: ignore[misc]
+    for name, f in Config.model_fields.items()
+    if isinstance(f.annotation, type) and issubclass(f.annotation, Section)
+}
+SWEEPABLE = [n for n in Config.model_fields if n not in ("name", "description", "grid", "random")]
+
+
+def field_at(key: str) -> type[Section] | None:
+    """Check that a dotted key names a config field; return its section class if it is one."""
+    parts = key.split(".")
+    model: type[BaseModel] = Config
+    for i, part in enumerate(parts):
+        allowed = SWEEPABLE if model is Config else list(model.model_fields)
+        if part not in allowed:
+            where = ".".join(parts[:i]) or "top level"
+            raise ValueError(f"unknown key {key!r} ({part!r} is not in {where}; allowed: {', '.join(allowed)})")
+        ann = model.model_fields[part].annotation
+        if isinstance(ann, type) and issubclass(ann, Section):
+            model = ann
+        elif i != len(parts) - 1:
+            raise ValueError(f"unknown key {key!r} ({part!r} has no sub-keys)")
+    return model if model is not Config and key in SECTIONS else None
+
+
+# ---------------------------------------------------------------- YAML and errors
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads 1e-3 as a float (YAML 1.1 wants 1.0e-3)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{source}:{where}: invalid YAML: {problem}") from None
+
+
+def read_yaml_file(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} not found (expected a YAML file)")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file {str(p)!r} cannot be read: {e}") from None
+    data = parse_yaml(text, str(p))
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: top level must be a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def explain(err: ValidationError, prefix: str = "") -> str:
+    """One line for the first validation error: field path, bad value, what is allowed."""
+    e = err.errors()[0]
+    loc = [str(p) for p in e["loc"] if not str(p).startswith(("function-", "constrained-", "literal["))]
+    # pydantic puts union branch names (int, 'full', ...) into loc; keep real field names only
+    loc = [p for p in loc if not re.fullmatch(r"int|float|str|bool|list\[.*\]|tuple\[.*\]|'.*'|\d+", p) or p.isdigit()]
+    path = prefix + ".".join(loc) if loc else prefix.rstrip(".") or "config"
+    msg: str = e["msg"]
+    if e["type"] == "extra_forbidden":
+        parent = _section_for(loc[:-1])
+        allowed = ", ".join(parent.model_fields) if parent else ""
+        return f"{path}: unknown key; allowed keys here: {allowed}"
+    msg = msg.removeprefix("Value error, ")
+    return f"{path}: {_show(e.get('input'))} is invalid: {msg}"
+
+
+def _section_for(loc: list[str]) -> type[BaseModel] | None:
+    model: type[BaseModel] = Config
+    for part in loc:
+        f = model.model_fields.get(part)
+        if f is None:
+            return model if part == "space" else None
+        ann = f.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            model = ann
+        elif part == "random":
+            model = RandomSearch
+        else:
+            return Distribution if model is RandomSearch else None
+    return model
+
+
+def validate(data: dict[str, Any], prefix: str = "") -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(explain(e, prefix)) from None
+
+
+# ---------------------------------------------------------------- dotted keys
+
+
+def parse_value(text: str) -> Any:
+    """YAML-typed value of a --set override ('0.1' -> 0.1, '[1, 2]' -> list, 'sgd' -> 'sgd')."""
+    return parse_yaml(text, "--set value") if text.strip() else ""
+
+
+def set_path(data: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{key}: cannot set a sub-key of {part!r}, which is {_show(child)}")
+        node = child
+    node[parts[-1]] = value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*", key):
+            raise ConfigError(f"--set {item!r}: expected key.path=value, e.g. --set optimizer.lr=0.01")
+        set_path(data, key, parse_value(text))
+    return data
+
+
+def merge(base: dict[str, Any], delta: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in delta.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load(path: str | Path, overrides: list[str] | None = None) -> tuple[Config, dict[str, Any]]:
+    """Read, override and validate a config file; returns the Config and the raw dict."""
+    data = apply_overrides(read_yaml_file(path), overrides or [])
+    return validate(data), data
+

@@ -1,0 +1,45 @@
+"""Losses, all with one convention: the model outputs logits, the targets are class indices.
+
+A loss that needs one-hot targets (mse, bce) builds them itself; predictions are
+always argmax of the logits.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from dlbench.registry import Registry
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+LOSSES: Registry[LossFn] = Registry("loss")
+
+
+def _one_hot(targets: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    return F.one_hot(targets, logits.shape[-1]).to(logits.dtype)
+
+
+@LOSSES.register("cross_entropy")
+def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """softmax cross-entropy on the logits (F.cross_entropy)"""
+    return F.cross_entropy(logits, targets)
+
+
+@LOSSES.register("nll")
+def nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log-softmax then negative log-likelihood (same value as cross_entropy, two ops)"""
+    return F.nll_loss(F.log_softmax(logits, dim=-1), targets)
+
+
+@LOSSES.register("mse")
+def mse(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """squared error of softmax outputs vs one-hot targets, summed over classes, mean over samples"""
+    return (F.softmax(logits, dim=-1) - _one_hot(targets, logits)).pow(2).sum(-1).mean()
+
+
+@LOSSES.register("bce")
+def bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """binary cross-entropy of per-class sigmoid outputs vs one-hot targets"""
+    return F.binary_cross_entropy_with_logits(logits, _one_hot(targets, logits))

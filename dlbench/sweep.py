@@ -1,0 +1,114 @@
+"""Expand a Config into fully resolved runs: grid x random trials x seeds.
+
+`grid:` keys are dotted field paths (a cartesian product over their lists) or
+whole sections (`optimizer: [{name: sgd, lr: 0.1}, ...]`: each mapping is merged
+into the section, so settings that belong together move together). `random:`
+draws `trials` points from its space with its own seed; every grid point is
+crossed with every trial and every seed. A run's id is a hash of its resolved
+config, seed included, so the same run always lands in the same folder.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import math
+import random as pyrandom
+from dataclasses import dataclass, field
+from typing import Any
+
+from dlbench.config import Config, ConfigError, Distribution, field_at, merge, set_path, validate
+
+# execution details that do not change what a run computes
+_NOT_HASHED = {"name", "description", "grid", "random"}
+_NOT_HASHED_PATHS = [("train", "device"), ("train", "seeds"), ("data", "root"), ("data", "download")]
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    run_id: str
+    seed: int
+    config: Config  # resolved: no grid / random, train.seeds == [seed]
+    params: dict[str, Any] = field(default_factory=dict)  # swept key -> value
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+def identity(config: Config, seed: int) -> dict[str, Any]:
+    """The part of a resolved config that determines a run's numbers."""
+    data = {k: v for k, v in config.model_dump(mode="json").items() if k not in _NOT_HASHED}
+    for section, key in _NOT_HASHED_PATHS:
+        data[section].pop(key, None)
+    data["seed"] = seed
+    return data
+
+
+def run_id(config: Config, seed: int) -> str:
+    blob = json.dumps(identity(config, seed), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _sample(dist: Distribution, rng: pyrandom.Random) -> Any:
+    if dist.log_uniform is not None:
+        lo, hi = dist.log_uniform
+        return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+    if dist.uniform is not None:
+        return float(rng.uniform(*dist.uniform))
+    if dist.int_uniform is not None:
+        return rng.randint(*dist.int_uniform)
+    assert dist.choice is not None
+    return rng.choice(dist.choice)
+
+
+def _flatten(key: str, value: Any, section: bool) -> dict[str, Any]:
+    if section and isinstance(value, dict):
+        return {f"{key}.{k}": v for k, v in value.items()}
+    return {key: value}
+
+
+def points(config: Config) -> list[dict[str, Any]]:
+    """Every swept point as {key: value}; keys are grid keys and random-space keys."""
+    grid_keys = list(config.grid)
+    grid = [dict(zip(grid_keys, combo)) for combo in itertools.product(*config.grid.values())]
+    if config.random is None:
+        return grid
+    rng = pyrandom.Random(config.random.seed)
+    space = config.random.space
+    trials = [{k: _sample(space[k], rng) for k in space} for _ in range(config.random.trials)]
+    return [{**g, **t} for g in grid for t in trials]
+
+
+def expand(config: Config, raw: dict[str, Any]) -> list[RunSpec]:
+    """Resolve every (point, seed) into a validated RunSpec, in sweep order."""
+    base = {k: v for k, v in raw.items() if k not in ("grid", "random")}
+    specs: list[RunSpec] = []
+    for point in points(config):
+        resolved = copy.deepcopy(base)
+        params: dict[str, Any] = {}
+        for key, value in point.items():
+            section = field_at(key) is not None
+            if section and isinstance(value, dict):
+                resolved[key] = merge(resolved.get(key) or {}, value)
+            elif section:
+                raise ConfigError(f"grid.{key}: {value!r} is invalid: a section is swept with mappings, "
+                                  f"e.g. {key}: [{{...}}, {{...}}]")
+            else:
+                set_path(resolved, key, value)
+            params.update(_flatten(key, value, section))
+        where = "grid/random point " + ", ".join(f"{k}={v!r}" for k, v in params.items()) + ": "
+        run_config = validate(resolved, prefix=where if params else "")
+        for seed in run_config.train.seeds:
+            one = run_config.model_copy(update={"train": run_config.train.model_copy(update={"seeds": [seed]})})
+            specs.append(RunSpec(run_id(one, seed), seed, one, params))
+    return specs
+
+
+def swept_keys(specs: list[RunSpec]) -> list[str]:
+    keys: dict[str, None] = {}
+    for s in specs:
+        keys.update(dict.fromkeys(s.params))
+    return list(keys)
