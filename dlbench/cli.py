@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, NoReturn, Optional
+from typing import Annotated, Callable, NoReturn, Optional, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -24,6 +25,8 @@ app = typer.Typer(
     help="dlbench: compare how neural networks train. One YAML file in, runs trained, a table out.",
     pretty_exceptions_enable=False,
 )
+P = ParamSpec("P")
+R = TypeVar("R")
 # wide enough for a comparison table when stdout is a file or a pipe (rich would use 80)
 console = Console(width=None if sys.stdout.isatty() else 200)
 err_console = Console(stderr=True)
@@ -46,6 +49,19 @@ def fail(message: str, code: int = 2) -> NoReturn:
     """Inside a command: one line on stderr, then exit."""
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def user_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Bad input (ConfigError) anywhere under a command -> one line, exit code 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except ConfigError as e:
+            fail(str(e))
+
+    return wrapper
 
 
 SetOption = Annotated[
@@ -71,6 +87,7 @@ def _runs_table(specs: list[sweep.RunSpec]) -> Table:
 
 
 @app.command()
+@user_errors
 def run(
     config: Annotated[Path, typer.Argument(help="Experiment config (YAML).", show_default=False)],
     sets: SetOption = None,
@@ -130,6 +147,7 @@ def run(
 
 
 @app.command()
+@user_errors
 def report(
     results_dir: Annotated[Path, typer.Argument(help="An experiment folder, e.g. results/quickstart.")],
     format: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
@@ -147,6 +165,7 @@ def report(
 
 
 @app.command()
+@user_errors
 def validate(config: Annotated[Path, typer.Argument(help="Experiment config (YAML).")], sets: SetOption = None) -> None:
     """Check a config (and its --set overrides) without running it."""
     cfg, specs, _ = _load(config, sets)
@@ -181,8 +200,6 @@ def _exit(message: str, code: int) -> NoReturn:
 def main() -> None:
     try:
         app(standalone_mode=True)
-    except ConfigError as e:
-        _exit(str(e), 2)
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)

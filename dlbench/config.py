@@ -149,6 +149,13 @@ class RandomSearch(Section):
     seed: int = 0
     space: Annotated[dict[str, Distribution], Field(min_length=1)]
 
+    @field_validator("space")
+    @classmethod
+    def _space_keys_exist(cls, space: dict[str, Distribution]) -> dict[str, Distribution]:
+        for key in space:
+            field_at(key)
+        return space
+
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
@@ -173,12 +180,12 @@ class Config(Section):
             raise ValueError("must be 1-100 letters, digits, '_', '-' or '.', starting with a letter or digit")
         return v
 
-    @model_validator(mode="after")
-    def _swept_keys_exist(self) -> "Config":
-        keys = list(self.grid) + (list(self.random.space) if self.random else [])
-        for key in keys:
+    @field_validator("grid")
+    @classmethod
+    def _grid_keys_exist(cls, grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for key in grid:
             field_at(key)
-        return self
+        return grid
 
 
 SECTIONS: dict[str, type[Section]] = {

@@ -1,0 +1,54 @@
+"""Shared fixtures: a generated MNIST-1D cache and an in-process CLI runner."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from dlbench.cli import app
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """MNIST-1D generated once per test session by the real loader (mnist1d.make_dataset)."""
+    from dlbench.config import DataConfig
+    from dlbench.data import DATASETS
+
+    root = tmp_path_factory.mktemp("data")
+    DATASETS["mnist1d"].builder(DataConfig(root=str(root)))
+    return root
+
+
+@pytest.fixture
+def tiny(data_root: Path) -> dict[str, Any]:
+    """A config that trains in a fraction of a second: 500 samples, one hidden layer, 20 steps."""
+    return {
+        "name": "tiny",
+        "data": {"root": str(data_root), "train_size": 500, "val_size": 100},
+        "model": {"kind": "mlp", "hidden": [32]},
+        "optimizer": {"name": "adam", "lr": 0.01},
+        "train": {"steps": 20, "eval_every": 10, "batch_size": 50, "seeds": [0], "device": "cpu"},
+    }
+
+
+class Cli:
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.runner = CliRunner()
+
+    def write(self, config: dict[str, Any] | str, name: str = "config.yaml") -> Path:
+        path = self.tmp_path / name
+        path.write_text(config if isinstance(config, str) else yaml.safe_dump(config))
+        return path
+
+    def __call__(self, *args: str):
+        return self.runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    return Cli(tmp_path)
