@@ -43,6 +43,15 @@ class Format(str, Enum):
     csv = "csv"
     markdown = "markdown"
     json = "json"
+    latex = "latex"
+
+
+class At(str, Enum):
+    final = "final"
+    best = "best"
+
+
+Metric = Enum("Metric", {m: m for m in report_mod.METRICS}, type=str)  # type: ignore[misc]
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -139,8 +148,8 @@ def run(
             progress.advance(overall)
         progress.update(current, visible=False)
 
-    summary, keys = report_mod.write_tables(store.root)
-    console.print(report_mod.rich_table(summary, keys, title=f"{cfg.name}: {cfg.description}".strip(": ")))
+    console.print(report_mod.rich_table(report_mod.write_tables(store.root),
+                                        title=f"{cfg.name}: {cfg.description}".strip(": ")))
     console.print(f"results: {store.root}")
     if n_failed:
         raise typer.Exit(1)
@@ -149,19 +158,46 @@ def run(
 @app.command()
 @user_errors
 def report(
-    results_dir: Annotated[Path, typer.Argument(help="An experiment folder, e.g. results/quickstart.")],
-    format: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
+    results_dirs: Annotated[list[Path], typer.Argument(
+        help="An experiment folder, e.g. results/quickstart; several folders with the same swept keys are "
+             "compared side by side.", show_default=False)],
+    format: Annotated[Optional[Format], typer.Option(
+        "--format", "-f", help="Output format [default: from the --output suffix, else table].",
+        show_default=False)] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to FILE instead of stdout.",
+                                                   metavar="FILE")] = None,
+    at: Annotated[At, typer.Option(help="Numbers from each run's final or best-validation evaluation.")] = At.final,
+    metric: Annotated[Metric, typer.Option(help="Metric the significance tests compare.")] = Metric.val_acc,
+    baseline: Annotated[Optional[list[str]], typer.Option(
+        metavar="KEY=VALUE", help="Compare with this configuration instead of the best, e.g. "
+                                  "optimizer.name=sgd (repeat to pin several keys).")] = None,
+    target: Annotated[Optional[float], typer.Option(
+        help="Time to reach this validation accuracy (0..1): epoch, step and seconds.")] = None,
+    group_by: Annotated[Optional[list[str]], typer.Option(
+        "--group-by", metavar="KEY", help="Group by KEY only, pooling everything else (repeatable).")] = None,
+    where: Annotated[Optional[list[str]], typer.Option(
+        metavar="KEY=VALUE", help="Keep runs with KEY=VALUE (repeatable; one key given twice means either).")] = None,
+    losses: Annotated[bool, typer.Option("--losses", help="Show the loss columns too.")] = False,
 ) -> None:
-    """Print the comparison table of a results folder (reads only the folder)."""
-    if not (results_dir / "runs").is_dir():
-        fail(f"{results_dir}: not a results folder (expected {results_dir / 'runs'}/)")
-    summary, keys = report_mod.write_tables(results_dir)
-    if summary.empty:
-        fail(f"{results_dir}: no finished runs yet")
-    if format is Format.table:
-        console.print(report_mod.rich_table(summary, keys, title=results_dir.name))
+    """Statistics over seeds from results folders (reads only the folders): mean ± std, 95% CI,
+    Welch's t-test against the best (or a baseline), time to target; table, csv, markdown, json or latex."""
+    for d in results_dirs:
+        if not (d / "runs").is_dir():
+            fail(f"{d}: not a results folder (expected {d / 'runs'}/)")
+        report_mod.write_tables(d)
+    rep = report_mod.report(results_dirs, at=at.value, metric=metric.value, baseline=baseline, target=target,
+                            group_by=group_by, filters=where, show_losses=losses)
+    fmt = format.value if format else report_mod.SUFFIXES.get(output.suffix, "table") if output else "table"
+    title = " vs ".join(d.name for d in results_dirs)
+    if fmt == "table" and output is None and console.is_terminal:
+        console.print(report_mod.rich_table(rep, title))
+        return
+    text = report_mod.render(rep, title) if fmt == "table" else report_mod.export(rep, fmt)
+    if output is None:
+        sys.stdout.write(text)
     else:
-        sys.stdout.write(report_mod.export(summary, keys, format.value))
+        output.write_text(text, encoding="utf-8")
+        err_console.print(f"wrote {output}", highlight=False)
 
 
 @app.command()

@@ -1,27 +1,53 @@
-"""Reports from a results folder only: runs.csv, summary.csv and the comparison table.
+"""Reports from results folders only: statistics over seeds, comparisons, exports.
 
-One row per configuration (the swept keys), mean ± std over seeds of train /
-validation / test accuracy and of the gap train − test that shows overfitting,
-with status counts; sorted by validation accuracy. Metrics are aggregated over
-runs that finished `ok`; diverged and failed runs are counted, not averaged.
+One row per configuration (the swept keys, or the `group_by` keys with everything
+else pooled). For every accuracy, loss and gap: n, mean, std and a 95% confidence
+interval of the mean (t-distribution) over the runs that finished `ok`; diverged
+and failed runs are counted, not averaged. Configurations are ranked on
+validation accuracy only, so the test accuracy of the winner is an honest final
+figure, and each configuration is compared with a reference (the best, a named
+baseline, or the same configuration in the first of several experiments) by
+Welch's t-test. Time-to-target reads each run's metrics.csv.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
+import numpy as np
 import pandas as pd
 import yaml
+from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+from scipy import stats
 
+from dlbench.config import ConfigError, parse_yaml
 from dlbench.store import Store, atomic_write
 
 METRICS = ["train_acc", "val_acc", "test_acc", "gap", "train_loss", "val_loss", "test_loss"]
-SHOWN = {"train_acc": "train acc %", "val_acc": "val acc %", "test_acc": "test acc %", "gap": "gap (train−test) %"}
-FORMATS = ("table", "csv", "markdown", "json")
+ACCURACIES = ["train_acc", "val_acc", "test_acc", "gap"]
+LABELS = {"train_acc": "train acc %", "val_acc": "val acc %", "test_acc": "test acc %", "gap": "gap (train-test) %",
+          "train_loss": "train loss", "val_loss": "val loss", "test_loss": "test loss"}
+TIMES = ["epoch", "step", "seconds"]  # units of time-to-target
+AT = {"final": "the final evaluation", "best": "the best-validation evaluation"}
+FORMATS = ("table", "csv", "markdown", "json", "latex")
+SUFFIXES = {".csv": "csv", ".json": "json", ".md": "markdown", ".tex": "latex", ".txt": "table"}
+CONFIDENCE = 0.95
+ALPHA = 0.05
+EXPERIMENT = "experiment"  # the key column that tells experiments apart when several folders are compared
+TOO_FEW = "too few seeds"
+MISSING = "–"
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: large sweeps load fast
+
+
+# ---------------------------------------------------------------- loading
 
 
 def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> dict[str, Any]:
@@ -44,65 +70,343 @@ def load_runs(results_dir: Path) -> tuple[pd.DataFrame, list[str]]:
     rows, keys = [], {}
     for s in store.summaries():
         cfg_file = store.run_dir(s["run_id"]) / "config.yaml"
-        config = yaml.safe_load(cfg_file.read_text()) if cfg_file.is_file() else {}
+        config = yaml.load(cfg_file.read_text(), Loader=SAFE_LOADER) if cfg_file.is_file() else {}
         row = {f"config.{k}": _cell(v) for k, v in _flatten("", config, {}).items()}
         keys.update(dict.fromkeys(s.get("params", {})))
         row.update({k: _cell(v) for k, v in s.get("params", {}).items()})
         for k in ("run_id", "seed", "status", "error", "diverged_step", "stopped_early", "steps", "epochs",
                   "wall_time", "n_params", "device"):
             row[k] = s.get(k)
-        for at in ("final", "best"):
+        for at in AT:
             for k, v in (s.get(at) or {}).items():
                 row[f"{at}.{k}"] = math.nan if v is None else v
         rows.append(row)
     return pd.DataFrame(rows), list(keys)
 
 
-def aggregate(runs: pd.DataFrame, keys: list[str], at: str = "final") -> pd.DataFrame:
-    """One row per configuration: n, status counts, mean and std of each metric over ok runs."""
-    if runs.empty:
-        return pd.DataFrame()
+def time_to_target(results_dir: Path, runs: pd.DataFrame, target: float) -> pd.DataFrame:
+    """Adds ttt.epoch / ttt.step / ttt.seconds: the first evaluation whose validation
+    accuracy reaches `target` (NaN: never reached, or no metrics, as for failed runs).
+    A run that reached the target and diverged later still reached it: the time is a
+    fact about the trajectory, as in AlgoPerf."""
+    if not 0 < target <= 1:
+        raise ConfigError(f"--target: {target} is invalid: a validation accuracy in (0, 1], e.g. 0.9")
+    store = Store(results_dir)
+    found = []
+    for run_id in runs.get("run_id", []):
+        file = store.run_dir(run_id) / "metrics.csv"
+        curve = pd.read_csv(file) if file.is_file() and file.stat().st_size else pd.DataFrame()
+        hit = curve[curve["val_acc"] >= target] if "val_acc" in curve else curve.iloc[:0]
+        found.append({f"ttt.{u}": float(hit[u].iloc[0]) if len(hit) else math.nan for u in TIMES})
+    return runs.join(pd.DataFrame(found, index=runs.index, columns=[f"ttt.{u}" for u in TIMES]))
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def describe(values: Iterable[float]) -> dict[str, float]:
+    """n, mean, sample std and the 95% t-interval of the mean; NaN values are missing.
+    With one value there is no spread: std and the interval are NaN, not 0."""
+    x = np.asarray(list(values), dtype=float)
+    x = x[~np.isnan(x)]
+    n = len(x)
+    mean = float(x.mean()) if n else math.nan
+    std = float(x.std(ddof=1)) if n > 1 else math.nan
+    half = float(stats.t.ppf((1 + CONFIDENCE) / 2, n - 1)) * std / math.sqrt(n) if n > 1 else math.nan
+    return {"n": n, "mean": mean, "std": std, "ci_low": mean - half, "ci_high": mean + half}
+
+
+def welch(a: np.ndarray, b: np.ndarray) -> tuple[float, str]:
+    """p-value of Welch's t-test (unequal variances) and the verdict at ALPHA."""
+    if len(a) < 2 or len(b) < 2:
+        return math.nan, TOO_FEW
+    with warnings.catch_warnings():  # scipy warns on (nearly) constant samples; the verdict covers it
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    if math.isnan(p):  # both samples constant and equal: nothing to test
+        return p, "identical"
+    return p, "significant" if p < ALPHA else "not significant"
+
+
+def _groups(runs: pd.DataFrame, keys: list[str]) -> list[tuple[tuple[Any, ...], pd.DataFrame]]:
+    """Runs grouped by their key values, in first-seen order; missing values become '–'."""
+    if not keys:
+        return [((), runs)]
     df = runs.copy()
-    group = keys or ["_all"]
-    if not keys:
-        df["_all"] = "all runs"
-    for k in group:
-        df[k] = df[k].astype(object).where(df[k].notna(), "–")
+    for k in keys:
+        df[k] = df[k].astype(object).where(df[k].notna(), MISSING)
+    return [(v if isinstance(v, tuple) else (v,), g) for v, g in df.groupby(keys, sort=False, dropna=False)]
+
+
+def _values(runs: pd.DataFrame, column: str) -> np.ndarray:
+    values = runs[column].to_numpy(dtype=float) if column in runs else np.empty(0)
+    return values[~np.isnan(values)]
+
+
+def aggregate(runs: pd.DataFrame, keys: list[str], at: str = "final") -> pd.DataFrame:
+    """One row per configuration: run counts, and describe() of every metric over the ok runs
+    (also of `epoch`, the evaluation the numbers come from, and of time-to-target when loaded)."""
     out = []
-    for values, g in df.groupby(group, sort=False, dropna=False):
-        values = values if isinstance(values, tuple) else (values,)
-        row: dict[str, Any] = dict(zip(group, values))
+    for values, g in _groups(runs, keys):
         ok = g[g["status"] == "ok"]
-        row["n"] = len(g)
-        for status in ("ok", "diverged", "failed"):
-            row[status] = int((g["status"] == status).sum())
-        for m in METRICS:
-            col = ok.get(f"{at}.{m}", pd.Series(dtype=float)).astype(float)
-            row[f"{m}_mean"] = col.mean() if len(col) else math.nan
-            row[f"{m}_std"] = col.std(ddof=1) if len(col) > 1 else (0.0 if len(col) else math.nan)
-        row["wall_time_mean"] = g["wall_time"].astype(float).mean()
+        row: dict[str, Any] = dict(zip(keys, values))
+        row.update(at=at, runs=len(g), n=len(ok), diverged=int((g["status"] == "diverged").sum()),
+                   failed=int((g["status"] == "failed").sum()))
+        for m in ["epoch", *METRICS]:
+            row.update({f"{m}_{k}": v for k, v in describe(_values(ok, f"{at}.{m}")).items()})
+        if "ttt.step" in g:
+            for u in TIMES:
+                row.update({f"ttt_{u}_{k}": v for k, v in describe(_values(g, f"ttt.{u}")).items()})
+            row["reached"] = row.pop("ttt_step_n")
+            del row["ttt_epoch_n"], row["ttt_seconds_n"]
+        row["wall_time_mean"] = float(g["wall_time"].astype(float).mean())
         out.append(row)
-    result = pd.DataFrame(out)
-    result = result.sort_values("val_acc_mean", ascending=False, na_position="last", kind="stable")
-    if not keys:
-        result = result.drop(columns=["_all"])
-    return result.reset_index(drop=True)
+    return pd.DataFrame(out)
 
 
-def write_tables(results_dir: Path) -> tuple[pd.DataFrame, list[str]]:
-    """(Re)write runs.csv and summary.csv; returns the summary and the swept keys."""
+# ---------------------------------------------------------------- selecting runs and keys
+
+
+def _column(runs: pd.DataFrame, key: str, keys: list[str], option: str) -> str:
+    """The runs column for a user key: a swept key, the seed, or any config key (optimizer.lr)."""
+    if key in keys or key == "seed":
+        return key
+    if f"config.{key}" in runs:
+        return f"config.{key}"
+    raise ConfigError(f"{option}: {key!r} is not a key of these runs; swept keys: {', '.join(keys) or 'none'} "
+                      f"(or seed, or any config key such as optimizer.lr)")
+
+
+def _split(item: str, option: str) -> tuple[str, Any]:
+    key, sep, text = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"{option}: {item!r} is invalid: expected KEY=VALUE, e.g. {option} optimizer.name=sgd")
+    return key.strip(), _cell(parse_yaml(text, f"{option} {item}")) if text.strip() else ""
+
+
+def _matches(column: pd.Series, value: Any) -> pd.Series:
+    """Cells equal to a YAML-typed value; numbers compare as numbers (1e-3 == 0.001)."""
+    def same(cell: Any) -> bool:
+        if isinstance(cell, (int, float)) and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return math.isclose(cell, value, rel_tol=1e-9, abs_tol=0.0)
+        return cell == value or str(cell) == str(value)
+
+    return column.map(same).astype(bool)
+
+
+def _choices(column: pd.Series) -> str:
+    return ", ".join(sorted({str(v) for v in column.dropna()}))
+
+
+def where(runs: pd.DataFrame, keys: list[str], conditions: list[str]) -> pd.DataFrame:
+    """Runs matching every `KEY=VALUE` condition; several values of one key are alternatives."""
+    wanted: dict[str, list[tuple[str, Any]]] = {}
+    for item in conditions:
+        key, value = _split(item, "--where")
+        wanted.setdefault(_column(runs, key, keys, "--where"), []).append((item, value))
+    for column, alternatives in wanted.items():
+        keep = np.zeros(len(runs), dtype=bool)
+        for item, value in alternatives:
+            hit = _matches(runs[column], value).to_numpy()
+            if not hit.any():
+                raise ConfigError(f"--where {item}: matches no runs; values here: {_choices(runs[column])}")
+            keep |= hit
+        runs = runs[keep]
+    return runs
+
+
+# ---------------------------------------------------------------- the report
+
+
+@dataclass
+class Report:
+    summary: pd.DataFrame  # one row per configuration, numbers only; best first
+    keys: list[str]  # columns that name a configuration (EXPERIMENT first when comparing)
+    at: str  # final | best
+    metric: str  # the metric the significance tests compare
+    reference: str  # what each row is compared with: best | baseline | the first experiment
+    reference_text: str  # the same, in words for the caption
+    target: float | None = None
+    show: tuple[str, ...] = tuple(ACCURACIES)  # metrics shown in the tables (csv / json carry all)
+
+    def best(self) -> pd.DataFrame:
+        """The configuration with the highest mean validation accuracy (per experiment)."""
+        ranked = self.summary.dropna(subset=["val_acc_mean"])
+        if EXPERIMENT in self.keys:
+            return ranked.sort_values("val_acc_mean", ascending=False, kind="stable").groupby(
+                EXPERIMENT, sort=False).head(1)
+        return ranked.head(1)
+
+
+def _rank(summary: pd.DataFrame, keys: list[str], first: str | None) -> pd.DataFrame:
+    """Best validation accuracy first. When comparing experiments, the rows of one
+    configuration stay together, ordered as the folders were given, and configurations
+    are ranked on the `first` experiment."""
+    if first is None:
+        return summary.sort_values("val_acc_mean", ascending=False, na_position="last", kind="stable")
+    configs = [tuple(r) for r in summary[keys[1:]].itertuples(index=False)]
+    experiments = list(summary[EXPERIMENT])
+    score = {c: v for c, e, v in zip(configs, experiments, summary["val_acc_mean"]) if e == first}
+    order = {c: i for i, c in enumerate(dict.fromkeys(configs))}
+    position = {e: i for i, e in enumerate(dict.fromkeys(experiments))}
+
+    def rank(i: int) -> tuple[float, int, int]:
+        best_first = -score.get(configs[i], math.nan)
+        return (math.inf if math.isnan(best_first) else best_first, order[configs[i]], position[experiments[i]])
+
+    return summary.iloc[sorted(range(len(summary)), key=rank)]
+
+
+def _references(summary: pd.DataFrame, keys: list[str], baseline: list[str],
+                first: str | None) -> tuple[list[int | None], str, str]:
+    """For each row the position of the row it is compared with; that reference, short and in words."""
+    if first is not None:
+        if baseline:
+            raise ConfigError("--baseline: not available when comparing experiments; "
+                              "each configuration is compared with itself in the first folder")
+        at = {tuple(r[k] for k in keys[1:]): i for i, (_, r) in enumerate(summary.iterrows())
+              if r[EXPERIMENT] == first}
+        return ([at.get(tuple(r[k] for k in keys[1:])) for _, r in summary.iterrows()], first,
+                f"the same configuration in {first}")
+    if not baseline:
+        best = np.flatnonzero(summary["val_acc_mean"].notna().to_numpy())
+        return ([int(best[0]) if len(best) else None] * len(summary), "best",
+                "the best configuration by validation accuracy")
+    hit = np.ones(len(summary), dtype=bool)
+    for item in baseline:
+        key, value = _split(item, "--baseline")
+        if key not in keys:
+            raise ConfigError(f"--baseline {item}: {key!r} is not a key of this report; "
+                              f"keys: {', '.join(keys) or 'none (one configuration)'}")
+        match = _matches(summary[key], value).to_numpy()
+        if not match.any():
+            raise ConfigError(f"--baseline {item}: matches no configuration; values here: {_choices(summary[key])}")
+        hit &= match
+    if hit.sum() != 1:
+        rest = [k for k in keys if k not in {_split(b, '--baseline')[0] for b in baseline}]
+        raise ConfigError(f"--baseline {' '.join(baseline)}: matches {int(hit.sum())} configurations; "
+                          f"pin one with another --baseline on {', '.join(rest) or 'these keys'}")
+    return [int(np.flatnonzero(hit)[0])] * len(summary), "baseline", "the baseline " + ", ".join(baseline)
+
+
+def _compare(runs: pd.DataFrame, summary: pd.DataFrame, keys: list[str], at: str, metric: str,
+             references: list[int | None]) -> pd.DataFrame:
+    """delta (row mean − reference mean), Welch p-value and verdict on `metric` for each row."""
+    samples = {values: _values(g[g["status"] == "ok"], f"{at}.{metric}") for values, g in _groups(runs, keys)}
+    names = [tuple(r[k] for k in keys) for _, r in summary.iterrows()]
+    delta, p, verdict = [], [], []
+    for i, ref in enumerate(references):
+        if ref is None:
+            delta.append(math.nan), p.append(math.nan), verdict.append("no reference")
+        elif ref == i:
+            delta.append(0.0), p.append(math.nan), verdict.append("reference")
+        else:
+            a, b = samples[names[i]], samples[names[ref]]
+            delta.append(float(a.mean() - b.mean()) if len(a) and len(b) else math.nan)
+            p_i, v = welch(a, b)
+            p.append(p_i), verdict.append(v)
+    return summary.assign(delta=delta, p_value=p, verdict=verdict)
+
+
+def build(runs: pd.DataFrame, keys: list[str], *, at: str = "final", metric: str = "val_acc",
+          baseline: list[str] | None = None, target: float | None = None, show_losses: bool = False) -> Report:
+    """Aggregate, rank on validation accuracy and compare with the reference."""
+    if at not in AT:
+        raise ConfigError(f"--at: {at!r} is invalid; allowed: {', '.join(AT)}")
+    if metric not in METRICS:
+        raise ConfigError(f"--metric: {metric!r} is invalid; allowed: {', '.join(METRICS)}")
+    summary = aggregate(runs, keys, at)
+    first = summary[EXPERIMENT].iloc[0] if EXPERIMENT in keys else None  # folders keep the order given
+    summary = _rank(summary, keys, first).reset_index(drop=True)
+    references, reference, reference_text = _references(summary, keys, baseline or [], first)
+    summary = _compare(runs, summary, keys, at, metric, references)
+    show = [*ACCURACIES, *(m for m in METRICS if m not in ACCURACIES and (show_losses or m == metric))]
+    return Report(summary, keys, at, metric, reference, reference_text, target, tuple(show))
+
+
+def _label(path: Path, paths: list[Path]) -> str:
+    """The folder name, or the path as given when two folders share a name."""
+    names = [p.name for p in paths]
+    return path.name if names.count(path.name) == 1 else str(path)
+
+
+def report(results_dirs: list[Path], *, at: str = "final", metric: str = "val_acc", baseline: list[str] | None = None,
+           target: float | None = None, group_by: list[str] | None = None, filters: list[str] | None = None,
+           show_losses: bool = False) -> Report:
+    """The report of one results folder, or of several side by side (keys must line up)."""
+    if len(set(map(Path.resolve, results_dirs))) < len(results_dirs):
+        raise ConfigError("report: the same results folder is given twice")
+    frames, all_keys = [], []
+    for d in results_dirs:
+        runs, keys = load_runs(d)
+        if runs.empty:
+            raise ConfigError(f"{d}: no finished runs yet")
+        if filters:
+            runs = where(runs, keys, filters)
+        if target is not None:
+            runs = time_to_target(d, runs, target)
+        if group_by:  # a config key that was not swept becomes a column under its own name
+            runs = runs.assign(**{k: runs[_column(runs, k, keys, "--group-by")] for k in group_by})
+            keys = list(group_by)
+        frames.append(runs.assign(**{EXPERIMENT: _label(d, results_dirs)}) if len(results_dirs) > 1 else runs)
+        all_keys.append(keys)
+    keys = all_keys[0]
+    for d, other in zip(results_dirs[1:], all_keys[1:]):
+        if set(other) != set(keys):
+            common = [k for k in keys if k in other]
+            hint = f"compare on common keys with --group-by {' --group-by '.join(common)}" if common else \
+                "they share no swept key"
+            raise ConfigError(f"{results_dirs[0]} and {d} sweep different keys "
+                              f"({', '.join(keys) or 'none'} vs {', '.join(other) or 'none'}); {hint}")
+    runs = pd.concat(frames, ignore_index=True)
+    return build(runs, [EXPERIMENT, *keys] if len(results_dirs) > 1 else keys, at=at, metric=metric,
+                 baseline=baseline, target=target, show_losses=show_losses)
+
+
+def write_tables(results_dir: Path) -> Report:
+    """(Re)write runs.csv and summary.csv (default report: final evaluation, vs the best)."""
     runs, keys = load_runs(results_dir)
-    summary = aggregate(runs, keys)
-    if not runs.empty:
-        atomic_write(results_dir / "runs.csv", runs.to_csv(index=False))
-        atomic_write(results_dir / "summary.csv", summary.to_csv(index=False))
-    return summary, keys
+    if runs.empty:
+        raise ConfigError(f"{results_dir}: no finished runs yet")
+    result = build(runs, keys)
+    atomic_write(results_dir / "runs.csv", runs.to_csv(index=False))
+    atomic_write(results_dir / "summary.csv", result.summary.to_csv(index=False))
+    return result
 
 
-def _pm(mean: float, std: float) -> str:
+# ---------------------------------------------------------------- display
+
+
+def _num(value: float, scale: float, digits: int) -> str:
+    return f"{scale * value:.{digits}f}"
+
+
+def _stat(row: pd.Series, prefix: str, scale: float, digits: int) -> str:
+    """'mean ± std' and, on a second line, the 95% CI; one value alone when n = 1."""
+    mean, std = row[f"{prefix}_mean"], row[f"{prefix}_std"]
     if math.isnan(mean):
-        return "–"
-    return f"{100 * mean:.1f} ± {100 * std:.1f}"
+        return MISSING
+    if math.isnan(std):
+        return _num(mean, scale, digits)
+    lo, hi = row[f"{prefix}_ci_low"], row[f"{prefix}_ci_high"]
+    return (f"{_num(mean, scale, digits)} ± {_num(std, scale, digits)}\n"
+            f"[{_num(lo, scale, digits)}, {_num(hi, scale, digits)}]")
+
+
+def _scale(metric: str) -> tuple[float, int]:
+    return (100.0, 1) if metric in ACCURACIES else (1.0, 3)
+
+
+def _versus(row: pd.Series, metric: str) -> str:
+    verdict = row["verdict"]
+    if verdict in ("reference", "no reference", TOO_FEW):
+        return verdict
+    scale, digits = _scale(metric)
+    delta = f"{scale * row['delta']:+.{digits}f}" if not math.isnan(row["delta"]) else MISSING
+    if verdict == "identical":
+        return f"{delta}, identical"
+    p = row["p_value"]
+    return f"{delta}, p{'<0.001' if p < 0.001 else f'={p:.3f}'}" + (" *" if verdict == "significant" else "")
 
 
 def _status(row: pd.Series) -> str:
@@ -110,37 +414,114 @@ def _status(row: pd.Series) -> str:
     return ", ".join(parts) or "ok"
 
 
-def display_rows(summary: pd.DataFrame, keys: list[str]) -> tuple[list[str], list[list[str]]]:
-    header = [*keys, "seeds", *SHOWN.values(), "status"]
-    rows = [
-        [*(str(r[k]) for k in keys), str(r["n"]), *(_pm(r[f"{m}_mean"], r[f"{m}_std"]) for m in SHOWN), _status(r)]
-        for _, r in summary.iterrows()
-    ]
+def _epoch(row: pd.Series) -> str:
+    mean, std = row["epoch_mean"], row["epoch_std"]
+    if math.isnan(mean):
+        return MISSING
+    return f"{mean:g}" if math.isnan(std) or std == 0 else f"{mean:.1f} ± {std:.1f}"
+
+
+def display_rows(rep: Report) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of strings shared by the terminal, markdown and LaTeX tables."""
+    header = [*rep.keys, "n", "epoch", *(LABELS[m] for m in rep.show), f"vs {rep.reference}"]
+    if rep.target is not None:
+        header += [f"reached {rep.target:g}", *(f"{u} to {rep.target:g}" for u in ("epochs", "steps", "seconds"))]
+    troubled = bool(rep.summary[["diverged", "failed"]].to_numpy().any())  # a status column only when needed
+    header += ["status"] * troubled
+    rows = []
+    for _, r in rep.summary.iterrows():
+        row = [*(str(r[k]) for k in rep.keys), str(r["n"]), _epoch(r),
+               *(_stat(r, m, *_scale(m)) for m in rep.show), _versus(r, rep.metric)]
+        if rep.target is not None:
+            row += [f"{r['reached']}/{r['runs']}", _stat(r, "ttt_epoch", 1, 1), _stat(r, "ttt_step", 1, 0),
+                    _stat(r, "ttt_seconds", 1, 1)]
+        rows.append(row + [_status(r)] * troubled)
     return header, rows
 
 
-def rich_table(summary: pd.DataFrame, keys: list[str], title: str) -> Table:
-    header, rows = display_rows(summary, keys)
-    table = Table(title=title, caption="mean ± std over seeds at the final evaluation; sorted by validation accuracy")
+def _difference(metric: str) -> str:
+    return LABELS[metric].removesuffix(" %") + (" (percentage points)" if metric in ACCURACIES else "")
+
+
+def caption(rep: Report) -> list[str]:
+    """What the numbers are, and the final figure: test accuracy of the best by validation."""
+    n_tests = int(rep.summary["verdict"].isin(["significant", "not significant"]).sum())
+    lines = [
+        f"mean ± std over seeds [{CONFIDENCE:.0%} CI, t-distribution] at {AT[rep.at]} of each run; "
+        f"n = runs that finished ok; ranked by validation accuracy.",
+        f"vs: difference in {_difference(rep.metric)} from {rep.reference_text}; * p < {ALPHA} (Welch's t-test, "
+        f"{n_tests} comparisons, not corrected for multiple testing).",
+    ]
+    if rep.target is not None:
+        lines.append(f"time to target: first evaluation with validation accuracy >= {rep.target:g}, "
+                     f"over the runs that reached it.")
+    for _, r in rep.best().iterrows():
+        name = ", ".join(f"{k}={r[k]}" for k in rep.keys) or "the only configuration"
+        test = _stat(r, "test_acc", 100.0, 1).replace("\n", " ")
+        warn = f" ({_status(r)} among {r['runs']} runs)" if _status(r) != "ok" else ""
+        lines.append(f"best by validation accuracy: {name}: test accuracy {test} % (n = {r['n']}){warn}.")
+    return lines
+
+
+def rich_table(rep: Report, title: str) -> Table:
+    header, rows = display_rows(rep)
+    table = Table(title=title, caption="\n".join(caption(rep)), caption_justify="left")
     for i, h in enumerate(header):
-        table.add_column(h, justify="left" if i < len(keys) else "right", no_wrap=True)
-    for row in rows:
-        table.add_row(*row)
+        # in a narrow terminal cells wrap between words, never cut to '…'
+        words = max(len(w) for text in [h, *(r[i] for r in rows)] for w in text.split())
+        table.add_column(h, justify="left" if i < len(rep.keys) else "right", overflow="fold", min_width=words)
+    comparing = EXPERIMENT in rep.keys
+    for i, row in enumerate(rows):
+        # when comparing experiments, a rule after the rows of each configuration
+        last = i + 1 == len(rows) or rows[i + 1][1:len(rep.keys)] != row[1:len(rep.keys)]
+        table.add_row(*(Text(c) for c in row), end_section=comparing and last)
     return table
 
 
-def markdown(summary: pd.DataFrame, keys: list[str]) -> str:
-    header, rows = display_rows(summary, keys)
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
+def render(rep: Report, title: str) -> str:
+    """The terminal table as plain text, as wide as it needs: files and pipes have no reason to wrap it."""
+    table = rich_table(rep, title)
+    console = Console(file=io.StringIO(), width=Console(width=10**4).measure(table).maximum, color_system=None)
+    console.print(table)
+    return console.file.getvalue()
 
 
-def export(summary: pd.DataFrame, keys: list[str], fmt: str) -> str:
+def markdown(rep: Report) -> str:
+    header, rows = display_rows(rep)
+    esc = lambda s: s.replace("\n", " ").replace("|", "\\|")  # noqa: E731
+    lines = ["| " + " | ".join(map(esc, header)) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(map(esc, r)) + " |" for r in rows]
+    return "\n".join(lines) + "\n\n" + "\n".join(f"_{esc(c)}_  " for c in caption(rep)) + "\n"
+
+
+_LATEX = str.maketrans({"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                        "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                        ">": r"\textgreater{}"})
+
+
+def latex(rep: Report) -> str:
+    header, rows = display_rows(rep)
+    frame = pd.DataFrame([[c.replace("\n", " ") for c in r] for r in rows], columns=header)
+    text = frame.to_latex(index=False, escape=True, caption=" ".join(caption(rep)).translate(_LATEX),
+                          column_format="l" * len(rep.keys) + "r" * (len(header) - len(rep.keys)))
+    # our only non-ASCII characters, and '<' (¡ in the default OT1 font), spelled so any LaTeX compiles them
+    return text.replace("±", r"$\pm$").replace(MISSING, "--").replace("<", r"\textless{}")
+
+
+def export(rep: Report, fmt: str) -> str:
+    """The report as text: csv / json carry every number, the others the display table."""
     if fmt == "csv":
-        return summary.to_csv(index=False)
+        return rep.summary.to_csv(index=False)
     if fmt == "json":
-        return summary.to_json(orient="records", indent=2) + "\n"
+        meta = {"at": rep.at, "ranked_by": "val_acc", "compared_on": rep.metric, "reference": rep.reference_text,
+                "alpha": ALPHA, "confidence": CONFIDENCE, "target": rep.target, "keys": rep.keys}
+        doc = {**meta, "best": json.loads(rep.best().to_json(orient="records", double_precision=15)),
+               "configurations": json.loads(rep.summary.to_json(orient="records", double_precision=15))}
+        return json.dumps(doc, indent=2) + "\n"
     if fmt == "markdown":
-        return markdown(summary, keys)
+        return markdown(rep)
+    if fmt == "latex":
+        return latex(rep)
+    if fmt == "table":
+        return render(rep, title="")
     raise ValueError(f"unknown format {fmt!r}")
