@@ -150,8 +150,8 @@ def aggregate(runs: pd.DataFrame, keys: list[str], at: str = "final") -> pd.Data
     for values, g in _groups(runs, keys):
         ok = g[g["status"] == "ok"]
         row: dict[str, Any] = dict(zip(keys, values))
-        row.update(at=at, runs=len(g), n=len(ok), diverged=int((g["status"] == "diverged").sum()),
-                   failed=int((g["status"] == "failed").sum()))
+        row.update(n=len(ok), diverged=int((g["status"] == "diverged").sum()),
+                   failed=int((g["status"] == "failed").sum()), runs=len(g), at=at)
         for m in ["epoch", *METRICS]:
             row.update({f"{m}_{k}": v for k, v in describe(_values(ok, f"{at}.{m}")).items()})
         if "ttt.step" in g:
@@ -455,6 +455,8 @@ def caption(rep: Report) -> list[str]:
     if rep.target is not None:
         lines.append(f"time to target: first evaluation with validation accuracy >= {rep.target:g}, "
                      f"over the runs that reached it.")
+    if rep.best().empty:
+        lines.append("no configuration has a validation accuracy (data.val_size: 0?): none is picked as best.")
     for _, r in rep.best().iterrows():
         name = ", ".join(f"{k}={r[k]}" for k in rep.keys) or "the only configuration"
         test = _stat(r, "test_acc", 100.0, 1).replace("\n", " ")
