@@ -85,9 +85,9 @@ class Cost:
     error: str | None = None  # the model cannot be built: the run would fail
 
 
-def _train_samples(cfg: Config) -> int | None:
-    """Training-set size after train_size and val_size, from the dataset's registry info."""
-    info = DATASETS[cfg.data.dataset].info
+def _train_samples(cfg: Config, info: dict[str, Any]) -> int | None:
+    """Training-set size after train_size and val_size, from the dataset's registry info
+    (its `size`, e.g. "4000 train / 1000 test"): the data itself may not even be downloaded."""
     match = re.match(r"\s*([\d,_]+)\s*train", str(info.get("size", "")))
     if match is None:
         return None
@@ -115,12 +115,20 @@ def costs(specs: list[sweep.RunSpec]) -> list[Cost]:
 
 def _cost(cfg: Config) -> Cost:
     info = DATASETS[cfg.data.dataset].info
+    n_train = _train_samples(cfg, info)
+    steps = schedule(n_train, cfg.train)[2] if n_train and n_train > 0 else None
+    if "shape" not in info or "classes" not in info:
+        return Cost(steps=steps)
     try:
-        n_params = _n_params(cfg.model, tuple(info["shape"]), int(info["classes"]))
+        return Cost(_n_params(cfg.model, tuple(info["shape"]), int(info["classes"])), steps)
     except Exception as e:  # noqa: BLE001 - any build error is what the run itself would hit
-        return Cost(error=f"{type(e).__name__}: {e}".splitlines()[0])
-    n_train = _train_samples(cfg)
-    return Cost(n_params, schedule(n_train, cfg.train)[2] if n_train and n_train > 0 else None)
+        return Cost(steps=steps, error=f"{type(e).__name__}: {e}".splitlines()[0])
+
+
+def _approx(n: int) -> str:
+    """3 significant digits, also for integers too large for a float (train.steps: 1e400)."""
+    digits = str(n)
+    return f"{n:.3g}" if len(digits) < 300 else f"{digits[0]}.{digits[1:3]}e+{len(digits) - 1}"
 
 
 def describe(specs: list[sweep.RunSpec], todo: list[sweep.RunSpec], run_costs: list[Cost]) -> str:
@@ -129,10 +137,10 @@ def describe(specs: list[sweep.RunSpec], todo: list[sweep.RunSpec], run_costs: l
     todo_costs = [by_id[s.run_id] for s in todo]
     known = [c.n_params * c.steps for c in todo_costs if c.n_params is not None and c.steps is not None]
     line = f"{len(specs)} runs: {len(specs) - len(todo)} finished, {len(todo)} to train"
-    if todo:
-        line += f"; about {sum(known):.3g} parameters x steps to train"
-        if len(known) < len(todo):
-            line += f" ({len(todo) - len(known)} runs not estimated)"
+    if known:
+        line += f"; about {_approx(sum(known))} parameters x steps to train"
+    if len(known) < len(todo):
+        line += f"; {len(todo) - len(known)} runs not estimated"
     broken = [c.error for c in todo_costs if c.error]
     if broken:
         line += f"; {len(broken)} runs would fail to build their model ({broken[0]})"
