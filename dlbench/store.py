@@ -139,6 +139,8 @@ class Store:
         except OSError as e:
             raise ConfigError(f"--out {self.root.parent}: cannot create the results folder: {e}") from None
         try:
+            if self.root.exists() and not self.root.is_dir():
+                raise ConfigError(f"{self.root} is a file, not a results folder: remove it or use another name")
             archived = self._move_aside() if force_new else None
             self.recover()
             self.check(record)
