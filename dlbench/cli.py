@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -11,10 +12,12 @@ from typing import Annotated, Callable, NoReturn, Optional, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from dlbench import config as config_mod
+from dlbench import plan
 from dlbench import report as report_mod
 from dlbench import sweep
 from dlbench.config import ConfigError
@@ -56,7 +59,7 @@ Metric = Enum("Metric", {m: m for m in report_mod.METRICS}, type=str)  # type: i
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """Inside a command: one line on stderr, then exit."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -80,18 +83,29 @@ SetOption = Annotated[
 ]
 
 
-def _load(config: Path, sets: list[str] | None) -> tuple[config_mod.Config, list[sweep.RunSpec], dict]:
+MaxRunsOption = Annotated[int, typer.Option("--max-runs", min=1,
+                                             help="A sweep of more runs than this needs --yes.")]
+YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Go ahead with a sweep over --max-runs runs.")]
+
+
+def _load(config: Path, sets: list[str] | None, max_runs: int = plan.DEFAULT_MAX_RUNS,
+          yes: bool = False) -> tuple[config_mod.Config, list[sweep.RunSpec], dict]:
     cfg, raw = config_mod.load(config, sets or [])
-    return cfg, sweep.expand(cfg, raw), raw
+    plan.check_size(plan.planned_runs(cfg), max_runs, yes, cfg.name)  # before expanding a huge grid
+    specs = plan.unique(sweep.expand(cfg, raw))
+    plan.check_size(len(specs), max_runs, yes, cfg.name)
+    return cfg, specs, raw
 
 
-def _runs_table(specs: list[sweep.RunSpec]) -> Table:
+def _runs_table(specs: list[sweep.RunSpec], costs: list[plan.Cost], finished: dict[str, str]) -> Table:
     keys = sweep.swept_keys(specs)
     table = Table(title=f"{len(specs)} runs")
-    for h in ["#", "run id", *keys, "seed"]:
+    for h in ["#", "run id", *keys, "seed", "params", "steps", "state"]:
         table.add_column(h)
-    for i, s in enumerate(specs, 1):
-        table.add_row(str(i), s.run_id, *(str(s.params.get(k, "–")) for k in keys), str(s.seed))
+    for i, (s, c) in enumerate(zip(specs, costs), 1):
+        table.add_row(str(i), s.run_id, *(str(s.params.get(k, "–")) for k in keys), str(s.seed),
+                      f"{c.n_params:,}" if c.n_params is not None else "?", f"{c.steps:,}" if c.steps else "?",
+                      finished.get(s.run_id, "to train"))
     return table
 
 
@@ -103,55 +117,86 @@ def run(
     device: Annotated[Optional[Device], typer.Option(help="Where to train; overrides train.device.")] = None,
     out: Annotated[Path, typer.Option(help="Results root; runs go to OUT/<name>/.")] = Path("results"),
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the expanded runs and train nothing.")] = False,
+    rerun: Annotated[Optional[plan.Rerun], typer.Option(help="Train again finished runs that failed, or all.")] = None,
+    fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop at the first failed run.")] = False,
+    force_new: Annotated[bool, typer.Option("--force-new", help="Move OUT/<name>/ aside and start afresh.")] = False,
+    max_runs: MaxRunsOption = plan.DEFAULT_MAX_RUNS,
+    yes: YesOption = False,
 ) -> None:
     """Expand CONFIG into runs, train them, save results/<name>/ and print the comparison table.
 
-    Runs already finished in the results folder are skipped, so re-running a
-    sweep resumes it. Exit code: 0 all runs ok or diverged, 1 some run failed,
-    2 bad input.
+    Runs already finished in the results folder (ok, diverged or failed) are
+    skipped, so re-running a sweep resumes it; Ctrl-C saves what finished and
+    exits 130. Exit code: 0 all runs ok or diverged, 1 some run failed,
+    2 bad input or a refused folder, 130 interrupted.
     """
     from dlbench.executors import EXECUTORS
     from dlbench.store import Store
     from dlbench.train import resolve_device
 
     overrides = list(sets or []) + ([f"train.device={device.value}"] if device else [])
-    cfg, specs, raw = _load(config, overrides)
+    cfg, specs, raw = _load(config, overrides, max_runs, yes)
+    store = Store(out / cfg.name)  # cfg.name is one plain path component: no ../ escapes
+    record = plan.experiment_record(cfg, specs)
     if dry_run:
-        console.print(_runs_table(specs))
+        finished = {} if force_new else store.finished()
+        if not force_new:
+            store.check(record)
+        costs = plan.costs(specs)
+        console.print(_runs_table(specs, costs, finished))
+        console.print(plan.describe(specs, plan.select(specs, finished, rerun), costs))
         return
     dev = resolve_device(cfg.train.device)
-    store = Store(out / cfg.name)
-    store.begin(raw)
-    done = store.finished()
-    todo = [s for s in specs if done.get(s.run_id) not in ("ok", "diverged")]
-    if len(todo) < len(specs):
-        console.print(f"{len(specs) - len(todo)} of {len(specs)} runs already finished in {store.root}; skipping them")
 
-    n_failed = 0
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TimeRemainingColumn()]
-    with Progress(*columns, console=err_console, transient=False) as progress:
-        overall = progress.add_task(f"{cfg.name} on {dev.type}", total=len(todo))
-        current = progress.add_task("run", total=1, visible=False)
+    interrupted = False
+    with store.session(record, raw, force_new) as moved:
+        if moved:
+            console.print(f"moved the old results to {moved}", soft_wrap=True)
+        todo = plan.select(specs, store.finished(), rerun)
+        if len(todo) < len(specs):
+            console.print(f"{len(specs) - len(todo)} of {len(specs)} runs already finished in {store.root}; "
+                          "skipping them", soft_wrap=True)
+        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TimeRemainingColumn()]
+        refresh = plan.TableRefresh(store.root)
+        try:
+            with Progress(*columns, console=err_console, transient=False) as progress:
+                overall = progress.add_task(f"{cfg.name} on {dev.type}", total=len(todo))
+                current = progress.add_task("run", total=1, visible=False)
 
-        def on_start(spec: sweep.RunSpec):
-            label = ", ".join(f"{k}={v}" for k, v in spec.params.items())
-            progress.reset(current, total=1, description=f"  {label} seed={spec.seed}"[:70], visible=True)
-            return lambda step, total: progress.update(current, completed=step, total=total)
+                def on_start(spec: sweep.RunSpec):
+                    label = ", ".join(f"{k}={v}" for k, v in spec.params.items())
+                    progress.reset(current, total=1, description=f"  {label} seed={spec.seed}"[:70], visible=True)
+                    return lambda step, total: progress.update(current, completed=step, total=total)
 
-        for result in EXECUTORS["serial"].builder(todo, dev, on_start):
-            store.save(result)
-            if result.status == "failed":
-                n_failed += 1
-                err_console.print(f"[red]run {result.spec.run_id} failed:[/] {result.summary['error']}",
-                                  highlight=False)
-            progress.advance(overall)
-        progress.update(current, visible=False)
+                with contextlib.closing(EXECUTORS["serial"].builder(todo, dev, on_start)) as results:
+                    for result in results:
+                        store.save(result)
+                        progress.advance(overall)
+                        if result.status == "failed":
+                            err_console.print(f"[red]run {result.spec.run_id} failed:[/] "
+                                              f"{escape(result.summary['error'])}", highlight=False, soft_wrap=True)
+                            if fail_fast:
+                                break
+                        refresh.maybe()
+                progress.update(current, visible=False)
+        except KeyboardInterrupt:  # what finished is saved; the run in flight is dropped
+            interrupted = True
+        rep = report_mod.write_tables(store.root) if store.finished() else None
 
-    console.print(report_mod.rich_table(report_mod.write_tables(store.root),
-                                        title=f"{cfg.name}: {cfg.description}".strip(": ")))
+    if rep is not None:
+        console.print(report_mod.rich_table(rep, title=f"{cfg.name}: {cfg.description}".strip(": ")))
     console.print(f"results: {store.root}")
+    status = store.finished()
+    n_done = sum(s.run_id in status for s in specs)
+    n_failed = sum(status.get(s.run_id) == "failed" for s in specs)
+    if interrupted:
+        err_console.print(f"interrupted: {n_done} of {len(specs)} runs finished and saved; "
+                          "run the same command again to resume", soft_wrap=True)
+        raise typer.Exit(130)
     if n_failed:
+        err_console.print(f"{n_failed} of {len(specs)} runs failed (see the status column; "
+                          "--rerun failed trains them again)", soft_wrap=True)
         raise typer.Exit(1)
 
 
@@ -202,9 +247,10 @@ def report(
 
 @app.command()
 @user_errors
-def validate(config: Annotated[Path, typer.Argument(help="Experiment config (YAML).")], sets: SetOption = None) -> None:
+def validate(config: Annotated[Path, typer.Argument(help="Experiment config (YAML).")], sets: SetOption = None,
+             max_runs: MaxRunsOption = plan.DEFAULT_MAX_RUNS, yes: YesOption = False) -> None:
     """Check a config (and its --set overrides) without running it."""
-    cfg, specs, _ = _load(config, sets)
+    cfg, specs, _ = _load(config, sets, max_runs, yes)
     console.print(f"{config}: ok — experiment {cfg.name!r}, {len(specs)} runs")
 
 
@@ -229,7 +275,7 @@ def list_registries() -> None:
 
 
 def _exit(message: str, code: int) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     sys.exit(code)
 
 

@@ -34,6 +34,11 @@ from dlbench.registry import Registry
 class ConfigError(ValueError):
     """A problem with user input; its message is one line, shown without traceback."""
 
+    def __init__(self, message: str) -> None:
+        # user text (YAML keys, --set strings) can carry newlines and control characters:
+        # escape them so the message really is one line
+        super().__init__(re.sub(r"[\x00-\x1f\x7f]", lambda m: repr(m.group())[1:-1], message))
+
 
 def _in(registry: Registry[Any]) -> AfterValidator:
     def check(name: str) -> str:
@@ -52,6 +57,7 @@ def _finite(x: float) -> float:
 
 Finite = Annotated[float, AfterValidator(_finite)]
 NonNegative = Annotated[Finite, Field(ge=0)]
+Seed = Annotated[int, Field(ge=0, lt=2**63)]  # what torch.manual_seed and torch.Generator accept
 Probability = Annotated[Finite, Field(ge=0, lt=1)]
 
 
@@ -66,7 +72,7 @@ class DataConfig(Section):
     train_size: Annotated[int, Field(gt=0)] | None = None
     val_size: Annotated[Finite, Field(ge=0)] = 0.1
     standardize: bool = True
-    seed: int = 0
+    seed: Seed = 0
 
     @field_validator("val_size")
     @classmethod
@@ -113,7 +119,7 @@ class TrainConfig(Section):
     steps: Annotated[int, Field(gt=0)] | None = None
     batch_size: Annotated[int, Field(gt=0)] | Literal["full"] = 100
     eval_every: Annotated[int, Field(gt=0)] = 1
-    seeds: Annotated[list[int], Field(min_length=1)] = [0, 1, 2]
+    seeds: Annotated[list[Seed], Field(min_length=1)] = [0, 1, 2]
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
     @model_validator(mode="after")
@@ -216,8 +222,47 @@ def field_at(key: str) -> type[Section] | None:
 # ---------------------------------------------------------------- YAML and errors
 
 
+MAX_YAML_NODES = 100_000  # after expanding aliases; real configs have a few hundred
+MAX_YAML_DEPTH = 50
+MAX_YAML_CHARS = 100_000  # PyYAML is pure Python: megabytes of YAML take many seconds to parse
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads 1e-3 as a float (YAML 1.1 wants 1.0e-3)."""
+    """SafeLoader that also reads 1e-3 as a float (YAML 1.1 wants 1.0e-3) and refuses
+    documents that only aliases make huge ("billion laughs"), recursive or deeply nested.
+
+    safe_load keeps an alias as a shared reference, but the deep copies, merges and
+    JSON dumps downstream expand it, so the size that matters is the expanded one.
+    """
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        _check_size(node, 1, {}, set())
+        return super().construct_document(node)
+
+
+def _check_size(node: yaml.Node, depth: int, sizes: dict[int, int], open_nodes: set[int]) -> int:
+    """Node count of `node` with every alias expanded (memoized per shared node)."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in open_nodes:
+        raise yaml.YAMLError("recursive alias: a node contains itself")
+    if depth > MAX_YAML_DEPTH:
+        raise yaml.YAMLError(f"nested deeper than {MAX_YAML_DEPTH} levels")
+    open_nodes.add(key)
+    children: list[yaml.Node] = []
+    if isinstance(node, yaml.SequenceNode):
+        children = node.value
+    elif isinstance(node, yaml.MappingNode):
+        children = [n for pair in node.value for n in pair]
+    size = 1
+    for child in children:
+        size += _check_size(child, depth + 1, sizes, open_nodes)
+        if size > MAX_YAML_NODES:
+            raise yaml.YAMLError(f"more than {MAX_YAML_NODES} nodes once aliases are expanded")
+    open_nodes.discard(key)
+    sizes[key] = size
+    return size
 
 
 _Loader.add_implicit_resolver(
@@ -234,14 +279,36 @@ _Loader.add_implicit_resolver(
 )
 
 
+def _bracket_depth(text: str) -> int:
+    """Deepest nesting of [ and { (quotes ignored, so it can only overestimate).
+
+    PyYAML's scanner is quadratic in flow nesting depth: check before parsing.
+    """
+    depth = deepest = 0
+    for ch in text:
+        if ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth = max(depth - 1, 0)
+    return deepest
+
+
 def parse_yaml(text: str, source: str) -> Any:
+    if len(text) > MAX_YAML_CHARS:
+        raise ConfigError(f"{source}: invalid YAML: {len(text):,} characters, more than the {MAX_YAML_CHARS:,} "
+                          "a config may have")
+    if _bracket_depth(text) > 2 * MAX_YAML_DEPTH:
+        raise ConfigError(f"{source}: invalid YAML: nested deeper than {MAX_YAML_DEPTH} levels")
     try:
         return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+    except RecursionError:  # PyYAML composes nested collections recursively
+        raise ConfigError(f"{source}: invalid YAML: nested deeper than {MAX_YAML_DEPTH} levels") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        where = f": line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(f"{source}:{where}: invalid YAML: {problem}") from None
+        raise ConfigError(f"{source}{where}: invalid YAML: {problem}") from None
 
 
 def read_yaml_file(path: str | Path) -> dict[str, Any]:
@@ -249,6 +316,8 @@ def read_yaml_file(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise ConfigError(f"config file {str(p)!r} not found (expected a YAML file)")
     try:
+        if p.stat().st_size > 4 * MAX_YAML_CHARS:  # do not even read a huge file (4 bytes per character at most)
+            raise ConfigError(f"{p}: invalid YAML: {p.stat().st_size:,} bytes, more than a config may have")
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"config file {str(p)!r} cannot be read: {e}") from None

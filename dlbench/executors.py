@@ -36,4 +36,4 @@ def serial(specs: list[RunSpec], device: torch.device, on_start: StartRun | None
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as e:  # noqa: BLE001 - isolation: a crashing run is recorded, not fatal
-            yield failed(spec, e)
+            yield failed(spec, e, device)

@@ -1,13 +1,17 @@
-"""The results folder: layout, atomic writes, what is finished.
+"""The results folder: layout, atomic writes, what is finished, one writer at a time.
 
-    results/<name>/experiment.yaml          the config as given (overrides applied)
+    results/<name>/experiment.yaml          the config as last given (overrides applied)
+    results/<name>/experiment.json          what every run here shares (see `check`)
     results/<name>/runs/<run_id>/config.yaml    resolved config of one run
     results/<name>/runs/<run_id>/metrics.csv    one row per evaluation
     results/<name>/runs/<run_id>/summary.json   status, final / best metrics, ...
-    results/<name>/runs.csv, summary.csv    experiment tables (written by report)
+    results/<name>/runs.csv, summary.csv    experiment tables (derived from runs/ by report)
+    results/.<name>.lock                    held by the `dlbench run` writing the folder
 
-A run folder is written complete under a temporary name and renamed into place,
-so a reader sees either the whole run or none of it.
+A run folder is written complete under a hidden temporary name and renamed into
+place, so a reader sees either the whole run or none of it; a run whose folder
+exists is finished. A process killed at any instant leaves at most hidden
+leftovers, which the next `dlbench run` cleans up (`recover`).
 """
 
 from __future__ import annotations
@@ -17,28 +21,53 @@ import io
 import json
 import math
 import os
+import secrets
 import shutil
-import tempfile
+import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
+import filelock
 import yaml
 
+from dlbench.config import ConfigError
 from dlbench.train import METRIC_COLUMNS, RunResult
+
+EXPERIMENT_RECORD = "experiment.json"
+
+
+def _write_synced(path: Path, text: str, mode: str = "w") -> None:
+    with open(path, mode, encoding="utf-8", newline="") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename inside `path` durable (survives power loss, not only a crash)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _temp_name(path: Path, suffix: str) -> Path:
+    # not mkstemp / mkdtemp: they create 0600 / 0700 entries, and results are meant to be shared
+    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{suffix}")
 
 
 def atomic_write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = _temp_name(path, ".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        _write_synced(tmp, text, "x")
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+    _fsync_dir(path.parent)
 
 
 def _json_safe(value: Any) -> Any:
@@ -65,38 +94,131 @@ def metrics_csv(rows: list[dict[str, float]]) -> str:
     return buf.getvalue()
 
 
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict) and value:
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: value}
+
+
+def _first_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
+    if old.get("swept") != new.get("swept"):
+        return f"the swept keys were {old.get('swept')}, now {new.get('swept')}"
+    a, b = _flat(old.get("fixed", {})), _flat(new.get("fixed", {}))
+    for key in sorted(a.keys() | b.keys()):
+        if a.get(key, "unset") != b.get(key, "unset"):
+            return f"{key} was {a.get(key, 'unset')!r}, now {b.get(key, 'unset')!r}"
+    return "its record differs"  # only reachable through a hand-edited experiment.json
+
+
 class Store:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.runs_dir = self.root / "runs"
+        # beside the folder, not in it: --force-new renames the folder while holding the lock
+        self.lock_path = self.root.with_name(f".{self.root.name}.lock")
 
     def run_dir(self, run_id: str) -> Path:
         return self.runs_dir / run_id
 
-    def begin(self, raw_config: dict[str, Any]) -> None:
-        self.runs_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.root / "experiment.yaml", dump_yaml(raw_config))
+    @contextmanager
+    def session(self, record: dict[str, Any], raw_config: dict[str, Any],
+                force_new: bool = False) -> Iterator[Path | None]:
+        """Own the folder for one `dlbench run`: lock it, move it aside if `force_new`
+        (yields where it went), clean up after killed runs, refuse a different experiment.
+        """
+        try:
+            self.root.parent.mkdir(parents=True, exist_ok=True)
+            lock = filelock.FileLock(self.lock_path, timeout=0)
+            lock.acquire()
+        except filelock.Timeout:
+            raise ConfigError(f"{self.root} is being written by another dlbench run (it holds {self.lock_path}); "
+                              "wait for it to finish or use another name") from None
+        except OSError as e:
+            raise ConfigError(f"--out {self.root.parent}: cannot create the results folder: {e}") from None
+        try:
+            if self.root.exists() and not self.root.is_dir():
+                raise ConfigError(f"{self.root} is a file, not a results folder: remove it or use another name")
+            archived = self._move_aside() if force_new else None
+            self.recover()
+            self.check(record)
+            self.runs_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write(self.root / "experiment.yaml", dump_yaml(raw_config))
+            atomic_write(self.root / EXPERIMENT_RECORD, json.dumps(record, indent=2, sort_keys=True) + "\n")
+            yield archived
+        finally:
+            lock.release()
+
+    def _move_aside(self) -> Path | None:
+        if not self.root.exists() or not any(self.root.iterdir()):
+            return None
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        dest, n = self.root.with_name(f"{self.root.name}.{stamp}"), 1
+        while dest.exists():
+            n += 1
+            dest = self.root.with_name(f"{self.root.name}.{stamp}-{n}")
+        self.root.rename(dest)
+        return dest
+
+    def recover(self) -> None:
+        """Clean up what a killed `dlbench run` left: hidden half-written run folders are
+        deleted; a finished run moved aside to be replaced (`.<id>.old`) is put back
+        when its replacement never arrived. Call with the lock held."""
+        if not self.runs_dir.is_dir():
+            return
+        for entry in self.runs_dir.iterdir():
+            if not entry.name.startswith("."):
+                continue
+            run_id = entry.name[1:].removesuffix(".old")
+            if entry.name.endswith(".old") and not self.run_dir(run_id).exists():
+                entry.rename(self.run_dir(run_id))
+            elif entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+
+    def check(self, record: dict[str, Any]) -> None:
+        """One experiment, one folder: refuse to add runs that differ from the ones here in
+        anything but the values of the swept keys (grid, random search, seeds)."""
+        f = self.root / EXPERIMENT_RECORD
+        if not f.is_file() or not self.finished():
+            return
+        try:
+            old = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"{f}: cannot read ({e}); use --force-new to move the old results aside") from None
+        if old != record:
+            raise ConfigError(
+                f"{self.root} holds runs of a different experiment ({_first_difference(old, record)}); "
+                "only the values of swept keys (grid, random, train.seeds) may change between sweeps into one "
+                "folder: give the experiment another name (--set name=...) or pass --force-new to move the old "
+                "results aside")
 
     def save(self, result: RunResult) -> Path:
-        """Write one run's folder complete, then move it into place."""
+        """Write one run's folder complete, then rename it into place."""
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         final = self.run_dir(result.spec.run_id)
-        tmp = Path(tempfile.mkdtemp(dir=self.runs_dir, prefix=f".{result.spec.run_id}."))
+        tmp = _temp_name(final, "")
+        tmp.mkdir()
         try:
-            (tmp / "config.yaml").write_text(dump_yaml(result.spec.config.model_dump(mode="json")))
-            (tmp / "metrics.csv").write_text(metrics_csv(result.metrics))
-            (tmp / "summary.json").write_text(json.dumps(_json_safe(result.summary), indent=2))
-            for f in tmp.iterdir():
-                with open(f, "rb") as fh:
-                    os.fsync(fh.fileno())
-            if final.exists():  # a rerun replaces the old folder; move it aside first
+            _write_synced(tmp / "config.yaml", dump_yaml(result.spec.config.model_dump(mode="json")))
+            _write_synced(tmp / "metrics.csv", metrics_csv(result.metrics))
+            _write_synced(tmp / "summary.json", json.dumps(_json_safe(result.summary), indent=2))
+            if final.exists():  # a rerun replaces the old folder; `recover` undoes a half-done swap
                 old = final.with_name(f".{final.name}.old")
                 shutil.rmtree(old, ignore_errors=True)
                 final.rename(old)
-                tmp.rename(final)
+                try:
+                    tmp.rename(final)
+                except BaseException:
+                    old.rename(final)
+                    raise
                 shutil.rmtree(old, ignore_errors=True)
             else:
                 tmp.rename(final)
+            _fsync_dir(self.runs_dir)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -111,7 +233,10 @@ class Store:
             f = d / "summary.json"
             if d.name.startswith(".") or not f.is_file():
                 continue
-            out.append(json.loads(f.read_text()))
+            try:
+                out.append(json.loads(f.read_text(encoding="utf-8")))
+            except (OSError, ValueError):  # damaged by hand or by a disk error: not finished, so rerun
+                continue
         return out
 
     def finished(self) -> dict[str, str]:

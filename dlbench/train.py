@@ -178,12 +178,12 @@ def _device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def failed(spec: RunSpec, error: BaseException) -> RunResult:
+def failed(spec: RunSpec, error: BaseException, device: torch.device | None = None) -> RunResult:
     """A run that raised: recorded, not fatal to the sweep."""
     message = f"{type(error).__name__}: {error}".splitlines()[0]
     summary = {
         "run_id": spec.run_id, "name": spec.name, "seed": spec.seed, "params": spec.params,
         "status": "failed", "error": message, "traceback": traceback.format_exception(error),
-        "versions": versions(),
+        "device": _device_name(device) if device is not None else None, "versions": versions(),
     }
     return RunResult(spec, "failed", [], summary)

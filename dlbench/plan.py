@@ -1,0 +1,164 @@
+"""What one `dlbench run` will do, decided before anything trains.
+
+- `check_size`: a sweep of more than `--max-runs` runs needs `--yes`; counted from
+  the config before expanding it, so a hostile grid (10 keys x 10 values) is
+  refused instead of being expanded for hours.
+- `select`: which runs to train, given the finished ones and `--rerun`.
+- `costs`: parameters and steps of each run (model built on the meta device, no
+  memory, no data loaded), for `--dry-run`'s estimate of the work.
+- `experiment_record`: what all runs into one results folder must share.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dlbench import models, sweep
+from dlbench.config import Config, ConfigError
+from dlbench.data import DATASETS, _count
+from dlbench.report import write_tables
+from dlbench.train import schedule
+
+DEFAULT_MAX_RUNS = 1000
+FINISHED = ("ok", "diverged", "failed")
+
+
+class Rerun(str, Enum):
+    failed = "failed"
+    all = "all"
+
+
+def check_size(n_runs: int, max_runs: int, yes: bool, name: str) -> None:
+    if n_runs > max_runs and not yes:
+        raise ConfigError(f"experiment {name!r} has {n_runs:,} runs, more than --max-runs {max_runs:,}; "
+                          "pass --yes to go ahead (or raise --max-runs)")
+
+
+def planned_runs(cfg: Config) -> int:
+    """grid points x random trials x seeds, without expanding (grids that sweep seeds may differ)."""
+    points = math.prod(len(values) for values in cfg.grid.values())
+    return points * (cfg.random.trials if cfg.random else 1) * len(cfg.train.seeds)
+
+
+def unique(specs: list[sweep.RunSpec]) -> list[sweep.RunSpec]:
+    """Drop repeated runs (a grid listing a value twice, two grid points resolving to the same
+    config): a run id is trained and stored once."""
+    first: dict[str, sweep.RunSpec] = {}
+    for s in specs:
+        first.setdefault(s.run_id, s)
+    return list(first.values())
+
+
+def select(specs: list[sweep.RunSpec], finished: dict[str, str], rerun: Rerun | None) -> list[sweep.RunSpec]:
+    """The runs to train: unfinished ones (a killed run left no folder, so it is unfinished),
+    plus finished failed ones with --rerun failed, plus everything with --rerun all."""
+    again = {Rerun.all: FINISHED, Rerun.failed: ("failed",), None: ()}[rerun]
+    return [s for s in specs if finished.get(s.run_id) in (None, *again)]
+
+
+def experiment_record(cfg: Config, specs: list[sweep.RunSpec]) -> dict[str, Any]:
+    """The swept keys and the resolved settings every run shares (see Store.check)."""
+    swept = sorted({*cfg.grid, *(cfg.random.space if cfg.random else ())})
+    fixed = sweep.identity(specs[0].config, specs[0].seed)
+    del fixed["seed"]
+    for key in swept:
+        *parents, last = key.split(".")
+        node = fixed
+        for part in parents:
+            node = node.get(part, {})
+        node.pop(last, None)
+    return {"swept": swept, "fixed": fixed}
+
+
+@dataclass(frozen=True)
+class Cost:
+    n_params: int | None = None
+    steps: int | None = None
+    error: str | None = None  # the model cannot be built: the run would fail
+
+
+def _train_samples(cfg: Config, info: dict[str, Any]) -> int | None:
+    """Training-set size after train_size and val_size, from the dataset's registry info
+    (its `size`, e.g. "4000 train / 1000 test"): the data itself may not even be downloaded."""
+    match = re.match(r"\s*([\d,_]+)\s*train", str(info.get("size", "")))
+    if match is None:
+        return None
+    n = int(match.group(1).replace(",", "").replace("_", ""))
+    if cfg.data.train_size is not None:
+        n = min(n, cfg.data.train_size)
+    return n - _count(cfg.data.val_size, n)
+
+
+def _n_params(model_cfg: Any, shape: tuple[int, ...], classes: int) -> int:
+    with torch.device("meta"):  # parameters without memory: a 10^12-weight model costs nothing here
+        return models.count_parameters(models.build(model_cfg, shape, classes))
+
+
+def costs(specs: list[sweep.RunSpec]) -> list[Cost]:
+    cache: dict[str, Cost] = {}  # runs differing only in seed or optimizer cost the same
+    out = []
+    for spec in specs:
+        key = spec.config.model_dump_json(include={"model", "data", "train"}, exclude={"train": {"seeds"}})
+        if key not in cache:
+            cache[key] = _cost(spec.config)
+        out.append(cache[key])
+    return out
+
+
+def _cost(cfg: Config) -> Cost:
+    info = DATASETS[cfg.data.dataset].info
+    n_train = _train_samples(cfg, info)
+    steps = schedule(n_train, cfg.train)[2] if n_train and n_train > 0 else None
+    if "shape" not in info or "classes" not in info:
+        return Cost(steps=steps)
+    try:
+        return Cost(_n_params(cfg.model, tuple(info["shape"]), int(info["classes"])), steps)
+    except Exception as e:  # noqa: BLE001 - any build error is what the run itself would hit
+        return Cost(steps=steps, error=f"{type(e).__name__}: {e}".splitlines()[0])
+
+
+def _approx(n: int) -> str:
+    """3 significant digits, also for integers too large for a float (train.steps: 1e400)."""
+    digits = str(n)
+    return f"{n:.3g}" if len(digits) < 300 else f"{digits[0]}.{digits[1:3]}e+{len(digits) - 1}"
+
+
+def describe(specs: list[sweep.RunSpec], todo: list[sweep.RunSpec], run_costs: list[Cost]) -> str:
+    """The dry-run's bottom line: run counts and parameters x steps of what would train."""
+    by_id = {s.run_id: c for s, c in zip(specs, run_costs)}
+    todo_costs = [by_id[s.run_id] for s in todo]
+    known = [c.n_params * c.steps for c in todo_costs if c.n_params is not None and c.steps is not None]
+    line = f"{len(specs)} runs: {len(specs) - len(todo)} finished, {len(todo)} to train"
+    if known:
+        line += f"; about {_approx(sum(known))} parameters x steps to train"
+    if len(known) < len(todo):
+        line += f"; {len(todo) - len(known)} runs not estimated"
+    broken = [c.error for c in todo_costs if c.error]
+    if broken:
+        line += f"; {len(broken)} runs would fail to build their model ({broken[0]})"
+    return line
+
+
+class TableRefresh:
+    """Rewrite runs.csv / summary.csv now and then during a sweep, so after a kill -9 they lag
+    the run folders by a bounded amount (they are always rewritten at the end, and by
+    `dlbench report`). Rewriting reads every run, so it is spaced out by its own cost."""
+
+    def __init__(self, root: Path, every_s: float = 30.0) -> None:
+        self.root, self.every_s, self.last = root, every_s, time.monotonic()
+
+    def maybe(self) -> None:
+        if time.monotonic() - self.last < self.every_s:
+            return
+        start = time.monotonic()
+        write_tables(self.root)
+        self.last = time.monotonic()
+        self.every_s = max(self.every_s, 10 * (self.last - start))
