@@ -86,8 +86,11 @@ def _load(config: Path, sets: list[str] | None) -> tuple[config_mod.Config, list
 
 
 def _prepare_data(specs: list[sweep.RunSpec], device: str) -> None:
-    """Load each distinct data section once before anything runs, so a missing dataset or an
-    impossible split is one line and exit 2, not a sweep of failed runs (and the runs reuse the cache)."""
+    """Load each distinct data section of the sweep once, before any run starts.
+
+    A missing dataset or an impossible split is then one line and exit code 2, not a
+    sweep of failed runs; the runs reuse what was loaded (data.prepare caches it).
+    """
     from dlbench import data
 
     for cfg in {s.config.data.model_dump_json(): s.config.data for s in specs}.values():

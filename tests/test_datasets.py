@@ -8,8 +8,8 @@ cannot match the real checksums). Every registered dataset is loaded.
 from __future__ import annotations
 
 import pickle
+import shutil
 import struct
-import sys
 from pathlib import Path
 from urllib.error import URLError
 
@@ -19,7 +19,7 @@ import torch
 import torchvision.datasets.cifar
 import torchvision.datasets.mnist
 
-from dlbench import cli, config, sweep
+from dlbench import config, sweep
 from dlbench.config import ConfigError, DataConfig
 from dlbench.data import DATASETS, prepare, toy_options
 from dlbench.models import MODELS, build, count_parameters
@@ -61,9 +61,11 @@ def fake_images(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def written(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, tuple[np.ndarray, np.ndarray]]]:
-    """A data root holding tiny MNIST, Fashion-MNIST and CIFAR-10; returns it and the arrays written."""
-    root = tmp_path_factory.mktemp("data")
+def written(tmp_path_factory: pytest.TempPathFactory,
+            data_root: Path) -> tuple[Path, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """A data root holding tiny MNIST, Fashion-MNIST and CIFAR-10 (and MNIST-1D); returns it and the arrays written."""
+    root = tmp_path_factory.mktemp("torchvision")
+    shutil.copy(data_root / "mnist1d.npz", root)  # generated once per session by the real loader (conftest)
     rng = np.random.default_rng(0)
     arrays = {}
     for name, folder in (("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")):
@@ -168,23 +170,10 @@ def test_toy_sets_are_seeded_sized_and_shaped_by_their_options(name: str, tmp_pa
     assert toy_options(data_cfg(name, tmp_path)) == opts
 
 
-def run_main(args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    """The console entry point in-process: exit code and stderr."""
-    monkeypatch.setattr(sys, "argv", ["dlbench", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main()
-    return exit_info.value.code, capsys.readouterr().err
-
-
-def write_config(path: Path, text: str) -> Path:
-    path.write_text(text)
-    return path
-
-
 @pytest.mark.parametrize("download", [False, True])
 @pytest.mark.parametrize("name", TORCHVISION)
 def test_missing_dataset_is_one_line_and_exit_2_before_any_run(name: str, download: bool, tmp_path: Path,
-                                                               monkeypatch, capsys) -> None:
+                                                               monkeypatch, cli) -> None:
     def offline(*args: object, **kwargs: object) -> None:
         raise URLError("offline (simulated)")
 
@@ -192,12 +181,13 @@ def test_missing_dataset_is_one_line_and_exit_2_before_any_run(name: str, downlo
     monkeypatch.setattr(torchvision.datasets.mnist, "download_and_extract_archive", offline)
     monkeypatch.setattr(torchvision.datasets.cifar, "download_and_extract_archive", offline)
     empty = tmp_path / "empty"
-    cfg = write_config(tmp_path / "c.yaml", f"name: missing\ndata: {{dataset: {name}, root: {empty}, "
-                                            f"download: {str(download).lower()}}}\ntrain: {{steps: 1, seeds: [0]}}\n")
-    for args in (["run", str(cfg), "--out", str(tmp_path / "results")], ["validate", str(cfg)]):
-        code, err = run_main(args, monkeypatch, capsys)
-        assert code == 2
-        assert err.count("\n") == 1 and "Traceback" not in err
+    cfg = cli.write({"name": "missing", "data": {"dataset": name, "root": str(empty), "download": download},
+                     "train": {"steps": 1, "seeds": [0]}})
+    for args in (["run", cfg, "--out", tmp_path / "results"], ["validate", cfg]):
+        result = cli(*args)
+        err = result.stderr
+        assert result.exit_code == 2
+        assert err.count("\n") == 1 and "Traceback" not in result.output
         assert err.startswith(f"error: data.dataset: '{name}' is not available")
         assert ("download failed: <urlopen error offline (simulated)>" if download else "data.download is false") in err
         for file in ("t10k-images-idx3-ubyte", "train-labels-idx1-ubyte") if name != "cifar10" else (
@@ -207,12 +197,12 @@ def test_missing_dataset_is_one_line_and_exit_2_before_any_run(name: str, downlo
     assert not (tmp_path / "results").exists()  # detected before the sweep: no failed runs recorded
 
 
-def test_impossible_train_size_is_exit_2_before_any_run(written, tmp_path: Path, monkeypatch, capsys) -> None:
-    cfg = write_config(tmp_path / "c.yaml", f"name: big\ndata: {{dataset: mnist, root: {written[0]}, download: false, "
-                                            f"train_size: {N_TRAIN + 1}}}\ntrain: {{steps: 1, seeds: [0]}}\n")
-    code, err = run_main(["run", str(cfg), "--out", str(tmp_path / "results")], monkeypatch, capsys)
-    assert code == 2 and err.count("\n") == 1
-    assert f"data.train_size: {N_TRAIN + 1} is invalid: mnist has only {N_TRAIN} training samples" in err
+def test_impossible_train_size_is_exit_2_before_any_run(written, tmp_path: Path, cli) -> None:
+    cfg = cli.write({"name": "big", "data": {"dataset": "mnist", "root": str(written[0]), "download": False,
+                                             "train_size": N_TRAIN + 1}, "train": {"steps": 1, "seeds": [0]}})
+    result = cli("run", cfg, "--out", tmp_path / "results")
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert f"data.train_size: {N_TRAIN + 1} is invalid: mnist has only {N_TRAIN} training samples" in result.stderr
     assert not (tmp_path / "results").exists()
 
 
