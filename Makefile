@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch / torchvision are pinned to the releases this project is tested with
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install quickstart test clean
+.PHONY: install quickstart mnist1d-reference test clean
 
 install: $(VENV)/.installed
 
@@ -18,6 +18,9 @@ $(VENV)/.installed: pyproject.toml
 
 quickstart: install  ## train the quickstart grid on MNIST-1D and print the table
 	$(BIN)/dlbench run configs/quickstart.yaml
+
+mnist1d-reference: install  ## the MNIST-1D paper's logreg / MLP / CNN benchmark, 3 seeds (README table)
+	$(BIN)/dlbench run configs/mnist1d_reference.yaml
 
 test: install  ## run the test suite
 	$(BIN)/python -m pytest -q

@@ -97,6 +97,21 @@ def _load(config: Path, sets: list[str] | None, max_runs: int = plan.DEFAULT_MAX
     return cfg, specs, raw
 
 
+def _prepare_data(specs: list[sweep.RunSpec], device: str) -> None:
+    """Load each distinct data section of the sweep once, before any run starts.
+
+    A missing dataset or an impossible split is then one line and exit code 2, not a
+    sweep of failed runs; the runs reuse what was loaded (data.prepare caches it).
+    """
+    from dlbench import data
+
+    for cfg in {s.config.data.model_dump_json(): s.config.data for s in specs}.values():
+        try:
+            data.prepare(cfg, device)
+        except data.DataError as e:
+            raise ConfigError(str(e)) from None
+
+
 def _runs_table(specs: list[sweep.RunSpec], costs: list[plan.Cost], finished: dict[str, str]) -> Table:
     keys = sweep.swept_keys(specs)
     table = Table(title=f"{len(specs)} runs")
@@ -147,6 +162,7 @@ def run(
         console.print(plan.describe(specs, plan.select(specs, finished, rerun), costs))
         return
     dev = resolve_device(cfg.train.device)
+    _prepare_data(specs, str(dev))
 
     interrupted = False
     with store.session(record, raw, force_new) as moved:
@@ -249,21 +265,22 @@ def report(
 @user_errors
 def validate(config: Annotated[Path, typer.Argument(help="Experiment config (YAML).")], sets: SetOption = None,
              max_runs: MaxRunsOption = plan.DEFAULT_MAX_RUNS, yes: YesOption = False) -> None:
-    """Check a config (and its --set overrides) without running it."""
+    """Check a config (and its --set overrides) and that its datasets load, without training."""
     cfg, specs, _ = _load(config, sets, max_runs, yes)
+    _prepare_data(specs, "cpu")
     console.print(f"{config}: ok — experiment {cfg.name!r}, {len(specs)} runs")
 
 
 @app.command("list")
 def list_registries() -> None:
-    """List the datasets, models, activations, norms, init schemes, optimizers and losses."""
+    """List the datasets, models, model presets, activations, norms, poolings, init schemes, optimizers, losses."""
     from dlbench.data import DATASETS
     from dlbench.inits import INITS
     from dlbench.losses import LOSSES
-    from dlbench.models import ACTIVATIONS, MODELS, NORMS
+    from dlbench.models import ACTIVATIONS, MODELS, NORMS, POOLS, PRESETS
     from dlbench.optim import OPTIMIZERS
 
-    for registry in (DATASETS, MODELS, ACTIVATIONS, NORMS, INITS, OPTIMIZERS, LOSSES):
+    for registry in (DATASETS, MODELS, PRESETS, ACTIVATIONS, NORMS, POOLS, INITS, OPTIMIZERS, LOSSES):
         table = Table(title=f"{registry.kind}s", title_justify="left", show_header=False, box=None)
         table.add_column(style="bold cyan")
         table.add_column()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -19,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -26,7 +27,7 @@ from pydantic import (
 from dlbench.data import DATASETS
 from dlbench.inits import INITS
 from dlbench.losses import LOSSES
-from dlbench.models import ACTIVATIONS, MODELS, NORMS
+from dlbench.models import ACTIVATIONS, MODELS, NORMS, POOLS, PRESETS, feature_shape
 from dlbench.optim import OPTIMIZERS
 from dlbench.registry import Registry
 
@@ -73,6 +74,20 @@ class DataConfig(Section):
     val_size: Annotated[Finite, Field(ge=0)] = 0.1
     standardize: bool = True
     seed: Seed = 0
+    # toy sets only (xor, spiral, blobs); null = the dataset's default, see `dlbench list`
+    samples: Annotated[int, Field(gt=0)] | None = None  # points generated per split (train and test)
+    noise: NonNegative | None = None  # std of the Gaussian noise added to each coordinate
+    classes: Annotated[int, Field(ge=2)] | None = None  # spiral arms / blobs
+
+    @field_validator("samples", "noise", "classes")
+    @classmethod
+    def _toy_option(cls, v: Any, info: ValidationInfo) -> Any:
+        dataset = info.data.get("dataset")
+        takes = DATASETS[dataset].info.get("options", {}) if dataset in DATASETS else {}
+        if v is not None and info.field_name not in takes:
+            allowed = f"it takes {', '.join(takes)}" if takes else "only the toy sets take it"
+            raise ValueError(f"dataset {dataset!r} has no option {info.field_name} ({allowed})")
+        return v
 
     @field_validator("val_size")
     @classmethod
@@ -80,6 +95,15 @@ class DataConfig(Section):
         if v >= 1 and v != int(v):
             raise ValueError("must be a fraction in [0, 1) or a whole count of samples")
         return v
+
+
+class ConvLayer(Section):
+    channels: Annotated[int, Field(gt=0)]
+    kernel: Annotated[int, Field(gt=0)] = 3  # square kernels on images
+    stride: Annotated[int, Field(gt=0)] = 1
+    padding: Annotated[int, Field(ge=0)] = 0  # zeros added on each side
+    pool: Annotated[str, _in(POOLS)] = "none"  # after the activation
+    pool_size: Annotated[int, Field(gt=1)] = 2  # window and stride of the pool
 
 
 class ModelConfig(Section):
@@ -90,6 +114,23 @@ class ModelConfig(Section):
     norm_position: Literal["pre", "post"] = "pre"
     dropout: Probability = 0.0
     residual: bool = False
+    conv: list[ConvLayer] = []  # cnn: conv blocks before the dense layers (model.hidden)
+    preset: Annotated[str, _in(PRESETS)] | None = None  # a named architecture; keys given beside it win
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("preset"), str) and data["preset"] in PRESETS:
+            return {**PRESETS[data["preset"]].builder(), **data}
+        return data
+
+    @field_validator("conv")
+    @classmethod
+    def _cnn_has_conv(cls, v: list[ConvLayer], info: ValidationInfo) -> list[ConvLayer]:
+        if info.data.get("kind") == "cnn" and not v:
+            raise ValueError("kind cnn needs conv layers, e.g. [{channels: 32, kernel: 3, pool: max}], "
+                             f"or a model.preset ({', '.join(PRESETS.names())})")
+        return v
 
 
 class InitConfig(Section):
@@ -192,6 +233,16 @@ class Config(Section):
         for key in grid:
             field_at(key)
         return grid
+
+    @model_validator(mode="after")
+    def _model_fits_data(self) -> "Config":
+        info = DATASETS[self.data.dataset].info
+        if self.model.kind == "cnn":
+            if info["inputs"] == "points":
+                raise ValueError(f"model.kind: 'cnn' is invalid on data.dataset {self.data.dataset!r}: its samples "
+                                 "are 2-D points with no spatial axis to convolve; use mlp or logreg")
+            feature_shape(self.model.conv, info["shape"])
+        return self
 
 
 SECTIONS: dict[str, type[Section]] = {
@@ -347,16 +398,22 @@ def explain(err: ValidationError, prefix: str = "") -> str:
         allowed = ", ".join(parent.model_fields) if parent else ""
         return f"{path}: unknown key; allowed keys here: {allowed}"
     msg = msg.removeprefix("Value error, ")
+    if not loc and msg.split(".", 1)[0] in SECTIONS:  # a cross-section check names its own field
+        return prefix + msg
     return f"{path}: {_show(e.get('input'))} is invalid: {msg}"
 
 
 def _section_for(loc: list[str]) -> type[BaseModel] | None:
     model: type[BaseModel] = Config
     for part in loc:
+        if part.isdigit():  # an item of a list of sections (model.conv.0)
+            continue
         f = model.model_fields.get(part)
         if f is None:
             return model if part == "space" else None
         ann = f.annotation
+        if get_origin(ann) is list and isinstance(get_args(ann)[0], type):
+            ann = get_args(ann)[0]
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             model = ann
         elif part == "random":

@@ -4,6 +4,12 @@ A dataset loader returns raw arrays (float inputs of the dataset's sample shape,
 integer labels). `prepare` subsets, splits off validation, standardizes from
 training statistics only and moves everything to the device once; training then
 batches by permutation + indexing, never a DataLoader.
+
+Sample shapes: (40,) signals for MNIST-1D, (C, H, W) images in [0, 1] for the
+torchvision sets (read by torchvision's own dataset classes under data.root),
+(2,) points for the toy sets (generated from data.seed). Each registry entry's
+info record (shape, classes, size, inputs, source, options) is what `dlbench
+list` shows and what the config checks models against.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
@@ -50,14 +56,18 @@ class Splits:
         return getattr(self, f"x_{name}"), getattr(self, f"y_{name}")
 
 
-class DatasetUnavailable(RuntimeError):
+class DataError(ValueError):
+    """The data section cannot be met (files missing, sizes too large); one line naming the field."""
+
+
+class DatasetUnavailable(DataError):
     """The dataset's files are missing and cannot be fetched; the message says what to do."""
 
 
 DATASETS: Registry[Callable[["DataConfig"], RawData]] = Registry("dataset")
 
 
-@DATASETS.register("mnist1d", shape=(40,), classes=10, size="4000 train / 1000 test",
+@DATASETS.register("mnist1d", shape=(40,), classes=10, size="4000 train / 1000 test", inputs="signal",
                    source="generated locally by the mnist1d package (make_dataset, default arguments)")
 def mnist1d(cfg: "DataConfig") -> RawData:
     """MNIST-1D: 40-long 1-D signals of the ten digit templates, shifted, scaled and noised."""
@@ -73,6 +83,131 @@ def mnist1d(cfg: "DataConfig") -> RawData:
     with np.load(cache) as f:
         return RawData(f["x"].astype(np.float32), f["y"].astype(np.int64),
                        f["x_test"].astype(np.float32), f["y_test"].astype(np.int64), 10)
+
+
+def _torchvision(name: str, cls: Any, cfg: "DataConfig", folder: Path, files: list[str], how: str) -> tuple[Any, Any]:
+    """Train and test set of a torchvision dataset class, or one line saying which files to put where."""
+    try:
+        # the first call downloads all files when allowed, so the second never needs to
+        return cls(cfg.root, train=True, download=cfg.download), cls(cfg.root, train=False, download=False)
+    except (RuntimeError, OSError) as e:  # torchvision: RuntimeError when missing; URLError (an OSError) offline
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        why = f"download failed: {lines[-1] if lines else type(e).__name__}" if cfg.download else "data.download is false"
+        raise DatasetUnavailable(
+            f"data.dataset: {name!r} is not available ({why}): expected {', '.join(files)} in {folder}/; "
+            f"{how}, or set data.download: true on a machine with internet access") from None
+
+
+def _unit(pixels: np.ndarray) -> np.ndarray:
+    """uint8 pixels -> float32 in [0, 1], without a second float copy (CIFAR-10 is 600 MB as floats)."""
+    out = pixels.astype(np.float32, order="C")
+    out /= 255
+    return out
+
+
+def _idx_images(name: str, cls: Any, cfg: "DataConfig") -> RawData:
+    """MNIST-format (IDX) images: uint8 28x28 -> float (1, 28, 28) in [0, 1]."""
+    folder = Path(cfg.root) / cls.__name__ / "raw"
+    files = [Path(f).stem for f, _ in cls.resources]  # torchvision reads the gunzipped files
+    how = f"download the .gz files from {cls.mirrors[0]} and gunzip them there"
+    train, test = _torchvision(name, cls, cfg, folder, files, how)
+    return RawData(_unit(train.data.numpy()[:, None]), train.targets.numpy(), _unit(test.data.numpy()[:, None]),
+                   test.targets.numpy(), len(cls.classes))
+
+
+@DATASETS.register("mnist", shape=(1, 28, 28), classes=10, size="60000 train / 10000 test", inputs="image",
+                   source="torchvision.datasets.MNIST in data.root/MNIST/raw (IDX files)")
+def mnist(cfg: "DataConfig") -> RawData:
+    """MNIST handwritten digits, 28x28 grayscale (LeCun et al. 1998)."""
+    from torchvision.datasets import MNIST
+
+    return _idx_images("mnist", MNIST, cfg)
+
+
+@DATASETS.register("fashion_mnist", shape=(1, 28, 28), classes=10, size="60000 train / 10000 test",
+                   inputs="image", source="torchvision.datasets.FashionMNIST in data.root/FashionMNIST/raw (IDX files)")
+def fashion_mnist(cfg: "DataConfig") -> RawData:
+    """Fashion-MNIST: 28x28 grayscale clothing images in MNIST's format (Xiao et al. 2017)."""
+    from torchvision.datasets import FashionMNIST
+
+    return _idx_images("fashion_mnist", FashionMNIST, cfg)
+
+
+@DATASETS.register("cifar10", shape=(3, 32, 32), classes=10, size="50000 train / 10000 test", inputs="image",
+                   source="torchvision.datasets.CIFAR10 in data.root/cifar-10-batches-py (md5-checked pickles)")
+def cifar10(cfg: "DataConfig") -> RawData:
+    """CIFAR-10: 32x32 colour images of 10 object classes (Krizhevsky 2009)."""
+    from torchvision.datasets import CIFAR10
+
+    folder = Path(cfg.root) / CIFAR10.base_folder
+    files = [f for f, _ in CIFAR10.train_list + CIFAR10.test_list] + [CIFAR10.meta["filename"]]
+    how = f"extract {CIFAR10.url} into {cfg.root}/"
+    train, test = _torchvision("cifar10", CIFAR10, cfg, folder, files, how)
+    # torchvision keeps CIFAR as uint8 (N, H, W, C); models take (N, C, H, W) floats
+    return RawData(_unit(train.data.transpose(0, 3, 1, 2)), np.asarray(train.targets, dtype=np.int64),
+                   _unit(test.data.transpose(0, 3, 1, 2)), np.asarray(test.targets, dtype=np.int64),
+                   len(train.classes))
+
+
+def toy_options(cfg: "DataConfig") -> dict[str, Any]:
+    """samples / noise / classes of a toy set: the config's values, else the dataset's defaults."""
+    defaults = DATASETS[cfg.dataset].info["options"]
+    return {k: default if getattr(cfg, k) is None else getattr(cfg, k) for k, default in defaults.items()}
+
+
+def _toy(cfg: "DataConfig", make: Callable[[np.random.Generator, np.ndarray, int], np.ndarray],
+         classes: int) -> RawData:
+    """2 x samples points from data.seed (balanced labels, Gaussian noise on each coordinate): half train, half test."""
+    opts = toy_options(cfg)
+    n = opts["samples"]
+    rng = np.random.default_rng(cfg.seed)
+    y = rng.permutation(np.arange(2 * n) % classes)
+    x = make(rng, y, classes) + opts["noise"] * rng.standard_normal((2 * n, 2))
+    x, y = x.astype(np.float32), y.astype(np.int64)
+    return RawData(x[:n], y[:n], x[n:], y[n:], classes)
+
+
+def _xor(rng: np.random.Generator, y: np.ndarray, classes: int) -> np.ndarray:
+    # class 0 sits at (1, 1) and (-1, -1), class 1 at (1, -1) and (-1, 1): no line separates them
+    first = rng.choice([-1.0, 1.0], size=len(y))
+    return np.stack([first, np.where(y == 0, first, -first)], axis=1)
+
+
+def _spiral(rng: np.random.Generator, y: np.ndarray, classes: int) -> np.ndarray:
+    # arm k: radius t, angle 2 pi k / classes + 4 t, t ~ U(0, 1) (the CS231n spiral)
+    t = rng.uniform(0.0, 1.0, size=len(y))
+    angle = 2 * np.pi * y / classes + 4 * t
+    return np.stack([t * np.cos(angle), t * np.sin(angle)], axis=1)
+
+
+def _blobs(rng: np.random.Generator, y: np.ndarray, classes: int) -> np.ndarray:
+    # blob centres evenly spaced on the unit circle
+    angle = 2 * np.pi * y / classes
+    return np.stack([np.cos(angle), np.sin(angle)], axis=1)
+
+
+_TOY_SIZE = "data.samples train / data.samples test"
+
+
+@DATASETS.register("xor", shape=(2,), classes=2, size=_TOY_SIZE, inputs="points",
+                   source="generated from data.seed", options={"samples": 1000, "noise": 0.25})
+def xor(cfg: "DataConfig") -> RawData:
+    """XOR: Gaussian clouds at the four corners (+-1, +-1), opposite corners share a class."""
+    return _toy(cfg, _xor, 2)
+
+
+@DATASETS.register("spiral", shape=(2,), classes=3, size=_TOY_SIZE, inputs="points",
+                   source="generated from data.seed", options={"samples": 1000, "noise": 0.05, "classes": 3})
+def spiral(cfg: "DataConfig") -> RawData:
+    """Spiral: one arm per class winding out from the origin; needs a nonlinear boundary."""
+    return _toy(cfg, _spiral, toy_options(cfg)["classes"])
+
+
+@DATASETS.register("blobs", shape=(2,), classes=3, size=_TOY_SIZE, inputs="points",
+                   source="generated from data.seed", options={"samples": 1000, "noise": 0.3, "classes": 3})
+def blobs(cfg: "DataConfig") -> RawData:
+    """Blobs: one Gaussian cloud per class, centres on the unit circle; (nearly) linearly separable."""
+    return _toy(cfg, _blobs, toy_options(cfg)["classes"])
 
 
 def _count(size: float, n: int) -> int:
@@ -98,11 +233,13 @@ def _prepare_cached(cfg_json: str, device: str) -> Splits:
     order = torch.randperm(len(x), generator=g)
     if cfg.train_size is not None:
         if cfg.train_size > len(x):
-            raise ValueError(f"data.train_size={cfg.train_size} exceeds the {len(x)} training samples of {cfg.dataset}")
+            raise DataError(f"data.train_size: {cfg.train_size} is invalid: {cfg.dataset} has only {len(x)} "
+                            "training samples")
         order = order[: cfg.train_size]
     n_val = _count(cfg.val_size, len(order))
     if n_val >= len(order):
-        raise ValueError(f"data.val_size={cfg.val_size} leaves no training samples of {len(order)}")
+        raise DataError(f"data.val_size: {cfg.val_size} is invalid: it leaves none of the {len(order)} "
+                        "training samples to train on")
     val_idx, train_idx = order[:n_val], order[n_val:]
     x_tr, y_tr, x_va, y_va = x[train_idx], y[train_idx], x[val_idx], y[val_idx]
     x_te, y_te = torch.from_numpy(raw.x_test), torch.from_numpy(raw.y_test)

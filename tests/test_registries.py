@@ -171,12 +171,15 @@ def test_norm_placement(norm: str, position: str) -> None:
 EXPECTED_PARAMS = {
     "logreg": 40 * 10 + 10,  # the MNIST-1D paper's logistic regression: 410
     "mlp": (40 * 100 + 100) + (100 * 100 + 100) + (100 * 10 + 10),
+    "cnn": 5_210,  # the MNIST-1D reference CNN (model.preset: mnist1d_cnn)
 }
+MODEL_FIELDS = {"cnn": {"preset": "mnist1d_cnn"}}  # a cnn needs a conv stack
 
 
 @pytest.mark.parametrize("kind", MODELS.names())
 def test_model_shapes_and_parameter_counts(kind: str) -> None:
-    net = models.build(ModelConfig(kind=kind, hidden=[100, 100]), (40,), 10)
+    fields = MODEL_FIELDS.get(kind, {"kind": kind, "hidden": [100, 100]})
+    net = models.build(ModelConfig.model_validate(fields), (40,), 10)
     assert net(torch.randn(8, 40)).shape == (8, 10)
     if kind in EXPECTED_PARAMS:
         assert models.count_parameters(net) == EXPECTED_PARAMS[kind]
