@@ -92,7 +92,8 @@ def _torchvision(name: str, cls: Any, cfg: "DataConfig", folder: Path, files: li
         return cls(cfg.root, train=True, download=cfg.download), cls(cfg.root, train=False, download=False)
     except (RuntimeError, OSError) as e:  # torchvision: RuntimeError when missing; URLError (an OSError) offline
         lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-        why = f"download failed: {lines[-1] if lines else type(e).__name__}" if cfg.download else "data.download is false"
+        reason = lines[-1] if lines else type(e).__name__
+        why = f"download failed: {reason}" if cfg.download else "data.download is false"
         raise DatasetUnavailable(
             f"data.dataset: {name!r} is not available ({why}): expected {', '.join(files)} in {folder}/; "
             f"{how}, or set data.download: true on a machine with internet access") from None

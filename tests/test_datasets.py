@@ -221,5 +221,6 @@ def test_every_model_kind_trains_on_every_dataset_or_is_refused(name: str, kind:
     [spec] = sweep.expand(config.validate(raw), raw)
     result = train(spec, torch.device("cpu"))
     assert result.status == "ok" and result.summary["steps"] == 3
-    assert result.summary["n_params"] == count_parameters(build(spec.config.model, shape, DATASETS[name].info["classes"]))
+    net = build(spec.config.model, shape, DATASETS[name].info["classes"])
+    assert result.summary["n_params"] == count_parameters(net)
     assert 0 <= result.summary["final"]["test_acc"] <= 1
