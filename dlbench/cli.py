@@ -137,6 +137,7 @@ def run(
     force_new: Annotated[bool, typer.Option("--force-new", help="Move OUT/<name>/ aside and start afresh.")] = False,
     max_runs: MaxRunsOption = plan.DEFAULT_MAX_RUNS,
     yes: YesOption = False,
+    plots: Annotated[bool, typer.Option(help="Draw the experiment's figures (PNG) into the results folder.")] = True,
 ) -> None:
     """Expand CONFIG into runs, train them, save results/<name>/ and print the comparison table.
 
@@ -160,6 +161,14 @@ def run(
         costs = plan.costs(specs)
         console.print(_runs_table(specs, costs, finished))
         console.print(plan.describe(specs, plan.select(specs, finished, rerun), costs))
+        return
+    if cfg.task != "train":  # optimizer paths / activation statistics: no training, no run folders
+        from dlbench import tasks
+
+        with store.session(record, raw, force_new):
+            tasks.run(cfg, specs, store.root)
+        _tables_and_figures(store.root, plots)
+        console.print(f"results: {store.root}")
         return
     dev = resolve_device(cfg.train.device)
     _prepare_data(specs, str(dev))
@@ -202,6 +211,7 @@ def run(
 
     if rep is not None:
         console.print(report_mod.rich_table(rep, title=f"{cfg.name}: {cfg.description}".strip(": ")))
+        _tables_and_figures(store.root, plots)
     console.print(f"results: {store.root}")
     status = store.finished()
     n_done = sum(s.run_id in status for s in specs)
@@ -214,6 +224,34 @@ def run(
         err_console.print(f"{n_failed} of {len(specs)} runs failed (see the status column; "
                           "--rerun failed trains them again)", soft_wrap=True)
         raise typer.Exit(1)
+
+
+def _tables_and_figures(root: Path, figures: bool) -> None:
+    """After a run: the task's own table (paths, activations, diagnostics) and the figures."""
+    from dlbench import plots as plots_mod
+    from dlbench import tasks
+
+    res = plots_mod.load(root)
+    table = tasks.table(res)
+    if table is not None:
+        console.print(table)
+    if figures:
+        written = plots_mod.write(res)
+        if written:
+            console.print(f"figures: {', '.join(str(p) for p in written)}")
+
+
+@app.command()
+@user_errors
+def plot(results_dir: Annotated[Path, typer.Argument(help="An experiment folder, e.g. results/quickstart.")]) -> None:
+    """Draw the experiment's figures (the config's `plots:` list) as PNGs into RESULTS_DIR, from the folder alone."""
+    from dlbench import plots as plots_mod
+
+    written = plots_mod.write(plots_mod.load(results_dir))
+    if not written:
+        fail(f"{results_dir}: nothing to plot yet (no finished runs)")
+    for path in written:
+        console.print(str(path))
 
 
 @app.command()
@@ -275,12 +313,15 @@ def validate(config: Annotated[Path, typer.Argument(help="Experiment config (YAM
 def list_registries() -> None:
     """List the datasets, models, model presets, activations, norms, poolings, init schemes, optimizers, losses."""
     from dlbench.data import DATASETS
+    from dlbench.functions import FUNCTIONS
     from dlbench.inits import INITS
     from dlbench.losses import LOSSES
     from dlbench.models import ACTIVATIONS, MODELS, NORMS, POOLS, PRESETS
     from dlbench.optim import OPTIMIZERS
+    from dlbench.plots import PLOTS
 
-    for registry in (DATASETS, MODELS, PRESETS, ACTIVATIONS, NORMS, POOLS, INITS, OPTIMIZERS, LOSSES):
+    for registry in (DATASETS, MODELS, PRESETS, ACTIVATIONS, NORMS, POOLS, INITS, OPTIMIZERS, LOSSES, FUNCTIONS,
+                     PLOTS):
         table = Table(title=f"{registry.kind}s", title_justify="left", show_header=False, box=None)
         table.add_column(style="bold cyan")
         table.add_column()

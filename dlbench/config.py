@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from dlbench.data import DATASETS
+from dlbench.functions import FUNCTIONS
 from dlbench.inits import INITS
 from dlbench.losses import LOSSES
 from dlbench.models import ACTIVATIONS, MODELS, NORMS, POOLS, PRESETS, feature_shape
@@ -204,6 +205,36 @@ class RandomSearch(Section):
         return space
 
 
+class FunctionConfig(Section):
+    """task: function — optimizers on a 2-D test function instead of a network."""
+
+    name: Annotated[str, _in(FUNCTIONS)] = "elliptic"
+    start: tuple[Finite, Finite] | None = None  # None: the function's usual starting point
+    steps: Annotated[int, Field(gt=0)] = 30
+    threshold: Annotated[Finite, Field(gt=0)] = 1e-3  # report the first step with f - f_min below this
+
+
+class ActivationsConfig(Section):
+    """task: activations — the untrained net (model + init) fed Gaussian noise."""
+
+    samples: Annotated[int, Field(gt=1)] = 1000
+    features: Annotated[int, Field(gt=0)] = 100  # input width; the samples are N(0, 1) in every feature
+
+
+class DiagnosticsConfig(Section):
+    """Per-layer statistics recorded at every evaluation of a training run (all off by default)."""
+
+    activations: bool = False  # activation mean / std / saturated and zero fractions, histograms
+    gradients: bool = False  # gradient norm of each weight tensor on the last training batch
+    weights: bool = False  # weight norm, fraction of near-zero weights, histograms of log10 |w|
+    samples: Annotated[int, Field(gt=1)] = 512  # training samples fed for activation statistics
+    near_zero: Annotated[Finite, Field(gt=0)] = 1e-3  # |w| below this counts as a near-zero weight
+    bins: Annotated[int, Field(gt=1, le=1000)] = 30  # histogram bins
+
+    def enabled(self) -> bool:
+        return self.activations or self.gradients or self.weights
+
+
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
@@ -219,6 +250,38 @@ class Config(Section):
     train: TrainConfig = TrainConfig()
     grid: dict[str, Annotated[list[Any], Field(min_length=1)]] = {}
     random: RandomSearch | None = None
+    # named variants that each set several keys at once (crossed with grid, random and seeds)
+    cases: dict[str, dict[str, Any]] = {}
+    task: Literal["train", "function", "activations"] = "train"
+    function: FunctionConfig = FunctionConfig()
+    activations: ActivationsConfig = ActivationsConfig()
+    diagnostics: DiagnosticsConfig = DiagnosticsConfig()
+    plots: list[str] | None = None  # figures `dlbench plot` draws; None: the task's usual ones
+
+    @field_validator("cases")
+    @classmethod
+    def _case_keys_exist(cls, cases: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for case in cases.values():
+            for key in case:
+                field_at(key)
+        return cases
+
+    @field_validator("plots")
+    @classmethod
+    def _known_plots(cls, v: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        # imported here: plots reads results through the modules that import this one
+        from dlbench.plots import PLOTS
+
+        task, diagnostics = info.data.get("task"), info.data.get("diagnostics")
+        for name in v or []:
+            if name not in PLOTS:
+                raise ValueError(f"unknown plot {name!r}; allowed: {', '.join(PLOTS.names())}")
+            if PLOTS[name].info["task"] != task:
+                raise ValueError(f"{name!r} draws task {PLOTS[name].info['task']!r} results, this is task {task!r}")
+            needs = PLOTS[name].info.get("needs")
+            if needs and diagnostics is not None and not getattr(diagnostics, needs):
+                raise ValueError(f"{name!r} needs diagnostics.{needs}: true")
+        return v
 
     @field_validator("name")
     @classmethod
@@ -250,7 +313,8 @@ SECTIONS: dict[str, type[Section]] = {
     for name, f in Config.model_fields.items()
     if isinstance(f.annotation, type) and issubclass(f.annotation, Section)
 }
-SWEEPABLE = [n for n in Config.model_fields if n not in ("name", "description", "grid", "random")]
+SWEEPABLE = [n for n in Config.model_fields
+             if n not in ("name", "description", "grid", "random", "cases", "task", "plots")]
 
 
 def field_at(key: str) -> type[Section] | None:

@@ -39,6 +39,12 @@ def mse(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return (F.softmax(logits, dim=-1) - _one_hot(targets, logits)).pow(2).sum(-1).mean()
 
 
+@LOSSES.register("mse_sigmoid")
+def mse_sigmoid(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """squared error of per-class sigmoid outputs vs one-hot targets (learns slowly where a sigmoid saturates)"""
+    return (torch.sigmoid(logits) - _one_hot(targets, logits)).pow(2).sum(-1).mean()
+
+
 @LOSSES.register("bce")
 def bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """binary cross-entropy of per-class sigmoid outputs vs one-hot targets"""

@@ -206,6 +206,8 @@ class Store:
             _write_synced(tmp / "config.yaml", dump_yaml(result.spec.config.model_dump(mode="json")))
             _write_synced(tmp / "metrics.csv", metrics_csv(result.metrics))
             _write_synced(tmp / "summary.json", json.dumps(_json_safe(result.summary), indent=2))
+            for name, text in result.files.items():  # diagnostics
+                _write_synced(tmp / name, text)
             if final.exists():  # a rerun replaces the old folder; `recover` undoes a half-done swap
                 old = final.with_name(f".{final.name}.old")
                 shutil.rmtree(old, ignore_errors=True)

@@ -4,8 +4,11 @@
 whole sections (`optimizer: [{name: sgd, lr: 0.1}, ...]`: each mapping is merged
 into the section, so settings that belong together move together). `random:`
 draws `trials` points from its space with its own seed; every grid point is
-crossed with every trial and every seed. A run's id is a hash of its resolved
-config, seed included, so the same run always lands in the same folder.
+crossed with every trial and every seed. `cases:` names variants that each set
+several keys at once, across sections (`weight_decay: {optimizer.weight_decay: 0.1}`);
+every case is crossed with every grid point, and a run records only the case's
+name (`case: weight_decay`), so the table gets one readable column. A run's id is
+a hash of its resolved config, seed included, so the same run always lands in the same folder.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ from typing import Any
 
 from dlbench.config import Config, ConfigError, Distribution, field_at, merge, set_path, validate
 
-# execution details that do not change what a run computes
-_NOT_HASHED = {"name", "description", "grid", "random"}
+# execution details that do not change what a run computes (task, function and activations
+# are read only by the non-training tasks, which have no run folders)
+_NOT_HASHED = {"name", "description", "grid", "random", "cases", "task", "function", "activations", "plots"}
 _NOT_HASHED_PATHS = [("train", "device"), ("train", "seeds"), ("data", "root"), ("data", "download")]
 
 
@@ -43,6 +47,8 @@ def identity(config: Config, seed: int) -> dict[str, Any]:
     data = {k: v for k, v in config.model_dump(mode="json").items() if k not in _NOT_HASHED}
     for section, key in _NOT_HASHED_PATHS:
         data[section].pop(key, None)
+    if not config.diagnostics.enabled():  # off: the same id as before diagnostics existed
+        data.pop("diagnostics")
     data["seed"] = seed
     return data
 
@@ -82,23 +88,31 @@ def points(config: Config) -> list[dict[str, Any]]:
     return [{**g, **t} for g in grid for t in trials]
 
 
+def _apply(resolved: dict[str, Any], key: str, value: Any, where: str) -> bool:
+    """Set one swept key (dotted field or whole section) in a raw config; True for a section."""
+    section = field_at(key) is not None
+    if section and isinstance(value, dict):
+        resolved[key] = merge(resolved.get(key) or {}, value)
+    elif section:
+        raise ConfigError(f"{where}.{key}: {value!r} is invalid: a section takes a mapping of its keys "
+                          "(e.g. {lr: 0.1}), not a single value")
+    else:
+        set_path(resolved, key, value)
+    return section
+
+
 def expand(config: Config, raw: dict[str, Any]) -> list[RunSpec]:
-    """Resolve every (point, seed) into a validated RunSpec, in sweep order."""
-    base = {k: v for k, v in raw.items() if k not in ("grid", "random")}
+    """Resolve every (case, point, seed) into a validated RunSpec, in sweep order."""
+    base = {k: v for k, v in raw.items() if k not in ("grid", "random", "cases")}
     specs: list[RunSpec] = []
-    for point in points(config):
+    cases = list(config.cases.items()) or [(None, {})]
+    for (case, delta), point in itertools.product(cases, points(config)):
         resolved = copy.deepcopy(base)
-        params: dict[str, Any] = {}
+        params: dict[str, Any] = {} if case is None else {"case": case}
+        for key, value in delta.items():
+            _apply(resolved, key, value, f"cases.{case}")
         for key, value in point.items():
-            section = field_at(key) is not None
-            if section and isinstance(value, dict):
-                resolved[key] = merge(resolved.get(key) or {}, value)
-            elif section:
-                raise ConfigError(f"grid.{key}: {value!r} is invalid: a section is swept with mappings, "
-                                  f"e.g. {key}: [{{...}}, {{...}}]")
-            else:
-                set_path(resolved, key, value)
-            params.update(_flatten(key, value, section))
+            params.update(_flatten(key, value, _apply(resolved, key, value, "grid")))
         where = "grid/random point " + ", ".join(f"{k}={v!r}" for k, v in params.items()) + ": "
         run_config = validate(resolved, prefix=where if params else "")
         for seed in run_config.train.seeds:

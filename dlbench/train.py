@@ -18,7 +18,7 @@ from typing import Any, Callable
 import torch
 
 from dlbench import data as data_mod
-from dlbench import inits, losses, models, optim
+from dlbench import diagnostics, inits, losses, models, optim
 from dlbench.config import ConfigError
 from dlbench.sweep import RunSpec
 
@@ -36,6 +36,7 @@ class RunResult:
     status: str  # ok | diverged | failed
     metrics: list[dict[str, float]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)  # more files for the run folder: name -> text
 
 
 def resolve_device(name: str) -> torch.device:
@@ -95,6 +96,7 @@ def train(spec: RunSpec, device: torch.device, progress: Progress | None = None)
     order_gen = torch.Generator().manual_seed(spec.seed)
 
     x_train, y_train = splits.x_train, splits.y_train
+    diag = diagnostics.Recorder(cfg.diagnostics, cfg.model.activation, x_train) if cfg.diagnostics.enabled() else None
     bs, per_epoch, total = schedule(len(x_train), cfg.train)
     eval_interval = cfg.train.eval_every * (per_epoch if cfg.train.steps is None else 1)
 
@@ -112,6 +114,8 @@ def train(spec: RunSpec, device: torch.device, progress: Progress | None = None)
         row["lr"] = optimizer.param_groups[0]["lr"]
         row["seconds"] = time.perf_counter() - start
         metrics.append(row)
+        if diag:
+            diag.record(model, step)
         return row
 
     model.train()
@@ -165,7 +169,9 @@ def train(spec: RunSpec, device: torch.device, progress: Progress | None = None)
         "wall_time": time.perf_counter() - start,
         "n_params": models.count_parameters(model), "device": _device_name(device), "versions": versions(),
     }
-    return RunResult(spec, status, metrics, summary)
+    if diag:
+        summary["diagnostics"] = diag.final()
+    return RunResult(spec, status, metrics, summary, diag.files() if diag else {})
 
 
 def _with_gap(row: dict[str, float]) -> dict[str, float]:

@@ -201,7 +201,7 @@ def test_residual_and_dropout() -> None:
 
 
 def test_every_loss_has_a_reference() -> None:
-    assert set(LOSSES.names()) == {"cross_entropy", "nll", "mse", "bce"}
+    assert set(LOSSES.names()) == {"cross_entropy", "nll", "mse", "mse_sigmoid", "bce"}
 
 
 @pytest.mark.parametrize("name", LOSSES.names())
@@ -213,6 +213,7 @@ def test_loss_values(name: str) -> None:
         "cross_entropy": -torch.log_softmax(logits, -1)[torch.arange(6), targets].mean(),
         "nll": -torch.log_softmax(logits, -1)[torch.arange(6), targets].mean(),
         "mse": ((torch.softmax(logits, -1) - one_hot) ** 2).sum(-1).mean(),
+        "mse_sigmoid": ((torch.sigmoid(logits) - one_hot) ** 2).sum(-1).mean(),
         "bce": -(one_hot * torch.log(torch.sigmoid(logits))
                  + (1 - one_hot) * torch.log(1 - torch.sigmoid(logits))).mean(),
     }[name]

@@ -19,7 +19,8 @@ from dlbench.train import METRIC_COLUMNS, schedule
 
 def run(cli, config: dict, *args: str) -> tuple[object, Path]:
     out = cli.tmp_path / "results"
-    result = cli("run", cli.write(config), "--out", out, *args)
+    # figures cost about a second per run; tests/test_experiments.py checks them
+    result = cli("run", cli.write(config), "--out", out, "--no-plots", *args)
     return result, out / config["name"]
 
 

@@ -1,0 +1,82 @@
+"""`task: function`: the real optimizers on a 2-D test function instead of a network.
+
+The "model" is one parameter, the point (x, y); each step evaluates f at the point,
+backpropagates and calls the same `torch.optim` optimizer a training run would get
+from `optim.build`, so the paths show exactly the update rules the benchmark uses.
+Nothing here is random: `train.seeds` is ignored.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Callable
+
+import pandas as pd
+import torch
+from torch import nn
+
+from dlbench import optim
+from dlbench.registry import Registry
+
+if TYPE_CHECKING:
+    from dlbench.config import FunctionConfig, OptimizerConfig
+    from dlbench.sweep import RunSpec
+
+Function = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+FUNCTIONS: Registry[Function] = Registry("function")
+
+
+# start: the usual starting point; view: (x range, y range) of the contour plot; minimum value is 0 for all
+@FUNCTIONS.register("elliptic", start=(-7.0, 2.0), minimum=(0.0, 0.0), view=((-10.0, 10.0), (-5.0, 5.0)))
+def elliptic(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """f = x^2 / 20 + y^2: a bowl 20x flatter along x than y (Saito, Deep Learning from Scratch, ch. 6)"""
+    return x**2 / 20 + y**2
+
+
+@FUNCTIONS.register("rosenbrock", start=(-1.5, 2.0), minimum=(1.0, 1.0), view=((-2.0, 2.0), (-1.0, 3.0)))
+def rosenbrock(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """f = (1 - x)^2 + 100 (y - x^2)^2: a narrow curved valley, minimum 0 at (1, 1)"""
+    return (1 - x) ** 2 + 100 * (y - x**2) ** 2
+
+
+class Point(nn.Module):
+    """A 2-parameter "model": its only parameter is the point (x, y), in float64."""
+
+    def __init__(self, start: tuple[float, float]) -> None:
+        super().__init__()
+        self.xy = nn.Parameter(torch.tensor(start, dtype=torch.float64))
+
+
+def descend(fn: Function, start: tuple[float, float], opt: "OptimizerConfig", steps: int) -> pd.DataFrame:
+    """The optimizer's path: one row per step (0 = start) with x, y and f(x, y); stops if f diverges."""
+    point = Point(start)
+    optimizer = optim.build(point, opt)
+    rows = []
+    for step in range(steps + 1):
+        value = fn(*point.xy)
+        rows.append({"step": step, "x": point.xy[0].item(), "y": point.xy[1].item(), "f": value.item()})
+        if step == steps or not math.isfinite(value.item()):
+            break
+        optimizer.zero_grad()
+        value.backward()
+        optimizer.step()
+    return pd.DataFrame(rows)
+
+
+def run(specs: list["RunSpec"]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(paths: one row per configuration and step, summary: one row per configuration)."""
+    seed = specs[0].seed  # the paths are deterministic: one per configuration, not per seed
+    paths, summary = [], []
+    for spec in (s for s in specs if s.seed == seed):
+        cfg: FunctionConfig = spec.config.function
+        entry = FUNCTIONS[cfg.name]
+        start = cfg.start or entry.info["start"]
+        path = descend(entry.builder, start, spec.config.optimizer, cfg.steps)
+        below = path.index[path["f"] < cfg.threshold]
+        paths.append(path.assign(**spec.params))
+        summary.append({**spec.params, "function": cfg.name, "final_x": path["x"].iloc[-1],
+                        "final_y": path["y"].iloc[-1], "final_f": path["f"].iloc[-1],
+                        "steps_to_threshold": int(path["step"][below[0]]) if len(below) else None,
+                        "threshold": cfg.threshold, "steps": int(path["step"].iloc[-1]),
+                        "diverged": not math.isfinite(path["f"].iloc[-1])})
+    return pd.concat(paths, ignore_index=True), pd.DataFrame(summary)

@@ -1,0 +1,470 @@
+"""Figures (PNG) drawn from a results folder only, like the report.
+
+`write(root)` reads root/experiment.yaml, takes the config's `plots:` list (or the
+task's usual figures) and writes root/<plot>.png for each. Every figure is a plain
+`matplotlib.figure.Figure`, never pyplot, so drawing needs no display and leaves no
+global state behind. Curves are the mean over seeds with a ± 1 std band, grouped by
+configuration (the swept keys) and drawn in sweep order.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import tempfile
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from dlbench import config as config_mod
+from dlbench import report, sweep
+from dlbench.config import Config, ConfigError
+from dlbench.registry import Registry
+
+DEFAULT_PLOTS = {"train": ["curves", "gap"], "function": ["paths"], "activations": ["histograms"]}
+# keys whose values read on their own in a legend ("sgd", "he_normal"); others show as key=value
+_SELF_EXPLAINING = ("case", "name", "scheme", "kind", "activation", "loss", "dataset")
+DPI = 90
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return str(value)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def label(params: dict[str, Any], keys: list[str]) -> str:
+    """A configuration's legend entry: 'sgd lr=0.95', or just the value when one key is swept."""
+    present = [k for k in keys if not _missing(params.get(k))]
+    if len(keys) == 1:
+        return _fmt(params.get(keys[0])) if present else "–"
+    short = {k: k.rsplit(".", 1)[-1] for k in present}
+    parts = [_fmt(params[k]) if short[k] in _SELF_EXPLAINING else f"{short[k]}={_fmt(params[k])}" for k in present]
+    return " ".join(parts) or "defaults"
+
+
+@dataclass
+class Results:
+    """What the figures read: the experiment's config and its results folder."""
+
+    root: Path
+    config: Config
+    raw: dict[str, Any]
+
+    @functools.cached_property
+    def specs(self) -> list[sweep.RunSpec]:
+        return sweep.expand(self.config, self.raw)
+
+    @functools.cached_property
+    def keys(self) -> list[str]:
+        return sweep.swept_keys(self.specs)
+
+    @functools.cached_property
+    def order(self) -> list[str]:
+        """Configuration labels in sweep order."""
+        return list(dict.fromkeys(label(s.params, self.keys) for s in self.specs))
+
+    @functools.cached_property
+    def runs(self) -> pd.DataFrame:
+        """One row per finished run (report.load_runs) plus its configuration's label."""
+        runs, _ = report.load_runs(self.root)
+        if runs.empty:
+            return runs
+        for k in self.keys:
+            if k not in runs:
+                runs[k] = None
+        runs["label"] = [label(r, self.keys) for r in runs[self.keys].to_dict("records")]
+        return runs
+
+    def per_run(self, filename: str) -> pd.DataFrame:
+        """A CSV of every run folder stacked, with run_id, label and the row's index within its run."""
+        frames = []
+        for run in self.runs.itertuples():
+            path = self.root / "runs" / run.run_id / filename
+            if path.is_file() and path.stat().st_size:
+                df = pd.read_csv(path)
+                frames.append(df.assign(run_id=run.run_id, label=run.label, idx=np.arange(len(df))))
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    def summaries(self) -> list[dict[str, Any]]:
+        """summary.json of each run in `runs`, in the same order."""
+        if self.runs.empty:
+            return []
+        return [json.loads((self.root / "runs" / r / "summary.json").read_text()) for r in self.runs["run_id"]]
+
+    def labels_in(self, df: pd.DataFrame) -> list[str]:
+        present = set(df["label"]) if "label" in df else set()
+        return [lab for lab in self.order if lab in present]
+
+    def legend_title(self, keys: list[str] | None = None) -> str:
+        return textwrap.fill(", ".join(keys if keys is not None else self.keys), 40)
+
+
+PlotFn = Callable[[Results], Figure | None]  # None: nothing to draw (e.g. no finished runs)
+PLOTS: Registry[PlotFn] = Registry("plot")
+
+
+def _figure(rows: int = 1, cols: int = 1, size: tuple[float, float] = (4.5, 3.4), **shared: Any
+            ) -> tuple[Figure, np.ndarray]:
+    fig = Figure(figsize=(size[0] * cols, size[1] * rows), dpi=DPI, layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False, **shared)
+    return fig, axes
+
+
+def _colors(n: int) -> list[Any]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if n <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def _band(ax: Axes, runs: pd.DataFrame, x: str, y: str, color: Any, name: str, style: str = "-") -> None:
+    """Mean over seeds of y at each evaluation, with a ± 1 std band."""
+    g = runs.replace([np.inf, -np.inf], np.nan).groupby("idx")
+    xs, mean, std = g[x].mean(), g[y].mean(), g[y].std(ddof=1).fillna(0.0)
+    ax.plot(xs, mean, style, color=color, label=name, lw=1.4)
+    ax.fill_between(xs, mean - std, mean + std, color=color, alpha=0.18, lw=0)
+
+
+def _legend(fig: Figure, axes: Iterable[Axes], title: str) -> None:
+    handles, labels = next(iter(axes)).get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, title=title, loc="outside right upper", fontsize="small",
+                   title_fontsize="small", frameon=False)
+
+
+_X_LABEL = {"step": "step", "epoch": "epoch", "seconds": "wall time since the first evaluation (s)"}
+_CURVE_PANELS = [("train_loss", "train loss"), ("train_acc", "train accuracy"), ("test_acc", "test accuracy")]
+
+
+def curves(res: Results, x: str = "step") -> Figure | None:
+    metrics = res.per_run("metrics.csv")
+    if metrics.empty:
+        return None
+    # time since the run's first evaluation: loading the data is no part of training
+    metrics["seconds"] -= metrics.groupby("run_id")["seconds"].transform("first")
+    fig, axes = _figure(1, 3)
+    labels = res.labels_in(metrics)
+    for lab, color in zip(labels, _colors(len(labels))):
+        runs = metrics[metrics["label"] == lab]
+        for ax, (col, _) in zip(axes[0], _CURVE_PANELS):
+            _band(ax, runs, x, col, color, lab)
+    for ax, (_, title) in zip(axes[0], _CURVE_PANELS):
+        ax.set(title=title, xlabel=_X_LABEL[x])
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_yscale("log")
+    if x == "epoch" and metrics["epoch"].max() > 50 * max(metrics.loc[metrics["epoch"] > 0, "epoch"].min(), 1e-9):
+        for ax in axes[0]:
+            ax.set_xscale("log")
+    _legend(fig, axes[0], res.legend_title())
+    fig.suptitle(f"{res.config.name}: learning curves (mean ± std over seeds)")
+    return fig
+
+
+PLOTS.register("curves", "train loss, train and test accuracy vs step; mean ± std band over seeds", task="train")(
+    curves)
+PLOTS.register("curves_epoch", "the learning curves vs epoch (log axis when the spans differ a lot)",
+               task="train")(functools.partial(curves, x="epoch"))
+PLOTS.register("curves_seconds", "the learning curves vs wall-clock seconds", task="train")(
+    functools.partial(curves, x="seconds"))
+
+
+@PLOTS.register("gap", "final train vs test accuracy per configuration, the gap written beside", task="train")
+def gap(res: Results) -> Figure | None:
+    if res.runs.empty:
+        return None
+    summary = report.aggregate(res.runs, ["label"]).set_index("label")
+    labels = [lab for lab in res.order if lab in summary.index]
+    fig, axes = _figure(1, 1, (7.5, 0.45 * len(labels) + 1.4))
+    ax = axes[0, 0]
+    y = np.arange(len(labels))
+    for offset, split, color in ((-0.2, "train", "tab:blue"), (0.2, "test", "tab:orange")):
+        mean = 100 * summary.loc[labels, f"{split}_acc_mean"]
+        std = 100 * summary.loc[labels, f"{split}_acc_std"].fillna(0.0)  # one seed: no spread to draw
+        ax.barh(y + offset, mean, 0.4, xerr=std, color=color, label=f"{split} accuracy", capsize=2)
+    for i, lab in enumerate(labels):
+        row = summary.loc[lab]
+        if row["n"]:  # ok runs
+            spread = "" if math.isnan(row["gap_std"]) else f" ± {100 * row['gap_std']:.1f}"
+            ax.text(100 * max(row["train_acc_mean"], row["test_acc_mean"]) + 2, i,
+                    f"gap {100 * row['gap_mean']:.1f}{spread}", va="center", fontsize="small")
+        else:
+            ax.text(1, i, f"no run finished ok ({_not_ok(row)})", va="center", fontsize="small")
+    ax.set_yticks(y, labels)
+    ax.invert_yaxis()
+    ax.set(xlim=(0, 125), xlabel="accuracy % at the final evaluation (mean ± std over seeds)",
+           title=f"{res.config.name}: train vs test accuracy")
+    ax.legend(loc="lower right", fontsize="small")
+    return fig
+
+
+def _not_ok(row: pd.Series) -> str:
+    return ", ".join(f"{row[s]} {s}" for s in ("diverged", "failed") if row[s])
+
+
+@PLOTS.register("panels", "one panel of train-accuracy curves per value of the first swept key", task="train")
+def panels(res: Results) -> Figure | None:
+    metrics = res.per_run("metrics.csv")
+    if metrics.empty or len(res.keys) < 2:
+        return None
+    first, rest = res.keys[0], res.keys[1:]
+    runs = res.runs.set_index("run_id")
+    metrics["panel"] = [_fmt(v) for v in runs.loc[metrics["run_id"], first]]
+    metrics["line"] = [label(r, rest) for r in runs.loc[metrics["run_id"], rest].to_dict("records")]
+    panel_values = list(dict.fromkeys(_fmt(s.params.get(first)) for s in res.specs))
+    lines = list(dict.fromkeys(label(s.params, rest) for s in res.specs))
+    cols = math.ceil(math.sqrt(len(panel_values)))
+    rows = math.ceil(len(panel_values) / cols)
+    fig, axes = _figure(rows, cols, (3.2, 2.6), sharex=True, sharey=True)  # shared: fewer tick labels to draw
+    colors = dict(zip(lines, _colors(len(lines))))
+    status = res.runs.assign(panel=[_fmt(v) for v in res.runs[first]],
+                             line=[label(r, rest) for r in res.runs[rest].to_dict("records")])
+    for ax, value in zip(axes.flat, panel_values):
+        for line in lines:
+            sel = metrics[(metrics["panel"] == value) & (metrics["line"] == line)]
+            if not sel.empty:
+                _band(ax, sel, "step", "train_acc", colors[line], line)
+        runs = status[status["panel"] == value]
+        gone = [f"{line}: {', '.join(sorted(set(g['status'])))}" for line, g in runs.groupby("line", sort=False)
+                if (g["status"] != "ok").all()]
+        if gone:
+            ax.text(0.03, 0.97, "\n".join(gone), transform=ax.transAxes, va="top", fontsize="small")
+        ax.set_title(f"{first} = {value}", fontsize="medium")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(panel_values):]:
+        ax.set_visible(False)
+    for ax in axes.flat[:len(panel_values)]:
+        ax.set_xlabel("step")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("train accuracy")
+    _legend(fig, axes.flat, res.legend_title(rest))
+    fig.suptitle(f"{res.config.name}: train accuracy (mean ± std over seeds)")
+    return fig
+
+
+@PLOTS.register("scatter", "validation accuracy over the first two numeric swept keys (random search)",
+                task="train")
+def scatter(res: Results) -> Figure | None:
+    if res.runs.empty:
+        return None
+    numeric = [k for k in res.keys if pd.api.types.is_numeric_dtype(res.runs[k])]
+    if len(numeric) < 2:
+        raise ConfigError(f"plots: 'scatter' needs two numeric swept keys; this sweep has {res.keys}")
+    kx, ky = numeric[:2]
+    ok = res.runs[res.runs["status"] == "ok"]
+    points = ok.groupby("label").agg(x=(kx, "first"), y=(ky, "first"), val=("final.val_acc", "mean"))
+    fig, axes = _figure(1, 1, (6.0, 4.6))
+    ax = axes[0, 0]
+    dots = ax.scatter(points["x"], points["y"], c=100 * points["val"], cmap="viridis", s=45, edgecolors="k",
+                      linewidths=0.3)
+    best = points["val"].idxmax()
+    ax.scatter([points.loc[best, "x"]], [points.loc[best, "y"]], marker="*", s=260, facecolors="none",
+               edgecolors="red", label=f"best on validation: {100 * points.loc[best, 'val']:.1f} %")
+    for axis, key in (("x", kx), ("y", ky)):
+        values = points[axis]
+        if values.min() > 0 and values.max() / values.min() > 50:
+            getattr(ax, f"set_{axis}scale")("log")
+    fig.colorbar(dots, ax=ax, label="validation accuracy % (mean over seeds)")
+    ax.set(xlabel=kx, ylabel=ky, title=f"{res.config.name}: validation accuracy (never test) per trial")
+    ax.legend(loc="best", fontsize="small")
+    return fig
+
+
+def _final_hist(res: Results, kind: str) -> pd.DataFrame:
+    hist = res.per_run("histograms.csv")
+    if hist.empty:
+        return hist
+    hist = hist[hist["kind"] == kind]
+    last = hist.groupby("run_id")["step"].transform("max")
+    return hist[hist["step"] == last]
+
+
+@PLOTS.register("weights", "histogram of log10 |w| at the end, near-zero fraction in the legend", task="train",
+                needs="weights")
+def weights(res: Results) -> Figure | None:
+    hist = _final_hist(res, "weight")
+    if hist.empty:
+        return None
+    near = pd.DataFrame([{"label": r.label, "near": (s.get("diagnostics") or {}).get("weight_near_zero")}
+                         for r, s in zip(res.runs.itertuples(), res.summaries())]).groupby("label")["near"].mean()
+    fig, axes = _figure(1, 1, (7.0, 4.2))
+    ax = axes[0, 0]
+    labels = res.labels_in(hist)
+    for lab, color in zip(labels, _colors(len(labels))):
+        h = hist[hist["label"] == lab].groupby("left").agg(right=("right", "first"), count=("count", "sum"))
+        frac = h["count"] / h["count"].sum()
+        ax.stairs(frac.to_numpy(), np.append(h.index.to_numpy(), h["right"].iloc[-1]), color=color, lw=1.6,
+                  label=f"{lab}: {100 * near.get(lab, math.nan):.1f} % near zero")
+    threshold = math.log10(res.config.diagnostics.near_zero)
+    ax.axvline(threshold, color="k", ls="--", lw=1)
+    ax.text(threshold, ax.get_ylim()[1] * 0.95, f" |w| < {res.config.diagnostics.near_zero:g}", fontsize="small",
+            va="top")
+    ax.set(xlabel="log10 |w| (all weight matrices, all seeds; edge bins hold everything beyond)",
+           ylabel="fraction of weights", title=f"{res.config.name}: weights at the final evaluation")
+    ax.legend(fontsize="small", title=res.legend_title(), title_fontsize="small")
+    return fig
+
+
+def _per_layer(res: Results, column: str, title: str, ylabel: str) -> Figure | None:
+    diag = res.per_run("diagnostics.csv")
+    if diag.empty or column not in diag:
+        return None
+    diag = diag.dropna(subset=[column])
+    first = diag.groupby("run_id")["step"].transform("min")
+    last = diag.groupby("run_id")["step"].transform("max")
+    fig, axes = _figure(1, 2)
+    labels = res.labels_in(diag)
+    colors = _colors(len(labels))
+    for ax, (which, at) in zip(axes[0], (("first", first), ("last", last))):
+        rows = diag[diag["step"] == at]
+        for lab, color in zip(labels, colors):
+            mean = rows[rows["label"] == lab].groupby("layer")[column].mean()
+            off_axis = " (all 0: off the log axis)" if (mean == 0).all() else ""
+            ax.plot(mean.index, mean, "o-", color=color, label=lab + off_axis, ms=3)
+        steps = sorted(set(rows["step"]))
+        ax.set(title=f"{which} evaluation" + (f" (step {steps[0]})" if len(steps) == 1 else ""),
+               xlabel="layer (1 = next to the input)", ylabel=ylabel, yscale="log")
+        ax.grid(alpha=0.3)
+    _legend(fig, axes[0], res.legend_title())
+    fig.suptitle(f"{res.config.name}: {title} (mean over seeds)")
+    return fig
+
+
+PLOTS.register("gradients", "per-layer gradient norm at the first and last evaluation (vanishing / exploding)",
+               task="train", needs="gradients")(
+    functools.partial(_per_layer, column="grad_norm", title="gradient norm per layer", ylabel="‖∂loss/∂W‖"))
+PLOTS.register("activation_std", "per-layer activation std at the first and last evaluation", task="train",
+               needs="activations")(
+    functools.partial(_per_layer, column="act_std", title="activation std per layer", ylabel="activation std"))
+
+
+# ---------------------------------------------------------------- the other tasks
+
+
+@PLOTS.register("paths", "each optimizer's path over the function's contour lines", task="function")
+def paths(res: Results) -> Figure | None:
+    from dlbench.functions import FUNCTIONS
+
+    path_file = res.root / "paths.csv"
+    if not path_file.is_file():
+        return None
+    table = pd.read_csv(res.root / "summary.csv")
+    path_df = pd.read_csv(path_file)
+    path_df["label"] = [label(r, res.keys) for r in path_df[res.keys].to_dict("records")]
+    entry = FUNCTIONS[res.config.function.name]
+    (x0, x1), (y0, y1) = entry.info["view"]
+    gx, gy = np.meshgrid(np.linspace(x0, x1, 200), np.linspace(y0, y1, 200))
+    import torch
+
+    gz = entry.builder(torch.from_numpy(gx), torch.from_numpy(gy)).numpy()
+    levels = np.geomspace(max(gz.min(), 1e-3), gz.max(), 14)
+    n = len(table)
+    cols = min(n, 3)
+    rows = math.ceil(n / cols)
+    fig, axes = _figure(rows, cols, (4.0, 2.6 if x1 - x0 > 2 * (y1 - y0) else 3.4))
+    for ax, (i, row) in zip(axes.flat, table.iterrows()):
+        sel = path_df[path_df["label"] == label(row.to_dict(), res.keys)]
+        ax.contour(gx, gy, gz, levels=levels, colors="0.6", linewidths=0.6)
+        ax.plot(sel["x"], sel["y"], "o-" if len(sel) <= 100 else "-", color="tab:red", ms=2.5, lw=1)
+        ax.plot(*entry.info["minimum"], "+", color="k", ms=10)
+        ax.set(xlim=(x0, x1), ylim=(y0, y1))
+        steps = "never" if pd.isna(row["steps_to_threshold"]) else f"{int(row['steps_to_threshold'])} steps"
+        ax.set_title(f"{label(row.to_dict(), res.keys)}\nf = {row['final_f']:.2g}; f < {row['threshold']:g}: {steps}",
+                     fontsize="small")
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    fig.suptitle(f"{res.config.name}: {entry.help}", fontsize="medium")
+    return fig
+
+
+@PLOTS.register("histograms", "activation histograms: one row per configuration, one column per layer",
+                task="activations")
+def histograms(res: Results) -> Figure | None:
+    hist_file = res.root / "histograms.csv"
+    if not hist_file.is_file():
+        return None
+    hist = pd.read_csv(hist_file)
+    layers = pd.read_csv(res.root / "layers.csv")
+    for df in (hist, layers):
+        df["label"] = [label(r, res.keys) for r in df[res.keys].to_dict("records")] if res.keys else "defaults"
+    labels = res.labels_in(hist)
+    n_layers = int(hist["layer"].max())
+    # dozens of small panels: no ticks (drawing tick labels is most of the cost), the range in the row label
+    fig = Figure(figsize=(1.9 * n_layers + 1.6, 1.0 * len(labels) + 0.6), dpi=DPI)
+    axes = fig.subplots(len(labels), n_layers, squeeze=False)
+    fig.subplots_adjust(left=1.6 / (1.9 * n_layers + 1.6), right=0.99, bottom=0.01,
+                        top=1 - 0.55 / (1.0 * len(labels) + 0.6), hspace=0.12, wspace=0.06)
+    for r, lab in enumerate(labels):
+        for c in range(n_layers):
+            ax = axes[r, c]
+            h = hist[(hist["label"] == lab) & (hist["layer"] == c + 1)].groupby("left").agg(
+                right=("right", "first"), count=("count", "sum"))
+            ax.stairs(h["count"].to_numpy(), np.append(h.index.to_numpy(), h["right"].iloc[-1]), fill=True,
+                      color="tab:blue")
+            stats = layers[(layers["label"] == lab) & (layers["layer"] == c + 1)]
+            text = f"std {stats['act_std'].mean():.2g}"
+            if stats["act_saturated"].notna().any():
+                text += f"\nsaturated {100 * stats['act_saturated'].mean():.0f}%"
+            if stats["act_zero"].mean() > 0.01:
+                text += f"\nzero {100 * stats['act_zero'].mean():.0f}% (not shown)"
+            ax.text(0.97, 0.93, text, transform=ax.transAxes, ha="right", va="top", fontsize=6.5,
+                    bbox={"facecolor": "white", "alpha": 0.7, "lw": 0, "pad": 1})
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"layer {c + 1}", fontsize="small")
+        lo, hi = h.index[0], h["right"].iloc[-1]
+        axes[r, 0].set_ylabel(f"{lab}\nx from {lo:g} to {hi:g}", fontsize=7, rotation=0, ha="right", va="center")
+    fig.suptitle(f"{res.config.name}: activations of an untrained net on N(0, 1) inputs "
+                 "(values beyond the range sit in the edge bins)", fontsize="small")
+    return fig
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def load(root: Path) -> Results:
+    spec = root / "experiment.yaml"
+    if not spec.is_file():
+        raise ConfigError(f"{root}: not a results folder (expected {spec})")
+    raw = config_mod.read_yaml_file(spec)
+    return Results(root, config_mod.validate(raw), raw)
+
+
+def _save(fig: Figure, path: Path) -> None:
+    """Write the PNG under a temporary name and rename it, like every other results file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=DPI)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write(res: Results) -> list[Path]:
+    """Draw the experiment's figures into its folder; returns the PNGs written (none when nothing finished)."""
+    written = []
+    for name in res.config.plots or DEFAULT_PLOTS[res.config.task]:
+        fig = PLOTS[name].builder(res)
+        if fig is not None:
+            path = res.root / f"{name}.png"
+            _save(fig, path)
+            written.append(path)
+    return written
