@@ -5,7 +5,11 @@ BIN := $(VENV)/bin
 # torch / torchvision are pinned to the releases this project is tested with
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install quickstart mnist1d-reference test clean
+# the textbook experiments (configs/<name>.yaml, shown in docs/experiments.md)
+EXPERIMENTS := optimizer_paths optimizer_paths_rosenbrock optimizers init_activations init_training \
+	batchnorm overfitting losses batch_size random_search l1_sparsity
+
+.PHONY: install quickstart mnist1d-reference test clean experiments $(EXPERIMENTS)
 
 install: $(VENV)/.installed
 
@@ -21,6 +25,11 @@ quickstart: install  ## train the quickstart grid on MNIST-1D and print the tabl
 
 mnist1d-reference: install  ## the MNIST-1D paper's logreg / MLP / CNN benchmark, 3 seeds (README table)
 	$(BIN)/dlbench run configs/mnist1d_reference.yaml
+
+$(EXPERIMENTS): install  ## run one experiment: table, figures and runs in results/<name>/
+	$(BIN)/dlbench run configs/$@.yaml
+
+experiments: $(EXPERIMENTS)  ## run every experiment, one after another
 
 test: install  ## run the test suite
 	$(BIN)/python -m pytest -q

@@ -1,0 +1,222 @@
+"""The shipped experiment configs, end to end in shrunk form, and the direction of each robust effect.
+
+Each test runs one configs/*.yaml through the CLI with --set overrides that make it
+take a second or two (fewer steps, samples, seeds, grid points), then checks the
+files it writes (tables, per-run diagnostics, PNGs) and the effect the experiment
+exists to show, where that effect survives the shrinking.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from dlbench import config
+from dlbench.plots import DEFAULT_PLOTS, PLOTS
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+SHIPPED = sorted(p.stem for p in CONFIGS.glob("*.yaml"))
+
+
+def run_config(cli, data_root: Path, name: str, *sets: str) -> tuple[str, Path]:
+    out = cli.tmp_path / "results"
+    args = ["--set", f"data.root={data_root}", "--set", "train.device=cpu"]
+    for s in sets:
+        args += ["--set", s]
+    result = cli("run", CONFIGS / f"{name}.yaml", "--out", out, *args)
+    assert result.exit_code == 0, result.output
+    root = out / name
+    cfg = config.validate(yaml.safe_load((root / "experiment.yaml").read_text()))
+    for plot in cfg.plots or DEFAULT_PLOTS[cfg.task]:
+        png = root / f"{plot}.png"
+        assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", plot
+    return result.stdout, root
+
+
+def by(root: Path, key: str, csv: str = "summary.csv") -> pd.DataFrame:
+    """A results table indexed by one swept key (e.g. 'case', 'loss', 'optimizer.name')."""
+    return pd.read_csv(root / csv).set_index(key)
+
+
+def diagnostics_of(root: Path) -> pd.DataFrame:
+    """Each run's final diagnostics (summary.json) with its swept values."""
+    rows = []
+    for f in sorted((root / "runs").glob("*/summary.json")):
+        s = json.loads(f.read_text())
+        rows.append({**s["params"], "seed": s["seed"], **s.get("diagnostics", {})})
+    return pd.DataFrame(rows)
+
+
+def test_every_shipped_config_is_valid_and_commented() -> None:
+    assert len(SHIPPED) >= 11
+    for name in SHIPPED:
+        text = (CONFIGS / f"{name}.yaml").read_text()
+        assert text.startswith("#"), f"{name}.yaml needs a header comment saying what it shows"
+        cfg, raw = config.load(CONFIGS / f"{name}.yaml")
+        assert cfg.name == name
+
+
+def test_every_plot_is_drawn_by_some_shipped_config() -> None:
+    drawn = set()
+    for name in SHIPPED:
+        cfg, _ = config.load(CONFIGS / f"{name}.yaml")
+        drawn.update(cfg.plots or DEFAULT_PLOTS[cfg.task])
+    assert drawn == set(PLOTS.names())
+
+
+# ---------------------------------------------------------------- 1. optimizer paths
+
+
+def test_optimizer_paths(cli, data_root) -> None:
+    stdout, root = run_config(cli, data_root, "optimizer_paths")
+    assert "steps to f < 0.001" in stdout
+    paths = pd.read_csv(root / "paths.csv")
+    table = by(root, "optimizer.name")
+    assert list(table.index) == ["sgd", "momentum", "adagrad", "adam", "nesterov", "rmsprop"]
+    assert (table["final_f"] < 0.2).all()  # every optimizer gets from f = 6.45 close to the minimum
+    # plain SGD on x²/20 + y² is x <- (1 - lr/10) x, y <- (1 - 2 lr) y: check the real optimizer did exactly that
+    sgd = paths[paths["optimizer.name"] == "sgd"].sort_values("step")
+    steps = sgd["step"].to_numpy()
+    assert sgd["x"].to_numpy() == pytest.approx(-7.0 * (1 - 0.095) ** steps)
+    assert sgd["y"].to_numpy() == pytest.approx(2.0 * (1 - 1.9) ** steps)  # the zig-zag across the valley
+    assert table.loc["adagrad", "steps_to_threshold"] < 30 and pd.isna(table.loc["sgd", "steps_to_threshold"])
+
+
+def test_optimizer_paths_rosenbrock(cli, data_root) -> None:
+    _, root = run_config(cli, data_root, "optimizer_paths_rosenbrock", "function.steps=700")
+    table = by(root, "optimizer.name")
+    # in the curved valley momentum and Adam reach the minimum; plain SGD is still crawling along the floor
+    assert table.loc["momentum", "final_f"] < 1e-3 and table.loc["adam", "final_f"] < 1e-3
+    assert table.loc["sgd", "final_f"] > 100 * max(table.loc["momentum", "final_f"], table.loc["adam", "final_f"])
+
+
+# ---------------------------------------------------------------- 3. init x activation distributions
+
+
+def test_init_activations(cli, data_root) -> None:
+    stdout, root = run_config(cli, data_root, "init_activations", "activations.samples=300")
+    assert "layer 5" in stdout
+    layers = pd.read_csv(root / "layers.csv")
+    key = layers["init.scheme"] + ":" + layers["init.std"].fillna(0).astype(str) + ":" + layers["model.activation"]
+    stats = layers.assign(net=key).set_index(["net", "layer"])
+    assert len(stats) == 12 * 5
+    # sigmoid + std 1: most outputs sit on the flat ends (< 0.05 or > 0.95) in every layer
+    assert (stats.loc["normal:1.0:sigmoid", "act_saturated"] > 0.5).all()
+    # std 0.01: every layer collapses onto one value (sigmoid 0.5, tanh and ReLU 0)
+    assert stats.loc[("normal:0.01:sigmoid", 5), "act_std"] < 0.02
+    assert stats.loc[("normal:0.01:tanh", 5), "act_std"] < 1e-3
+    assert stats.loc[("normal:0.01:relu", 5), "act_std"] < 1e-4
+    # He keeps ReLU activations spread through all five layers; Xavier lets them shrink
+    he, xavier = stats.loc["he_normal:0.0:relu", "act_std"], stats.loc["xavier_normal:0.0:relu", "act_std"]
+    assert he.min() > 0.5 * he.max()
+    assert xavier.iloc[-1] < 0.4 * xavier.iloc[0]
+    assert (stats.loc["xavier_normal:0.0:tanh", "act_saturated"].iloc[1:] < 0.05).all()
+
+
+# ---------------------------------------------------------------- 2, 4, 5: training dynamics
+
+
+def test_optimizers(cli, data_root) -> None:
+    _, root = run_config(cli, data_root, "optimizers", "train.steps=60", "train.eval_every=30", "train.seeds=[0]",
+                         "data.train_size=1000")
+    table = by(root, "optimizer.name")
+    assert set(table.index) == {"sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw"}
+    # plain SGD at its usual lr 0.01 is the slowest; Adam is far ahead after 60 steps
+    assert table["train_loss_mean"].idxmax() == "sgd"
+    assert table.loc["adam", "train_loss_mean"] < table.loc["sgd", "train_loss_mean"] - 0.2
+
+
+def test_init_training(cli, data_root) -> None:
+    stdout, root = run_config(cli, data_root, "init_training", "train.steps=100", "train.eval_every=50",
+                              "train.seeds=[0]", "data.train_size=1000")
+    assert "grad norm layer 1" in stdout
+    table = by(root, "init.scheme")
+    # all-zero weights never learn: no gradient reaches any weight, only the output bias moves
+    assert table.loc["zeros", "train_acc_mean"] < 0.2
+    assert table.loc["he_normal", "train_acc_mean"] > table.loc["zeros", "train_acc_mean"] + 0.1
+    diag = diagnostics_of(root).set_index("init.scheme")
+    assert diag.loc["zeros", "grad_norm_first"] == 0 and diag.loc["zeros", "act_std_last"] == 0
+    # N(0, 0.01²): signals and gradients shrink layer by layer -> tiny gradients and last-layer activations
+    assert diag.loc["normal", "grad_norm_first"] < 1e-3 * diag.loc["he_normal", "grad_norm_first"]
+    assert diag.loc["normal", "act_std_last"] < 1e-3 * diag.loc["he_normal", "act_std_last"]
+    run_dir = next((root / "runs").iterdir())
+    per_layer = pd.read_csv(run_dir / "diagnostics.csv")
+    assert sorted(set(per_layer["step"])) == [0, 50, 100] and set(per_layer["layer"]) == {1, 2, 3, 4, 5}
+    assert {"act_std", "act_zero", "grad_norm"} <= set(per_layer.columns)
+    assert "act_saturated" not in per_layer  # ReLU has no saturated side; the all-empty column is left out
+    hist = pd.read_csv(run_dir / "histograms.csv")
+    assert sorted(set(hist["step"])) == [0, 100] and set(hist["kind"]) == {"activation"}
+
+
+def test_batchnorm(cli, data_root) -> None:
+    # at a bad weight scale (std 1e-3: signals die out over six layers) only the BN net trains
+    _, root = run_config(cli, data_root, "batchnorm", "grid={init.std: [0.001], model.norm: [none, batch]}",
+                         "train.epochs=10", "train.seeds=[0]")
+    table = by(root, "model.norm")
+    assert table.loc["batch", "train_acc_mean"] > table.loc["none", "train_acc_mean"] + 0.15
+    assert table.loc["none", "train_acc_mean"] < 0.2
+
+
+# ---------------------------------------------------------------- 6, 7, 8, 9, 10
+
+
+def test_overfitting(cli, data_root) -> None:
+    # shrunk: 3 hidden layers and a larger step size fit the 300 samples in 40 epochs instead of 200
+    stdout, root = run_config(cli, data_root, "overfitting", "model.hidden=[100, 100, 100]", "train.epochs=40",
+                              "optimizer.lr=0.05", "train.eval_every=20", "train.seeds=[0]")
+    assert "gap" in stdout
+    table = by(root, "case")
+    assert set(table.index) == {"none", "weight_decay", "dropout", "l1", "input_noise", "batchnorm",
+                                "early_stopping"}
+    assert table.loc["none", "train_acc_mean"] > 0.8 and table.loc["none", "gap_mean"] > 0.4  # memorizing
+    assert table.loc["weight_decay", "gap_mean"] < table.loc["none", "gap_mean"] - 0.2
+
+
+def test_losses(cli, data_root) -> None:
+    _, root = run_config(cli, data_root, "losses", "train.epochs=3", "train.seeds=[0]")
+    table = by(root, "loss")
+    # cross_entropy and nll are the same loss computed two ways
+    assert table.loc["cross_entropy", "train_acc_mean"] == pytest.approx(table.loc["nll", "train_acc_mean"])
+    # squared error on sigmoid outputs learns slower than cross-entropy
+    assert table.loc["mse_sigmoid", "train_acc_mean"] < table.loc["cross_entropy", "train_acc_mean"] - 0.1
+
+
+def test_batch_size(cli, data_root) -> None:
+    _, root = run_config(cli, data_root, "batch_size", "data.train_size=500", "train.seeds=[0]",
+                         "cases.full_batch.train.epochs=5", "cases.full_batch.train.eval_every=1",
+                         "cases.online.train.steps=450", "cases.batch_32.train.epochs=1",
+                         "cases.batch_128.train.epochs=1")
+    runs = pd.read_csv(root / "runs.csv").set_index("case")
+    assert runs.loc["online", "steps"] == 450 and runs.loc["full_batch", "steps"] == 5
+    # after one epoch, online SGD (450 updates) is far ahead of full-batch GD (1 update)
+    metrics = {}
+    for run_id, case in zip(runs["run_id"], runs.index):
+        m = pd.read_csv(root / "runs" / run_id / "metrics.csv")
+        metrics[case] = m.set_index("epoch")
+    assert metrics["online"].loc[1.0, "train_acc"] > metrics["full_batch"].loc[1.0, "train_acc"] + 0.1
+
+
+def test_random_search_ranks_on_validation(cli, data_root) -> None:
+    stdout, root = run_config(cli, data_root, "random_search", "random.trials=4", "train.epochs=5")
+    summary = pd.read_csv(root / "summary.csv")
+    assert len(summary) == 4
+    assert summary["val_acc_mean"].tolist() == sorted(summary["val_acc_mean"], reverse=True)
+    lr = summary["optimizer.lr"]
+    assert ((lr >= 1e-6) & (lr <= 1e-2)).all()
+    best_lr = summary.loc[0, "optimizer.lr"]
+    assert stdout.index(f"{best_lr}"[:6]) < stdout.index(f"{summary.loc[3, 'optimizer.lr']}"[:6])
+
+
+def test_l1_gives_more_near_zero_weights_than_l2(cli, data_root) -> None:
+    # 90 steps instead of 1080: a 10x stronger L1 pull gets the unneeded weights to zero in time
+    stdout, root = run_config(cli, data_root, "l1_sparsity", "data.train_size=1000", "train.epochs=10",
+                              "train.seeds=[0]", "cases.l1.regularization.l1=0.01")
+    assert "near-zero weights %" in stdout
+    near = diagnostics_of(root).set_index("case")["weight_near_zero"]
+    assert near["l1"] > 2 * near["l2"] and near["l1"] > 2 * near["none"]
+    diag_csv = pd.read_csv(root / "diagnostics_summary.csv").set_index("label")
+    assert diag_csv.loc["l1", "weight_near_zero_mean"] == pytest.approx(near["l1"])
