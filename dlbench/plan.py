@@ -66,7 +66,8 @@ def select(specs: list[sweep.RunSpec], finished: dict[str, str], rerun: Rerun | 
 
 def experiment_record(cfg: Config, specs: list[sweep.RunSpec]) -> dict[str, Any]:
     """The swept keys and the resolved settings every run shares (see Store.check)."""
-    swept = sorted({*cfg.grid, *(cfg.random.space if cfg.random else ())})
+    swept = sorted({*cfg.grid, *(cfg.random.space if cfg.random else ()),
+                    *(key for case in cfg.cases.values() for key in case)})
     fixed = sweep.identity(specs[0].config, specs[0].seed)
     del fixed["seed"]
     for key in swept:

@@ -97,7 +97,8 @@ class Results:
             path = self.root / "runs" / run.run_id / filename
             if path.is_file() and path.stat().st_size:
                 df = pd.read_csv(path)
-                frames.append(df.assign(run_id=run.run_id, label=run.label, idx=np.arange(len(df))))
+                if len(df):  # a failed run's metrics.csv is a header only
+                    frames.append(df.assign(run_id=run.run_id, label=run.label, idx=np.arange(len(df))))
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
     def summaries(self) -> list[dict[str, Any]]:

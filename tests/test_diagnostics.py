@@ -40,6 +40,20 @@ def test_cases_set_keys_across_sections_and_record_only_their_name() -> None:
     assert all(s.config.cases == {} for s in specs)
 
 
+def test_a_folder_takes_new_case_values_but_not_other_changes(cli, tiny) -> None:
+    """Keys that cases set are swept keys: changing their values adds runs to the folder."""
+    out = cli.tmp_path / "out"
+    tiny["train"]["steps"] = 5
+    tiny["cases"] = {"plain": {}, "decay": {"optimizer.weight_decay": 0.1}}
+    assert cli("run", cli.write(tiny), "--out", out, "--no-plots").exit_code == 0
+    tiny["cases"]["decay"] = {"optimizer.weight_decay": 0.01}
+    assert cli("run", cli.write(tiny), "--out", out, "--no-plots").exit_code == 0
+    assert len(list((out / "tiny" / "runs").iterdir())) == 3
+    tiny["model"]["hidden"] = [16]
+    refused = cli("run", cli.write(tiny), "--out", out, "--no-plots")
+    assert refused.exit_code == 2 and "different experiment" in refused.stderr
+
+
 @pytest.mark.parametrize("cases, words", [
     ({"x": {"optimizer.wd": 0.1}}, ["cases", "optimizer.wd", "unknown key", "weight_decay"]),
     ({"x": {"model.dropout": 2.0}}, ["model.dropout", "2.0", "less than 1", "case='x'"]),
@@ -143,7 +157,7 @@ def test_function_task_divergence_is_reported_not_raised(cli) -> None:
 
 
 def test_plot_command_redraws_from_the_folder(cli, tiny) -> None:
-    tiny["grid"] = {"optimizer.lr": [0.01, 0.001]}
+    tiny["grid"] = {"optimizer.lr": [0.01, 1.0e12]}  # the second diverges: drawn as such, not crashed on
     tiny["train"]["seeds"] = [0, 1]
     tiny["plots"] = ["curves", "gap", "panels", "curves_epoch"]
     tiny["grid"]["model.activation"] = ["relu", "tanh"]
@@ -164,6 +178,23 @@ def test_list_shows_functions_and_plots(cli) -> None:
     result = cli("list")
     assert result.exit_code == 0
     assert all(name in result.stdout for name in [*FUNCTIONS.names(), *PLOTS.names()])
+
+
+def test_figures_of_a_sweep_with_a_failed_run(cli, tiny, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dlbench import models
+
+    build = models.build
+
+    def build_or_fail(cfg, shape, classes):  # a failed run leaves a metrics.csv with a header only
+        if cfg.hidden == [13]:
+            raise RuntimeError("simulated failure")
+        return build(cfg, shape, classes)
+
+    monkeypatch.setattr(models, "build", build_or_fail)
+    tiny["grid"] = {"model.hidden": [[8], [13]]}
+    result = cli("run", cli.write(tiny), "--out", cli.tmp_path / "out")
+    assert result.exit_code == 1 and "simulated failure" in result.stderr
+    assert {p.name for p in (cli.tmp_path / "out" / "tiny").glob("*.png")} == {"curves.png", "gap.png"}
 
 
 def test_plot_of_a_folder_that_is_no_results_folder(cli) -> None:

@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from test_datasets import write_idx
 
 from dlbench import config
 from dlbench.plots import DEFAULT_PLOTS, PLOTS
@@ -220,3 +222,42 @@ def test_l1_gives_more_near_zero_weights_than_l2(cli, data_root) -> None:
     assert near["l1"] > 2 * near["l2"] and near["l1"] > 2 * near["none"]
     diag_csv = pd.read_csv(root / "diagnostics_summary.csv").set_index("label")
     assert diag_csv.loc["l1", "weight_near_zero_mean"] == pytest.approx(near["l1"])
+
+
+# ---------------------------------------------------------------- on MNIST
+
+
+# per training config: the overrides that make one run of it take a few steps
+TINY = {
+    "optimizers": ["train.steps=2", "train.seeds=[0]", "grid={optimizer: [{name: adam, lr: 0.001}]}"],
+    "init_training": ["train.steps=2", "train.seeds=[0]", "grid={init: [{scheme: he_normal}]}"],
+    "batchnorm": ["train.epochs=1", "train.seeds=[0]", "grid={init.std: [0.01], model.norm: [batch]}"],
+    "overfitting": ["train.epochs=1", "train.seeds=[0]", "cases={dropout: {model.dropout: 0.2}}"],
+    "losses": ["train.epochs=1", "train.seeds=[0]", "grid={loss: [mse_sigmoid]}", "data.train_size=200"],
+    "batch_size": ["train.seeds=[0]", "cases={full: {train: {batch_size: full, epochs: 2}}}"],
+    "random_search": ["train.epochs=1", "random.trials=1"],
+    "l1_sparsity": ["train.epochs=1", "train.seeds=[0]", "cases={l1: {regularization.l1: 0.001}}",
+                    "data.train_size=200"],
+}
+
+
+def test_every_training_config_covered_on_mnist() -> None:
+    training = {n for n in SHIPPED if config.load(CONFIGS / f"{n}.yaml")[0].task == "train"}
+    assert training - {"quickstart", "mnist1d_reference"} == set(TINY)
+
+
+def test_training_configs_run_on_mnist_with_one_set(cli, tmp_path: Path) -> None:
+    """`--set data.dataset=mnist` is all it takes (here on a small fake MNIST: 28x28 images)."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(1400, 28, 28), dtype=np.uint8)
+    labels = (np.arange(1400) % 10).astype(np.uint8)
+    write_idx(tmp_path / "mnist" / "MNIST" / "raw", "train", images[:1200], labels[:1200])
+    write_idx(tmp_path / "mnist" / "MNIST" / "raw", "t10k", images[1200:], labels[1200:])
+    for name, sets in TINY.items():
+        args = ["data.dataset=mnist", f"data.root={tmp_path / 'mnist'}", "data.download=false", "train.device=cpu",
+                *sets]
+        result = cli("run", CONFIGS / f"{name}.yaml", "--out", tmp_path / "results", "--no-plots",
+                     *(x for s in args for x in ("--set", s)))
+        assert result.exit_code == 0, f"{name}: {result.output}"
+        (summary,) = [json.loads(f.read_text()) for f in (tmp_path / "results" / name / "runs").glob("*/summary.json")]
+        assert summary["status"] == "ok" and summary["n_params"] > 28 * 28 * 100, name  # the MLP took 784 inputs
