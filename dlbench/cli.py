@@ -158,7 +158,8 @@ def run(
         finished = {} if force_new else store.finished()
         if not force_new:
             store.check(record)
-        costs = plan.costs(specs)
+        # function / activations tasks train nothing: no cost to estimate
+        costs = plan.costs(specs) if cfg.task == "train" else [plan.Cost()] * len(specs)
         console.print(_runs_table(specs, costs, finished))
         console.print(plan.describe(specs, plan.select(specs, finished, rerun), costs))
         return
@@ -305,7 +306,8 @@ def validate(config: Annotated[Path, typer.Argument(help="Experiment config (YAM
              max_runs: MaxRunsOption = plan.DEFAULT_MAX_RUNS, yes: YesOption = False) -> None:
     """Check a config (and its --set overrides) and that its datasets load, without training."""
     cfg, specs, _ = _load(config, sets, max_runs, yes)
-    _prepare_data(specs, "cpu")
+    if cfg.task == "train":  # the function and activations tasks read no data
+        _prepare_data(specs, "cpu")
     console.print(f"{config}: ok — experiment {cfg.name!r}, {len(specs)} runs")
 
 

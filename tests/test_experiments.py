@@ -241,6 +241,13 @@ TINY = {
 }
 
 
+def test_function_and_activation_configs_read_no_data(cli, tmp_path: Path) -> None:
+    no_data = ["--set", "data.dataset=mnist", "--set", f"data.root={tmp_path}", "--set", "data.download=false"]
+    for name in ("optimizer_paths", "init_activations"):
+        result = cli("validate", CONFIGS / f"{name}.yaml", *no_data)
+        assert result.exit_code == 0, result.output
+
+
 def test_every_training_config_covered_on_mnist() -> None:
     training = {n for n in SHIPPED if config.load(CONFIGS / f"{n}.yaml")[0].task == "train"}
     assert training - {"quickstart", "mnist1d_reference"} == set(TINY)
