@@ -281,6 +281,13 @@ def report(
 ) -> None:
     """Statistics over seeds from results folders (reads only the folders): mean ± std, 95% CI,
     Welch's t-test against the best (or a baseline), time to target; table, csv, markdown, json or latex."""
+    spec = results_dirs[0] / "experiment.yaml"
+    if len(results_dirs) == 1 and spec.is_file() and config_mod.read_yaml_file(spec).get("task", "train") != "train":
+        from dlbench import plots as plots_mod
+        from dlbench import tasks
+
+        console.print(tasks.table(plots_mod.load(results_dirs[0])))  # optimizer paths / activation statistics
+        return
     for d in results_dirs:
         if not (d / "runs").is_dir():
             fail(f"{d}: not a results folder (expected {d / 'runs'}/)")

@@ -76,6 +76,8 @@ def test_every_plot_is_drawn_by_some_shipped_config() -> None:
 def test_optimizer_paths(cli, data_root) -> None:
     stdout, root = run_config(cli, data_root, "optimizer_paths")
     assert "steps to f < 0.001" in stdout
+    again = cli("report", root)  # the table again, from the folder alone
+    assert again.exit_code == 0 and "steps to f < 0.001" in again.stdout and "adagrad" in again.stdout
     paths = pd.read_csv(root / "paths.csv")
     table = by(root, "optimizer.name")
     assert list(table.index) == ["sgd", "momentum", "adagrad", "adam", "nesterov", "rmsprop"]
