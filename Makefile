@@ -32,7 +32,8 @@ $(EXPERIMENTS): install  ## run one experiment: table, figures and runs in resul
 experiments: $(EXPERIMENTS)  ## run every experiment, one after another
 
 test: install  ## run the test suite
-	$(BIN)/python -m pytest -q
+	# one thread per process: the tests' models are tiny, and threads only contend on a small CI machine
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -q
 
 clean:
 	rm -rf results/*/ .pytest_cache
