@@ -77,6 +77,13 @@ def run(
     device: Annotated[Optional[Device], typer.Option(help="Where to train; overrides train.device.")] = None,
     out: Annotated[Path, typer.Option(help="Results root; runs go to OUT/<name>/.")] = Path("results"),
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the expanded runs and train nothing.")] = False,
+    executor: Annotated[str, typer.Option(
+        help="How runs are trained: auto (= vectorized), serial, vectorized (compatible runs as one stacked "
+             "model), processes (a process pool), ray (Ray tasks).")] = "auto",
+    workers: Annotated[Optional[int], typer.Option(
+        min=1, help="Tasks at a time for --executor processes / ray (default: one per CPU).")] = None,
+    address: Annotated[Optional[str], typer.Option(
+        help="Ray cluster address for --executor ray (default: start a local Ray instance).")] = None,
 ) -> None:
     """Expand CONFIG into runs, train them, save results/<name>/ and print the comparison table.
 
@@ -84,12 +91,14 @@ def run(
     sweep resumes it. Exit code: 0 all runs ok or diverged, 1 some run failed,
     2 bad input.
     """
-    from dlbench.executors import EXECUTORS
+    from dlbench.executors import Options, resolve
     from dlbench.store import Store
     from dlbench.train import resolve_device
 
     overrides = list(sets or []) + ([f"train.device={device.value}"] if device else [])
     cfg, specs, raw = _load(config, overrides)
+    options = Options(workers, address)
+    launch = resolve(executor, options)
     if dry_run:
         console.print(_runs_table(specs))
         return
@@ -113,7 +122,7 @@ def run(
             progress.reset(current, total=1, description=f"  {label} seed={spec.seed}"[:70], visible=True)
             return lambda step, total: progress.update(current, completed=step, total=total)
 
-        for result in EXECUTORS["serial"].builder(todo, dev, on_start):
+        for result in launch(todo, dev, on_start, options):
             store.save(result)
             if result.status == "failed":
                 n_failed += 1
