@@ -22,5 +22,9 @@ quickstart: install  ## train the quickstart grid on MNIST-1D and print the tabl
 test: install  ## run the test suite
 	$(BIN)/python -m pytest -q
 
+.PHONY: bench
+bench: install  ## time dlbench against an idiomatic PyTorch loop (quickstart + 64-run grid), print the table
+	$(BIN)/python bench/bench.py
+
 clean:
 	rm -rf results/*/ .pytest_cache

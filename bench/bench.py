@@ -33,6 +33,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from dlbench import config, data, inits, models, optim, sweep
 from dlbench.executors import Options, resolve
 from dlbench.train import RunResult, resolve_device, schedule
+from dlbench.vectorized import keep_freed_memory
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -158,8 +159,13 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--runs", type=int, default=64, help="size of the learning-rate x seed grid")
     parser.add_argument("--epochs", type=int, default=None, help="override train.epochs (a quicker smoke run)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, one per core)")
     args = parser.parse_args()
     device = resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    # the allocator setting dlbench's vectorized executor makes on CPU, for both contestants alike
+    keep_freed_memory()
     overrides = [f"data.root={ROOT / 'data'}"] + ([f"train.epochs={args.epochs}"] if args.epochs else [])
     where = (torch.cuda.get_device_name(device) if device.type == "cuda"
              else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads")
