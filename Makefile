@@ -35,5 +35,9 @@ test: install  ## run the test suite
 	# one thread per process: the tests' models are tiny, and threads only contend on a small CI machine
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -q
 
+.PHONY: bench
+bench: install  ## time dlbench against an idiomatic PyTorch loop (quickstart + 64-run grid), print the table
+	$(BIN)/python bench/bench.py
+
 clean:
 	rm -rf results/*/ .pytest_cache

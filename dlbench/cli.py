@@ -138,6 +138,13 @@ def run(
     max_runs: MaxRunsOption = plan.DEFAULT_MAX_RUNS,
     yes: YesOption = False,
     plots: Annotated[bool, typer.Option(help="Draw the experiment's figures (PNG) into the results folder.")] = True,
+    executor: Annotated[str, typer.Option(
+        help="How runs are trained: auto (= vectorized), serial, vectorized (compatible runs as one stacked "
+             "model), processes (a process pool), ray (Ray tasks).")] = "auto",
+    workers: Annotated[Optional[int], typer.Option(
+        min=1, help="Tasks at a time for --executor processes / ray (default: one per CPU).")] = None,
+    address: Annotated[Optional[str], typer.Option(
+        help="Ray cluster address for --executor ray (default: start a local Ray instance).")] = None,
 ) -> None:
     """Expand CONFIG into runs, train them, save results/<name>/ and print the comparison table.
 
@@ -146,13 +153,15 @@ def run(
     exits 130. Exit code: 0 all runs ok or diverged, 1 some run failed,
     2 bad input or a refused folder, 130 interrupted.
     """
-    from dlbench.executors import EXECUTORS
+    from dlbench.executors import Options, resolve
     from dlbench.store import Store
     from dlbench.train import resolve_device
 
     overrides = list(sets or []) + ([f"train.device={device.value}"] if device else [])
     cfg, specs, raw = _load(config, overrides, max_runs, yes)
     store = Store(out / cfg.name)  # cfg.name is one plain path component: no ../ escapes
+    options = Options(workers, address)
+    launch = resolve(executor, options)
     record = plan.experiment_record(cfg, specs)
     if dry_run:
         finished = {} if force_new else store.finished()
@@ -195,7 +204,7 @@ def run(
                     progress.reset(current, total=1, description=f"  {label} seed={spec.seed}"[:70], visible=True)
                     return lambda step, total: progress.update(current, completed=step, total=total)
 
-                with contextlib.closing(EXECUTORS["serial"].builder(todo, dev, on_start)) as results:
+                with contextlib.closing(launch(todo, dev, on_start, options)) as results:
                     for result in results:
                         store.save(result)
                         progress.advance(overall)

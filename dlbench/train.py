@@ -160,18 +160,26 @@ def train(spec: RunSpec, device: torch.device, progress: Progress | None = None)
 
     if status == "diverged" and metrics[-1]["step"] != step:
         record(step)
-    final = metrics[-1]
-    summary = {
-        "run_id": spec.run_id, "name": cfg.name, "seed": spec.seed, "params": spec.params,
-        "status": status, "error": None, "diverged_step": diverged_step, "stopped_early": stopped_early,
-        "steps": step, "epochs": step / per_epoch, "batch_size": bs,
-        "final": _with_gap(final), "best": _with_gap(best or final),
-        "wall_time": time.perf_counter() - start,
-        "n_params": models.count_parameters(model), "device": _device_name(device), "versions": versions(),
-    }
+    summary = summarize(spec, metrics, best, status=status, diverged_step=diverged_step, stopped_early=stopped_early,
+                        step=step, per_epoch=per_epoch, batch_size=bs, wall_time=time.perf_counter() - start,
+                        n_params=models.count_parameters(model), device=device)
     if diag:
         summary["diagnostics"] = diag.final()
     return RunResult(spec, status, metrics, summary, diag.files() if diag else {})
+
+
+def summarize(spec: RunSpec, metrics: list[dict[str, float]], best: dict[str, float] | None, *, status: str,
+              diverged_step: int | None, stopped_early: bool, step: int, per_epoch: int, batch_size: int,
+              wall_time: float, n_params: int, device: torch.device) -> dict[str, Any]:
+    """summary.json of a finished run (shared with the vectorized executor)."""
+    final = metrics[-1]
+    return {
+        "run_id": spec.run_id, "name": spec.name, "seed": spec.seed, "params": spec.params,
+        "status": status, "error": None, "diverged_step": diverged_step, "stopped_early": stopped_early,
+        "steps": step, "epochs": step / per_epoch, "batch_size": batch_size,
+        "final": _with_gap(final), "best": _with_gap(best or final),
+        "wall_time": wall_time, "n_params": n_params, "device": _device_name(device), "versions": versions(),
+    }
 
 
 def _with_gap(row: dict[str, float]) -> dict[str, float]:

@@ -32,7 +32,7 @@ from sweep_util import (  # noqa: F401 - one_thread is a fixture
 
 def start(config: Path, out: Path, *args: str) -> subprocess.Popen[str]:
     env = {**os.environ, **ONE_THREAD, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, "-m", "dlbench", "run", str(config), "--out", str(out), *args],
+    return subprocess.Popen([sys.executable, "-m", "dlbench", "run", str(config), "--out", str(out), "--executor", "serial", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
@@ -57,7 +57,7 @@ def test_sigkill_at_random_points_then_resume(tmp_path: Path, data_root: Path) -
                       regularization={"input_noise": 0.1},
                       train={"steps": 40, "batch_size": 50, "eval_every": 10, "seeds": [0, 1], "device": "cpu"})
     config = write_config(tmp_path / "c.yaml", cfg)
-    reference = dlbench("run", config, "--out", tmp_path / "reference")  # uninterrupted, in-process
+    reference = dlbench("run", config, "--out", tmp_path / "reference", "--executor", "serial")  # uninterrupted, in-process
     assert reference.code == 0, reference.err
     expected = run_dirs(tmp_path / "reference" / "tiny")
     assert len(expected) == 16
@@ -79,7 +79,7 @@ def test_sigkill_at_random_points_then_resume(tmp_path: Path, data_root: Path) -
     assert kills >= 1
 
     before = snapshot(root)
-    resumed = dlbench("run", config, "--out", out)
+    resumed = dlbench("run", config, "--out", out, "--executor", "serial")
     assert resumed.code == 0, resumed.err
     assert f"{len(before)} of 16 runs already finished" in resumed.out
     final = run_dirs(root)
@@ -122,7 +122,7 @@ def test_sigint_saves_what_finished_and_a_second_run_is_locked_out(tmp_path: Pat
     done_lrs = sorted({json.loads((d / "summary.json").read_text())["params"]["optimizer.lr"]
                        for d in finished.values()})
     subset = write_config(tmp_path / "subset.yaml", {**cfg, "grid": {"optimizer.lr": done_lrs[:1] + [9.99]}})
-    resumed = dlbench("run", subset, "--out", out)
+    resumed = dlbench("run", subset, "--out", out, "--executor", "serial")
     assert resumed.code == 0, resumed.err
     n_done = sum(1 for d in finished.values()
                  if json.loads((d / "summary.json").read_text())["params"]["optimizer.lr"] == done_lrs[0])
