@@ -124,9 +124,10 @@ def processes(specs: list[RunSpec], device: torch.device, on_start: StartRun | N
             for future in done:
                 spec = pending.pop(future)
                 try:
-                    yield from future.result()
+                    results = future.result()
                 except Exception as e:  # noqa: BLE001 - a worker that died (e.g. out of memory) fails its run
-                    yield failed(spec, e, device)
+                    results = [failed(spec, e, device)]
+                yield from results
     finally:  # also on Ctrl-C or when the caller stops early: drop queued runs, do not wait for them
         pool.shutdown(wait=False, cancel_futures=True)
 
@@ -156,9 +157,10 @@ def ray_executor(specs: list[RunSpec], device: torch.device, on_start: StartRun 
             done, _ = ray.wait(list(pending), num_returns=1)
             chunk = pending.pop(done[0])
             try:
-                yield from ray.get(done[0])
+                results = ray.get(done[0])
             except Exception as e:  # noqa: BLE001 - a lost task (node died) fails its runs, the sweep goes on
-                yield from (failed(spec, e, device) for spec in chunk)
+                results = [failed(spec, e, device) for spec in chunk]
+            yield from results
     finally:
         for ref in pending:  # left when the caller stopped early or on Ctrl-C
             ray.cancel(ref, force=True)
