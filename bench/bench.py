@@ -30,10 +30,15 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.flop_counter import FlopCounterMode
 
-from dlbench import config, data, inits, models, optim, sweep
-from dlbench.executors import Options, resolve
-from dlbench.train import RunResult, resolve_device, schedule
-from dlbench.vectorized import keep_freed_memory
+from dlbench.config import schema as config
+from dlbench.components import data
+from dlbench.components import inits
+from dlbench.components import models
+from dlbench.components import optim
+from dlbench import sweep
+from dlbench.execution.launchers import Options, resolve
+from dlbench.training.run import RunResult, resolve_device, schedule
+from dlbench.training.engine import keep_freed_memory
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -16,11 +16,11 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from dlbench import config as config_mod
-from dlbench import plan
-from dlbench import report as report_mod
+from dlbench.config import schema as config_mod
+from dlbench import runner as plan
+from dlbench.results import report as report_mod
 from dlbench import sweep
-from dlbench.config import ConfigError
+from dlbench.config.schema import ConfigError
 
 app = typer.Typer(
     add_completion=False,
@@ -103,7 +103,7 @@ def _prepare_data(specs: list[sweep.RunSpec], device: str) -> None:
     A missing dataset or an impossible split is then one line and exit code 2, not a
     sweep of failed runs; the runs reuse what was loaded (data.prepare caches it).
     """
-    from dlbench import data
+    from dlbench.components import data
 
     for cfg in {s.config.data.model_dump_json(): s.config.data for s in specs}.values():
         try:
@@ -153,9 +153,9 @@ def run(
     exits 130. Exit code: 0 all runs ok or diverged, 1 some run failed,
     2 bad input or a refused folder, 130 interrupted.
     """
-    from dlbench.executors import Options, resolve
-    from dlbench.store import Store
-    from dlbench.train import resolve_device
+    from dlbench.execution.launchers import Options, resolve
+    from dlbench.results.store import Store
+    from dlbench.training.run import resolve_device
 
     overrides = list(sets or []) + ([f"train.device={device.value}"] if device else [])
     cfg, specs, raw = _load(config, overrides, max_runs, yes)
@@ -238,7 +238,7 @@ def run(
 
 def _tables_and_figures(root: Path, figures: bool) -> None:
     """After a run: the task's own table (paths, activations, diagnostics) and the figures."""
-    from dlbench import plots as plots_mod
+    from dlbench.results import plots as plots_mod
     from dlbench import tasks
 
     res = plots_mod.load(root)
@@ -255,7 +255,7 @@ def _tables_and_figures(root: Path, figures: bool) -> None:
 @user_errors
 def plot(results_dir: Annotated[Path, typer.Argument(help="An experiment folder, e.g. results/quickstart.")]) -> None:
     """Draw the experiment's figures (the config's `plots:` list) as PNGs into RESULTS_DIR, from the folder alone."""
-    from dlbench import plots as plots_mod
+    from dlbench.results import plots as plots_mod
 
     written = plots_mod.write(plots_mod.load(results_dir))
     if not written:
@@ -292,7 +292,7 @@ def report(
     Welch's t-test against the best (or a baseline), time to target; table, csv, markdown, json or latex."""
     spec = results_dirs[0] / "experiment.yaml"
     if len(results_dirs) == 1 and spec.is_file() and config_mod.read_yaml_file(spec).get("task", "train") != "train":
-        from dlbench import plots as plots_mod
+        from dlbench.results import plots as plots_mod
         from dlbench import tasks
 
         console.print(tasks.table(plots_mod.load(results_dirs[0])))  # optimizer paths / activation statistics
@@ -330,13 +330,13 @@ def validate(config: Annotated[Path, typer.Argument(help="Experiment config (YAM
 @app.command("list")
 def list_registries() -> None:
     """List the datasets, models, model presets, activations, norms, poolings, init schemes, optimizers, losses."""
-    from dlbench.data import DATASETS
-    from dlbench.functions import FUNCTIONS
-    from dlbench.inits import INITS
-    from dlbench.losses import LOSSES
-    from dlbench.models import ACTIVATIONS, MODELS, NORMS, POOLS, PRESETS
-    from dlbench.optim import OPTIMIZERS
-    from dlbench.plots import PLOTS
+    from dlbench.components.data import DATASETS
+    from dlbench.components.functions import FUNCTIONS
+    from dlbench.components.inits import INITS
+    from dlbench.components.losses import LOSSES
+    from dlbench.components.models import ACTIVATIONS, MODELS, NORMS, POOLS, PRESETS
+    from dlbench.components.optim import OPTIMIZERS
+    from dlbench.results.plots import PLOTS
 
     for registry in (DATASETS, MODELS, PRESETS, ACTIVATIONS, NORMS, POOLS, INITS, OPTIMIZERS, LOSSES, FUNCTIONS,
                      PLOTS):

@@ -22,7 +22,7 @@ import random as pyrandom
 from dataclasses import dataclass, field
 from typing import Any
 
-from dlbench.config import Config, ConfigError, Distribution, field_at, merge, set_path, validate
+from dlbench.config.schema import Config, ConfigError, Distribution, field_at, merge, set_path, validate
 
 # execution details that do not change what a run computes (task, function and activations
 # are read only by the non-training tasks, which have no run folders)

@@ -15,10 +15,11 @@ from pathlib import Path
 import pandas as pd
 from rich.table import Table
 
-from dlbench import diagnostics, functions
-from dlbench.config import Config
-from dlbench.plots import Results, label
-from dlbench.store import atomic_write
+from dlbench.training import diagnostics
+from dlbench.components import functions
+from dlbench.config.schema import Config
+from dlbench.results.plots import Results, label
+from dlbench.results.store import atomic_write
 from dlbench.sweep import RunSpec
 
 OUTPUTS = {"function": ("paths.csv", "summary.csv"), "activations": ("layers.csv", "histograms.csv")}

@@ -15,8 +15,8 @@ from dlbench.cli import app
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """MNIST-1D generated once per test session by the real loader (mnist1d.make_dataset)."""
-    from dlbench.config import DataConfig
-    from dlbench.data import DATASETS
+    from dlbench.config.schema import DataConfig
+    from dlbench.components.data import DATASETS
 
     root = tmp_path_factory.mktemp("data")
     DATASETS["mnist1d"].builder(DataConfig(root=str(root)))

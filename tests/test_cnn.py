@@ -9,9 +9,11 @@ import pytest
 import torch
 from torch import nn
 
-from dlbench import config, inits, sweep
-from dlbench.config import ConfigError, ModelConfig
-from dlbench.models import MODELS, NORMS, POOLS, PRESETS, build, count_parameters, feature_shape
+from dlbench.config import schema as config
+from dlbench.components import inits
+from dlbench import sweep
+from dlbench.config.schema import ConfigError, ModelConfig
+from dlbench.components.models import MODELS, NORMS, POOLS, PRESETS, build, count_parameters, feature_shape
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPES = {"signal": (40,), "gray image": (1, 28, 28), "colour image": (3, 32, 32), "points": (2,)}

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from dlbench import config, sweep
-from dlbench.config import Config, ConfigError
+from dlbench.config import schema as config
+from dlbench import sweep
+from dlbench.config.schema import Config, ConfigError
 
 
 def expand(data: dict, overrides: list[str] | None = None) -> list[sweep.RunSpec]:

@@ -19,11 +19,12 @@ import torch
 import torchvision.datasets.cifar
 import torchvision.datasets.mnist
 
-from dlbench import config, sweep
-from dlbench.config import ConfigError, DataConfig
-from dlbench.data import DATASETS, prepare, toy_options
-from dlbench.models import MODELS, build, count_parameters
-from dlbench.train import train
+from dlbench.config import schema as config
+from dlbench import sweep
+from dlbench.config.schema import ConfigError, DataConfig
+from dlbench.components.data import DATASETS, prepare, toy_options
+from dlbench.components.models import MODELS, build, count_parameters
+from dlbench.training.run import train
 
 N_TRAIN, N_TEST = 60, 20  # per torchvision dataset; CIFAR's training set is 5 batches of N_TRAIN // 5
 TORCHVISION = [e.name for e in DATASETS if e.info["inputs"] == "image"]

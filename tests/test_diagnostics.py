@@ -10,10 +10,11 @@ import pytest
 import torch
 import yaml
 
-from dlbench import config, sweep
-from dlbench.config import ConfigError
-from dlbench.diagnostics import activation_stats, activations_of
-from dlbench.functions import FUNCTIONS
+from dlbench.config import schema as config
+from dlbench import sweep
+from dlbench.config.schema import ConfigError
+from dlbench.training.diagnostics import activation_stats, activations_of
+from dlbench.components.functions import FUNCTIONS
 
 
 def expand(data: dict) -> list[sweep.RunSpec]:
@@ -80,7 +81,7 @@ def test_diagnostics_off_keeps_run_ids_on_changes_them() -> None:
 def test_recording_diagnostics_changes_no_number(cli, tiny) -> None:
     """Activations are measured in eval mode: dropout masks, BatchNorm statistics and the
     random stream of the run are untouched, so every metric is the same with and without."""
-    from dlbench.train import train
+    from dlbench.training.run import train
 
     tiny["model"].update(dropout=0.3, norm="batch", hidden=[16, 16])
     plain = copy.deepcopy(tiny)
@@ -123,7 +124,7 @@ def test_activation_stats_by_hand() -> None:
 
 def test_activations_hook_every_layer_and_leave_the_model_as_it_was() -> None:
     cfg = config.validate({"model": {"hidden": [8, 8, 8], "activation": "tanh", "norm": "batch"}})
-    from dlbench.models import build
+    from dlbench.components.models import build
 
     model = build(cfg.model, (5,), 3).train()
     outputs = activations_of(model, torch.randn(20, 5), "tanh")
@@ -173,7 +174,7 @@ def test_plot_command_redraws_from_the_folder(cli, tiny) -> None:
 
 
 def test_list_shows_functions_and_plots(cli) -> None:
-    from dlbench.plots import PLOTS
+    from dlbench.results.plots import PLOTS
 
     result = cli("list")
     assert result.exit_code == 0
@@ -181,7 +182,7 @@ def test_list_shows_functions_and_plots(cli) -> None:
 
 
 def test_figures_of_a_sweep_with_a_failed_run(cli, tiny, monkeypatch: pytest.MonkeyPatch) -> None:
-    from dlbench import models
+    from dlbench.components import models
 
     build = models.build
 

@@ -14,13 +14,14 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from dlbench import config, sweep
+from dlbench.config import schema as config
+from dlbench import sweep
 from dlbench.cli import app
-from dlbench.config import ConfigError
-from dlbench.executors import EXECUTORS, Options, resolve
-from dlbench.registry import Registry
-from dlbench.train import RunResult
-from dlbench import vectorized
+from dlbench.config.schema import ConfigError
+from dlbench.execution.launchers import EXECUTORS, Options, resolve
+from dlbench.components.registry import Registry
+from dlbench.training.run import RunResult
+from dlbench.training import engine as vectorized
 
 CPU = torch.device("cpu")
 # vectorized vs serial: batched and single matmuls round differently, and training amplifies
@@ -30,7 +31,7 @@ LOSS_RTOL = 2e-4
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from dlbench.data import DATASETS
+    from dlbench.components.data import DATASETS
 
     root = tmp_path_factory.mktemp("data")
     DATASETS["mnist1d"].builder(config.DataConfig(root=str(root)))

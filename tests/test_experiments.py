@@ -17,8 +17,8 @@ import pytest
 import yaml
 from test_datasets import write_idx
 
-from dlbench import config
-from dlbench.plots import DEFAULT_PLOTS, PLOTS
+from dlbench.config import schema as config
+from dlbench.results.plots import DEFAULT_PLOTS, PLOTS
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 SHIPPED = sorted(p.stem for p in CONFIGS.glob("*.yaml"))

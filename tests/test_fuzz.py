@@ -19,13 +19,14 @@ from hypothesis import HealthCheck, currently_in_test_context, event, given, set
 from hypothesis import strategies as st
 from sweep_util import Outcome, dlbench, one_thread, run_dirs  # noqa: F401 - one_thread is a fixture
 
-from dlbench import config as config_mod
-from dlbench import plan, sweep
-from dlbench.config import ConfigError
-from dlbench.inits import INITS
-from dlbench.losses import LOSSES
-from dlbench.models import ACTIVATIONS, MODELS, NORMS
-from dlbench.optim import OPTIMIZERS
+from dlbench.config import schema as config_mod
+from dlbench import runner as plan
+from dlbench import sweep
+from dlbench.config.schema import ConfigError
+from dlbench.components.inits import INITS
+from dlbench.components.losses import LOSSES
+from dlbench.components.models import ACTIVATIONS, MODELS, NORMS
+from dlbench.components.optim import OPTIMIZERS
 
 
 def fuzz_settings(examples: int) -> settings:

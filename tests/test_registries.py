@@ -9,11 +9,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlbench import models, optim
-from dlbench.config import InitConfig, ModelConfig, OptimizerConfig
-from dlbench.inits import INITS, initialize
-from dlbench.losses import LOSSES
-from dlbench.models import ACTIVATIONS, MODELS, NORMS
+from dlbench.components import models
+from dlbench.components import optim
+from dlbench.config.schema import InitConfig, ModelConfig, OptimizerConfig
+from dlbench.components.inits import INITS, initialize
+from dlbench.components.losses import LOSSES
+from dlbench.components.models import ACTIVATIONS, MODELS, NORMS
 
 # ---------------------------------------------------------------- optimizers
 

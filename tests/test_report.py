@@ -20,9 +20,9 @@ from scipy import stats
 from click.testing import Result
 from typer.testing import CliRunner
 
-from dlbench import report as rp
+from dlbench.results import report as rp
 from dlbench.cli import app, main
-from dlbench.config import ConfigError
+from dlbench.config.schema import ConfigError
 
 KEYS = ["optimizer.name", "init.scheme"]
 LR = {"adam": 0.001, "sgd": 0.1}

@@ -23,7 +23,7 @@ from sweep_util import (  # noqa: F401 - one_thread is a fixture
     write_config,
 )
 
-from dlbench import models
+from dlbench.components import models
 
 
 def test_rerun_skips_finished_and_reruns_on_request(tmp_path: Path, data_root: Path) -> None:

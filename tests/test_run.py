@@ -12,9 +12,9 @@ import pytest
 import torch
 import yaml
 
-from dlbench.config import Config, DataConfig
-from dlbench.data import prepare
-from dlbench.train import METRIC_COLUMNS, schedule
+from dlbench.config.schema import Config, DataConfig
+from dlbench.components.data import prepare
+from dlbench.training.run import METRIC_COLUMNS, schedule
 
 
 def run(cli, config: dict, *args: str) -> tuple[object, Path]:
@@ -183,11 +183,11 @@ def test_cuda_without_a_gpu_is_a_clear_error(cli, tiny, monkeypatch) -> None:
 
 
 def test_list_shows_every_registry(cli) -> None:
-    from dlbench.data import DATASETS
-    from dlbench.inits import INITS
-    from dlbench.losses import LOSSES
-    from dlbench.models import ACTIVATIONS, MODELS, NORMS
-    from dlbench.optim import OPTIMIZERS
+    from dlbench.components.data import DATASETS
+    from dlbench.components.inits import INITS
+    from dlbench.components.losses import LOSSES
+    from dlbench.components.models import ACTIVATIONS, MODELS, NORMS
+    from dlbench.components.optim import OPTIMIZERS
 
     result = cli("list")
     assert result.exit_code == 0

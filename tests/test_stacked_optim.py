@@ -7,9 +7,9 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state
 
-from dlbench import optim
-from dlbench.config import OptimizerConfig
-from dlbench.stacked_optim import STACKED_OPTIMIZERS, StackedOptimizer
+from dlbench.components import optim
+from dlbench.config.schema import OptimizerConfig
+from dlbench.components.optimizers import STACKED_OPTIMIZERS, StackedOptimizer
 
 STEPS = 25
 

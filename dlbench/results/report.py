@@ -28,8 +28,8 @@ from rich.table import Table
 from rich.text import Text
 from scipy import stats
 
-from dlbench.config import ConfigError, parse_yaml
-from dlbench.store import Store, atomic_write
+from dlbench.config.schema import ConfigError, parse_yaml
+from dlbench.results.store import Store, atomic_write
 
 METRICS = ["train_acc", "val_acc", "test_acc", "gap", "train_loss", "val_loss", "test_loss"]
 ACCURACIES = ["train_acc", "val_acc", "test_acc", "gap"]

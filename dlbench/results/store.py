@@ -31,8 +31,8 @@ from typing import Any, Iterator
 import filelock
 import yaml
 
-from dlbench.config import ConfigError
-from dlbench.train import METRIC_COLUMNS, RunResult
+from dlbench.config.schema import ConfigError
+from dlbench.training.run import METRIC_COLUMNS, RunResult
 
 EXPERIMENT_RECORD = "experiment.json"
 

@@ -15,11 +15,11 @@ import pandas as pd
 import torch
 from torch import nn
 
-from dlbench import optim
-from dlbench.registry import Registry
+from dlbench.components import optim
+from dlbench.components.registry import Registry
 
 if TYPE_CHECKING:
-    from dlbench.config import FunctionConfig, OptimizerConfig
+    from dlbench.config.schema import FunctionConfig, OptimizerConfig
     from dlbench.sweep import RunSpec
 
 Function = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

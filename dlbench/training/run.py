@@ -17,9 +17,13 @@ from typing import Any, Callable
 
 import torch
 
-from dlbench import data as data_mod
-from dlbench import diagnostics, inits, losses, models, optim
-from dlbench.config import ConfigError
+from dlbench.components import data as data_mod
+from dlbench.training import diagnostics
+from dlbench.components import inits
+from dlbench.components import losses
+from dlbench.components import models
+from dlbench.components import optim
+from dlbench.config.schema import ConfigError
 from dlbench.sweep import RunSpec
 
 SPLITS = ("train", "val", "test")

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Callable
 import torch
 from torch import nn
 
-from dlbench.registry import Registry
+from dlbench.components.registry import Registry
 
 if TYPE_CHECKING:
-    from dlbench.config import InitConfig
+    from dlbench.config.schema import InitConfig
 
 InitFn = Callable[[torch.Tensor, "InitConfig"], object]
 INITS: Registry[InitFn] = Registry("init scheme")

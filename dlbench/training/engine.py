@@ -32,11 +32,13 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from dlbench import data as data_mod
-from dlbench import inits, losses, models
-from dlbench.stacked_optim import STACKED_OPTIMIZERS, StackedOptimizer
+from dlbench.components import data as data_mod
+from dlbench.components import inits
+from dlbench.components import losses
+from dlbench.components import models
+from dlbench.components.optimizers import STACKED_OPTIMIZERS, StackedOptimizer
 from dlbench.sweep import RunSpec, identity
-from dlbench.train import EVAL_CHUNK, SPLITS, Progress, RunResult, schedule, summarize
+from dlbench.training.run import EVAL_CHUNK, SPLITS, Progress, RunResult, schedule, summarize
 
 MAX_GROUP = 256  # runs per group; larger sweeps are split into equal groups
 # activation elements per evaluation forward: cache-sized on CPU (2x faster than one big

@@ -24,10 +24,11 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from dlbench import config as config_mod
-from dlbench import report, sweep
-from dlbench.config import Config, ConfigError
-from dlbench.registry import Registry
+from dlbench.config import schema as config_mod
+from dlbench.results import report
+from dlbench import sweep
+from dlbench.config.schema import Config, ConfigError
+from dlbench.components.registry import Registry
 
 DEFAULT_PLOTS = {"train": ["curves", "gap"], "function": ["paths"], "activations": ["histograms"]}
 # keys whose values read on their own in a legend ("sgd", "he_normal"); others show as key=value
@@ -359,7 +360,7 @@ PLOTS.register("activation_std", "per-layer activation std at the first and last
 
 @PLOTS.register("paths", "each optimizer's path over the function's contour lines", task="function")
 def paths(res: Results) -> Figure | None:
-    from dlbench.functions import FUNCTIONS
+    from dlbench.components.functions import FUNCTIONS
 
     path_file = res.root / "paths.csv"
     if not path_file.is_file():

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Callable, Iterable
 import torch
 from torch import nn
 
-from dlbench.registry import Registry
+from dlbench.components.registry import Registry
 
 if TYPE_CHECKING:
-    from dlbench.config import OptimizerConfig
+    from dlbench.config.schema import OptimizerConfig
 
 Builder = Callable[[list[dict], "OptimizerConfig"], torch.optim.Optimizer]
 OPTIMIZERS: Registry[Builder] = Registry("optimizer")

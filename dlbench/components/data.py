@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 import torch
 
-from dlbench.registry import Registry
+from dlbench.components.registry import Registry
 
 if TYPE_CHECKING:
-    from dlbench.config import DataConfig
+    from dlbench.config.schema import DataConfig
 
 
 @dataclass(frozen=True)
@@ -225,7 +225,7 @@ def _standardize(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tenso
 
 @functools.lru_cache(maxsize=4)
 def _prepare_cached(cfg_json: str, device: str) -> Splits:
-    from dlbench.config import DataConfig
+    from dlbench.config.schema import DataConfig
 
     cfg = DataConfig.model_validate_json(cfg_json)
     raw = DATASETS[cfg.dataset].builder(cfg)

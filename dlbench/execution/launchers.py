@@ -27,11 +27,11 @@ from typing import Callable, Iterator, Protocol
 
 import torch
 
-from dlbench.config import ConfigError
-from dlbench.registry import Registry
+from dlbench.config.schema import ConfigError
+from dlbench.components.registry import Registry
 from dlbench.sweep import RunSpec
-from dlbench.train import Progress, RunResult, failed, train
-from dlbench.vectorized import Unvectorizable, groups, train_group
+from dlbench.training.run import Progress, RunResult, failed, train
+from dlbench.training.engine import Unvectorizable, groups, train_group
 
 StartRun = Callable[[RunSpec], Progress | None]  # called when a run starts; returns its step callback
 

@@ -24,13 +24,13 @@ from pydantic import (
     model_validator,
 )
 
-from dlbench.data import DATASETS
-from dlbench.functions import FUNCTIONS
-from dlbench.inits import INITS
-from dlbench.losses import LOSSES
-from dlbench.models import ACTIVATIONS, MODELS, NORMS, POOLS, PRESETS, feature_shape
-from dlbench.optim import OPTIMIZERS
-from dlbench.registry import Registry
+from dlbench.components.data import DATASETS
+from dlbench.components.functions import FUNCTIONS
+from dlbench.components.inits import INITS
+from dlbench.components.losses import LOSSES
+from dlbench.components.models import ACTIVATIONS, MODELS, NORMS, POOLS, PRESETS, feature_shape
+from dlbench.components.optim import OPTIMIZERS
+from dlbench.components.registry import Registry
 
 
 class ConfigError(ValueError):
@@ -270,7 +270,7 @@ class Config(Section):
     @classmethod
     def _known_plots(cls, v: list[str] | None, info: ValidationInfo) -> list[str] | None:
         # imported here: plots reads results through the modules that import this one
-        from dlbench.plots import PLOTS
+        from dlbench.results.plots import PLOTS
 
         task, diagnostics = info.data.get("task"), info.data.get("diagnostics")
         for name in v or []:

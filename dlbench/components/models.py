@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import torch
 from torch import nn
 
-from dlbench.registry import Registry
+from dlbench.components.registry import Registry
 
 if TYPE_CHECKING:
-    from dlbench.config import ConvLayer, ModelConfig
+    from dlbench.config.schema import ConvLayer, ModelConfig
 
 ACTIVATIONS: Registry[Callable[[], nn.Module]] = Registry("activation")
 ACTIVATIONS.register("relu", "max(0, x)")(nn.ReLU)

@@ -19,10 +19,11 @@ import pandas as pd
 import torch
 from torch import nn
 
-from dlbench import inits, models
+from dlbench.components import inits
+from dlbench.components import models
 
 if TYPE_CHECKING:
-    from dlbench.config import DiagnosticsConfig
+    from dlbench.config.schema import DiagnosticsConfig
     from dlbench.sweep import RunSpec
 
 # an output outside (low, high) sits on the activation's flat part, where its gradient ~ 0;

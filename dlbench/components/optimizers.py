@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Callable
 import torch
 from torch import Tensor
 
-from dlbench.optim import momentum_of
-from dlbench.registry import Registry
+from dlbench.components.optim import momentum_of
+from dlbench.components.registry import Registry
 
 if TYPE_CHECKING:
-    from dlbench.config import OptimizerConfig
+    from dlbench.config.schema import OptimizerConfig
 
 
 class Columns:

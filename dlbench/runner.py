@@ -21,11 +21,12 @@ from typing import Any
 
 import torch
 
-from dlbench import models, sweep
-from dlbench.config import Config, ConfigError
-from dlbench.data import DATASETS, _count
-from dlbench.report import write_tables
-from dlbench.train import schedule
+from dlbench.components import models
+from dlbench import sweep
+from dlbench.config.schema import Config, ConfigError
+from dlbench.components.data import DATASETS, _count
+from dlbench.results.report import write_tables
+from dlbench.training.run import schedule
 
 DEFAULT_MAX_RUNS = 1000
 FINISHED = ("ok", "diverged", "failed")
