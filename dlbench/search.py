@@ -233,11 +233,12 @@ def select_top(trials: Iterable[Trial], top: int) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------- pruning (successive halving)
 
 
-def prune_due(epoch: float, every: int, final_epoch: float) -> bool:
-    """Whether the evaluation at `epoch` prunes: a positive multiple of `every` epochs
-    before the last evaluation (pruning at the end would save nothing)."""
-    steps = epoch / every
-    return 0 < epoch < final_epoch and abs(steps - round(steps)) < 1e-9
+def prune_due(at: float, every: int, end: float) -> bool:
+    """Whether the evaluation at `at` prunes: a positive multiple of `every` before the end
+    of training (pruning at the end would save nothing). All three in the unit of
+    train.eval_every: epochs, or steps when training is counted in steps."""
+    multiple = at / every
+    return 0 < at < end and abs(multiple - round(multiple)) < 1e-9
 
 
 def survivors(val_acc: Sequence[float], keep: float, point: Sequence[Hashable] | None = None,

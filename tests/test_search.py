@@ -214,6 +214,7 @@ def test_pruning_ranks_nan_last_and_breaks_ties_by_stack_position() -> None:
 
 
 def test_pruning_happens_at_multiples_of_every_before_the_end() -> None:
-    due = [e for e in (0, 1, 2, 3, 4, 5, 6) if search.prune_due(e, every=2, final_epoch=6)]
+    due = [e for e in (0, 1, 2, 3, 4, 5, 6) if search.prune_due(e, every=2, end=6)]
     assert due == [2, 4]
-    assert search.prune_due(0.5 * 3, every=1, final_epoch=3) is False  # 1.5 epochs: not a whole multiple
+    assert search.prune_due(0.5 * 3, every=1, end=3) is False  # 1.5 epochs: not a whole multiple
+    assert [s for s in range(0, 401, 50) if search.prune_due(s, every=100, end=400)] == [100, 200, 300]
