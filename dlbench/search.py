@@ -95,9 +95,10 @@ class Range:
         if self.kind == "choice":
             survivors = set(map(_key, kept))
             return Range("choice", choices=tuple(c for c in self.choices if _key(c) in survivors))
-        value, high = min(kept), max(kept)  # the scales are monotonic: the span is the same on either
-        if value != high:
-            return Range(self.kind, value, high)
+        low, high = min(kept), max(kept)  # the scales are monotonic: the span is the same on either
+        if low != high:
+            return Range(self.kind, low, high)
+        value = low
         a, b = self._to_scale(self.low), self._to_scale(self.high)
         width = keep * (b - a)
         lo = min(max(self._to_scale(value) - width / 2, a), b - width)
