@@ -218,3 +218,25 @@ def test_pruning_happens_at_multiples_of_every_before_the_end() -> None:
     assert due == [2, 4]
     assert search.prune_due(0.5 * 3, every=1, end=3) is False  # 1.5 epochs: not a whole multiple
     assert [s for s in range(0, 401, 50) if search.prune_due(s, every=100, end=400)] == [100, 200, 300]
+
+
+def test_a_pruned_round_narrows_to_the_points_that_trained_to_the_end() -> None:
+    """Successive halving inside a round, then narrowing on the accuracies the runs reached."""
+    space = {k: SPACE[k] for k in ("optimizer.lr", "optimizer.weight_decay")}
+    points = search.plan_round(space, [], method="sobol", trials=16, seed=0, keep=0.25)
+    curve = lambda p, epoch: peaked(p) * (1 - math.exp(-epoch / 5))  # noqa: E731 - a learning curve per point
+    alive, reached, epochs_trained = list(range(16)), {}, 0
+    for epoch in range(1, 31):
+        epochs_trained += len(alive)
+        if search.prune_due(epoch, every=10, end=30):
+            stay = search.survivors([curve(points[i], epoch) for i in alive], keep=0.5)
+            for j, i in enumerate(alive):
+                if j not in stay:
+                    reached[i] = curve(points[i], epoch)
+            alive = [alive[j] for j in stay]
+    reached.update({i: curve(points[i], 30) for i in alive})
+    assert len(alive) == 4 and epochs_trained == 16 * 10 + 8 * 10 + 4 * 10
+    narrowed = search.narrow(space, [Trial(points[i], acc) for i, acc in reached.items()], keep=0.25)
+    for key in space:  # the span of exactly the four runs that trained for all 30 epochs
+        values = [points[i][key] for i in alive]
+        assert (narrowed[key].low, narrowed[key].high) == (min(values), max(values))
