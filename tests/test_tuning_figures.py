@@ -146,3 +146,9 @@ def test_a_method_that_never_reaches_says_so() -> None:
     runs.loc[runs["optimizer.name"] == "rmsprop", "ttt.step"] = math.nan
     fig = profile(runs, "optimizer.name", ["task"], ["optimizer.lr"])
     assert "rmsprop (never reaches)" in [t.get_text() for t in fig.legends[0].get_texts()]
+
+
+def test_sensitivity_without_a_validation_set_says_why() -> None:
+    runs = search_runs().assign(**{"final.val_acc": math.nan})
+    with pytest.raises(ValueError, match=r"no run has a final.val_acc to draw \(data.val_size: 0"):
+        sensitivity(runs, KEYS, SPACE, by="case")

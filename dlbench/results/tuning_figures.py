@@ -22,7 +22,7 @@ from matplotlib.lines import Line2D
 
 from dlbench.results.plots import _colors, _figure, _fmt, _legend
 
-NOT_OK_MARK = "x"  # a configuration with no seed that finished ok
+NOT_OK_MARK = "x"  # a configuration none of whose seeds trained (all diverged or failed)
 
 
 def _is_log(declared: Mapping[str, Any]) -> bool:
@@ -33,10 +33,30 @@ def _is_choice(declared: Mapping[str, Any]) -> bool:
     return "choice" in declared
 
 
+_METRIC = {"final.val_acc": "final validation accuracy", "best.val_acc": "best validation accuracy"}
+
+
+def _padded(low: float, high: float, log: bool, margin: float = 0.04) -> tuple[float, float]:
+    """Axis limits a little wider than [low, high] (on a log scale for a log axis)."""
+    if log:
+        a, b = math.log10(low), math.log10(high)
+        pad = margin * (b - a) or 0.1
+        return 10 ** (a - pad), 10 ** (b + pad)
+    pad = margin * (high - low) or 0.5
+    return low - pad, high + pad
+
+
+def _ordered(values: pd.Series, order: Sequence[Any] | None) -> list[Any]:
+    """The distinct values, in `order` where given (the sweep's order), the rest as they come."""
+    present = list(dict.fromkeys(values))
+    first = [v for v in order or [] if v in present]
+    return first + [v for v in present if v not in first]
+
+
 def _point_stats(runs: pd.DataFrame, configuration: list[str], metric: str) -> pd.DataFrame:
-    """One row per configuration: its key values, mean / std / count of `metric` over the
-    seeds that finished ok, and `trained`: whether any seed did (else it diverged or failed).
-    A pruned run (stopped early by successive halving) counts with its last accuracy."""
+    """One row per configuration: its key values, mean / std / count of `metric` over its
+    seeds that trained, and `trained`: whether any did (else all diverged or failed). A
+    pruned run (stopped early by successive halving) counts with its last accuracy."""
     done = runs["status"].isin(["ok", "pruned"])
     values = runs[metric].where(done).astype(float)
     rows = []
@@ -44,7 +64,8 @@ def _point_stats(runs: pd.DataFrame, configuration: list[str], metric: str) -> p
         v = g["_v"].dropna()
         rows.append({**dict(zip(configuration, key if isinstance(key, tuple) else (key,))),
                      "mean": v.mean() if len(v) else math.nan, "std": v.std(ddof=1) if len(v) > 1 else math.nan,
-                     "n": len(v), "pruned": bool((g["status"] == "pruned").any()), "trained": len(v) > 0})
+                     "n": len(v), "pruned": bool((g["status"] == "pruned").any()),
+                     "trained": bool(g["status"].isin(["ok", "pruned"]).any())})
     return pd.DataFrame(rows)
 
 
@@ -85,6 +106,8 @@ def sensitivity(runs: pd.DataFrame, keys: Sequence[str], space: Mapping[str, Map
     """
     configuration = list(dict.fromkeys([*keys, *([by] if by else [])]))
     stats = _point_stats(runs, configuration, metric)
+    if stats["trained"].any() and stats["mean"].isna().all():
+        raise ValueError(f"no run has a {metric} to draw (data.val_size: 0 leaves no validation set)")
     groups = _ordered(stats[by], order) if by else [None]
     colors = dict(zip(groups, _colors(len(groups))))
     searched = list(space)
@@ -129,26 +152,6 @@ def sensitivity(runs: pd.DataFrame, keys: Sequence[str], space: Mapping[str, Map
     fig.suptitle(title or textwrap.fill(f"sensitivity: {_METRIC.get(metric, metric)} (mean ± std over seeds) per "
                                         "searched hyperparameter", 16 * fig.get_figwidth()), fontsize="medium")
     return fig
-
-
-_METRIC = {"final.val_acc": "final validation accuracy", "best.val_acc": "best validation accuracy"}
-
-
-def _padded(low: float, high: float, log: bool, margin: float = 0.04) -> tuple[float, float]:
-    """Axis limits a little wider than [low, high] (on a log scale for a log axis)."""
-    if log:
-        a, b = math.log10(low), math.log10(high)
-        pad = margin * (b - a) or 0.1
-        return 10 ** (a - pad), 10 ** (b + pad)
-    pad = margin * (high - low) or 0.5
-    return low - pad, high + pad
-
-
-def _ordered(values: pd.Series, order: Sequence[Any] | None) -> list[Any]:
-    """The distinct values, in `order` where given (the sweep's order), the rest as they come."""
-    present = list(dict.fromkeys(values))
-    first = [v for v in order or [] if v in present]
-    return first + [v for v in present if v not in first]
 
 
 # ---------------------------------------------------------------- performance profile
