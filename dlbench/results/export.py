@@ -114,8 +114,8 @@ def tensorboard(root: Path, out: Path) -> str:
         from tensorboard.compat.proto import event_pb2, summary_pb2
         from tensorboard.plugins.hparams import summary_v2 as hp
         from tensorboard.summary.writer.event_file_writer import EventFileWriter
-    except ImportError:
-        raise _missing("tensorboard", "tensorboard") from None
+    except ImportError as e:
+        raise _missing("tensorboard", (e.name or "tensorboard").split(".")[0]) from None
     exported = runs(root)
     domains: dict[str, set[Any]] = {}
     for run in exported:
@@ -165,11 +165,13 @@ def _text(value: Any) -> str:
                             "params, metrics by step, status and sweep as tags", extra="mlflow")
 def mlflow(root: Path, out: Path) -> str:
     try:
-        from mlflow.entities import Metric, Param, RunTag
+        import alembic  # noqa: F401  MLflow's SQLite store needs both, and mlflow-skinny does not bring them
+        import sqlalchemy  # noqa: F401
+        from mlflow.entities import Metric, Param
         from mlflow.tracking import MlflowClient
         from mlflow.utils.validation import MAX_METRICS_PER_BATCH, MAX_PARAMS_TAGS_PER_BATCH
-    except ImportError:
-        raise _missing("mlflow", "mlflow") from None
+    except ImportError as e:
+        raise _missing("mlflow", (e.name or "mlflow").split(".")[0]) from None
     exported = runs(root)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--output: {out} is a file; MLflow's store is a folder (OUT/mlflow.db)")
