@@ -1,0 +1,140 @@
+"""`dlbench export DIR --to tensorboard|mlflow`: read back with each viewer's own reader.
+
+A tiny real sweep (a learning rate that trains and one that diverges, two seeds)
+is exported; TensorBoard's EventAccumulator and the MLflow client must give back
+every value of each run's metrics.csv at its step, the final gap, the swept values
+and the status.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from dlbench.results import export as export_mod
+from dlbench.results import report as report_mod
+from sweep_util import dlbench, run_dirs, summary, tiny_config, write_config
+
+LRS = [0.1, 1.0e6]  # 1e6 diverges: its NaN / inf values must come back as they are
+
+
+@pytest.fixture(scope="module")
+def sweep(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("export")
+    cfg = tiny_config(data_root, name="lrs", grid={"optimizer.lr": LRS},
+                      train={"steps": 8, "batch_size": 50, "eval_every": 4, "seeds": [0, 1], "device": "cpu"})
+    outcome = dlbench("run", write_config(tmp / "lrs.yaml", cfg), "--out", tmp / "results", "--no-plots")
+    assert outcome.code == 0, outcome.err
+    root = tmp / "results" / "lrs"
+    assert sorted(summary(d)["status"] for d in run_dirs(root).values()) == ["diverged", "diverged", "ok", "ok"]
+    return root
+
+
+def scalar_columns(metrics: pd.DataFrame) -> list[str]:
+    return [c for c in metrics.columns if c not in export_mod.TIME_COLUMNS]
+
+
+def test_every_target_is_a_command(sweep: Path, tmp_path: Path) -> None:
+    for entry in export_mod.EXPORTS:
+        outcome = dlbench("export", sweep, "--to", entry.name, "--output", tmp_path / entry.name)
+        assert outcome.code == 0, outcome.err
+        assert "4 runs of lrs" in outcome.out
+
+
+def test_tensorboard_scalars_and_hparams(sweep: Path, tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import api_pb2, metadata
+
+    out = tmp_path / "tb"
+    for _ in range(2):  # exporting again replaces the event files: nothing doubles
+        assert dlbench("export", sweep, "--to", "tensorboard", "-o", out).code == 0
+    assert {d.name for d in out.iterdir() if d.is_dir()} == set(run_dirs(sweep))
+    for run_id, run_dir in run_dirs(sweep).items():
+        assert len(list((out / run_id).iterdir())) == 1
+        events = EventAccumulator(str(out / run_id))
+        events.Reload()
+        metrics = pd.read_csv(run_dir / "metrics.csv")
+        assert set(events.Tags()["scalars"]) == {*scalar_columns(metrics), "gap"}
+        for column in scalar_columns(metrics):
+            points = events.Scalars(column)
+            assert [p.step for p in points] == metrics["step"].tolist()
+            np.testing.assert_array_equal([p.value for p in points], metrics[column].to_numpy(np.float32))
+            # the points keep the run's own timing: wall times apart as its seconds column
+            np.testing.assert_allclose(np.diff([p.wall_time for p in points]), np.diff(metrics["seconds"]), atol=1e-3)
+        final = summary(run_dir)["final"]
+        [gap] = events.Scalars("gap")
+        assert gap.step == final["step"] and gap.value == np.float32(final["gap"])
+        start = metadata.parse_session_start_info_plugin_data(
+            events.PluginTagToContent(metadata.PLUGIN_NAME)[metadata.SESSION_START_INFO_TAG])
+        assert {k: v.number_value for k, v in start.hparams.items()} == summary(run_dir)["params"]
+
+    top = EventAccumulator(str(out))
+    top.Reload()
+    experiment = metadata.parse_experiment_plugin_data(
+        top.PluginTagToContent(metadata.PLUGIN_NAME)[metadata.EXPERIMENT_TAG])
+    [lr] = experiment.hparam_infos
+    assert lr.name == "optimizer.lr" and lr.type == api_pb2.DATA_TYPE_FLOAT64
+    assert [v.number_value for v in lr.domain_discrete.values] == LRS
+    assert [m.name.tag for m in experiment.metric_infos] == report_mod.METRICS
+
+
+def flat(config: dict, prefix: str = "") -> dict[str, object]:
+    """optimizer.lr -> 0.1; an empty section (grid: {} in a run's resolved config) has no values."""
+    out: dict[str, object] = {}
+    for k, v in config.items():
+        out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def test_mlflow_runs_params_metrics_tags(sweep: Path, tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    out = tmp_path / "mlflow"
+    for _ in range(2):  # exporting again replaces the runs exported before
+        assert dlbench("export", sweep, "--to", "mlflow", "-o", out).code == 0
+    client = MlflowClient(tracking_uri=f"sqlite:///{out / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("lrs")
+    exported = {r.data.tags["run_id"]: r for r in client.search_runs([experiment.experiment_id])}
+    assert exported.keys() == run_dirs(sweep).keys()
+    for run_id, run_dir in run_dirs(sweep).items():
+        run, s = exported[run_id], summary(run_dir)
+        assert run.data.tags["status"] == s["status"] and run.data.tags["sweep"] == "lrs"
+        assert run.info.status == "FINISHED"  # ok and diverged runs finished; a failed run is FAILED
+        assert run.info.run_name == f"optimizer.lr={s['params']['optimizer.lr']} seed={s['seed']}"
+        config = flat(yaml.safe_load((run_dir / "config.yaml").read_text()))
+        assert run.data.params.keys() == config.keys()
+        assert run.data.params["optimizer.lr"] == str(s["params"]["optimizer.lr"])
+        assert run.data.params["model.hidden"] == json.dumps(config["model.hidden"])
+        assert run.data.params["train.seeds"] == f"[{s['seed']}]"
+        metrics = pd.read_csv(run_dir / "metrics.csv")
+        for column in scalar_columns(metrics):
+            history = sorted(client.get_metric_history(run.info.run_id, column), key=lambda m: m.step)
+            assert [m.step for m in history] == metrics["step"].tolist()
+            np.testing.assert_array_equal([m.value for m in history], metrics[column].to_numpy())
+        assert run.data.metrics["gap"] == s["final"]["gap"]
+
+
+@pytest.mark.parametrize("target, module", [("tensorboard", "tensorboard"), ("mlflow", "mlflow")])
+def test_missing_extra_is_one_line(sweep: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: str,
+                                   module: str) -> None:
+    for name in [m for m in sys.modules if m == module or m.startswith(f"{module}.")] or [module]:
+        monkeypatch.setitem(sys.modules, name, None)  # None in sys.modules: `import` raises ImportError
+    outcome = dlbench("export", sweep, "--to", target, "-o", tmp_path / "out")
+    assert outcome.code == 2
+    assert outcome.error_line == (f"error: --to {target}: the Python package {module!r} is not installed; "
+                                  f"install it with: pip install 'dlbench[{target}]'")
+
+
+def test_refusals(sweep: Path, tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    assert "holds files other than TensorBoard event files" in \
+        dlbench("export", sweep, "--to", "tensorboard", "-o", tmp_path).error_line
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    assert "not a results folder" in dlbench("export", tmp_path, "--to", "mlflow", "-o", tmp_path / "m").error_line
+    assert dlbench("export", sweep, "--to", "wandb", "-o", tmp_path / "w").code == 2
