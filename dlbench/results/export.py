@@ -178,7 +178,7 @@ def mlflow(root: Path, out: Path) -> str:
     out.mkdir(parents=True, exist_ok=True)
     for name in ("mlflow", "alembic"):  # creating the store's tables logs each migration step
         logging.getLogger(name).setLevel(logging.WARNING)
-    uri = f"sqlite:///{(out / 'mlflow.db').resolve()}"
+    uri = f"sqlite:///{(out / 'mlflow.db').as_posix()}"  # relative paths are relative to the working directory
     client = MlflowClient(tracking_uri=uri)
     sweep = exported[0].sweep
     found = client.get_experiment_by_name(sweep)
