@@ -77,11 +77,6 @@ def runs(root: Path) -> list[Run]:
     return out
 
 
-def _missing(extra: str, module: str) -> ConfigError:
-    return ConfigError(f"--to {extra}: the Python package {module!r} is not installed; "
-                       f"install it with: pip install 'dlbench[{extra}]'")
-
-
 ExportFn = Callable[[Path, Path], str]  # (results folder, output) -> what was written, in words
 EXPORTS: Registry[ExportFn] = Registry("export target")
 
@@ -110,12 +105,10 @@ def _hparam(value: Any) -> bool | float | str:
 @EXPORTS.register("tensorboard", "one event folder per run: metrics.csv as scalars by step; swept values "
                                  "and final metrics in the HParams view", extra="tensorboard")
 def tensorboard(root: Path, out: Path) -> str:
-    try:
-        from tensorboard.compat.proto import event_pb2, summary_pb2
-        from tensorboard.plugins.hparams import summary_v2 as hp
-        from tensorboard.summary.writer.event_file_writer import EventFileWriter
-    except ImportError as e:
-        raise _missing("tensorboard", (e.name or "tensorboard").split(".")[0]) from None
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+    from tensorboard.plugins.hparams import summary_v2 as hp
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
     exported = runs(root)
     domains: dict[str, set[Any]] = {}
     for run in exported:
@@ -126,7 +119,8 @@ def tensorboard(root: Path, out: Path) -> str:
     for run in exported:
         writer = EventFileWriter(str(out / run.run_id))
         hparams = {k: _hparam(v) for k, v in run.swept.items()}  # no trial id: seeds of one configuration group
-        writer.add_event(event_pb2.Event(wall_time=run.start, summary=hp.hparams_pb(hparams, start_time_secs=run.start)))
+        start = hp.hparams_pb(hparams, start_time_secs=run.start)
+        writer.add_event(event_pb2.Event(wall_time=run.start, summary=start))
         for step, wall_time, scalars in run.times():
             values = [summary_pb2.Summary.Value(tag=k, simple_value=v) for k, v in scalars.items()]
             writer.add_event(event_pb2.Event(wall_time=wall_time, step=step, summary=summary_pb2.Summary(value=values)))
@@ -164,14 +158,12 @@ def _text(value: Any) -> str:
 @EXPORTS.register("mlflow", "one MLflow run per run in a local store OUT/mlflow.db: the resolved config as "
                             "params, metrics by step, status and sweep as tags", extra="mlflow")
 def mlflow(root: Path, out: Path) -> str:
-    try:
-        import alembic  # noqa: F401  MLflow's SQLite store needs both, and mlflow-skinny does not bring them
-        import sqlalchemy  # noqa: F401
-        from mlflow.entities import Metric, Param
-        from mlflow.tracking import MlflowClient
-        from mlflow.utils.validation import MAX_METRICS_PER_BATCH, MAX_PARAMS_TAGS_PER_BATCH
-    except ImportError as e:
-        raise _missing("mlflow", (e.name or "mlflow").split(".")[0]) from None
+    import alembic  # noqa: F401  MLflow's SQLite store needs both, and mlflow-skinny does not bring them
+    import sqlalchemy  # noqa: F401
+    from mlflow.entities import Metric, Param
+    from mlflow.tracking import MlflowClient
+    from mlflow.utils.validation import MAX_METRICS_PER_BATCH, MAX_PARAMS_TAGS_PER_BATCH
+
     exported = runs(root)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--output: {out} is a file; MLflow's store is a folder (OUT/mlflow.db)")
@@ -188,7 +180,9 @@ def mlflow(root: Path, out: Path) -> str:
         # exporting again replaces the runs exported before (a rerun may have changed them)
         for old in client.search_runs([experiment_id], filter_string=f"tags.run_id = '{run.run_id}'"):
             client.delete_run(old.info.run_id)
-        tags = {"run_id": run.run_id, "sweep": sweep, "status": run.status, **({"error": run.error} if run.error else {})}
+        tags = {"run_id": run.run_id, "sweep": sweep, "status": run.status}
+        if run.error:
+            tags["error"] = run.error
         name = " ".join(f"{k}={_text(v)}" for k, v in run.swept.items()) + f" seed={run.seed}"
         created = client.create_run(experiment_id, start_time=int(1000 * run.start), tags=tags, run_name=name.strip())
         run_id = created.info.run_id
@@ -213,4 +207,9 @@ def export(root: Path, target: str, out: Path) -> str:
         entry = EXPORTS[target]
     except KeyError as e:
         raise ConfigError(f"--to: {e.args[0]}") from None
-    return entry.builder(root, out)
+    try:
+        return entry.builder(root, out)  # each target imports its viewer's packages when called
+    except ImportError as e:
+        package = (e.name or target).split(".")[0]
+        raise ConfigError(f"--to {target}: the Python package {package!r} is not installed; "
+                          f"install it with: pip install 'dlbench[{entry.info['extra']}]'") from None
