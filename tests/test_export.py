@@ -1,9 +1,9 @@
 """`dlbench export DIR --to tensorboard|mlflow`: read back with each viewer's own reader.
 
-A tiny real sweep (a learning rate that trains and one that diverges, two seeds)
-is exported; TensorBoard's EventAccumulator and the MLflow client must give back
-every value of each run's metrics.csv at its step, the final gap, the swept values
-and the status.
+A tiny real sweep (a learning rate that trains and one that diverges, times a
+model that builds and one that fails) is exported; TensorBoard's EventAccumulator
+and the MLflow client must give back every value of each run's metrics.csv at its
+step, the final gap, the swept values and the status.
 """
 
 from __future__ import annotations
@@ -17,22 +17,33 @@ import pandas as pd
 import pytest
 import yaml
 
+from dlbench.components import models
 from dlbench.results import export as export_mod
 from dlbench.results import report as report_mod
 from sweep_util import dlbench, run_dirs, summary, tiny_config, write_config
 
 LRS = [0.1, 1.0e6]  # 1e6 diverges: its NaN / inf values must come back as they are
+HIDDEN = [[16], [13]]  # [13] fails when the model is built: a failed run has no metrics, only its status
 
 
 @pytest.fixture(scope="module")
 def sweep(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("export")
-    cfg = tiny_config(data_root, name="lrs", grid={"optimizer.lr": LRS},
-                      train={"steps": 8, "batch_size": 50, "eval_every": 4, "seeds": [0, 1], "device": "cpu"})
-    outcome = dlbench("run", write_config(tmp / "lrs.yaml", cfg), "--out", tmp / "results", "--no-plots")
-    assert outcome.code == 0, outcome.err
+    cfg = tiny_config(data_root, name="lrs", grid={"optimizer.lr": LRS, "model.hidden": HIDDEN},
+                      train={"steps": 8, "batch_size": 50, "eval_every": 4, "seeds": [0], "device": "cpu"})
+    build = models.build
+
+    def build_or_fail(cfg, shape, classes):  # type: ignore[no-untyped-def]
+        if cfg.hidden == [13]:
+            raise RuntimeError("simulated: not enough memory for hidden=[13]")
+        return build(cfg, shape, classes)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(models, "build", build_or_fail)
+        outcome = dlbench("run", write_config(tmp / "lrs.yaml", cfg), "--out", tmp / "results", "--no-plots")
+    assert outcome.code == 1, outcome.err  # some run failed
     root = tmp / "results" / "lrs"
-    assert sorted(summary(d)["status"] for d in run_dirs(root).values()) == ["diverged", "diverged", "ok", "ok"]
+    assert sorted(summary(d)["status"] for d in run_dirs(root).values()) == ["diverged", "failed", "failed", "ok"]
     return root
 
 
@@ -59,28 +70,31 @@ def test_tensorboard_scalars_and_hparams(sweep: Path, tmp_path: Path) -> None:
         assert len(list((out / run_id).iterdir())) == 1
         events = EventAccumulator(str(out / run_id))
         events.Reload()
-        metrics = pd.read_csv(run_dir / "metrics.csv")
-        assert set(events.Tags()["scalars"]) == {*scalar_columns(metrics), "gap"}
-        for column in scalar_columns(metrics):
+        metrics, s = pd.read_csv(run_dir / "metrics.csv"), summary(run_dir)
+        assert set(events.Tags()["scalars"]) == ({*scalar_columns(metrics), "gap"} if len(metrics) else set())
+        for column in scalar_columns(metrics) if len(metrics) else []:  # a failed run's metrics.csv: header only
             points = events.Scalars(column)
             assert [p.step for p in points] == metrics["step"].tolist()
             np.testing.assert_array_equal([p.value for p in points], metrics[column].to_numpy(np.float32))
             # the points keep the run's own timing: wall times apart as its seconds column
             np.testing.assert_allclose(np.diff([p.wall_time for p in points]), np.diff(metrics["seconds"]), atol=1e-3)
-        final = summary(run_dir)["final"]
-        [gap] = events.Scalars("gap")
-        assert gap.step == final["step"] and gap.value == np.float32(final["gap"])
+        if s["status"] != "failed":
+            [gap] = events.Scalars("gap")
+            assert gap.step == s["final"]["step"] and gap.value == np.float32(s["final"]["gap"])
         start = metadata.parse_session_start_info_plugin_data(
             events.PluginTagToContent(metadata.PLUGIN_NAME)[metadata.SESSION_START_INFO_TAG])
-        assert {k: v.number_value for k, v in start.hparams.items()} == summary(run_dir)["params"]
+        assert start.hparams["optimizer.lr"].number_value == s["params"]["optimizer.lr"]
+        assert start.hparams["model.hidden"].string_value == json.dumps(s["params"]["model.hidden"])
 
     top = EventAccumulator(str(out))
     top.Reload()
     experiment = metadata.parse_experiment_plugin_data(
         top.PluginTagToContent(metadata.PLUGIN_NAME)[metadata.EXPERIMENT_TAG])
-    [lr] = experiment.hparam_infos
+    lr, hidden = experiment.hparam_infos
     assert lr.name == "optimizer.lr" and lr.type == api_pb2.DATA_TYPE_FLOAT64
     assert [v.number_value for v in lr.domain_discrete.values] == LRS
+    assert hidden.name == "model.hidden" and hidden.type == api_pb2.DATA_TYPE_STRING
+    assert sorted(v.string_value for v in hidden.domain_discrete.values) == sorted(map(json.dumps, HIDDEN))
     assert [m.name.tag for m in experiment.metric_infos] == report_mod.METRICS
 
 
@@ -105,8 +119,10 @@ def test_mlflow_runs_params_metrics_tags(sweep: Path, tmp_path: Path) -> None:
     for run_id, run_dir in run_dirs(sweep).items():
         run, s = exported[run_id], summary(run_dir)
         assert run.data.tags["status"] == s["status"] and run.data.tags["sweep"] == "lrs"
-        assert run.info.status == "FINISHED"  # ok and diverged runs finished; a failed run is FAILED
-        assert run.info.run_name == f"optimizer.lr={s['params']['optimizer.lr']} seed={s['seed']}"
+        assert run.data.tags.get("error") == s["error"]
+        assert run.info.status == ("FAILED" if s["status"] == "failed" else "FINISHED")  # diverged runs finished
+        hidden = json.dumps(s["params"]["model.hidden"])
+        assert run.info.run_name == f"optimizer.lr={s['params']['optimizer.lr']} model.hidden={hidden} seed=0"
         config = flat(yaml.safe_load((run_dir / "config.yaml").read_text()))
         assert run.data.params.keys() == config.keys()
         assert run.data.params["optimizer.lr"] == str(s["params"]["optimizer.lr"])
@@ -117,7 +133,7 @@ def test_mlflow_runs_params_metrics_tags(sweep: Path, tmp_path: Path) -> None:
             history = sorted(client.get_metric_history(run.info.run_id, column), key=lambda m: m.step)
             assert [m.step for m in history] == metrics["step"].tolist()
             np.testing.assert_array_equal([m.value for m in history], metrics[column].to_numpy())
-        assert run.data.metrics["gap"] == s["final"]["gap"]
+        assert run.data.metrics.get("gap") == (s["final"]["gap"] if "final" in s else None)
 
 
 @pytest.mark.parametrize("target, module", [("tensorboard", "tensorboard"), ("mlflow", "mlflow")])
