@@ -9,7 +9,11 @@ step, the final gap, the swept values and the status.
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -154,3 +158,41 @@ def test_refusals(sweep: Path, tmp_path: Path) -> None:
     assert (tmp_path / "notes.txt").read_text() == "mine"
     assert "not a results folder" in dlbench("export", tmp_path, "--to", "mlflow", "-o", tmp_path / "m").error_line
     assert dlbench("export", sweep, "--to", "wandb", "-o", tmp_path / "w").code == 2
+
+
+def test_tensorboard_hparams_view_compares_the_sweep(sweep: Path, tmp_path: Path) -> None:
+    """TensorBoard itself, on this machine's loopback: its HParams backend lists one session group per
+    configuration with the final metrics (what the HParams tab shows)."""
+    out = tmp_path / "tb"
+    assert dlbench("export", sweep, "--to", "tensorboard", "-o", out).code == 0
+    program = Path(sys.executable).with_name("tensorboard")
+    server = subprocess.Popen([str(program), "--logdir", str(out), "--host", "127.0.0.1", "--port", "0"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        for line in server.stderr:  # "TensorBoard 2.21.0 at http://127.0.0.1:PORT/ (Press CTRL+C to quit)"
+            if found := re.search(r"at (http://127\.0\.0\.1:\d+/)", line):
+                break
+            assert time.monotonic() < deadline, "TensorBoard did not start"
+        assert found, "TensorBoard exited before serving"
+        query = {"experimentName": "", "startIndex": 0, "sliceSize": 100, "aggregationType": "AGGREGATION_AVG",
+                 "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"],
+                 "colParams": [{"hparam": "optimizer.lr"}, {"hparam": "model.hidden"}, {"metric": {"tag": "val_acc"}}]}
+        while True:  # the logdir is loaded in the background
+            request = urllib.request.Request(found[1] + "data/plugin/hparams/session_groups",
+                                             data=json.dumps(query).encode(), headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=30) as response:
+                groups = json.load(response)["sessionGroups"]
+            if len(groups) == 4 or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert len(groups) == 4  # LRS x HIDDEN, one session (seed) each
+    ok = next(summary(d) for d in run_dirs(sweep).values() if summary(d)["status"] == "ok")
+    [group] = [g for g in groups if g["hparams"] == {"optimizer.lr": ok["params"]["optimizer.lr"],
+                                                     "model.hidden": json.dumps(ok["params"]["model.hidden"])}]
+    values = {m["name"]["tag"]: m["value"] for m in group["metricValues"]}
+    assert values["val_acc"] == pytest.approx(ok["final"]["val_acc"], rel=1e-6)
+    assert values["gap"] == pytest.approx(ok["final"]["gap"], rel=1e-6)
