@@ -179,8 +179,8 @@ def test_tensorboard_hparams_view_compares_the_sweep(sweep: Path, tmp_path: Path
                  "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"],
                  "colParams": [{"hparam": "optimizer.lr"}, {"hparam": "model.hidden"}, {"metric": {"tag": "val_acc"}}]}
         while True:  # the logdir is loaded in the background
-            request = urllib.request.Request(found[1] + "data/plugin/hparams/session_groups",
-                                             data=json.dumps(query).encode(), headers={"Content-Type": "application/json"})
+            request = urllib.request.Request(found[1] + "data/plugin/hparams/session_groups", data=json.dumps(
+                query).encode(), headers={"Content-Type": "application/json"})
             with urllib.request.urlopen(request, timeout=30) as response:
                 groups = json.load(response)["sessionGroups"]
             if len(groups) == 4 or time.monotonic() > deadline:
