@@ -40,7 +40,7 @@ class Run:
     metrics: pd.DataFrame  # metrics.csv (no rows for a failed run)
     gap: float | None  # final train - test accuracy (summary.json), None when the run has none
     end: float  # when the run was stored (seconds since the epoch)
-    start: float
+    start: float  # `end` less the run's wall time (a failed run has none: its start is its end)
 
     def times(self) -> Iterator[tuple[int, float, dict[str, float]]]:
         """(step, wall time, scalars) per evaluation; the last evaluation ends at `end`."""
@@ -70,10 +70,10 @@ def runs(root: Path) -> list[Run]:
         end = (folder / "summary.json").stat().st_mtime  # the run was stored when it finished
         config = {k.removeprefix("config."): _value(v) for k, v in row.items() if k.startswith("config.")}
         swept = {k: v for k in keys if (v := _value(row.get(k))) is not None}
-        out.append(Run(row["run_id"], str(config.get("name") or root.name), int(row["seed"]), row["status"],
-                       _value(row.get("error")),
-                       swept, config, metrics, _value(row.get("final.gap")), end,
-                       end - (_value(row.get("wall_time")) or 0.0)))
+        out.append(Run(run_id=row["run_id"], sweep=str(config.get("name") or root.name), seed=int(row["seed"]),
+                       status=row["status"], error=_value(row.get("error")), swept=swept, config=config,
+                       metrics=metrics, gap=_value(row.get("final.gap")), end=end,
+                       start=end - (_value(row.get("wall_time")) or 0.0)))
     return out
 
 
