@@ -9,7 +9,7 @@ TORCH := torch==2.14.1 torchvision==0.29.1
 EXPERIMENTS := optimizer_paths optimizer_paths_rosenbrock optimizers init_activations init_training \
 	batchnorm overfitting losses batch_size random_search l1_sparsity
 
-.PHONY: install quickstart mnist1d-reference test clean experiments $(EXPERIMENTS)
+.PHONY: install system-deps quickstart mnist1d-reference test clean experiments $(EXPERIMENTS)
 
 install: $(VENV)/.installed
 
@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e ".[dev,ray]"
+	$(BIN)/pip install --quiet -e ".[dev,ray,tensorboard,mlflow]"
 	touch $@
 
 quickstart: install  ## train the quickstart grid on MNIST-1D and print the table
@@ -31,7 +31,15 @@ $(EXPERIMENTS): install  ## run one experiment: table, figures and runs in resul
 
 experiments: $(EXPERIMENTS)  ## run every experiment, one after another
 
-test: install  ## run the test suite
+# Debian packages the tests need: headless Chromium renders the HTML report (tests/test_html_report.py).
+# CI runs as root on a fresh machine; elsewhere, without root, the test says how to install it.
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	  else echo "system-deps: not root, so not installing chromium (Debian package) for the HTML report test"; fi; }
+
+test: install system-deps  ## run the test suite
 	# one thread per process: the tests' models are tiny, and threads only contend on a small CI machine
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -q
 

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from dlbench.config import schema as config_mod
 from dlbench import runner as plan
+from dlbench.results import export as export_mod
 from dlbench.results import report as report_mod
 from dlbench import sweep
 from dlbench.config.schema import ConfigError
@@ -47,6 +48,7 @@ class Format(str, Enum):
     markdown = "markdown"
     json = "json"
     latex = "latex"
+    html = "html"  # one self-contained page: tables, figures, config, environment
 
 
 class At(str, Enum):
@@ -289,13 +291,20 @@ def report(
     losses: Annotated[bool, typer.Option("--losses", help="Show the loss columns too.")] = False,
 ) -> None:
     """Statistics over seeds from results folders (reads only the folders): mean ± std, 95% CI,
-    Welch's t-test against the best (or a baseline), time to target; table, csv, markdown, json or latex."""
+    Welch's t-test against the best (or a baseline), time to target; table, csv, markdown, json, latex or html."""
+    fmt = format.value if format else report_mod.SUFFIXES.get(output.suffix, "table") if output else "table"
     spec = results_dirs[0] / "experiment.yaml"
     if len(results_dirs) == 1 and spec.is_file() and config_mod.read_yaml_file(spec).get("task", "train") != "train":
         from dlbench.results import plots as plots_mod
         from dlbench import tasks
 
-        console.print(tasks.table(plots_mod.load(results_dirs[0])))  # optimizer paths / activation statistics
+        table = tasks.table(plots_mod.load(results_dirs[0]))  # optimizer paths / activation statistics
+        if fmt != "html":
+            console.print(table)
+            return
+        from dlbench.results import html
+
+        _emit(html.page(results_dirs[0].name, [table], results_dirs), output)
         return
     for d in results_dirs:
         if not (d / "runs").is_dir():
@@ -303,17 +312,41 @@ def report(
         report_mod.write_tables(d)
     rep = report_mod.report(results_dirs, at=at.value, metric=metric.value, baseline=baseline, target=target,
                             group_by=group_by, filters=where, show_losses=losses)
-    fmt = format.value if format else report_mod.SUFFIXES.get(output.suffix, "table") if output else "table"
     title = " vs ".join(d.name for d in results_dirs)
     if fmt == "table" and output is None and console.is_terminal:
         console.print(report_mod.rich_table(rep, title))
         return
-    text = report_mod.render(rep, title) if fmt == "table" else report_mod.export(rep, fmt)
+    if fmt == "html":
+        from dlbench.results import html
+
+        _emit(html.page(title, [report_mod.rich_table(rep, title)], results_dirs), output)
+        return
+    _emit(report_mod.render(rep, title) if fmt == "table" else report_mod.export(rep, fmt), output)
+
+
+def _emit(text: str, output: Path | None) -> None:
     if output is None:
         sys.stdout.write(text)
     else:
         output.write_text(text, encoding="utf-8")
         err_console.print(f"wrote {output}", highlight=False)
+
+
+ExportTarget = Enum("ExportTarget", {t.name: t.name for t in export_mod.EXPORTS}, type=str)  # type: ignore[misc]
+
+
+@app.command()
+@user_errors
+def export(
+    results_dir: Annotated[Path, typer.Argument(help="An experiment folder, e.g. results/quickstart.",
+                                                show_default=False)],
+    to: Annotated[ExportTarget, typer.Option("--to", help="tensorboard: event folders; mlflow: an MLflow store.",
+                                             show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", metavar="DIR", help="Folder to write into.",
+                                         show_default=False)],
+) -> None:
+    """Export every run of RESULTS_DIR (scalars by step, swept values, status) to TensorBoard or MLflow."""
+    console.print(export_mod.export(results_dir, to.value, output), soft_wrap=True)
 
 
 @app.command()
