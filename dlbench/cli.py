@@ -8,7 +8,7 @@ import os
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Callable, NoReturn, Optional, ParamSpec, TypeVar
+from typing import Annotated, Any, Callable, Iterator, NoReturn, Optional, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -20,7 +20,8 @@ from dlbench.config import schema as config_mod
 from dlbench import runner as plan
 from dlbench.results import report as report_mod
 from dlbench import sweep
-from dlbench.config.schema import ConfigError
+from dlbench.tasks import TASKS
+from dlbench.errors import ConfigError
 
 app = typer.Typer(
     add_completion=False,
@@ -88,30 +89,6 @@ MaxRunsOption = Annotated[int, typer.Option("--max-runs", min=1,
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Go ahead with a sweep over --max-runs runs.")]
 
 
-def _load(config: Path, sets: list[str] | None, max_runs: int = plan.DEFAULT_MAX_RUNS,
-          yes: bool = False) -> tuple[config_mod.Config, list[sweep.RunSpec], dict]:
-    cfg, raw = config_mod.load(config, sets or [])
-    plan.check_size(plan.planned_runs(cfg), max_runs, yes, cfg.name)  # before expanding a huge grid
-    specs = plan.unique(sweep.expand(cfg, raw))
-    plan.check_size(len(specs), max_runs, yes, cfg.name)
-    return cfg, specs, raw
-
-
-def _prepare_data(specs: list[sweep.RunSpec], device: str) -> None:
-    """Load each distinct data section of the sweep once, before any run starts.
-
-    A missing dataset or an impossible split is then one line and exit code 2, not a
-    sweep of failed runs; the runs reuse what was loaded (data.prepare caches it).
-    """
-    from dlbench.components import data
-
-    for cfg in {s.config.data.model_dump_json(): s.config.data for s in specs}.values():
-        try:
-            data.prepare(cfg, device)
-        except data.DataError as e:
-            raise ConfigError(str(e)) from None
-
-
 def _runs_table(specs: list[sweep.RunSpec], costs: list[plan.Cost], finished: dict[str, str]) -> Table:
     keys = sweep.swept_keys(specs)
     table = Table(title=f"{len(specs)} runs")
@@ -158,91 +135,84 @@ def run(
     from dlbench.training.run import resolve_device
 
     overrides = list(sets or []) + ([f"train.device={device.value}"] if device else [])
-    cfg, specs, raw = _load(config, overrides, max_runs, yes)
+    cfg, specs, raw = plan.load(config, overrides, max_runs, yes)
     store = Store(out / cfg.name)  # cfg.name is one plain path component: no ../ escapes
     options = Options(workers, address)
     launch = resolve(executor, options)
-    record = plan.experiment_record(cfg, specs)
+    task = TASKS[cfg.task]
     if dry_run:
         finished = {} if force_new else store.finished()
         if not force_new:
-            store.check(record)
-        # function / activations tasks train nothing: no cost to estimate
-        costs = plan.costs(specs) if cfg.task == "train" else [plan.Cost()] * len(specs)
+            store.check(plan.experiment_record(cfg, specs))
+        costs = plan.costs(specs) if task.trains else [plan.Cost()] * len(specs)  # nothing trains: no cost
         console.print(_runs_table(specs, costs, finished))
         console.print(plan.describe(specs, plan.select(specs, finished, rerun), costs))
         return
-    if cfg.task != "train":  # optimizer paths / activation statistics: no training, no run folders
-        from dlbench import tasks
-
-        with store.session(record, raw, force_new):
-            tasks.run(cfg, specs, store.root)
+    if not task.trains:
+        plan.compute(cfg, specs, raw, store, force_new)
         _tables_and_figures(store.root, plots)
         console.print(f"results: {store.root}")
         return
     dev = resolve_device(cfg.train.device)
-    _prepare_data(specs, str(dev))
-
-    interrupted = False
-    with store.session(record, raw, force_new) as moved:
-        if moved:
-            console.print(f"moved the old results to {moved}", soft_wrap=True)
-        todo = plan.select(specs, store.finished(), rerun)
-        if len(todo) < len(specs):
-            console.print(f"{len(specs) - len(todo)} of {len(specs)} runs already finished in {store.root}; "
-                          "skipping them", soft_wrap=True)
-        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TimeRemainingColumn()]
-        refresh = plan.TableRefresh(store.root)
-        try:
-            with Progress(*columns, console=err_console, transient=False) as progress:
-                overall = progress.add_task(f"{cfg.name} on {dev.type}", total=len(todo))
-                current = progress.add_task("run", total=1, visible=False)
-
-                def on_start(spec: sweep.RunSpec):
-                    label = ", ".join(f"{k}={v}" for k, v in spec.params.items())
-                    progress.reset(current, total=1, description=f"  {label} seed={spec.seed}"[:70], visible=True)
-                    return lambda step, total: progress.update(current, completed=step, total=total)
-
-                with contextlib.closing(launch(todo, dev, on_start, options)) as results:
-                    for result in results:
-                        store.save(result)
-                        progress.advance(overall)
-                        if result.status == "failed":
-                            err_console.print(f"[red]run {result.spec.run_id} failed:[/] "
-                                              f"{escape(result.summary['error'])}", highlight=False, soft_wrap=True)
-                            if fail_fast:
-                                break
-                        refresh.maybe()
-                progress.update(current, visible=False)
-        except KeyboardInterrupt:  # what finished is saved; the run in flight is dropped
-            interrupted = True
-        rep = report_mod.write_tables(store.root) if store.finished() else None
-
-    if rep is not None:
-        console.print(report_mod.rich_table(rep, title=f"{cfg.name}: {cfg.description}".strip(": ")))
+    plan.prepare_data(specs, str(dev))
+    outcome = plan.train(cfg, specs, raw, store, _with_progress(launch, options, dev, f"{cfg.name} on {dev.type}"),
+                         force_new=force_new, rerun=rerun, fail_fast=fail_fast, say=_say, warn=_warn)
+    if outcome.report is not None:
+        console.print(report_mod.rich_table(outcome.report, title=f"{cfg.name}: {cfg.description}".strip(": ")))
         _tables_and_figures(store.root, plots)
     console.print(f"results: {store.root}")
-    status = store.finished()
-    n_done = sum(s.run_id in status for s in specs)
-    n_failed = sum(status.get(s.run_id) == "failed" for s in specs)
-    if interrupted:
-        err_console.print(f"interrupted: {n_done} of {len(specs)} runs finished and saved; "
-                          "run the same command again to resume", soft_wrap=True)
-        raise typer.Exit(130)
-    if n_failed:
-        err_console.print(f"{n_failed} of {len(specs)} runs failed (see the status column; "
-                          "--rerun failed trains them again)", soft_wrap=True)
-        raise typer.Exit(1)
+    if outcome.interrupted:
+        _warn(f"interrupted: {outcome.n_done} of {outcome.n_runs} runs finished and saved; "
+              "run the same command again to resume")
+    elif outcome.n_failed:
+        _warn(f"{outcome.n_failed} of {outcome.n_runs} runs failed (see the status column; "
+              "--rerun failed trains them again)")
+    if outcome.exit_code:
+        raise typer.Exit(outcome.exit_code)
+
+
+def _say(text: str) -> None:
+    console.print(escape(text), soft_wrap=True, highlight=False)
+
+
+def _warn(text: str) -> None:
+    err_console.print(escape(text), soft_wrap=True, highlight=False)
+
+
+# ---------------------------------------------------------------- launch with a progress display
+
+
+def _with_progress(launch: Callable[..., Any], options: Any, dev: Any, title: str) -> plan.Launch:
+    """The launcher's call and its progress bars, together (runs to train -> results as they finish)."""
+
+    def launch_with_progress(todo: list[sweep.RunSpec]) -> Iterator[Any]:
+        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TimeRemainingColumn()]
+        with Progress(*columns, console=err_console, transient=False) as progress:
+            overall = progress.add_task(title, total=len(todo))
+            current = progress.add_task("run", total=1, visible=False)
+
+            def on_start(spec: sweep.RunSpec) -> Callable[[int, int], None]:
+                label = ", ".join(f"{k}={v}" for k, v in spec.params.items())
+                progress.reset(current, total=1, description=f"  {label} seed={spec.seed}"[:70], visible=True)
+                return lambda step, total: progress.update(current, completed=step, total=total)
+
+            with contextlib.closing(launch(todo, dev, on_start, options)) as results:
+                for result in results:
+                    progress.advance(overall)
+                    yield result
+            progress.update(current, visible=False)
+
+    return launch_with_progress
 
 
 def _tables_and_figures(root: Path, figures: bool) -> None:
     """After a run: the task's own table (paths, activations, diagnostics) and the figures."""
     from dlbench.results import plots as plots_mod
-    from dlbench import tasks
+    from dlbench.results.tables import table as task_table
 
     res = plots_mod.load(root)
-    table = tasks.table(res)
+    table = task_table(res)
     if table is not None:
         console.print(table)
     if figures:
@@ -293,9 +263,9 @@ def report(
     spec = results_dirs[0] / "experiment.yaml"
     if len(results_dirs) == 1 and spec.is_file() and config_mod.read_yaml_file(spec).get("task", "train") != "train":
         from dlbench.results import plots as plots_mod
-        from dlbench import tasks
+        from dlbench.results.tables import table as task_table
 
-        console.print(tasks.table(plots_mod.load(results_dirs[0])))  # optimizer paths / activation statistics
+        console.print(task_table(plots_mod.load(results_dirs[0])))  # optimizer paths / activation statistics
         return
     for d in results_dirs:
         if not (d / "runs").is_dir():
@@ -321,9 +291,9 @@ def report(
 def validate(config: Annotated[Path, typer.Argument(help="Experiment config (YAML).")], sets: SetOption = None,
              max_runs: MaxRunsOption = plan.DEFAULT_MAX_RUNS, yes: YesOption = False) -> None:
     """Check a config (and its --set overrides) and that its datasets load, without training."""
-    cfg, specs, _ = _load(config, sets, max_runs, yes)
-    if cfg.task == "train":  # the function and activations tasks read no data
-        _prepare_data(specs, "cpu")
+    cfg, specs, _ = plan.load(config, sets or [], max_runs, yes)
+    if TASKS[cfg.task].trains:  # the function and activations tasks read no data
+        plan.prepare_data(specs, "cpu")
     console.print(f"{config}: ok — experiment {cfg.name!r}, {len(specs)} runs")
 
 

@@ -17,15 +17,19 @@ import time
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import torch
 
+from dlbench import sweep, tasks
 from dlbench.components import models
-from dlbench import sweep
-from dlbench.config.schema import Config, ConfigError
 from dlbench.components.data import DATASETS, _count
-from dlbench.results.report import write_tables
+from dlbench.config import schema
+from dlbench.config.keys import pop_path
+from dlbench.config.schema import Config
+from dlbench.errors import ConfigError
+from dlbench.results.report import Report, write_tables
+from dlbench.results.store import Store
 from dlbench.training.run import schedule
 
 DEFAULT_MAX_RUNS = 1000
@@ -47,6 +51,92 @@ def planned_runs(cfg: Config) -> int:
     """grid points x random trials x seeds, without expanding (grids that sweep seeds may differ)."""
     points = math.prod(len(values) for values in cfg.grid.values())
     return points * (cfg.random.trials if cfg.random else 1) * len(cfg.train.seeds)
+
+
+def load(config: Path, sets: list[str], max_runs: int = DEFAULT_MAX_RUNS, yes: bool = False
+         ) -> tuple[Config, list[sweep.RunSpec], dict[str, Any]]:
+    """Read, override, validate and expand a config; refuse a sweep over --max-runs and
+    a --set that the sweep would overwrite."""
+    cfg, raw = schema.load(config, sets)
+    sweep.refuse_shadowed(raw, sets)
+    check_size(planned_runs(cfg), max_runs, yes, cfg.name)  # before expanding a huge grid
+    specs = unique(sweep.expand(cfg, raw))
+    check_size(len(specs), max_runs, yes, cfg.name)
+    return cfg, specs, raw
+
+
+def prepare_data(specs: list[sweep.RunSpec], device: str) -> None:
+    """Load each distinct data section of the sweep once, before any run starts.
+
+    A missing dataset or an impossible split is then one line and exit code 2, not a
+    sweep of failed runs; the runs reuse what was loaded (data.prepare caches it).
+    """
+    from dlbench.components import data
+
+    for cfg in {s.config.data.model_dump_json(): s.config.data for s in specs}.values():
+        try:
+            data.prepare(cfg, device)
+        except data.DataError as e:
+            raise ConfigError(str(e)) from None
+
+
+def view(cfg: Config, specs: list[sweep.RunSpec]) -> dict[str, Any]:
+    return tasks.view(cfg, specs, sweep.swept_keys(specs))
+
+
+def compute(cfg: Config, specs: list[sweep.RunSpec], raw: dict[str, Any], store: Store, force_new: bool) -> None:
+    """A task that trains nothing (optimizer paths, activation statistics): its CSVs into the folder."""
+    compute_task = tasks.TASKS[cfg.task].compute
+    assert compute_task is not None
+    with store.session(experiment_record(cfg, specs), raw, view(cfg, specs), force_new):
+        compute_task(specs, store.root)
+
+
+# the launcher behind a progress display: runs to train -> their results as they finish
+Launch = Callable[[list[sweep.RunSpec]], Iterator[Any]]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    n_runs: int
+    n_done: int
+    n_failed: int
+    interrupted: bool
+    report: Report | None  # None: nothing finished
+
+    @property
+    def exit_code(self) -> int:
+        return 130 if self.interrupted else 1 if self.n_failed else 0
+
+
+def train(cfg: Config, specs: list[sweep.RunSpec], raw: dict[str, Any], store: Store, launch: Launch, *,
+          force_new: bool = False, rerun: "Rerun | None" = None, fail_fast: bool = False,
+          say: Callable[[str], None] = print, warn: Callable[[str], None] = print) -> Outcome:
+    """Train the runs not finished yet, store each as it finishes, rewrite the tables.
+    Ctrl-C keeps what finished (Outcome.interrupted)."""
+    interrupted = False
+    with store.session(experiment_record(cfg, specs), raw, view(cfg, specs), force_new) as moved:
+        if moved:
+            say(f"moved the old results to {moved}")
+        todo = select(specs, store.finished(), rerun)
+        if len(todo) < len(specs):
+            say(f"{len(specs) - len(todo)} of {len(specs)} runs already finished in {store.root}; skipping them")
+        refresh = TableRefresh(store.root)
+        try:
+            for result in launch(todo):
+                store.save(result.spec.run_id, result.spec.config.model_dump(mode="json"), result.metrics,
+                           result.summary, result.files)
+                if result.status == "failed":
+                    warn(f"run {result.spec.run_id} failed: {result.summary['error']}")
+                    if fail_fast:
+                        break
+                refresh.maybe()
+        except KeyboardInterrupt:  # what finished is saved; the run in flight is dropped
+            interrupted = True
+        rep = write_tables(store.root) if store.finished() else None
+    status = store.finished()
+    return Outcome(len(specs), sum(s.run_id in status for s in specs),
+                   sum(status.get(s.run_id) == "failed" for s in specs), interrupted, rep)
 
 
 def unique(specs: list[sweep.RunSpec]) -> list[sweep.RunSpec]:
@@ -72,11 +162,7 @@ def experiment_record(cfg: Config, specs: list[sweep.RunSpec]) -> dict[str, Any]
     fixed = sweep.identity(specs[0].config, specs[0].seed)
     del fixed["seed"]
     for key in swept:
-        *parents, last = key.split(".")
-        node = fixed
-        for part in parents:
-            node = node.get(part, {})
-        node.pop(last, None)
+        pop_path(fixed, key)
     return {"swept": swept, "fixed": fixed}
 
 

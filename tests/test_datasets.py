@@ -21,7 +21,8 @@ import torchvision.datasets.mnist
 
 from dlbench.config import schema as config
 from dlbench import sweep
-from dlbench.config.schema import ConfigError, DataConfig
+from dlbench.config.schema import DataConfig
+from dlbench.errors import ConfigError
 from dlbench.components.data import DATASETS, prepare, toy_options
 from dlbench.components.models import MODELS, build, count_parameters
 from dlbench.training.run import train

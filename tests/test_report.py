@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from dlbench.results import report as rp
 from dlbench.cli import app, main
-from dlbench.config.schema import ConfigError
+from dlbench.errors import ConfigError
 
 KEYS = ["optimizer.name", "init.scheme"]
 LR = {"adam": 0.001, "sgd": 0.1}

@@ -28,7 +28,9 @@ from rich.table import Table
 from rich.text import Text
 from scipy import stats
 
-from dlbench.config.schema import ConfigError, parse_yaml
+from dlbench.config.keys import flatten
+from dlbench.config.yaml_io import parse_yaml, read_written
+from dlbench.errors import ConfigError
 from dlbench.results.store import Store, atomic_write
 
 METRICS = ["train_acc", "val_acc", "test_acc", "gap", "train_loss", "val_loss", "test_loss"]
@@ -44,19 +46,9 @@ ALPHA = 0.05
 EXPERIMENT = "experiment"  # the key column that tells experiments apart when several folders are compared
 TOO_FEW = "too few seeds"
 MISSING = "–"
-SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: large sweeps load fast
 
 
 # ---------------------------------------------------------------- loading
-
-
-def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> dict[str, Any]:
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
-    else:
-        out[prefix] = value
-    return out
 
 
 def _cell(value: Any) -> Any:
@@ -70,8 +62,8 @@ def load_runs(results_dir: Path) -> tuple[pd.DataFrame, list[str]]:
     rows, keys = [], {}
     for s in store.summaries():
         cfg_file = store.run_dir(s["run_id"]) / "config.yaml"
-        config = yaml.load(cfg_file.read_text(), Loader=SAFE_LOADER) if cfg_file.is_file() else {}
-        row = {f"config.{k}": _cell(v) for k, v in _flatten("", config, {}).items()}
+        config = read_written(cfg_file) if cfg_file.is_file() else {}
+        row = {f"config.{k}": _cell(v) for k, v in flatten(config).items()}
         keys.update(dict.fromkeys(s.get("params", {})))
         row.update({k: _cell(v) for k, v in s.get("params", {}).items()})
         for k in ("run_id", "seed", "status", "error", "diverged_step", "stopped_early", "steps", "epochs",
