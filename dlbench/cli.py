@@ -8,7 +8,7 @@ import os
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Callable, Iterator, NoReturn, Optional, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Iterator, NoReturn, Optional, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -16,12 +16,12 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from dlbench.config import schema as config_mod
-from dlbench import runner as plan
+from dlbench.errors import ConfigError, did_you_mean
 from dlbench.results import report as report_mod
-from dlbench import sweep
-from dlbench.tasks import TASKS
-from dlbench.errors import ConfigError
+
+if TYPE_CHECKING:  # the front (config schema, sweep, runner) imports torch: loaded by the commands that need it
+    from dlbench import runner as plan
+    from dlbench import sweep
 
 app = typer.Typer(
     add_completion=False,
@@ -48,6 +48,14 @@ class Format(str, Enum):
     markdown = "markdown"
     json = "json"
     latex = "latex"
+
+
+class Rerun(str, Enum):
+    failed = "failed"
+    all = "all"
+
+
+DEFAULT_MAX_RUNS = 1000
 
 
 class At(str, Enum):
@@ -90,6 +98,8 @@ YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Go ahead with a sw
 
 
 def _runs_table(specs: list[sweep.RunSpec], costs: list[plan.Cost], finished: dict[str, str]) -> Table:
+    from dlbench import sweep
+
     keys = sweep.swept_keys(specs)
     table = Table(title=f"{len(specs)} runs")
     for h in ["#", "run id", *keys, "seed", "params", "steps", "state"]:
@@ -109,10 +119,10 @@ def run(
     device: Annotated[Optional[Device], typer.Option(help="Where to train; overrides train.device.")] = None,
     out: Annotated[Path, typer.Option(help="Results root; runs go to OUT/<name>/.")] = Path("results"),
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the expanded runs and train nothing.")] = False,
-    rerun: Annotated[Optional[plan.Rerun], typer.Option(help="Train again finished runs that failed, or all.")] = None,
+    rerun: Annotated[Optional[Rerun], typer.Option(help="Train again finished runs that failed, or all.")] = None,
     fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop at the first failed run.")] = False,
     force_new: Annotated[bool, typer.Option("--force-new", help="Move OUT/<name>/ aside and start afresh.")] = False,
-    max_runs: MaxRunsOption = plan.DEFAULT_MAX_RUNS,
+    max_runs: MaxRunsOption = DEFAULT_MAX_RUNS,
     yes: YesOption = False,
     plots: Annotated[bool, typer.Option(help="Draw the experiment's figures (PNG) into the results folder.")] = True,
     executor: Annotated[str, typer.Option(
@@ -130,10 +140,13 @@ def run(
     exits 130. Exit code: 0 all runs ok or diverged, 1 some run failed,
     2 bad input or a refused folder, 130 interrupted.
     """
+    from dlbench import runner as plan
     from dlbench.execution.launchers import Options, resolve
     from dlbench.results.store import Store
+    from dlbench.tasks import TASKS
     from dlbench.training.run import resolve_device
 
+    plan.check_address(executor, address)
     overrides = list(sets or []) + ([f"train.device={device.value}"] if device else [])
     cfg, specs, raw = plan.load(config, overrides, max_runs, yes)
     store = Store(out / cfg.name)  # cfg.name is one plain path component: no ../ escapes
@@ -141,12 +154,14 @@ def run(
     launch = resolve(executor, options)
     task = TASKS[cfg.task]
     if dry_run:
+        if task.trains:  # checked and estimated on the data `run` would load
+            plan.prepare_data(specs, "cpu")
         finished = {} if force_new else store.finished()
         if not force_new:
             store.check(plan.experiment_record(cfg, specs))
         costs = plan.costs(specs) if task.trains else [plan.Cost()] * len(specs)  # nothing trains: no cost
         console.print(_runs_table(specs, costs, finished))
-        console.print(plan.describe(specs, plan.select(specs, finished, rerun), costs))
+        console.print(plan.describe(specs, plan.select(specs, finished, rerun and rerun.value), costs))
         return
     if not task.trains:
         plan.compute(cfg, specs, raw, store, force_new)
@@ -156,7 +171,7 @@ def run(
     dev = resolve_device(cfg.train.device)
     plan.prepare_data(specs, str(dev))
     outcome = plan.train(cfg, specs, raw, store, _with_progress(launch, options, dev, f"{cfg.name} on {dev.type}"),
-                         force_new=force_new, rerun=rerun, fail_fast=fail_fast, say=_say, warn=_warn)
+                         force_new=force_new, rerun=rerun and rerun.value, fail_fast=fail_fast, say=_say, warn=_warn)
     if outcome.report is not None:
         console.print(report_mod.rich_table(outcome.report, title=f"{cfg.name}: {cfg.description}".strip(": ")))
         _tables_and_figures(store.root, plots)
@@ -227,6 +242,7 @@ def plot(results_dir: Annotated[Path, typer.Argument(help="An experiment folder,
     """Draw the experiment's figures (the config's `plots:` list) as PNGs into RESULTS_DIR, from the folder alone."""
     from dlbench.results import plots as plots_mod
 
+    check_results_folder(results_dir)
     written = plots_mod.write(plots_mod.load(results_dir))
     if not written:
         fail(f"{results_dir}: nothing to plot yet (no finished runs)")
@@ -260,16 +276,28 @@ def report(
 ) -> None:
     """Statistics over seeds from results folders (reads only the folders): mean ± std, 95% CI,
     Welch's t-test against the best (or a baseline), time to target; table, csv, markdown, json or latex."""
-    spec = results_dirs[0] / "experiment.yaml"
-    if len(results_dirs) == 1 and spec.is_file() and config_mod.read_yaml_file(spec).get("task", "train") != "train":
-        from dlbench.results import plots as plots_mod
+    from dlbench.results import plots as plots_mod
+
+    for d in results_dirs:
+        check_results_folder(d)
+    if output is not None and format is None and output.suffix not in report_mod.SUFFIXES:
+        fail(f"--output {output}: unknown suffix {output.suffix!r}; allowed: "
+             f"{', '.join(report_mod.SUFFIXES)} (or name the format with --format)")
+    task = plots_mod.load(results_dirs[0]).task
+    if task != "train":  # optimizer paths / activation statistics: their own table, no statistics over runs
+        given = {"--format": format, "--output": output, "--at": at != At.final, "--metric": metric != Metric.val_acc,
+                 "--baseline": baseline, "--target": target, "--group-by": group_by, "--where": where,
+                 "--losses": losses}
+        refused = [name for name, value in given.items() if value]
+        if refused or len(results_dirs) > 1:
+            what = refused[0] if refused else "several folders"
+            fail(f"report {what}: {results_dirs[0]} holds a task: {task} experiment, whose report is its own "
+                 "table (printed without options); the statistics options apply to training sweeps")
         from dlbench.results.tables import table as task_table
 
-        console.print(task_table(plots_mod.load(results_dirs[0])))  # optimizer paths / activation statistics
+        console.print(task_table(plots_mod.load(results_dirs[0])))
         return
     for d in results_dirs:
-        if not (d / "runs").is_dir():
-            fail(f"{d}: not a results folder (expected {d / 'runs'}/)")
         report_mod.write_tables(d)
     rep = report_mod.report(results_dirs, at=at.value, metric=metric.value, baseline=baseline, target=target,
                             group_by=group_by, filters=where, show_losses=losses)
@@ -286,12 +314,33 @@ def report(
         err_console.print(f"wrote {output}", highlight=False)
 
 
+def check_results_folder(d: Path) -> None:
+    """A results folder is given: refuse a missing one (did you mean), and list the experiments
+    of a folder that holds several."""
+    if (d / "runs").is_dir() or (d / "experiment.yaml").is_file():
+        return
+    if not d.exists():
+        siblings = [p.name for p in d.parent.iterdir() if p.is_dir()] if d.parent.is_dir() else []
+        fail(f"{d}: no such folder{did_you_mean(d.name, siblings)}")
+    inside = sorted(p.name for p in d.iterdir() if (p / "experiment.yaml").is_file()) if d.is_dir() else []
+    if inside:
+        fail(f"{d} holds {len(inside)} experiments: {', '.join(inside)}; report one, e.g. {d / inside[0]}")
+    fail(f"{d}: not a results folder (expected {d / 'runs'}/ or {d / 'experiment.yaml'})")
+
+
 @app.command()
 @user_errors
 def validate(config: Annotated[Path, typer.Argument(help="Experiment config (YAML).")], sets: SetOption = None,
-             max_runs: MaxRunsOption = plan.DEFAULT_MAX_RUNS, yes: YesOption = False) -> None:
+             max_runs: MaxRunsOption = DEFAULT_MAX_RUNS, yes: YesOption = False) -> None:
     """Check a config (and its --set overrides) and that its datasets load, without training."""
+    from dlbench import runner as plan
+    from dlbench.tasks import TASKS
+
+    from dlbench.training.run import resolve_device
+
     cfg, specs, _ = plan.load(config, sets or [], max_runs, yes)
+    for name in {s.config.train.device for s in specs}:
+        resolve_device(name)  # refuses cuda on a machine without it
     if TASKS[cfg.task].trains:  # the function and activations tasks read no data
         plan.prepare_data(specs, "cpu")
     console.print(f"{config}: ok — experiment {cfg.name!r}, {len(specs)} runs")
@@ -310,7 +359,8 @@ def list_registries() -> None:
 
     for registry in (DATASETS, MODELS, PRESETS, ACTIVATIONS, NORMS, POOLS, INITS, OPTIMIZERS, LOSSES, FUNCTIONS,
                      PLOTS):
-        table = Table(title=f"{registry.kind}s", title_justify="left", show_header=False, box=None)
+        plural = registry.kind + ("es" if registry.kind.endswith("s") else "s")
+        table = Table(title=plural, title_justify="left", show_header=False, box=None)
         table.add_column(style="bold cyan")
         table.add_column()
         for entry in registry:

@@ -14,7 +14,8 @@ import yaml
 
 from dlbench.config.schema import Config, DataConfig
 from dlbench.components.data import prepare
-from dlbench.training.run import METRIC_COLUMNS, schedule
+from dlbench.results.store import METRIC_COLUMNS
+from dlbench.training.run import schedule
 
 
 def run(cli, config: dict, *args: str) -> tuple[object, Path]:

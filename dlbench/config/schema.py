@@ -143,6 +143,19 @@ class OptimizerConfig(Section):
     eps: Annotated[Finite, Field(gt=0)] = 1e-8
     weight_decay: NonNegative = 0.0
 
+    @model_validator(mode="after")
+    def _only_what_it_reads(self) -> "OptimizerConfig":
+        reads = optimizer_reads(self.name)
+        for key in sorted(k for k in self.model_fields_set - {"name", *reads} if getattr(self, k) is not None):
+            raise ValueError(f"optimizer.{key}: {getattr(self, key)!r} is invalid: {self.name} does not read "
+                             f"{key}; it reads {', '.join(reads)}")
+        return self
+
+
+def optimizer_reads(name: str) -> tuple[str, ...]:
+    """The settings an optimizer acts on (any other setting given for it is refused)."""
+    return tuple(OPTIMIZERS[name].info["hyper"])
+
 
 class RegularizationConfig(Section):
     l1: NonNegative = 0.0
@@ -350,6 +363,8 @@ def explain(err: ValidationError, prefix: str = "") -> str:
         return f"{path}: unknown key; allowed keys here: {allowed}"
     msg = msg.removeprefix("Value error, ")
     if not loc and msg.split(".", 1)[0] in SECTIONS:  # a cross-section check names its own field
+        return prefix + msg
+    if loc and msg.startswith(".".join(loc) + "."):  # a section's own check names its field
         return prefix + msg
     return f"{path}: {_show(e.get('input'))} is invalid: {msg}"
 
