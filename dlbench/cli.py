@@ -105,7 +105,7 @@ def _runs_table(specs: list[sweep.RunSpec], costs: list[plan.Cost], finished: di
     for h in ["#", "run id", *keys, "seed", "params", "steps", "state"]:
         table.add_column(h)
     for i, (s, c) in enumerate(zip(specs, costs), 1):
-        table.add_row(str(i), s.run_id, *(str(s.params.get(k, "–")) for k in keys), str(s.seed),
+        table.add_row(str(i), s.run_id, *(report_mod.value_text(s.params.get(k, "–")) for k in keys), str(s.seed),
                       f"{c.n_params:,}" if c.n_params is not None else "?", f"{c.steps:,}" if c.steps else "?",
                       finished.get(s.run_id, "to train"))
     return table
@@ -146,12 +146,12 @@ def run(
     from dlbench.tasks import TASKS
     from dlbench.training.run import resolve_device
 
-    plan.check_address(executor, address)
     overrides = list(sets or []) + ([f"train.device={device.value}"] if device else [])
     cfg, specs, raw = plan.load(config, overrides, max_runs, yes)
     store = Store(out / cfg.name)  # cfg.name is one plain path component: no ../ escapes
     options = Options(workers, address)
     launch = resolve(executor, options)
+    plan.check_address(executor, address)
     task = TASKS[cfg.task]
     if dry_run:
         if task.trains:  # checked and estimated on the data `run` would load
@@ -173,7 +173,8 @@ def run(
     outcome = plan.train(cfg, specs, raw, store, _with_progress(launch, options, dev, f"{cfg.name} on {dev.type}"),
                          force_new=force_new, rerun=rerun and rerun.value, fail_fast=fail_fast, say=_say, warn=_warn)
     if outcome.report is not None:
-        console.print(report_mod.rich_table(outcome.report, title=f"{cfg.name}: {cfg.description}".strip(": ")))
+        console.print(report_mod.rich_table(outcome.report, f"{cfg.name}: {cfg.description}".strip(": "),
+                                            console.width))
         _tables_and_figures(store.root, plots)
     console.print(f"results: {store.root}")
     if outcome.interrupted:
@@ -304,7 +305,7 @@ def report(
     fmt = format.value if format else report_mod.SUFFIXES.get(output.suffix, "table") if output else "table"
     title = " vs ".join(d.name for d in results_dirs)
     if fmt == "table" and output is None and console.is_terminal:
-        console.print(report_mod.rich_table(rep, title))
+        console.print(report_mod.rich_table(rep, title, console.width))
         return
     text = report_mod.render(rep, title) if fmt == "table" else report_mod.export(rep, fmt)
     if output is None:

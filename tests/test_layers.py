@@ -56,6 +56,7 @@ def finished(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path:
     """A finished two-configuration sweep and a finished function-task folder under one root."""
     root = tmp_path_factory.mktemp("res")
     cfg = tiny_config(data_root, grid={"optimizer.lr": [0.05, 0.1]})
+    cfg["train"]["seeds"] = [0, 1, 2]
     assert dlbench("run", write_config(root / "t.yaml", cfg), "--out", root).code == 0
     fn = {"name": "paths", "task": "function", "grid": {"optimizer.name": ["sgd", "adam"]},
           "function": {"steps": 5}}
@@ -176,3 +177,42 @@ def test_an_unreachable_ray_address_is_one_line(tmp_path: Path, data_root: Path)
     res = dlbench("run", path, "--executor", "ray", "--address", f"127.0.0.1:{port}", "--out", tmp_path / "r")
     assert res.code == 2 and f"no Ray cluster answers at 127.0.0.1:{port}" in res.error_line
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("width", [100, 80])
+def test_the_report_table_fits_the_terminal_without_cutting(finished: Path, width: int) -> None:
+    import io
+
+    from rich.console import Console
+
+    from dlbench.results import report
+
+    rep = report.report([finished / "tiny"], target=0.2, show_losses=True)
+    console = Console(width=width, file=io.StringIO(), color_system=None)
+    console.print(report.rich_table(rep, "tiny", width), crop=False)
+    text = console.file.getvalue()
+    assert max(map(len, text.splitlines())) <= width
+    assert "vs best" in text and "left out to fit" in text
+    assert report.rich_table(rep, "tiny", 10**4).columns[-1].header == "seconds to 0.2"  # wide: all columns
+
+
+def test_intervals_stay_within_what_is_possible(finished: Path) -> None:
+    from dlbench.results import report
+
+    summary = report.report([finished / "tiny"]).summary
+    for metric in ("train_acc", "val_acc", "test_acc"):
+        assert (summary[f"{metric}_ci_low"] >= 0).all() and (summary[f"{metric}_ci_high"] <= 1).all()
+    near_one = report.describe([0.99, 1.0, 0.9], report.POSSIBLE["train_acc"])
+    assert near_one["ci_high"] == 1.0 and near_one["mean"] + 1.96 * near_one["std"] > 1.0
+    steps = report.describe([0, 0, 400], report.POSSIBLE["ttt_step"])
+    assert steps["ci_low"] == 0.0
+
+
+def test_random_search_values_print_with_four_significant_digits(tmp_path: Path, data_root: Path) -> None:
+    import re
+
+    cfg = tiny_config(data_root, random={"trials": 3, "space": {"optimizer.lr": {"log_uniform": [0.001, 0.1]}}})
+    res = dlbench("run", write_config(tmp_path / "c.yaml", cfg), "--dry-run", "--out", tmp_path / "r")
+    assert res.code == 0, res.err
+    values = re.findall(r"│ (0\.\d+|\d\.\d+e-\d+) +│", res.out)
+    assert len(values) == 3 and all(len(re.sub(r"^0\.0*|e-\d+$|\.", "", v)) <= 4 for v in values), values

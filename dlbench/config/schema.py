@@ -143,14 +143,6 @@ class OptimizerConfig(Section):
     eps: Annotated[Finite, Field(gt=0)] = 1e-8
     weight_decay: NonNegative = 0.0
 
-    @model_validator(mode="after")
-    def _only_what_it_reads(self) -> "OptimizerConfig":
-        reads = optimizer_reads(self.name)
-        for key in sorted(k for k in self.model_fields_set - {"name", *reads} if getattr(self, k) is not None):
-            raise ValueError(f"optimizer.{key}: {getattr(self, key)!r} is invalid: {self.name} does not read "
-                             f"{key}; it reads {', '.join(reads)}")
-        return self
-
 
 def optimizer_reads(name: str) -> tuple[str, ...]:
     """The settings an optimizer acts on (any other setting given for it is refused)."""
@@ -303,6 +295,18 @@ class Config(Section):
         for key in grid:
             field_at(key)
         return grid
+
+    @model_validator(mode="after")
+    def _optimizer_reads_its_settings(self) -> "Config":
+        """A setting the optimizer does not read is refused, never ignored."""
+        opt = self.optimizer
+        reads = optimizer_reads(opt.name)
+        # compared with the default, not "given": a resolved config.yaml lists every field
+        changed = [k for k, f in OptimizerConfig.model_fields.items() if getattr(opt, k) != f.default]
+        for key in sorted(set(changed) - {"name", *reads}):
+            raise ValueError(f"optimizer.{key}: {getattr(opt, key)!r} is invalid: {opt.name} does not read "
+                             f"{key}; it reads {', '.join(reads)}")
+        return self
 
     @model_validator(mode="after")
     def _model_fits_data(self) -> "Config":

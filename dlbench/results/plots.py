@@ -27,6 +27,7 @@ from matplotlib.figure import Figure
 from dlbench.config.yaml_io import read_yaml_file
 from dlbench.errors import ConfigError
 from dlbench.results import report
+from dlbench.results.report import value_text
 from dlbench.components.registry import Registry
 from dlbench.results.store import VIEW, atomic_write
 
@@ -34,14 +35,6 @@ DEFAULT_PLOTS = {"train": ["curves", "gap"], "function": ["paths"], "activations
 # keys whose values read on their own in a legend ("sgd", "he_normal"); others show as key=value
 _SELF_EXPLAINING = ("case", "name", "scheme", "kind", "activation", "loss", "dataset")
 DPI = 90
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, (list, dict)):
-        return json.dumps(value)
-    return str(value)
 
 
 def _missing(value: Any) -> bool:
@@ -52,9 +45,9 @@ def label(params: dict[str, Any], keys: list[str]) -> str:
     """A configuration's legend entry: 'sgd lr=0.95', or just the value when one key is swept."""
     present = [k for k in keys if not _missing(params.get(k))]
     if len(keys) == 1:
-        return _fmt(params.get(keys[0])) if present else "–"
+        return value_text(params.get(keys[0])) if present else "–"
     short = {k: k.rsplit(".", 1)[-1] for k in present}
-    parts = [_fmt(params[k]) if short[k] in _SELF_EXPLAINING else f"{short[k]}={_fmt(params[k])}" for k in present]
+    parts = [value_text(params[k]) if short[k] in _SELF_EXPLAINING else f"{short[k]}={value_text(params[k])}" for k in present]
     return " ".join(parts) or "defaults"
 
 
@@ -247,15 +240,15 @@ def panels(res: Results) -> Figure | None:
         return None
     first, rest = res.keys[0], res.keys[1:]
     runs = res.runs.set_index("run_id")
-    metrics["panel"] = [_fmt(v) for v in runs.loc[metrics["run_id"], first]]
+    metrics["panel"] = [value_text(v) for v in runs.loc[metrics["run_id"], first]]
     metrics["line"] = [label(r, rest) for r in runs.loc[metrics["run_id"], rest].to_dict("records")]
-    panel_values = list(dict.fromkeys(_fmt(p.get(first)) for p in res.points))
+    panel_values = list(dict.fromkeys(value_text(p.get(first)) for p in res.points))
     lines = list(dict.fromkeys(label(p, rest) for p in res.points))
     cols = math.ceil(math.sqrt(len(panel_values)))
     rows = math.ceil(len(panel_values) / cols)
     fig, axes = _figure(rows, cols, (3.2, 2.6), sharex=True, sharey=True)  # shared: fewer tick labels to draw
     colors = dict(zip(lines, _colors(len(lines))))
-    status = res.runs.assign(panel=[_fmt(v) for v in res.runs[first]],
+    status = res.runs.assign(panel=[value_text(v) for v in res.runs[first]],
                              line=[label(r, rest) for r in res.runs[rest].to_dict("records")])
     for ax, value in zip(axes.flat, panel_values):
         for line in lines:
@@ -464,6 +457,8 @@ def load(root: Path) -> Results:
     if view_file.is_file():
         return Results(root, json.loads(view_file.read_text(encoding="utf-8")))
     if not spec.is_file():
+        if (root / "runs").is_dir():  # run folders alone (copied, or an old layout): a training sweep
+            return Results(root, {})
         raise ConfigError(f"{root}: not a results folder (expected {spec})")
     raw = read_yaml_file(spec)  # a folder written before view.json: the basics from the YAML as given
     return Results(root, {k: raw[k] for k in ("name", "task", "plots") if k in raw})
