@@ -61,6 +61,9 @@ def finished(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path:
     fn = {"name": "paths", "task": "function", "grid": {"optimizer.name": ["sgd", "adam"]},
           "function": {"steps": 5}}
     assert dlbench("run", write_config(root / "f.yaml", fn), "--out", root).code == 0
+    acts = {"name": "acts", "task": "activations", "grid": {"model.activation": ["relu", "tanh"]},
+            "model": {"hidden": [16, 16]}, "activations": {"samples": 200}}
+    assert dlbench("run", write_config(root / "a.yaml", acts), "--out", root).code == 0
     return root
 
 
@@ -75,9 +78,9 @@ def test_light_commands_start_without_torch(finished: Path, command: list[str]) 
 
 def test_a_folder_holds_what_its_plots_need(finished: Path, tmp_path: Path) -> None:
     """experiment.yaml that no longer validates (code changed since) does not stop plot or report."""
-    for name in ("tiny", "paths"):
+    for name in ("tiny", "paths", "acts"):
         (finished / name / "experiment.yaml").write_text("model: {kind: a_model_removed_since}\n")
-    for name in ("tiny", "paths"):
+    for name in ("tiny", "paths", "acts"):
         assert dlbench("plot", finished / name).code == 0
         assert dlbench("report", finished / name).code == 0
 
@@ -99,7 +102,7 @@ def test_report_on_a_missing_folder_says_so_and_suggests(finished: Path) -> None
 def test_report_on_a_folder_of_experiments_lists_them(finished: Path) -> None:
     res = dlbench("report", finished)
     assert res.code == 2
-    assert "holds 2 experiments: paths, tiny" in res.error_line
+    assert "holds 3 experiments: acts, paths, tiny" in res.error_line
 
 
 def test_report_refuses_an_unknown_output_suffix(finished: Path, tmp_path: Path) -> None:
@@ -216,3 +219,31 @@ def test_random_search_values_print_with_four_significant_digits(tmp_path: Path,
     assert res.code == 0, res.err
     values = re.findall(r"│ (0\.\d+|\d\.\d+e-\d+) +│", res.out)
     assert len(values) == 3 and all(len(re.sub(r"^0\.0*|e-\d+$|\.", "", v)) <= 4 for v in values), values
+
+
+def test_gap_legend_covers_no_bar_or_label(finished: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from dlbench.results.plots import PLOTS, load
+
+    fig = PLOTS["gap"].builder(load(finished / "tiny"))
+    FigureCanvasAgg(fig).draw()
+    renderer = fig.canvas.get_renderer()
+    (ax,) = fig.axes
+    assert not fig.legends[0].get_window_extent(renderer).overlaps(ax.get_window_extent(renderer))
+
+
+def test_activation_histograms_have_ticks_and_grey_edge_bins(finished: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from dlbench.results.plots import PLOTS, load
+
+    fig = PLOTS["histograms"].builder(load(finished / "acts"))
+    FigureCanvasAgg(fig)
+    fig.canvas.draw()
+    for ax in fig.axes:
+        ticks = [t.get_text() for t in ax.get_xticklabels()]
+        assert len(ticks) >= 2 and all(ticks), ticks
+        left, right = ax.get_xlim()
+        assert left < right
+    assert "grey edge bins also hold the values beyond the range" in fig.get_suptitle()

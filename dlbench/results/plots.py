@@ -225,7 +225,7 @@ def gap(res: Results) -> Figure | None:
     ax.invert_yaxis()
     ax.set(xlim=(0, 125), xlabel="accuracy % at the final evaluation (mean ± std over seeds)",
            title=f"{res.name}: train vs test accuracy")
-    ax.legend(loc="lower right", fontsize="small")
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize="small")
     return fig
 
 
@@ -416,18 +416,19 @@ def histograms(res: Results) -> Figure | None:
         df["label"] = [label(r, res.keys) for r in df[res.keys].to_dict("records")] if res.keys else "defaults"
     labels = res.labels_in(hist)
     n_layers = int(hist["layer"].max())
-    # dozens of small panels: no ticks (drawing tick labels is most of the cost), the range in the row label
-    fig = Figure(figsize=(1.9 * n_layers + 1.6, 1.0 * len(labels) + 0.6), dpi=DPI)
+    fig = Figure(figsize=(1.9 * n_layers + 1.6, 1.0 * len(labels) + 0.8), dpi=DPI)
     axes = fig.subplots(len(labels), n_layers, squeeze=False)
-    fig.subplots_adjust(left=1.6 / (1.9 * n_layers + 1.6), right=0.99, bottom=0.01,
-                        top=1 - 0.55 / (1.0 * len(labels) + 0.6), hspace=0.12, wspace=0.06)
+    fig.subplots_adjust(left=1.6 / (1.9 * n_layers + 1.6), right=0.99, bottom=0.2 / (1.0 * len(labels) + 0.8),
+                        top=1 - 0.55 / (1.0 * len(labels) + 0.8), hspace=0.3, wspace=0.12)
     for r, lab in enumerate(labels):
         for c in range(n_layers):
             ax = axes[r, c]
             h = hist[(hist["label"] == lab) & (hist["layer"] == c + 1)].groupby("left").agg(
                 right=("right", "first"), count=("count", "sum"))
-            ax.stairs(h["count"].to_numpy(), np.append(h.index.to_numpy(), h["right"].iloc[-1]), fill=True,
-                      color="tab:blue")
+            counts, edges = h["count"].to_numpy(), np.append(h.index.to_numpy(), h["right"].iloc[-1])
+            ax.stairs(counts, edges, fill=True, color="tab:blue")
+            for i in (0, len(counts) - 1):  # the edge bins also count what lies beyond the range: grey
+                ax.stairs(counts[i:i + 1], edges[i:i + 2], fill=True, color="0.65")
             stats = layers[(layers["label"] == lab) & (layers["layer"] == c + 1)]
             text = f"std {stats['act_std'].mean():.2g}"
             if stats["act_saturated"].notna().any():
@@ -436,14 +437,17 @@ def histograms(res: Results) -> Figure | None:
                 text += f"\nzero {100 * stats['act_zero'].mean():.0f}% (not shown)"
             ax.text(0.97, 0.93, text, transform=ax.transAxes, ha="right", va="top", fontsize=6.5,
                     bbox={"facecolor": "white", "alpha": 0.7, "lw": 0, "pad": 1})
-            ax.set_xticks([])
             ax.set_yticks([])
+            lo, hi = h.index[0], h["right"].iloc[-1]
+            ax.set_xlim(lo, hi)
+            # three ticks a panel: the range differs by activation, and dozens of panels must draw fast
+            ax.set_xticks([v for v in (lo, 0.0, hi) if lo <= v <= hi])
+            ax.tick_params(axis="x", labelsize=6, length=2, pad=1)
             if r == 0:
                 ax.set_title(f"layer {c + 1}", fontsize="small")
-        lo, hi = h.index[0], h["right"].iloc[-1]
-        axes[r, 0].set_ylabel(f"{lab}\nx from {lo:g} to {hi:g}", fontsize=7, rotation=0, ha="right", va="center")
+        axes[r, 0].set_ylabel(lab, fontsize=7, rotation=0, ha="right", va="center")
     fig.suptitle(f"{res.name}: activations of an untrained net on N(0, 1) inputs "
-                 "(values beyond the range sit in the edge bins)", fontsize="small")
+                 "(grey edge bins also hold the values beyond the range)", fontsize="small")
     return fig
 
 
