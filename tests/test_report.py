@@ -17,11 +17,10 @@ import pandas as pd
 import pytest
 import yaml
 from scipy import stats
-from click.testing import Result
-from typer.testing import CliRunner
+from sweep_util import Outcome, dlbench
 
 from dlbench.results import report as rp
-from dlbench.cli import app, main
+from dlbench.cli import main
 from dlbench.errors import ConfigError
 
 KEYS = ["optimizer.name", "init.scheme"]
@@ -107,8 +106,8 @@ def row(summary: pd.DataFrame, **key_values: str) -> pd.Series:
     return summary[hit].iloc[0]
 
 
-def report_cli(*args: Any) -> Result:
-    return CliRunner().invoke(app, ["report", *map(str, args)])
+def report_cli(*args: Any) -> Outcome:
+    return dlbench("report", *args)
 
 
 @pytest.fixture
@@ -485,7 +484,7 @@ def test_report_of_a_real_sweep(tmp_path: Path, tiny: dict[str, Any]) -> None:
     tiny["grid"] = {"optimizer": [{"name": "sgd", "lr": 0.1}, {"name": "adam", "lr": 0.01}]}
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(yaml.safe_dump(tiny))
-    run = CliRunner().invoke(app, ["run", str(cfg), "--out", str(tmp_path)])
+    run = dlbench("run", cfg, "--out", tmp_path)
     assert run.exit_code == 0, run.output
     assert "best by validation accuracy" in run.output and (tmp_path / "tiny" / "summary.csv").is_file()
     result = report_cli(tmp_path / "tiny", "--format", "json", "--target", "0.15")
