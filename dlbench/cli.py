@@ -17,9 +17,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from dlbench.errors import ConfigError, did_you_mean
-from dlbench.results import report as report_mod
+from dlbench.results.store import METRICS
 
-if TYPE_CHECKING:  # the front (config schema, sweep, runner) imports torch: loaded by the commands that need it
+if TYPE_CHECKING:  # the front imports torch, the report scipy: loaded by the commands that need them
+    from dlbench.results import report as report_mod
     from dlbench import runner as plan
     from dlbench import sweep
 
@@ -63,7 +64,7 @@ class At(str, Enum):
     best = "best"
 
 
-Metric = Enum("Metric", {m: m for m in report_mod.METRICS}, type=str)  # type: ignore[misc]
+Metric = Enum("Metric", {m: m for m in METRICS}, type=str)  # type: ignore[misc]
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -99,6 +100,7 @@ YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Go ahead with a sw
 
 def _runs_table(specs: list[sweep.RunSpec], costs: list[plan.Cost], finished: dict[str, str]) -> Table:
     from dlbench import sweep
+    from dlbench.results import report as report_mod
 
     keys = sweep.swept_keys(specs)
     table = Table(title=f"{len(specs)} runs")
@@ -142,6 +144,7 @@ def run(
     """
     from dlbench import runner as plan
     from dlbench.execution.launchers import Options, resolve
+    from dlbench.results import report as report_mod
     from dlbench.results.store import Store
     from dlbench.tasks import TASKS
     from dlbench.training.run import resolve_device
@@ -277,14 +280,15 @@ def report(
 ) -> None:
     """Statistics over seeds from results folders (reads only the folders): mean ± std, 95% CI,
     Welch's t-test against the best (or a baseline), time to target; table, csv, markdown, json or latex."""
-    from dlbench.results import plots as plots_mod
+    from dlbench.results import report as report_mod
+    from dlbench.results.store import read_view
 
     for d in results_dirs:
         check_results_folder(d)
     if output is not None and format is None and output.suffix not in report_mod.SUFFIXES:
         fail(f"--output {output}: unknown suffix {output.suffix!r}; allowed: "
              f"{', '.join(report_mod.SUFFIXES)} (or name the format with --format)")
-    task = plots_mod.load(results_dirs[0]).task
+    task = read_view(results_dirs[0]).get("task", "train")
     if task != "train":  # optimizer paths / activation statistics: their own table, no statistics over runs
         given = {"--format": format, "--output": output, "--at": at != At.final, "--metric": metric != Metric.val_acc,
                  "--baseline": baseline, "--target": target, "--group-by": group_by, "--where": where,
@@ -294,6 +298,7 @@ def report(
             what = refused[0] if refused else "several folders"
             fail(f"report {what}: {results_dirs[0]} holds a task: {task} experiment, whose report is its own "
                  "table (printed without options); the statistics options apply to training sweeps")
+        from dlbench.results import plots as plots_mod
         from dlbench.results.tables import table as task_table
 
         console.print(task_table(plots_mod.load(results_dirs[0])))

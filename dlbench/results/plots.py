@@ -24,12 +24,11 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from dlbench.config.yaml_io import read_yaml_file
 from dlbench.errors import ConfigError
 from dlbench.results import report
 from dlbench.results.report import value_text
 from dlbench.components.registry import Registry
-from dlbench.results.store import VIEW, atomic_write
+from dlbench.results.store import atomic_write, read_view
 
 DEFAULT_PLOTS = {"train": ["curves", "gap"], "function": ["paths"], "activations": ["histograms"]}
 # keys whose values read on their own in a legend ("sgd", "he_normal"); others show as key=value
@@ -456,16 +455,7 @@ def histograms(res: Results) -> Figure | None:
 
 def load(root: Path) -> Results:
     """A results folder's view for figures and task tables."""
-    root = Path(root)
-    view_file, spec = root / VIEW, root / "experiment.yaml"
-    if view_file.is_file():
-        return Results(root, json.loads(view_file.read_text(encoding="utf-8")))
-    if not spec.is_file():
-        if (root / "runs").is_dir():  # run folders alone (copied, or an old layout): a training sweep
-            return Results(root, {})
-        raise ConfigError(f"{root}: not a results folder (expected {spec})")
-    raw = read_yaml_file(spec)  # a folder written before view.json: the basics from the YAML as given
-    return Results(root, {k: raw[k] for k in ("name", "task", "plots") if k in raw})
+    return Results(Path(root), read_view(Path(root)))
 
 
 def _save(fig: Figure, path: Path) -> None:

@@ -40,6 +40,8 @@ EXPERIMENT_RECORD = "experiment.json"
 VIEW = "view.json"  # what report, tables and figures need (name, task, swept points in order, task details)
 SPLITS = ("train", "val", "test")
 # metrics.csv: one row per evaluation (the engine writes these keys, the report and plots read them)
+# summary.json's metrics at the final and best-validation evaluations (what reports compare)
+METRICS = ["train_acc", "val_acc", "test_acc", "gap", "train_loss", "val_loss", "test_loss"]
 METRIC_COLUMNS = ["epoch", "step", "train_batch_loss", *(f"{s}_{m}" for s in SPLITS for m in ("loss", "acc")),
                   "lr", "seconds"]
 
@@ -248,3 +250,19 @@ class Store:
     def finished(self) -> dict[str, str]:
         """run id -> status of every run with a complete folder."""
         return {s["run_id"]: s["status"] for s in self.summaries()}
+
+
+def read_view(root: Path) -> dict[str, Any]:
+    """The folder's view.json; for a folder written before it existed, the basics of its
+    experiment.yaml (name, task, plots); {} for bare run folders (a training sweep)."""
+    from dlbench.config.yaml_io import read_yaml_file
+
+    view_file, spec = root / VIEW, root / "experiment.yaml"
+    if view_file.is_file():
+        return json.loads(view_file.read_text(encoding="utf-8"))
+    if spec.is_file():
+        raw = read_yaml_file(spec)
+        return {k: raw[k] for k in ("name", "task", "plots") if k in raw}
+    if (root / "runs").is_dir():
+        return {}
+    raise ConfigError(f"{root}: not a results folder (expected {spec})")
