@@ -370,7 +370,7 @@ def list_registries() -> None:
         table.add_column(style="bold cyan")
         table.add_column()
         for entry in registry:
-            extra = ", ".join(f"{k}: {v}" for k, v in entry.info.items() if k != "hyper")
+            extra = ", ".join(f"{k}: {v}" for k, v in entry.facts().items() if k != "hyper")
             table.add_row(entry.name, entry.help + (f" [dim]({extra})[/]" if extra else ""))
         console.print(table)
         console.print()

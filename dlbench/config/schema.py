@@ -78,7 +78,7 @@ class DataConfig(Section):
     @classmethod
     def _toy_option(cls, v: Any, info: ValidationInfo) -> Any:
         dataset = info.data.get("dataset")
-        takes = DATASETS[dataset].info.get("options", {}) if dataset in DATASETS else {}
+        takes = DATASETS[dataset].info.options if dataset in DATASETS else {}
         if v is not None and info.field_name not in takes:
             allowed = f"it takes {', '.join(takes)}" if takes else "only the toy sets take it"
             raise ValueError(f"dataset {dataset!r} has no option {info.field_name} ({allowed})")
@@ -312,10 +312,10 @@ class Config(Section):
     def _model_fits_data(self) -> "Config":
         info = DATASETS[self.data.dataset].info
         if self.model.kind == "cnn":
-            if info["inputs"] == "points":
+            if info.inputs == "points":
                 raise ValueError(f"model.kind: 'cnn' is invalid on data.dataset {self.data.dataset!r}: its samples "
                                  "are 2-D points with no spatial axis to convolve; use mlp or logreg")
-            feature_shape(self.model.conv, info["shape"])
+            feature_shape(self.model.conv, info.shape)
         return self
 
 
