@@ -21,7 +21,7 @@ from dlbench.results.store import METRICS
 
 if TYPE_CHECKING:  # the front imports torch, the report scipy: loaded by the commands that need them
     from dlbench.results import report as report_mod
-    from dlbench import runner as plan
+    from dlbench import runner
     from dlbench import sweep
 
 app = typer.Typer(
@@ -98,7 +98,7 @@ MaxRunsOption = Annotated[int, typer.Option("--max-runs", min=1,
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Go ahead with a sweep over --max-runs runs.")]
 
 
-def _runs_table(specs: list[sweep.RunSpec], costs: list[plan.Cost], finished: dict[str, str]) -> Table:
+def _runs_table(specs: list[sweep.RunSpec], costs: list[runner.Cost], finished: dict[str, str]) -> Table:
     from dlbench import sweep
     from dlbench.results import report as report_mod
 
@@ -142,7 +142,7 @@ def run(
     exits 130. Exit code: 0 all runs ok or diverged, 1 some run failed,
     2 bad input or a refused folder, 130 interrupted.
     """
-    from dlbench import runner as plan
+    from dlbench import runner
     from dlbench.execution.launchers import Options, resolve
     from dlbench.results import report as report_mod
     from dlbench.results.store import Store
@@ -150,30 +150,30 @@ def run(
     from dlbench.training.run import resolve_device
 
     overrides = list(sets or []) + ([f"train.device={device.value}"] if device else [])
-    cfg, specs, raw = plan.load(config, overrides, max_runs, yes)
+    cfg, specs, raw = runner.load(config, overrides, max_runs, yes)
     store = Store(out / cfg.name)  # cfg.name is one plain path component: no ../ escapes
     options = Options(workers, address)
     launch = resolve(executor, options)
-    plan.check_address(executor, address)
+    runner.check_address(executor, address)
     task = TASKS[cfg.task]
     if dry_run:
         if task.trains:  # checked and estimated on the data `run` would load
-            plan.prepare_data(specs, "cpu")
+            runner.prepare_data(specs, "cpu")
         finished = {} if force_new else store.finished()
         if not force_new:
-            store.check(plan.experiment_record(cfg, specs))
-        costs = plan.costs(specs) if task.trains else [plan.Cost()] * len(specs)  # nothing trains: no cost
+            store.check(runner.experiment_record(cfg, specs))
+        costs = runner.costs(specs) if task.trains else [runner.Cost()] * len(specs)  # nothing trains: no cost
         console.print(_runs_table(specs, costs, finished))
-        console.print(plan.describe(specs, plan.select(specs, finished, rerun and rerun.value), costs))
+        console.print(runner.describe(specs, runner.select(specs, finished, rerun and rerun.value), costs))
         return
     if not task.trains:
-        plan.compute(cfg, specs, raw, store, force_new)
+        runner.compute(cfg, specs, raw, store, force_new)
         _tables_and_figures(store.root, plots)
         console.print(f"results: {store.root}")
         return
     dev = resolve_device(cfg.train.device)
-    plan.prepare_data(specs, str(dev))
-    outcome = plan.train(cfg, specs, raw, store, _with_progress(launch, options, dev, f"{cfg.name} on {dev.type}"),
+    runner.prepare_data(specs, str(dev))
+    outcome = runner.train(cfg, specs, raw, store, _with_progress(launch, options, dev, f"{cfg.name} on {dev.type}"),
                          force_new=force_new, rerun=rerun and rerun.value, fail_fast=fail_fast, say=_say, warn=_warn)
     if outcome.report is not None:
         console.print(report_mod.rich_table(outcome.report, f"{cfg.name}: {cfg.description}".strip(": "),
@@ -201,7 +201,7 @@ def _warn(text: str) -> None:
 # ---------------------------------------------------------------- launch with a progress display
 
 
-def _with_progress(launch: Callable[..., Any], options: Any, dev: Any, title: str) -> plan.Launch:
+def _with_progress(launch: Callable[..., Any], options: Any, dev: Any, title: str) -> runner.Launch:
     """The launcher's call and its progress bars, together (runs to train -> results as they finish)."""
 
     def launch_with_progress(todo: list[sweep.RunSpec]) -> Iterator[Any]:
@@ -339,16 +339,16 @@ def check_results_folder(d: Path) -> None:
 def validate(config: Annotated[Path, typer.Argument(help="Experiment config (YAML).")], sets: SetOption = None,
              max_runs: MaxRunsOption = DEFAULT_MAX_RUNS, yes: YesOption = False) -> None:
     """Check a config (and its --set overrides) and that its datasets load, without training."""
-    from dlbench import runner as plan
+    from dlbench import runner
     from dlbench.tasks import TASKS
 
     from dlbench.training.run import resolve_device
 
-    cfg, specs, _ = plan.load(config, sets or [], max_runs, yes)
+    cfg, specs, _ = runner.load(config, sets or [], max_runs, yes)
     for name in {s.config.train.device for s in specs}:
         resolve_device(name)  # refuses cuda on a machine without it
     if TASKS[cfg.task].trains:  # the function and activations tasks read no data
-        plan.prepare_data(specs, "cpu")
+        runner.prepare_data(specs, "cpu")
     console.print(f"{config}: ok — experiment {cfg.name!r}, {len(specs)} runs")
 
 

@@ -1,14 +1,19 @@
-"""What one `dlbench run` will do, decided before anything trains.
+"""One `dlbench run`: plan, select, launch, store, refresh, outcome.
 
-- `check_size`: a sweep of more than `--max-runs` runs needs `--yes`; counted from
-  the config before expanding it, so a hostile grid (10 keys x 10 values) is
-  refused instead of being expanded for hours.
+- `load`: read, override, validate and expand a config; a `--set` the sweep would
+  overwrite is refused, and so is a sweep of more than `--max-runs` runs without
+  `--yes` (counted before expanding, so a 10 keys x 10 values grid is refused at once).
+- `check_address`: a Ray `--address` must answer as a Ray cluster before Ray starts.
+- `prepare_data`: every data section loaded once, checked against the training settings.
+- `costs` / `describe`: parameters x steps of each run (model on the meta device; steps
+  from the data `run` would load), for `--dry-run`.
 - `select`: which runs to train, given the finished ones and `--rerun`.
-- `costs`: parameters and steps of each run (model built on the meta device, no
-  memory; steps from the data `run` would load), for `--dry-run`'s estimate of the work.
-- `experiment_record`: what all runs into one results folder must share.
+- `train`: launch the runs (through the caller's launcher + progress display), store
+  each result as it arrives, refresh the tables; the `Outcome` gives the exit code.
+- `compute`: the tasks that train nothing (TASKS[...].compute) into their folder.
+- `experiment_record` / `view`: what all runs into one folder share, and what its
+  report and figures read.
 """
-
 from __future__ import annotations
 
 import math

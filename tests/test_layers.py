@@ -247,3 +247,14 @@ def test_activation_histograms_have_ticks_and_grey_edge_bins(finished: Path) -> 
         left, right = ax.get_xlim()
         assert left < right
     assert "grey edge bins also hold the values beyond the range" in fig.get_suptitle()
+
+
+def test_a_new_run_leaves_the_engine_checkpoints_alone(finished: Path) -> None:
+    """The store cleans up hidden leftovers of killed runs in runs/, never the engine's checkpoints."""
+    checkpoint = finished / "tiny" / ".checkpoints" / "stack-0.pt"
+    checkpoint.parent.mkdir(exist_ok=True)
+    checkpoint.write_bytes(b"state")
+    (finished / "tiny" / "runs" / ".half-written").mkdir()
+    assert dlbench("run", finished / "t.yaml", "--out", finished).code == 0
+    assert checkpoint.read_bytes() == b"state"
+    assert not (finished / "tiny" / "runs" / ".half-written").exists()
