@@ -355,23 +355,17 @@ def validate(config: Annotated[Path, typer.Argument(help="Experiment config (YAM
 @app.command("list")
 def list_registries() -> None:
     """List the datasets, models, model presets, activations, norms, poolings, init schemes, optimizers, losses."""
-    from dlbench.components.data import DATASETS
-    from dlbench.components.functions import FUNCTIONS
-    from dlbench.components.inits import INITS
-    from dlbench.components.losses import LOSSES
-    from dlbench.components.models import ACTIVATIONS, MODELS, NORMS, POOLS, PRESETS
-    from dlbench.components.optim import OPTIMIZERS
-    from dlbench.results.plots import PLOTS
+    from dlbench.components import catalogue
 
-    for registry in (DATASETS, MODELS, PRESETS, ACTIVATIONS, NORMS, POOLS, INITS, OPTIMIZERS, LOSSES, FUNCTIONS,
-                     PLOTS):
-        plural = registry.kind + ("es" if registry.kind.endswith("s") else "s")
-        table = Table(title=plural, title_justify="left", show_header=False, box=None)
+    for registry in catalogue.read():  # the registries' names, help and facts, without importing torch
+        kind = registry["kind"]
+        table = Table(title=kind + ("es" if kind.endswith("s") else "s"), title_justify="left", show_header=False,
+                      box=None)
         table.add_column(style="bold cyan")
         table.add_column()
-        for entry in registry:
-            extra = ", ".join(f"{k}: {v}" for k, v in entry.facts().items() if k != "hyper")
-            table.add_row(entry.name, entry.help + (f" [dim]({extra})[/]" if extra else ""))
+        for entry in registry["entries"]:
+            extra = ", ".join(f"{k}: {v}" for k, v in entry["facts"].items())
+            table.add_row(escape(entry["name"]), escape(entry["help"]) + (f" [dim]({escape(extra)})[/]" if extra else ""))
         console.print(table)
         console.print()
 

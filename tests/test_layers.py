@@ -67,7 +67,7 @@ def finished(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path:
     return root
 
 
-@pytest.mark.parametrize("command", [["--help"], ["report", "{root}/tiny"], ["plot", "{root}/tiny"],
+@pytest.mark.parametrize("command", [["--help"], ["list"], ["report", "{root}/tiny"], ["plot", "{root}/tiny"],
                                      ["report", "{root}/paths"]])
 def test_light_commands_start_without_torch(finished: Path, command: list[str]) -> None:
     args = [a.format(root=finished) for a in command]
@@ -116,6 +116,15 @@ def test_report_refuses_an_unknown_output_suffix(finished: Path, tmp_path: Path)
 def test_report_options_on_a_function_folder_are_refused(finished: Path, option: list[str]) -> None:
     res = dlbench("report", finished / "paths", *option)
     assert res.code == 2 and f"report {option[0]}" in res.error_line
+
+
+def test_the_list_catalogue_is_what_the_registries_hold() -> None:
+    """catalogue.json (read by `dlbench list` without torch) is derived from the registries;
+    after changing an entry: python -m dlbench.components.catalogue"""
+    from dlbench.components import catalogue
+
+    assert catalogue.read() == catalogue.build()
+    assert [r["kind"] for r in catalogue.read()][0] == "dataset"
 
 
 def test_list_names_each_kind_in_plain_english() -> None:
