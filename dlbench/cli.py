@@ -8,7 +8,7 @@ import os
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Callable, NoReturn, Optional, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Iterator, NoReturn, Optional, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -16,12 +16,13 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from dlbench.config import schema as config_mod
-from dlbench import runner as plan
-from dlbench.results import export as export_mod
-from dlbench.results import report as report_mod
-from dlbench import sweep
-from dlbench.config.schema import ConfigError
+from dlbench.errors import ConfigError, did_you_mean
+from dlbench.results.store import METRICS
+
+if TYPE_CHECKING:  # the front imports torch, the report scipy: loaded by the commands that need them
+    from dlbench.results import report as report_mod
+    from dlbench import runner
+    from dlbench import sweep
 
 app = typer.Typer(
     add_completion=False,
@@ -51,12 +52,20 @@ class Format(str, Enum):
     html = "html"  # one self-contained page: tables, figures, config, environment
 
 
+class Rerun(str, Enum):
+    failed = "failed"
+    all = "all"
+
+
+DEFAULT_MAX_RUNS = 1000
+
+
 class At(str, Enum):
     final = "final"
     best = "best"
 
 
-Metric = Enum("Metric", {m: m for m in report_mod.METRICS}, type=str)  # type: ignore[misc]
+Metric = Enum("Metric", {m: m for m in METRICS}, type=str)  # type: ignore[misc]
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -90,37 +99,16 @@ MaxRunsOption = Annotated[int, typer.Option("--max-runs", min=1,
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Go ahead with a sweep over --max-runs runs.")]
 
 
-def _load(config: Path, sets: list[str] | None, max_runs: int = plan.DEFAULT_MAX_RUNS,
-          yes: bool = False) -> tuple[config_mod.Config, list[sweep.RunSpec], dict]:
-    cfg, raw = config_mod.load(config, sets or [])
-    plan.check_size(plan.planned_runs(cfg), max_runs, yes, cfg.name)  # before expanding a huge grid
-    specs = plan.unique(sweep.expand(cfg, raw))
-    plan.check_size(len(specs), max_runs, yes, cfg.name)
-    return cfg, specs, raw
+def _runs_table(specs: list[sweep.RunSpec], costs: list[runner.Cost], finished: dict[str, str]) -> Table:
+    from dlbench import sweep
+    from dlbench.results import report as report_mod
 
-
-def _prepare_data(specs: list[sweep.RunSpec], device: str) -> None:
-    """Load each distinct data section of the sweep once, before any run starts.
-
-    A missing dataset or an impossible split is then one line and exit code 2, not a
-    sweep of failed runs; the runs reuse what was loaded (data.prepare caches it).
-    """
-    from dlbench.components import data
-
-    for cfg in {s.config.data.model_dump_json(): s.config.data for s in specs}.values():
-        try:
-            data.prepare(cfg, device)
-        except data.DataError as e:
-            raise ConfigError(str(e)) from None
-
-
-def _runs_table(specs: list[sweep.RunSpec], costs: list[plan.Cost], finished: dict[str, str]) -> Table:
     keys = sweep.swept_keys(specs)
     table = Table(title=f"{len(specs)} runs")
     for h in ["#", "run id", *keys, "seed", "params", "steps", "state"]:
         table.add_column(h)
     for i, (s, c) in enumerate(zip(specs, costs), 1):
-        table.add_row(str(i), s.run_id, *(str(s.params.get(k, "–")) for k in keys), str(s.seed),
+        table.add_row(str(i), s.run_id, *(report_mod.value_text(s.params.get(k, "–")) for k in keys), str(s.seed),
                       f"{c.n_params:,}" if c.n_params is not None else "?", f"{c.steps:,}" if c.steps else "?",
                       finished.get(s.run_id, "to train"))
     return table
@@ -134,10 +122,10 @@ def run(
     device: Annotated[Optional[Device], typer.Option(help="Where to train; overrides train.device.")] = None,
     out: Annotated[Path, typer.Option(help="Results root; runs go to OUT/<name>/.")] = Path("results"),
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the expanded runs and train nothing.")] = False,
-    rerun: Annotated[Optional[plan.Rerun], typer.Option(help="Train again finished runs that failed, or all.")] = None,
+    rerun: Annotated[Optional[Rerun], typer.Option(help="Train again finished runs that failed, or all.")] = None,
     fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop at the first failed run.")] = False,
     force_new: Annotated[bool, typer.Option("--force-new", help="Move OUT/<name>/ aside and start afresh.")] = False,
-    max_runs: MaxRunsOption = plan.DEFAULT_MAX_RUNS,
+    max_runs: MaxRunsOption = DEFAULT_MAX_RUNS,
     yes: YesOption = False,
     plots: Annotated[bool, typer.Option(help="Draw the experiment's figures (PNG) into the results folder.")] = True,
     executor: Annotated[str, typer.Option(
@@ -155,96 +143,96 @@ def run(
     exits 130. Exit code: 0 all runs ok or diverged, 1 some run failed,
     2 bad input or a refused folder, 130 interrupted.
     """
+    from dlbench import runner
     from dlbench.execution.launchers import Options, resolve
+    from dlbench.results import report as report_mod
     from dlbench.results.store import Store
+    from dlbench.tasks import TASKS
     from dlbench.training.run import resolve_device
 
     overrides = list(sets or []) + ([f"train.device={device.value}"] if device else [])
-    cfg, specs, raw = _load(config, overrides, max_runs, yes)
+    cfg, specs, raw = runner.load(config, overrides, max_runs, yes)
     store = Store(out / cfg.name)  # cfg.name is one plain path component: no ../ escapes
     options = Options(workers, address)
     launch = resolve(executor, options)
-    record = plan.experiment_record(cfg, specs)
+    runner.check_address(executor, address)
+    task = TASKS[cfg.task]
     if dry_run:
+        if task.trains:  # checked and estimated on the data `run` would load
+            runner.prepare_data(specs, "cpu")
         finished = {} if force_new else store.finished()
         if not force_new:
-            store.check(record)
-        # function / activations tasks train nothing: no cost to estimate
-        costs = plan.costs(specs) if cfg.task == "train" else [plan.Cost()] * len(specs)
+            store.check(runner.experiment_record(cfg, specs))
+        costs = runner.costs(specs) if task.trains else [runner.Cost()] * len(specs)  # nothing trains: no cost
         console.print(_runs_table(specs, costs, finished))
-        console.print(plan.describe(specs, plan.select(specs, finished, rerun), costs))
+        console.print(runner.describe(specs, runner.select(specs, finished, rerun and rerun.value), costs))
         return
-    if cfg.task != "train":  # optimizer paths / activation statistics: no training, no run folders
-        from dlbench import tasks
-
-        with store.session(record, raw, force_new):
-            tasks.run(cfg, specs, store.root)
+    if not task.trains:
+        runner.compute(cfg, specs, raw, store, force_new)
         _tables_and_figures(store.root, plots)
         console.print(f"results: {store.root}")
         return
     dev = resolve_device(cfg.train.device)
-    _prepare_data(specs, str(dev))
-
-    interrupted = False
-    with store.session(record, raw, force_new) as moved:
-        if moved:
-            console.print(f"moved the old results to {moved}", soft_wrap=True)
-        todo = plan.select(specs, store.finished(), rerun)
-        if len(todo) < len(specs):
-            console.print(f"{len(specs) - len(todo)} of {len(specs)} runs already finished in {store.root}; "
-                          "skipping them", soft_wrap=True)
-        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TimeRemainingColumn()]
-        refresh = plan.TableRefresh(store.root)
-        try:
-            with Progress(*columns, console=err_console, transient=False) as progress:
-                overall = progress.add_task(f"{cfg.name} on {dev.type}", total=len(todo))
-                current = progress.add_task("run", total=1, visible=False)
-
-                def on_start(spec: sweep.RunSpec):
-                    label = ", ".join(f"{k}={v}" for k, v in spec.params.items())
-                    progress.reset(current, total=1, description=f"  {label} seed={spec.seed}"[:70], visible=True)
-                    return lambda step, total: progress.update(current, completed=step, total=total)
-
-                with contextlib.closing(launch(todo, dev, on_start, options)) as results:
-                    for result in results:
-                        store.save(result)
-                        progress.advance(overall)
-                        if result.status == "failed":
-                            err_console.print(f"[red]run {result.spec.run_id} failed:[/] "
-                                              f"{escape(result.summary['error'])}", highlight=False, soft_wrap=True)
-                            if fail_fast:
-                                break
-                        refresh.maybe()
-                progress.update(current, visible=False)
-        except KeyboardInterrupt:  # what finished is saved; the run in flight is dropped
-            interrupted = True
-        rep = report_mod.write_tables(store.root) if store.finished() else None
-
-    if rep is not None:
-        console.print(report_mod.rich_table(rep, title=f"{cfg.name}: {cfg.description}".strip(": ")))
+    runner.prepare_data(specs, str(dev))
+    outcome = runner.train(cfg, specs, raw, store, _with_progress(launch, options, dev, f"{cfg.name} on {dev.type}"),
+                         force_new=force_new, rerun=rerun and rerun.value, fail_fast=fail_fast, say=_say, warn=_warn)
+    if outcome.report is not None:
+        console.print(report_mod.rich_table(outcome.report, f"{cfg.name}: {cfg.description}".strip(": "),
+                                            console.width))
         _tables_and_figures(store.root, plots)
     console.print(f"results: {store.root}")
-    status = store.finished()
-    n_done = sum(s.run_id in status for s in specs)
-    n_failed = sum(status.get(s.run_id) == "failed" for s in specs)
-    if interrupted:
-        err_console.print(f"interrupted: {n_done} of {len(specs)} runs finished and saved; "
-                          "run the same command again to resume", soft_wrap=True)
-        raise typer.Exit(130)
-    if n_failed:
-        err_console.print(f"{n_failed} of {len(specs)} runs failed (see the status column; "
-                          "--rerun failed trains them again)", soft_wrap=True)
-        raise typer.Exit(1)
+    if outcome.interrupted:
+        _warn(f"interrupted: {outcome.n_done} of {outcome.n_runs} runs finished and saved; "
+              "run the same command again to resume")
+    elif outcome.n_failed:
+        _warn(f"{outcome.n_failed} of {outcome.n_runs} runs failed (see the status column; "
+              "--rerun failed trains them again)")
+    if outcome.exit_code:
+        raise typer.Exit(outcome.exit_code)
+
+
+def _say(text: str) -> None:
+    console.print(escape(text), soft_wrap=True, highlight=False)
+
+
+def _warn(text: str) -> None:
+    err_console.print(escape(text), soft_wrap=True, highlight=False)
+
+
+# ---------------------------------------------------------------- launch with a progress display
+
+
+def _with_progress(launch: Callable[..., Any], options: Any, dev: Any, title: str) -> runner.Launch:
+    """The launcher's call and its progress bars, together (runs to train -> results as they finish)."""
+
+    def launch_with_progress(todo: list[sweep.RunSpec]) -> Iterator[Any]:
+        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TimeRemainingColumn()]
+        with Progress(*columns, console=err_console, transient=False) as progress:
+            overall = progress.add_task(title, total=len(todo))
+            current = progress.add_task("run", total=1, visible=False)
+
+            def on_start(spec: sweep.RunSpec) -> Callable[[int, int], None]:
+                label = ", ".join(f"{k}={v}" for k, v in spec.params.items())
+                progress.reset(current, total=1, description=f"  {label} seed={spec.seed}"[:70], visible=True)
+                return lambda step, total: progress.update(current, completed=step, total=total)
+
+            with contextlib.closing(launch(todo, dev, on_start, options)) as results:
+                for result in results:
+                    progress.advance(overall)
+                    yield result
+            progress.update(current, visible=False)
+
+    return launch_with_progress
 
 
 def _tables_and_figures(root: Path, figures: bool) -> None:
     """After a run: the task's own table (paths, activations, diagnostics) and the figures."""
     from dlbench.results import plots as plots_mod
-    from dlbench import tasks
+    from dlbench.results.tables import table as task_table
 
     res = plots_mod.load(root)
-    table = tasks.table(res)
+    table = task_table(res)
     if table is not None:
         console.print(table)
     if figures:
@@ -259,6 +247,7 @@ def plot(results_dir: Annotated[Path, typer.Argument(help="An experiment folder,
     """Draw the experiment's figures (the config's `plots:` list) as PNGs into RESULTS_DIR, from the folder alone."""
     from dlbench.results import plots as plots_mod
 
+    check_results_folder(results_dir)
     written = plots_mod.write(plots_mod.load(results_dir))
     if not written:
         fail(f"{results_dir}: nothing to plot yet (no finished runs)")
@@ -292,29 +281,45 @@ def report(
 ) -> None:
     """Statistics over seeds from results folders (reads only the folders): mean ± std, 95% CI,
     Welch's t-test against the best (or a baseline), time to target; table, csv, markdown, json, latex or html."""
-    fmt = format.value if format else report_mod.SUFFIXES.get(output.suffix, "table") if output else "table"
-    spec = results_dirs[0] / "experiment.yaml"
-    if len(results_dirs) == 1 and spec.is_file() and config_mod.read_yaml_file(spec).get("task", "train") != "train":
+    from dlbench.results import report as report_mod
+    from dlbench.results.store import read_view
+
+    for d in results_dirs:
+        check_results_folder(d)
+    if output is not None and format is None and output.suffix not in report_mod.SUFFIXES:
+        fail(f"--output {output}: unknown suffix {output.suffix!r}; allowed: "
+             f"{', '.join(report_mod.SUFFIXES)} (or name the format with --format)")
+    fmt = format.value if format else report_mod.SUFFIXES[output.suffix] if output else "table"
+    task = read_view(results_dirs[0]).get("task", "train")
+    if task != "train":  # optimizer paths / activation statistics: their own table, no statistics over runs
+        html_page = fmt == "html"  # the page shows the task's table and figures
+        given = {"--format": format and not html_page, "--output": output and not html_page,
+                 "--at": at != At.final, "--metric": metric != Metric.val_acc,
+                 "--baseline": baseline, "--target": target, "--group-by": group_by, "--where": where,
+                 "--losses": losses}
+        refused = [name for name, value in given.items() if value]
+        if refused or len(results_dirs) > 1:
+            what = refused[0] if refused else "several folders"
+            fail(f"report {what}: {results_dirs[0]} holds a task: {task} experiment, whose report is its own "
+                 "table (printed without options); the statistics options apply to training sweeps")
         from dlbench.results import plots as plots_mod
-        from dlbench import tasks
+        from dlbench.results.tables import table as task_table
 
-        table = tasks.table(plots_mod.load(results_dirs[0]))  # optimizer paths / activation statistics
-        if fmt != "html":
+        table = task_table(plots_mod.load(results_dirs[0]))
+        if html_page:
+            from dlbench.results import html
+
+            _emit(html.page(results_dirs[0].name, [table], results_dirs), output)
+        else:
             console.print(table)
-            return
-        from dlbench.results import html
-
-        _emit(html.page(results_dirs[0].name, [table], results_dirs), output)
         return
     for d in results_dirs:
-        if not (d / "runs").is_dir():
-            fail(f"{d}: not a results folder (expected {d / 'runs'}/)")
         report_mod.write_tables(d)
     rep = report_mod.report(results_dirs, at=at.value, metric=metric.value, baseline=baseline, target=target,
                             group_by=group_by, filters=where, show_losses=losses)
     title = " vs ".join(d.name for d in results_dirs)
     if fmt == "table" and output is None and console.is_terminal:
-        console.print(report_mod.rich_table(rep, title))
+        console.print(report_mod.rich_table(rep, title, console.width))
         return
     if fmt == "html":
         from dlbench.results import html
@@ -332,7 +337,18 @@ def _emit(text: str, output: Path | None) -> None:
         err_console.print(f"wrote {output}", highlight=False)
 
 
-ExportTarget = Enum("ExportTarget", {t.name: t.name for t in export_mod.EXPORTS}, type=str)  # type: ignore[misc]
+def check_results_folder(d: Path) -> None:
+    """A results folder is given: refuse a missing one (did you mean), and list the experiments
+    of a folder that holds several."""
+    if (d / "runs").is_dir() or (d / "experiment.yaml").is_file():
+        return
+    if not d.exists():
+        siblings = [p.name for p in d.parent.iterdir() if p.is_dir()] if d.parent.is_dir() else []
+        fail(f"{d}: no such folder{did_you_mean(d.name, siblings)}")
+    inside = sorted(p.name for p in d.iterdir() if (p / "experiment.yaml").is_file()) if d.is_dir() else []
+    if inside:
+        fail(f"{d} holds {len(inside)} experiments: {', '.join(inside)}; report one, e.g. {d / inside[0]}")
+    fail(f"{d}: not a results folder (expected {d / 'runs'}/ or {d / 'experiment.yaml'})")
 
 
 @app.command()
@@ -340,45 +356,50 @@ ExportTarget = Enum("ExportTarget", {t.name: t.name for t in export_mod.EXPORTS}
 def export(
     results_dir: Annotated[Path, typer.Argument(help="An experiment folder, e.g. results/quickstart.",
                                                 show_default=False)],
-    to: Annotated[ExportTarget, typer.Option("--to", help="tensorboard: event folders; mlflow: an MLflow store.",
-                                             show_default=False)],
+    to: Annotated[str, typer.Option("--to", metavar="tensorboard|mlflow",
+                                    help="tensorboard: event folders; mlflow: an MLflow store.", show_default=False)],
     output: Annotated[Path, typer.Option("--output", "-o", metavar="DIR", help="Folder to write into.",
                                          show_default=False)],
 ) -> None:
     """Export every run of RESULTS_DIR (scalars by step, swept values, status) to TensorBoard or MLflow."""
-    console.print(export_mod.export(results_dir, to.value, output), soft_wrap=True)
+    from dlbench.results import export as export_mod
+
+    check_results_folder(results_dir)
+    console.print(export_mod.export(results_dir, to, output), soft_wrap=True)
 
 
 @app.command()
 @user_errors
 def validate(config: Annotated[Path, typer.Argument(help="Experiment config (YAML).")], sets: SetOption = None,
-             max_runs: MaxRunsOption = plan.DEFAULT_MAX_RUNS, yes: YesOption = False) -> None:
+             max_runs: MaxRunsOption = DEFAULT_MAX_RUNS, yes: YesOption = False) -> None:
     """Check a config (and its --set overrides) and that its datasets load, without training."""
-    cfg, specs, _ = _load(config, sets, max_runs, yes)
-    if cfg.task == "train":  # the function and activations tasks read no data
-        _prepare_data(specs, "cpu")
+    from dlbench import runner
+    from dlbench.tasks import TASKS
+
+    from dlbench.training.run import resolve_device
+
+    cfg, specs, _ = runner.load(config, sets or [], max_runs, yes)
+    for name in {s.config.train.device for s in specs}:
+        resolve_device(name)  # refuses cuda on a machine without it
+    if TASKS[cfg.task].trains:  # the function and activations tasks read no data
+        runner.prepare_data(specs, "cpu")
     console.print(f"{config}: ok — experiment {cfg.name!r}, {len(specs)} runs")
 
 
 @app.command("list")
 def list_registries() -> None:
     """List the datasets, models, model presets, activations, norms, poolings, init schemes, optimizers, losses."""
-    from dlbench.components.data import DATASETS
-    from dlbench.components.functions import FUNCTIONS
-    from dlbench.components.inits import INITS
-    from dlbench.components.losses import LOSSES
-    from dlbench.components.models import ACTIVATIONS, MODELS, NORMS, POOLS, PRESETS
-    from dlbench.components.optim import OPTIMIZERS
-    from dlbench.results.plots import PLOTS
+    from dlbench.components import catalogue
 
-    for registry in (DATASETS, MODELS, PRESETS, ACTIVATIONS, NORMS, POOLS, INITS, OPTIMIZERS, LOSSES, FUNCTIONS,
-                     PLOTS):
-        table = Table(title=f"{registry.kind}s", title_justify="left", show_header=False, box=None)
+    for registry in catalogue.read():  # the registries' names, help and facts, without importing torch
+        kind = registry["kind"]
+        table = Table(title=kind + ("es" if kind.endswith("s") else "s"), title_justify="left", show_header=False,
+                      box=None)
         table.add_column(style="bold cyan")
         table.add_column()
-        for entry in registry:
-            extra = ", ".join(f"{k}: {v}" for k, v in entry.info.items() if k != "hyper")
-            table.add_row(entry.name, entry.help + (f" [dim]({extra})[/]" if extra else ""))
+        for entry in registry["entries"]:
+            extra = ", ".join(f"{k}: {v}" for k, v in entry["facts"].items())
+            table.add_row(escape(entry["name"]), escape(entry["help"]) + (f" [dim]({escape(extra)})[/]" if extra else ""))
         console.print(table)
         console.print()
 

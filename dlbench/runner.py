@@ -1,40 +1,42 @@
-"""What one `dlbench run` will do, decided before anything trains.
+"""One `dlbench run`: plan, select, launch, store, refresh, outcome.
 
-- `check_size`: a sweep of more than `--max-runs` runs needs `--yes`; counted from
-  the config before expanding it, so a hostile grid (10 keys x 10 values) is
-  refused instead of being expanded for hours.
+- `load`: read, override, validate and expand a config; a `--set` the sweep would
+  overwrite is refused, and so is a sweep of more than `--max-runs` runs without
+  `--yes` (counted before expanding, so a 10 keys x 10 values grid is refused at once).
+- `check_address`: a Ray `--address` must answer as a Ray cluster before Ray starts.
+- `prepare_data`: every data section loaded once, checked against the training settings.
+- `costs` / `describe`: parameters x steps of each run (model on the meta device; steps
+  from the data `run` would load), for `--dry-run`.
 - `select`: which runs to train, given the finished ones and `--rerun`.
-- `costs`: parameters and steps of each run (model built on the meta device, no
-  memory, no data loaded), for `--dry-run`'s estimate of the work.
-- `experiment_record`: what all runs into one results folder must share.
+- `train`: launch the runs (through the caller's launcher + progress display), store
+  each result as it arrives, refresh the tables; the `Outcome` gives the exit code.
+- `compute`: the tasks that train nothing (TASKS[...].compute) into their folder.
+- `experiment_record` / `view`: what all runs into one folder share, and what its
+  report and figures read.
 """
-
 from __future__ import annotations
 
 import math
-import re
+import socket
 import time
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import torch
 
+from dlbench import sweep, tasks
 from dlbench.components import models
-from dlbench import sweep
-from dlbench.config.schema import Config, ConfigError
-from dlbench.components.data import DATASETS, _count
-from dlbench.results.report import write_tables
+from dlbench.components import data
+from dlbench.config import schema
+from dlbench.config.keys import pop_path
+from dlbench.config.schema import Config
+from dlbench.errors import ConfigError
+from dlbench.results.report import Report, write_tables
+from dlbench.results.store import Store
 from dlbench.training.run import schedule
 
-DEFAULT_MAX_RUNS = 1000
 FINISHED = ("ok", "diverged", "failed")
-
-
-class Rerun(str, Enum):
-    failed = "failed"
-    all = "all"
 
 
 def check_size(n_runs: int, max_runs: int, yes: bool, name: str) -> None:
@@ -49,6 +51,128 @@ def planned_runs(cfg: Config) -> int:
     return points * (cfg.random.trials if cfg.random else 1) * len(cfg.train.seeds)
 
 
+def load(config: Path, sets: list[str], max_runs: int, yes: bool = False
+         ) -> tuple[Config, list[sweep.RunSpec], dict[str, Any]]:
+    """Read, override, validate and expand a config; refuse a sweep over --max-runs and
+    a --set that the sweep would overwrite."""
+    cfg, raw = schema.load(config, sets)
+    sweep.refuse_shadowed(raw, sets)
+    check_size(planned_runs(cfg), max_runs, yes, cfg.name)  # before expanding a huge grid
+    specs = unique(sweep.expand(cfg, raw))
+    check_size(len(specs), max_runs, yes, cfg.name)
+    return cfg, specs, raw
+
+
+def check_address(executor: str, address: str | None, timeout_s: float = 3.0) -> None:
+    """--address of a Ray cluster must answer before Ray is started: a wrong one is one line
+    within seconds, not minutes of Ray retrying with its warnings on the terminal."""
+    if address is None or executor != "ray" or address in ("auto", "local"):  # others: the launcher refuses
+        return
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ConfigError(f"--address {address!r} is invalid: expected HOST:PORT (e.g. 10.0.0.5:6379), auto or local")
+    problem = _gcs_problem(host, int(port), timeout_s)
+    if problem:
+        raise ConfigError(f"--address {address}: no Ray cluster answers at {host}:{port} ({problem}); start one "
+                          "(ray start --head) or leave out --address for a local Ray instance")
+
+
+def _gcs_problem(host: str, port: int, timeout_s: float) -> str | None:
+    """Ask the address what a Ray driver asks first (its cluster id); None when a Ray GCS answers.
+    A bare TCP connect is not enough: proxies and other servers accept connections too."""
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as e:
+        return str(e.strerror or e)
+    import grpc  # comes with ray
+
+    with grpc.insecure_channel(f"{host}:{port}") as channel:
+        ask = channel.unary_unary("/ray.rpc.NodeInfoGcsService/GetClusterId")
+        try:
+            ask(b"", timeout=timeout_s)  # an empty GetClusterIdRequest
+        except grpc.RpcError as e:  # a GCS answers, if only to refuse (unauthenticated); others do not know it
+            if e.code() in (grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.UNAVAILABLE,
+                            grpc.StatusCode.DEADLINE_EXCEEDED):
+                return f"{e.code().name.lower()}: not a Ray cluster"
+    return None
+
+
+def prepare_data(specs: list[sweep.RunSpec], device: str) -> None:
+    """Load each distinct data section of the sweep once, before any run starts.
+
+    A missing dataset or an impossible split is then one line and exit code 2, not a
+    sweep of failed runs; the runs reuse what was loaded (data.prepare caches it).
+    """
+    for spec in {s.config.model_dump_json(include={"data", "train"}): s for s in specs}.values():
+        try:
+            splits = data.prepare(spec.config.data, device)
+        except data.DataError as e:
+            raise ConfigError(str(e)) from None
+        n_train, batch = len(splits.y_train), spec.config.train.batch_size
+        if batch != "full" and batch > n_train:
+            raise ConfigError(f"train.batch_size: {batch} is invalid: larger than the {n_train:,} training samples "
+                              f"of {spec.config.data.dataset}; use at most {n_train:,} or 'full'")
+
+
+def view(cfg: Config, specs: list[sweep.RunSpec]) -> dict[str, Any]:
+    return tasks.view(cfg, specs, sweep.swept_keys(specs))
+
+
+def compute(cfg: Config, specs: list[sweep.RunSpec], raw: dict[str, Any], store: Store, force_new: bool) -> None:
+    """A task that trains nothing (optimizer paths, activation statistics): its CSVs into the folder."""
+    compute_task = tasks.TASKS[cfg.task].compute
+    assert compute_task is not None
+    with store.session(experiment_record(cfg, specs), raw, view(cfg, specs), force_new):
+        compute_task(specs, store.root)
+
+
+# the launcher behind a progress display: runs to train -> their results as they finish
+Launch = Callable[[list[sweep.RunSpec]], Iterator[Any]]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    n_runs: int
+    n_done: int
+    n_failed: int
+    interrupted: bool
+    report: Report | None  # None: nothing finished
+
+    @property
+    def exit_code(self) -> int:
+        return 130 if self.interrupted else 1 if self.n_failed else 0
+
+
+def train(cfg: Config, specs: list[sweep.RunSpec], raw: dict[str, Any], store: Store, launch: Launch, *,
+          force_new: bool = False, rerun: str | None = None, fail_fast: bool = False,
+          say: Callable[[str], None] = print, warn: Callable[[str], None] = print) -> Outcome:
+    """Train the runs not finished yet, store each as it finishes, rewrite the tables.
+    Ctrl-C keeps what finished (Outcome.interrupted)."""
+    interrupted = False
+    with store.session(experiment_record(cfg, specs), raw, view(cfg, specs), force_new) as moved:
+        if moved:
+            say(f"moved the old results to {moved}")
+        todo = select(specs, store.finished(), rerun)
+        if len(todo) < len(specs):
+            say(f"{len(specs) - len(todo)} of {len(specs)} runs already finished in {store.root}; skipping them")
+        refresh = TableRefresh(store.root)
+        try:
+            for result in launch(todo):
+                store.save(result.spec.run_id, result.spec.config.model_dump(mode="json"), result.metrics,
+                           result.summary, result.files)
+                if result.status == "failed":
+                    warn(f"run {result.spec.run_id} failed: {result.summary['error']}")
+                    if fail_fast:
+                        break
+                refresh.maybe()
+        except KeyboardInterrupt:  # what finished is saved; the run in flight is dropped
+            interrupted = True
+        rep = write_tables(store.root) if store.finished() else None
+    status = store.finished()
+    return Outcome(len(specs), sum(s.run_id in status for s in specs),
+                   sum(status.get(s.run_id) == "failed" for s in specs), interrupted, rep)
+
+
 def unique(specs: list[sweep.RunSpec]) -> list[sweep.RunSpec]:
     """Drop repeated runs (a grid listing a value twice, two grid points resolving to the same
     config): a run id is trained and stored once."""
@@ -58,10 +182,10 @@ def unique(specs: list[sweep.RunSpec]) -> list[sweep.RunSpec]:
     return list(first.values())
 
 
-def select(specs: list[sweep.RunSpec], finished: dict[str, str], rerun: Rerun | None) -> list[sweep.RunSpec]:
+def select(specs: list[sweep.RunSpec], finished: dict[str, str], rerun: str | None) -> list[sweep.RunSpec]:
     """The runs to train: unfinished ones (a killed run left no folder, so it is unfinished),
     plus finished failed ones with --rerun failed, plus everything with --rerun all."""
-    again = {Rerun.all: FINISHED, Rerun.failed: ("failed",), None: ()}[rerun]
+    again = {"all": FINISHED, "failed": ("failed",), None: ()}[rerun]
     return [s for s in specs if finished.get(s.run_id) in (None, *again)]
 
 
@@ -72,11 +196,7 @@ def experiment_record(cfg: Config, specs: list[sweep.RunSpec]) -> dict[str, Any]
     fixed = sweep.identity(specs[0].config, specs[0].seed)
     del fixed["seed"]
     for key in swept:
-        *parents, last = key.split(".")
-        node = fixed
-        for part in parents:
-            node = node.get(part, {})
-        node.pop(last, None)
+        pop_path(fixed, key)
     return {"swept": swept, "fixed": fixed}
 
 
@@ -85,18 +205,6 @@ class Cost:
     n_params: int | None = None
     steps: int | None = None
     error: str | None = None  # the model cannot be built: the run would fail
-
-
-def _train_samples(cfg: Config, info: dict[str, Any]) -> int | None:
-    """Training-set size after train_size and val_size, from the dataset's registry info
-    (its `size`, e.g. "4000 train / 1000 test"): the data itself may not even be downloaded."""
-    match = re.match(r"\s*([\d,_]+)\s*train", str(info.get("size", "")))
-    if match is None:
-        return None
-    n = int(match.group(1).replace(",", "").replace("_", ""))
-    if cfg.data.train_size is not None:
-        n = min(n, cfg.data.train_size)
-    return n - _count(cfg.data.val_size, n)
 
 
 def _n_params(model_cfg: Any, shape: tuple[int, ...], classes: int) -> int:
@@ -116,13 +224,10 @@ def costs(specs: list[sweep.RunSpec]) -> list[Cost]:
 
 
 def _cost(cfg: Config) -> Cost:
-    info = DATASETS[cfg.data.dataset].info
-    n_train = _train_samples(cfg, info)
-    steps = schedule(n_train, cfg.train)[2] if n_train and n_train > 0 else None
-    if "shape" not in info or "classes" not in info:
-        return Cost(steps=steps)
+    splits = data.prepare(cfg.data, "cpu")  # what `run` trains on (cached: prepare_data loaded it)
+    steps = schedule(len(splits.y_train), cfg.train)[2]
     try:
-        return Cost(_n_params(cfg.model, tuple(info["shape"]), int(info["classes"])), steps)
+        return Cost(_n_params(cfg.model, splits.sample_shape, splits.num_classes), steps)
     except Exception as e:  # noqa: BLE001 - any build error is what the run itself would hit
         return Cost(steps=steps, error=f"{type(e).__name__}: {e}".splitlines()[0])
 

@@ -22,7 +22,9 @@ import random as pyrandom
 from dataclasses import dataclass, field
 from typing import Any
 
-from dlbench.config.schema import Config, ConfigError, Distribution, field_at, merge, set_path, validate
+from dlbench.config.keys import flatten, get_path, merge, set_path
+from dlbench.config.schema import Config, Distribution, field_at, validate
+from dlbench.errors import ConfigError
 
 # execution details that do not change what a run computes (task, function and activations
 # are read only by the non-training tasks, which have no run folders)
@@ -70,12 +72,6 @@ def _sample(dist: Distribution, rng: pyrandom.Random) -> Any:
     return rng.choice(dist.choice)
 
 
-def _flatten(key: str, value: Any, section: bool) -> dict[str, Any]:
-    if section and isinstance(value, dict):
-        return {f"{key}.{k}": v for k, v in value.items()}
-    return {key: value}
-
-
 def points(config: Config) -> list[dict[str, Any]]:
     """Every swept point as {key: value}; keys are grid keys and random-space keys."""
     grid_keys = list(config.grid)
@@ -112,7 +108,8 @@ def expand(config: Config, raw: dict[str, Any]) -> list[RunSpec]:
         for key, value in delta.items():
             _apply(resolved, key, value, f"cases.{case}")
         for key, value in point.items():
-            params.update(_flatten(key, value, _apply(resolved, key, value, "grid")))
+            section = _apply(resolved, key, value, "grid")
+            params.update(flatten(value, key) if section else {key: value})
         where = "grid/random point " + ", ".join(f"{k}={v!r}" for k, v in params.items()) + ": "
         run_config = validate(resolved, prefix=where if params else "")
         for seed in run_config.train.seeds:
@@ -126,3 +123,32 @@ def swept_keys(specs: list[RunSpec]) -> list[str]:
     for s in specs:
         keys.update(dict.fromkeys(s.params))
     return list(keys)
+
+
+_MISSING = object()
+
+
+def _overwrites(set_key: str, swept_key: str, values: list[Any]) -> bool:
+    """Whether sweeping swept_key over `values` would overwrite what --set set_key gave."""
+    if set_key == swept_key or swept_key.startswith(set_key + "."):
+        return True
+    if not set_key.startswith(swept_key + "."):
+        return False
+    sub = set_key[len(swept_key) + 1:]  # a section is swept: only entries that set this key overwrite it
+    return any(isinstance(v, dict) and get_path(v, sub, _MISSING) is not _MISSING for v in values)
+
+
+def refuse_shadowed(raw: dict[str, Any], sets: list[str]) -> None:
+    """A --set that a grid, random-space or case entry would overwrite is refused, never dropped."""
+    random_space = (raw.get("random") or {}).get("space") or {}
+    swept = [("grid", k, list(v)) for k, v in (raw.get("grid") or {}).items()]
+    swept += [("random.space", k, [None]) for k in random_space]
+    swept += [(f"cases.{c}", k, [v]) for c, delta in (raw.get("cases") or {}).items() for k, v in (delta or {}).items()]
+    for item in sets:
+        key = item.partition("=")[0].strip()
+        if key.split(".")[0] in ("grid", "random", "cases"):
+            continue
+        for where, swept_key, values in swept:
+            if _overwrites(key, swept_key, values):
+                raise ConfigError(f"--set {key}: {where} sets {swept_key} for every run, which would overwrite it; "
+                                  f"change {where}.{swept_key} instead (or remove it from the sweep)")

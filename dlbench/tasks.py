@@ -1,118 +1,81 @@
-"""The experiments that are not training runs, and the tables beside the report's.
+"""TASKS: what each `task:` of a config does, in one place instead of if-chains.
 
-`task: function` (optimizer paths on a 2-D function) and `task: activations` (an
-untrained net fed Gaussian noise) take no data and write no run folders: `run`
-computes them and writes CSVs into results/<name>/. The tables here are built
-from those CSVs (and, for training runs with diagnostics, from the runs'
-summary.json), so they can be printed again from the folder alone.
+- `train`: the sweep's runs are trained (the runner launches them); costs are estimated.
+- `function` (optimizer paths on a 2-D function) and `activations` (an untrained net
+  fed Gaussian noise) take no data and write no run folders: `compute` writes their
+  CSVs into results/<name>/.
+
+`details` are the task facts that the folder's figures and tables show (written into
+view.json), so results/ never reads the config or imports the task's code.
 """
 
 from __future__ import annotations
 
-import math
+import io
+import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
-import pandas as pd
-from rich.table import Table
+import numpy as np
 
-from dlbench.training import diagnostics
-from dlbench.components import functions
 from dlbench.config.schema import Config
-from dlbench.results.plots import Results, label
 from dlbench.results.store import atomic_write
 from dlbench.sweep import RunSpec
 
-OUTPUTS = {"function": ("paths.csv", "summary.csv"), "activations": ("layers.csv", "histograms.csv")}
+
+@dataclass(frozen=True)
+class Task:
+    trains: bool  # loads data, launches runs, stores run folders
+    details: Callable[[Config], dict[str, Any]]
+    compute: Callable[[list[RunSpec], Path], None] | None = None
 
 
-def run(cfg: Config, specs: list[RunSpec], root: Path) -> None:
-    """Compute a non-training task and write its CSVs into root (the store's session wrote experiment.yaml)."""
-    frames = functions.run(specs) if cfg.task == "function" else diagnostics.probe(specs)
-    for name, df in zip(OUTPUTS[cfg.task], frames):
-        atomic_write(root / name, df.to_csv(index=False))
+def _function_details(cfg: Config) -> dict[str, Any]:
+    from dlbench.components.functions import FUNCTIONS
+
+    entry = FUNCTIONS[cfg.function.name]
+    return {"function": cfg.function.name, "help": entry.help, "view": entry.info["view"],
+            "minimum": entry.info["minimum"]}
 
 
-def _table(title: str, header: list[str], rows: list[list[str]], caption: str, n_keys: int) -> Table:
-    table = Table(title=title, caption=caption)
-    for i, h in enumerate(header):
-        table.add_column(h, justify="left" if i < n_keys else "right", no_wrap=True)
-    for row in rows:
-        table.add_row(*row)
-    return table
+def _function(specs: list[RunSpec], root: Path) -> None:
+    import torch
+
+    from dlbench.components import functions
+
+    paths, summary = functions.run(specs)
+    atomic_write(root / "paths.csv", paths.to_csv(index=False))
+    atomic_write(root / "summary.csv", summary.to_csv(index=False))
+    entry = functions.FUNCTIONS[specs[0].config.function.name]
+    (x0, x1), (y0, y1) = entry.info["view"]
+    gx, gy = np.meshgrid(np.linspace(x0, x1, 200), np.linspace(y0, y1, 200))
+    f = entry.builder(torch.from_numpy(gx), torch.from_numpy(gy)).numpy()
+    buf = io.BytesIO()
+    np.savez_compressed(buf, x=gx, y=gy, f=f)  # the contour plot's grid: plots need no torch
+    atomic_write(root / "contour.npz", buf.getvalue())
 
 
-def function_table(res: Results) -> Table:
-    df = pd.read_csv(res.root / "summary.csv")
-    threshold = df["threshold"].iloc[0]
-    header = [*res.keys, "final f", f"steps to f < {threshold:g}", "final (x, y)"]
-    rows = [[*(label(r, [k]) for k in res.keys), f"{r['final_f']:.3g}",
-             "never" if pd.isna(r["steps_to_threshold"]) else str(int(r["steps_to_threshold"])),
-             f"({r['final_x']:.3g}, {r['final_y']:.3g})"] for r in df.to_dict("records")]
-    caption = f"{res.config.function.name}, {int(df['steps'].max())} steps from the start point"
-    return _table(res.config.name, header, rows, caption, len(res.keys))
+def _activations(specs: list[RunSpec], root: Path) -> None:
+    from dlbench.training import diagnostics
+
+    layers, histograms = diagnostics.probe(specs)
+    atomic_write(root / "layers.csv", layers.to_csv(index=False))
+    atomic_write(root / "histograms.csv", histograms.to_csv(index=False))
 
 
-def activations_table(res: Results) -> Table:
-    df = pd.read_csv(res.root / "layers.csv")
-    df["label"] = [label(r, res.keys) for r in df[res.keys].to_dict("records")] if res.keys else "defaults"
-    stats = df.groupby(["label", "layer"])[["act_std", "act_saturated"]].mean()
-    layers = sorted(set(df["layer"]))
-    header = [", ".join(res.keys) or "net", *(f"layer {i}" for i in layers)]
-
-    def cell(lab: str, layer: int) -> str:
-        std, sat = stats.loc[(lab, layer)]
-        return f"{std:.3g}" + ("" if math.isnan(sat) else f" ({100 * sat:.0f}%)")
-
-    rows = [[lab, *(cell(lab, i) for i in layers)] for lab in res.labels_in(df)]
-    caption = ("activation std per layer (saturated %: sigmoid outside [0.05, 0.95], tanh outside [-0.9, 0.9]); "
-               f"{res.config.activations.samples} N(0, 1) samples, mean over seeds")
-    return _table(res.config.name, header, rows, caption, 1)
+TASKS: dict[str, Task] = {
+    "train": Task(trains=True, details=lambda cfg: {"diagnostics": cfg.diagnostics.enabled(),
+                                                    "near_zero": cfg.diagnostics.near_zero}),
+    "function": Task(trains=False, details=_function_details, compute=_function),
+    "activations": Task(trains=False, details=lambda cfg: {"samples": cfg.activations.samples},
+                        compute=_activations),
+}
 
 
-# a training run's final diagnostics (summary.json "diagnostics") -> (column title, scale)
-_DIAGNOSTICS = {"weight_near_zero": ("near-zero weights %", 100), "weight_norm": ("‖W‖", 1),
-                "grad_norm_first": ("grad norm layer 1", 1), "grad_norm_last": ("grad norm output layer", 1),
-                "act_std_first": ("act std layer 1", 1), "act_std_last": ("act std last layer", 1),
-                "act_saturated": ("saturated %", 100)}
+def view(cfg: Config, specs: list[RunSpec], keys: list[str]) -> dict[str, Any]:
+    """What the folder's report, tables and figures need, written as results/<name>/view.json."""
+    points = list({json.dumps(s.params, sort_keys=True, default=str): s.params for s in specs}.values())
+    return {"name": cfg.name, "description": cfg.description, "task": cfg.task, "plots": cfg.plots,
+            "keys": keys, "points": points, "details": TASKS[cfg.task].details(cfg)}
 
-
-def diagnostics_summary(res: Results) -> pd.DataFrame:
-    """One row per configuration: mean and std over ok runs of each final diagnostic."""
-    if res.runs.empty:
-        return pd.DataFrame()
-    rows = [{"label": run.label, **(summary.get("diagnostics") or {})}
-            for run, summary in zip(res.runs.itertuples(), res.summaries()) if run.status == "ok"]
-    if not rows:
-        return pd.DataFrame()
-    df = pd.DataFrame(rows)
-    out = df.groupby("label").agg(["mean", "std"])
-    out.columns = [f"{name}_{stat}" for name, stat in out.columns]
-    return out.reindex([lab for lab in res.order if lab in out.index]).reset_index()
-
-
-def diagnostics_table(res: Results) -> Table | None:
-    df = diagnostics_summary(res)
-    if df.empty:
-        return None
-    atomic_write(res.root / "diagnostics_summary.csv", df.to_csv(index=False))
-    names = [n for n in _DIAGNOSTICS if f"{n}_mean" in df and df[f"{n}_mean"].notna().any()]
-    header = [", ".join(res.keys) or "runs", *(_DIAGNOSTICS[n][0] for n in names)]
-
-    def cell(row: pd.Series, name: str) -> str:
-        scale = _DIAGNOSTICS[name][1]
-        mean, std = scale * row[f"{name}_mean"], scale * row[f"{name}_std"]
-        return f"{mean:.3g}" + ("" if math.isnan(std) else f" ± {std:.2g}")
-
-    rows = [[row["label"], *(cell(row, n) for n in names)] for _, row in df.iterrows()]
-    caption = (f"at the final evaluation, mean ± std over seeds; near zero: |w| < "
-               f"{res.config.diagnostics.near_zero:g}")
-    return _table(f"{res.config.name}: diagnostics", header, rows, caption, 1)
-
-
-def table(res: Results) -> Table | None:
-    """The task's own table: function paths, activation statistics, or training diagnostics (if recorded)."""
-    if res.config.task == "function":
-        return function_table(res)
-    if res.config.task == "activations":
-        return activations_table(res)
-    return diagnostics_table(res) if res.config.diagnostics.enabled() else None

@@ -1,4 +1,5 @@
-"""Shared fixtures: a generated MNIST-1D cache and an in-process CLI runner."""
+"""Shared fixtures: a generated MNIST-1D cache (one per test run), the one in-process CLI
+runner (sweep_util.dlbench, as the console script runs) and the one tiny-config factory."""
 
 from __future__ import annotations
 
@@ -7,9 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from typer.testing import CliRunner
-
-from dlbench.cli import app
+from sweep_util import Outcome, dlbench, tiny_config
 
 
 @pytest.fixture(scope="session")
@@ -26,27 +25,22 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def tiny(data_root: Path) -> dict[str, Any]:
     """A config that trains in a fraction of a second: 500 samples, one hidden layer, 20 steps."""
-    return {
-        "name": "tiny",
-        "data": {"root": str(data_root), "train_size": 500, "val_size": 100},
-        "model": {"kind": "mlp", "hidden": [32]},
-        "optimizer": {"name": "adam", "lr": 0.01},
-        "train": {"steps": 20, "eval_every": 10, "batch_size": 50, "seeds": [0], "device": "cpu"},
-    }
+    return tiny_config(data_root, data={"root": str(data_root), "train_size": 500, "val_size": 100},
+                       model={"kind": "mlp", "hidden": [32]}, optimizer={"name": "adam", "lr": 0.01},
+                       train={"steps": 20, "eval_every": 10, "batch_size": 50, "seeds": [0], "device": "cpu"})
 
 
 class Cli:
     def __init__(self, tmp_path: Path) -> None:
         self.tmp_path = tmp_path
-        self.runner = CliRunner()
 
     def write(self, config: dict[str, Any] | str, name: str = "config.yaml") -> Path:
         path = self.tmp_path / name
         path.write_text(config if isinstance(config, str) else yaml.safe_dump(config))
         return path
 
-    def __call__(self, *args: str):
-        return self.runner.invoke(app, [str(a) for a in args])
+    def __call__(self, *args: Any) -> Outcome:
+        return dlbench(*args)
 
 
 @pytest.fixture

@@ -28,6 +28,23 @@ class Outcome:
     out: str
     err: str
 
+    # the names click's CliRunner result uses, so every test reads one kind of outcome
+    @property
+    def exit_code(self) -> int:
+        return self.code
+
+    @property
+    def stdout(self) -> str:
+        return self.out
+
+    @property
+    def stderr(self) -> str:
+        return self.err
+
+    @property
+    def output(self) -> str:
+        return self.out + self.err
+
     @property
     def error_line(self) -> str:
         """The one line a refused input prints (asserting there is exactly one)."""

@@ -12,7 +12,8 @@ from torch import nn
 from dlbench.config import schema as config
 from dlbench.components import inits
 from dlbench import sweep
-from dlbench.config.schema import ConfigError, ModelConfig
+from dlbench.config.schema import ModelConfig
+from dlbench.errors import ConfigError
 from dlbench.components.models import MODELS, NORMS, POOLS, PRESETS, build, count_parameters, feature_shape
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,7 +9,8 @@ import pytest
 
 from dlbench.config import schema as config
 from dlbench import sweep
-from dlbench.config.schema import Config, ConfigError
+from dlbench.config.schema import Config
+from dlbench.errors import ConfigError
 
 
 def expand(data: dict, overrides: list[str] | None = None) -> list[sweep.RunSpec]:

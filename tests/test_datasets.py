@@ -21,14 +21,15 @@ import torchvision.datasets.mnist
 
 from dlbench.config import schema as config
 from dlbench import sweep
-from dlbench.config.schema import ConfigError, DataConfig
+from dlbench.config.schema import DataConfig
+from dlbench.errors import ConfigError
 from dlbench.components.data import DATASETS, prepare, toy_options
 from dlbench.components.models import MODELS, build, count_parameters
 from dlbench.training.run import train
 
 N_TRAIN, N_TEST = 60, 20  # per torchvision dataset; CIFAR's training set is 5 batches of N_TRAIN // 5
-TORCHVISION = [e.name for e in DATASETS if e.info["inputs"] == "image"]
-TOYS = [e.name for e in DATASETS if e.info["inputs"] == "points"]
+TORCHVISION = [e.name for e in DATASETS if e.info.inputs == "image"]
+TOYS = [e.name for e in DATASETS if e.info.inputs == "points"]
 
 
 def write_idx(folder: Path, prefix: str, images: np.ndarray, labels: np.ndarray) -> None:
@@ -97,14 +98,14 @@ def test_every_dataset_loads_with_its_declared_shape_classes_and_range(name: str
     root, _ = written
     s = prepare(data_cfg(name, root, standardize=False, val_size=0.25), "cpu")
     info = DATASETS[name].info
-    assert s.sample_shape == info["shape"]
-    assert s.num_classes == info["classes"]
+    assert s.sample_shape == info.shape
+    assert s.num_classes == info.classes
     for split in ("train", "val", "test"):
         x, y = s.split(split)
         assert x.dtype == torch.float32 and y.dtype == torch.int64 and len(x) == len(y) > 0
         assert int(y.min()) >= 0 and int(y.max()) < s.num_classes
     assert len(s.x_val) == round(0.25 * (len(s.x_train) + len(s.x_val)))
-    if info["inputs"] == "image":
+    if info.inputs == "image":
         x_all = torch.cat([s.x_train, s.x_val, s.x_test])
         assert float(x_all.min()) == 0.0 and float(x_all.max()) == 1.0
         assert len(s.x_train) + len(s.x_val) == N_TRAIN and len(s.x_test) == N_TEST
@@ -156,7 +157,7 @@ NOISELESS = {
 
 @pytest.mark.parametrize("name", TOYS)
 def test_toy_sets_are_seeded_sized_and_shaped_by_their_options(name: str, tmp_path: Path) -> None:
-    opts = DATASETS[name].info["options"]
+    opts = DATASETS[name].info.options
     a = prepare(data_cfg(name, tmp_path, samples=50, val_size=0, standardize=False), "cpu")
     b = prepare(data_cfg(name, tmp_path, samples=50, val_size=0, standardize=False, seed=0), "cpu")
     c = prepare(data_cfg(name, tmp_path, samples=50, val_size=0, standardize=False, seed=1), "cpu")
@@ -210,18 +211,18 @@ def test_impossible_train_size_is_exit_2_before_any_run(written, tmp_path: Path,
 @pytest.mark.parametrize("kind", MODELS.names())
 @pytest.mark.parametrize("name", DATASETS.names())
 def test_every_model_kind_trains_on_every_dataset_or_is_refused(name: str, kind: str, written) -> None:
-    shape = DATASETS[name].info["shape"]
+    shape = DATASETS[name].info.shape
     conv = [{"channels": 4, "kernel": 3, "padding": 1, "pool": "max"}]
     raw = {"name": "matrix", "data": {"dataset": name, "root": str(written[0]), "download": False},
            "model": {"kind": kind, "hidden": [8], "conv": conv, "norm": "batch"},
            "train": {"steps": 3, "batch_size": 16, "eval_every": 3, "seeds": [0]}}
-    if kind == "cnn" and DATASETS[name].info["inputs"] == "points":
+    if kind == "cnn" and DATASETS[name].info.inputs == "points":
         with pytest.raises(ConfigError, match=r"^model\.kind: 'cnn' is invalid on data\.dataset"):
             config.validate(raw)
         return
     [spec] = sweep.expand(config.validate(raw), raw)
     result = train(spec, torch.device("cpu"))
     assert result.status == "ok" and result.summary["steps"] == 3
-    net = build(spec.config.model, shape, DATASETS[name].info["classes"])
+    net = build(spec.config.model, shape, DATASETS[name].info.classes)
     assert result.summary["n_params"] == count_parameters(net)
     assert 0 <= result.summary["final"]["test_acc"] <= 1

@@ -12,7 +12,7 @@ import yaml
 
 from dlbench.config import schema as config
 from dlbench import sweep
-from dlbench.config.schema import ConfigError
+from dlbench.errors import ConfigError
 from dlbench.training.diagnostics import activation_stats, activations_of
 from dlbench.components.functions import FUNCTIONS
 

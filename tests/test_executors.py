@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from dlbench.config import schema as config
 from dlbench import sweep
 from dlbench.cli import app
-from dlbench.config.schema import ConfigError
+from dlbench.errors import ConfigError
 from dlbench.execution.launchers import EXECUTORS, Options, resolve
 from dlbench.components.registry import Registry
 from dlbench.training.run import RunResult

@@ -22,7 +22,7 @@ from sweep_util import Outcome, dlbench, one_thread, run_dirs  # noqa: F401 - on
 from dlbench.config import schema as config_mod
 from dlbench import runner as plan
 from dlbench import sweep
-from dlbench.config.schema import ConfigError
+from dlbench.errors import ConfigError
 from dlbench.components.inits import INITS
 from dlbench.components.losses import LOSSES
 from dlbench.components.models import ACTIVATIONS, MODELS, NORMS
@@ -279,3 +279,64 @@ def test_yaml_bombs_are_refused(tmp_path: Path, case: str) -> None:
     for res in (dlbench("validate", path), dlbench("validate", tmp_path / "ok.yaml", f"--set=x={text}")):
         assert_clean(res, allowed=(2,))
     assert message in dlbench("validate", path).error_line
+
+
+# ---------------------------------------------------------------- every input honoured or refused
+
+OPTIMIZER_SETTINGS = {"momentum": st.sampled_from([0.0, 0.5, 0.9]), "betas": st.sampled_from([[0.8, 0.99], [0.5, 0.5]]),
+                      "alpha": st.sampled_from([0.5, 0.9]), "eps": st.sampled_from([1e-6, 1e-3]),
+                      "weight_decay": st.sampled_from([0.0, 1e-4])}
+
+
+@fuzz_settings(examples=60)
+@given(name=st.sampled_from(OPTIMIZERS.names()),
+       settings_=st.fixed_dictionaries({}, optional=OPTIMIZER_SETTINGS))
+def test_optimizer_settings_are_read_or_refused(name: str, settings_: dict[str, Any]) -> None:
+    """Every optimizer setting given is one the optimizer reads, or the config is refused
+    naming the first setting it ignores (a default value changes nothing, so it passes)."""
+    reads = config_mod.optimizer_reads(name)
+    defaults = config_mod.OptimizerConfig.model_fields
+    ignored = sorted(k for k, v in settings_.items()
+                     if k not in reads and config_mod.OptimizerConfig(**{k: v}).model_dump()[k] != defaults[k].default)
+    data = {**copy.deepcopy({k: v for k, v in BASE.items() if k not in ("grid", "random")}),
+            "optimizer": {"name": name, **settings_}}
+    if not ignored:
+        assert config_mod.validate(data).optimizer.name == name
+        return
+    with pytest.raises(ConfigError) as err:
+        config_mod.validate(data)
+    assert str(err.value).startswith(f"optimizer.{ignored[0]}: ") and f"{name} does not read" in str(err.value)
+
+
+SWEPT = ["optimizer.lr", "optimizer", "model.hidden", "model", "train.batch_size"]
+SET_KEYS = ["optimizer.lr", "optimizer.name", "optimizer.weight_decay", "model.hidden", "model.activation",
+            "train.batch_size", "train.steps"]
+SET_VALUES = {"optimizer.lr": 0.05, "optimizer.name": "sgd", "optimizer.weight_decay": 1e-4, "model.hidden": [4],
+              "model.activation": "relu", "train.batch_size": 20, "train.steps": 3}
+GRID_VALUES = {"optimizer.lr": [0.01, 0.1], "optimizer": [{"name": "adam"}, {"name": "sgd", "lr": 0.2}],
+               "model.hidden": [[8], [16]], "model": [{"activation": "tanh"}, {"norm": "none"}],
+               "train.batch_size": [10, 50]}
+
+
+@fuzz_settings(examples=60)
+@given(swept=st.lists(st.sampled_from(SWEPT), min_size=1, max_size=2, unique=True),
+       sets=st.lists(st.sampled_from(SET_KEYS), min_size=1, max_size=3, unique=True))
+def test_a_set_is_honoured_in_every_run_or_refused_naming_the_sweep(tmp_path_factory: pytest.TempPathFactory,
+                                                                    swept: list[str], sets: list[str]) -> None:
+    data = {k: v for k, v in copy.deepcopy(BASE).items() if k not in ("grid", "random")}
+    data["optimizer"] = {"name": "adam", "lr": 0.01}
+    data["grid"] = {k: GRID_VALUES[k] for k in swept}
+    path = tmp_path_factory.mktemp("sets") / "c.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    overrides = [f"{k}={yaml.safe_dump(SET_VALUES[k], default_flow_style=True).strip().removesuffix('...').strip()}"
+                 for k in sets]
+    try:
+        _, specs, _ = plan.load(path, overrides, 1000)
+    except ConfigError as e:
+        assert "grid sets" in str(e) and str(e).startswith("--set ")
+        return
+    for spec in specs:  # accepted: every run has every --set value
+        resolved = spec.config.model_dump(mode="json")
+        for key in sets:
+            section, field = key.split(".")
+            assert resolved[section][field] == SET_VALUES[key], (key, spec.params)

@@ -14,7 +14,8 @@ import yaml
 
 from dlbench.config.schema import Config, DataConfig
 from dlbench.components.data import prepare
-from dlbench.training.run import METRIC_COLUMNS, schedule
+from dlbench.results.store import METRIC_COLUMNS
+from dlbench.training.run import schedule
 
 
 def run(cli, config: dict, *args: str) -> tuple[object, Path]:
@@ -164,7 +165,7 @@ def test_report_command_formats(cli, tiny) -> None:
     md = cli("report", root, "--format", "markdown").stdout
     assert md.startswith("| model.activation |") and md.split("\n\n")[0].count("\n") == 3
     missing = cli("report", cli.tmp_path / "nothing")
-    assert missing.exit_code == 2 and "not a results folder" in missing.stderr
+    assert missing.exit_code == 2 and "nothing: no such folder" in missing.stderr
 
 
 def test_finished_runs_are_skipped_on_rerun(cli, tiny) -> None:

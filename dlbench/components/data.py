@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -64,11 +64,24 @@ class DatasetUnavailable(DataError):
     """The dataset's files are missing and cannot be fetched; the message says what to do."""
 
 
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a dataset is, before it is loaded (dry-runs count on the loaded data instead)."""
+
+    shape: tuple[int, ...]  # one sample
+    classes: int
+    inputs: str  # signal | image | points (points: no spatial axis for a CNN)
+    source: str
+    n_train: int | None = None  # None: toy sets, sized by data.samples
+    n_test: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # toy sets: data.samples / noise / classes defaults
+
+
 DATASETS: Registry[Callable[["DataConfig"], RawData]] = Registry("dataset")
 
 
-@DATASETS.register("mnist1d", shape=(40,), classes=10, size="4000 train / 1000 test", inputs="signal",
-                   source="generated locally by the mnist1d package (make_dataset, default arguments)")
+@DATASETS.register("mnist1d", info=DatasetInfo(shape=(40,), classes=10, n_train=4000, n_test=1000, inputs="signal",
+                   source="generated locally by the mnist1d package (make_dataset, default arguments)"))
 def mnist1d(cfg: "DataConfig") -> RawData:
     """MNIST-1D: 40-long 1-D signals of the ten digit templates, shifted, scaled and noised."""
     cache = Path(cfg.root) / "mnist1d.npz"
@@ -116,8 +129,8 @@ def _idx_images(name: str, cls: Any, cfg: "DataConfig") -> RawData:
                    test.targets.numpy(), len(cls.classes))
 
 
-@DATASETS.register("mnist", shape=(1, 28, 28), classes=10, size="60000 train / 10000 test", inputs="image",
-                   source="torchvision.datasets.MNIST in data.root/MNIST/raw (IDX files)")
+@DATASETS.register("mnist", info=DatasetInfo(shape=(1, 28, 28), classes=10, n_train=60000, n_test=10000,
+                   inputs="image", source="torchvision.datasets.MNIST in data.root/MNIST/raw (IDX files)"))
 def mnist(cfg: "DataConfig") -> RawData:
     """MNIST handwritten digits, 28x28 grayscale (LeCun et al. 1998)."""
     from torchvision.datasets import MNIST
@@ -125,8 +138,8 @@ def mnist(cfg: "DataConfig") -> RawData:
     return _idx_images("mnist", MNIST, cfg)
 
 
-@DATASETS.register("fashion_mnist", shape=(1, 28, 28), classes=10, size="60000 train / 10000 test",
-                   inputs="image", source="torchvision.datasets.FashionMNIST in data.root/FashionMNIST/raw (IDX files)")
+@DATASETS.register("fashion_mnist", info=DatasetInfo(shape=(1, 28, 28), classes=10, n_train=60000, n_test=10000,
+                   inputs="image", source="torchvision.datasets.FashionMNIST in data.root/FashionMNIST/raw (IDX files)"))
 def fashion_mnist(cfg: "DataConfig") -> RawData:
     """Fashion-MNIST: 28x28 grayscale clothing images in MNIST's format (Xiao et al. 2017)."""
     from torchvision.datasets import FashionMNIST
@@ -134,8 +147,8 @@ def fashion_mnist(cfg: "DataConfig") -> RawData:
     return _idx_images("fashion_mnist", FashionMNIST, cfg)
 
 
-@DATASETS.register("cifar10", shape=(3, 32, 32), classes=10, size="50000 train / 10000 test", inputs="image",
-                   source="torchvision.datasets.CIFAR10 in data.root/cifar-10-batches-py (md5-checked pickles)")
+@DATASETS.register("cifar10", info=DatasetInfo(shape=(3, 32, 32), classes=10, n_train=50000, n_test=10000,
+                   inputs="image", source="torchvision.datasets.CIFAR10 in data.root/cifar-10-batches-py (md5-checked pickles)"))
 def cifar10(cfg: "DataConfig") -> RawData:
     """CIFAR-10: 32x32 colour images of 10 object classes (Krizhevsky 2009)."""
     from torchvision.datasets import CIFAR10
@@ -152,7 +165,7 @@ def cifar10(cfg: "DataConfig") -> RawData:
 
 def toy_options(cfg: "DataConfig") -> dict[str, Any]:
     """samples / noise / classes of a toy set: the config's values, else the dataset's defaults."""
-    defaults = DATASETS[cfg.dataset].info["options"]
+    defaults = DATASETS[cfg.dataset].info.options
     return {k: default if getattr(cfg, k) is None else getattr(cfg, k) for k, default in defaults.items()}
 
 
@@ -187,25 +200,24 @@ def _blobs(rng: np.random.Generator, y: np.ndarray, classes: int) -> np.ndarray:
     return np.stack([np.cos(angle), np.sin(angle)], axis=1)
 
 
-_TOY_SIZE = "data.samples train / data.samples test"
 
 
-@DATASETS.register("xor", shape=(2,), classes=2, size=_TOY_SIZE, inputs="points",
-                   source="generated from data.seed", options={"samples": 1000, "noise": 0.25})
+@DATASETS.register("xor", info=DatasetInfo(shape=(2,), classes=2, inputs="points",
+                   source="generated from data.seed", options={"samples": 1000, "noise": 0.25}))
 def xor(cfg: "DataConfig") -> RawData:
     """XOR: Gaussian clouds at the four corners (+-1, +-1), opposite corners share a class."""
     return _toy(cfg, _xor, 2)
 
 
-@DATASETS.register("spiral", shape=(2,), classes=3, size=_TOY_SIZE, inputs="points",
-                   source="generated from data.seed", options={"samples": 1000, "noise": 0.05, "classes": 3})
+@DATASETS.register("spiral", info=DatasetInfo(shape=(2,), classes=3, inputs="points",
+                   source="generated from data.seed", options={"samples": 1000, "noise": 0.05, "classes": 3}))
 def spiral(cfg: "DataConfig") -> RawData:
     """Spiral: one arm per class winding out from the origin; needs a nonlinear boundary."""
     return _toy(cfg, _spiral, toy_options(cfg)["classes"])
 
 
-@DATASETS.register("blobs", shape=(2,), classes=3, size=_TOY_SIZE, inputs="points",
-                   source="generated from data.seed", options={"samples": 1000, "noise": 0.3, "classes": 3})
+@DATASETS.register("blobs", info=DatasetInfo(shape=(2,), classes=3, inputs="points",
+                   source="generated from data.seed", options={"samples": 1000, "noise": 0.3, "classes": 3}))
 def blobs(cfg: "DataConfig") -> RawData:
     """Blobs: one Gaussian cloud per class, centres on the unit circle; (nearly) linearly separable."""
     return _toy(cfg, _blobs, toy_options(cfg)["classes"])

@@ -7,6 +7,7 @@ them, so a new entry is documented and tested the moment it is registered.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, Iterator, TypeVar
 
@@ -18,7 +19,12 @@ class Entry(Generic[T]):
     name: str
     builder: T
     help: str
-    info: dict[str, Any] = field(default_factory=dict)
+    info: Any = field(default_factory=dict)  # a kind's typed record (e.g. DatasetInfo), or a dict of facts
+
+    def facts(self) -> dict[str, Any]:
+        """The info record as name -> value, unset fields left out (for `dlbench list`)."""
+        info = dataclasses.asdict(self.info) if dataclasses.is_dataclass(self.info) else dict(self.info)
+        return {k: v for k, v in info.items() if v not in (None, {}, ())}
 
 
 class Registry(Generic[T]):
@@ -26,12 +32,14 @@ class Registry(Generic[T]):
         self.kind = kind
         self._entries: dict[str, Entry[T]] = {}
 
-    def register(self, name: str, help: str = "", **info: Any) -> Callable[[T], T]:
+    def register(self, name: str, help: str = "", info: Any = None, **facts: Any) -> Callable[[T], T]:
+        """Register a builder with its info record (`info=`), or with loose facts as keywords."""
+
         def add(builder: T) -> T:
             if name in self._entries:
                 raise ValueError(f"{self.kind} {name!r} registered twice")
             text = help or next(iter((builder.__doc__ or "").strip().splitlines()), "")
-            self._entries[name] = Entry(name, builder, text, dict(info))
+            self._entries[name] = Entry(name, builder, text, info if info is not None else dict(facts))
             return builder
 
         return add

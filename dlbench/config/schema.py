@@ -12,7 +12,6 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -32,14 +31,9 @@ from dlbench.components.models import ACTIVATIONS, MODELS, NORMS, POOLS, PRESETS
 from dlbench.components.optim import OPTIMIZERS
 from dlbench.components.registry import Registry
 
-
-class ConfigError(ValueError):
-    """A problem with user input; its message is one line, shown without traceback."""
-
-    def __init__(self, message: str) -> None:
-        # user text (YAML keys, --set strings) can carry newlines and control characters:
-        # escape them so the message really is one line
-        super().__init__(re.sub(r"[\x00-\x1f\x7f]", lambda m: repr(m.group())[1:-1], message))
+from dlbench.config.keys import merge, set_path  # noqa: F401 - re-exported: older callers
+from dlbench.config.yaml_io import apply_overrides, read_yaml_file
+from dlbench.errors import ConfigError
 
 
 def _in(registry: Registry[Any]) -> AfterValidator:
@@ -84,7 +78,7 @@ class DataConfig(Section):
     @classmethod
     def _toy_option(cls, v: Any, info: ValidationInfo) -> Any:
         dataset = info.data.get("dataset")
-        takes = DATASETS[dataset].info.get("options", {}) if dataset in DATASETS else {}
+        takes = DATASETS[dataset].info.options if dataset in DATASETS else {}
         if v is not None and info.field_name not in takes:
             allowed = f"it takes {', '.join(takes)}" if takes else "only the toy sets take it"
             raise ValueError(f"dataset {dataset!r} has no option {info.field_name} ({allowed})")
@@ -148,6 +142,11 @@ class OptimizerConfig(Section):
     alpha: Probability = 0.99
     eps: Annotated[Finite, Field(gt=0)] = 1e-8
     weight_decay: NonNegative = 0.0
+
+
+def optimizer_reads(name: str) -> tuple[str, ...]:
+    """The settings an optimizer acts on (any other setting given for it is refused)."""
+    return tuple(OPTIMIZERS[name].info["hyper"])
 
 
 class RegularizationConfig(Section):
@@ -298,13 +297,25 @@ class Config(Section):
         return grid
 
     @model_validator(mode="after")
+    def _optimizer_reads_its_settings(self) -> "Config":
+        """A setting the optimizer does not read is refused, never ignored."""
+        opt = self.optimizer
+        reads = optimizer_reads(opt.name)
+        # compared with the default, not "given": a resolved config.yaml lists every field
+        changed = [k for k, f in OptimizerConfig.model_fields.items() if getattr(opt, k) != f.default]
+        for key in sorted(set(changed) - {"name", *reads}):
+            raise ValueError(f"optimizer.{key}: {getattr(opt, key)!r} is invalid: {opt.name} does not read "
+                             f"{key}; it reads {', '.join(reads)}")
+        return self
+
+    @model_validator(mode="after")
     def _model_fits_data(self) -> "Config":
         info = DATASETS[self.data.dataset].info
         if self.model.kind == "cnn":
-            if info["inputs"] == "points":
+            if info.inputs == "points":
                 raise ValueError(f"model.kind: 'cnn' is invalid on data.dataset {self.data.dataset!r}: its samples "
                                  "are 2-D points with no spatial axis to convolve; use mlp or logreg")
-            feature_shape(self.model.conv, info["shape"])
+            feature_shape(self.model.conv, info.shape)
         return self
 
 
@@ -337,113 +348,6 @@ def field_at(key: str) -> type[Section] | None:
 # ---------------------------------------------------------------- YAML and errors
 
 
-MAX_YAML_NODES = 100_000  # after expanding aliases; real configs have a few hundred
-MAX_YAML_DEPTH = 50
-MAX_YAML_CHARS = 100_000  # PyYAML is pure Python: megabytes of YAML take many seconds to parse
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads 1e-3 as a float (YAML 1.1 wants 1.0e-3) and refuses
-    documents that only aliases make huge ("billion laughs"), recursive or deeply nested.
-
-    safe_load keeps an alias as a shared reference, but the deep copies, merges and
-    JSON dumps downstream expand it, so the size that matters is the expanded one.
-    """
-
-    def construct_document(self, node: yaml.Node) -> Any:
-        _check_size(node, 1, {}, set())
-        return super().construct_document(node)
-
-
-def _check_size(node: yaml.Node, depth: int, sizes: dict[int, int], open_nodes: set[int]) -> int:
-    """Node count of `node` with every alias expanded (memoized per shared node)."""
-    key = id(node)
-    if key in sizes:
-        return sizes[key]
-    if key in open_nodes:
-        raise yaml.YAMLError("recursive alias: a node contains itself")
-    if depth > MAX_YAML_DEPTH:
-        raise yaml.YAMLError(f"nested deeper than {MAX_YAML_DEPTH} levels")
-    open_nodes.add(key)
-    children: list[yaml.Node] = []
-    if isinstance(node, yaml.SequenceNode):
-        children = node.value
-    elif isinstance(node, yaml.MappingNode):
-        children = [n for pair in node.value for n in pair]
-    size = 1
-    for child in children:
-        size += _check_size(child, depth + 1, sizes, open_nodes)
-        if size > MAX_YAML_NODES:
-            raise yaml.YAMLError(f"more than {MAX_YAML_NODES} nodes once aliases are expanded")
-    open_nodes.discard(key)
-    sizes[key] = size
-    return size
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
-
-
-def _bracket_depth(text: str) -> int:
-    """Deepest nesting of [ and { (quotes ignored, so it can only overestimate).
-
-    PyYAML's scanner is quadratic in flow nesting depth: check before parsing.
-    """
-    depth = deepest = 0
-    for ch in text:
-        if ch in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif ch in "]}":
-            depth = max(depth - 1, 0)
-    return deepest
-
-
-def parse_yaml(text: str, source: str) -> Any:
-    if len(text) > MAX_YAML_CHARS:
-        raise ConfigError(f"{source}: invalid YAML: {len(text):,} characters, more than the {MAX_YAML_CHARS:,} "
-                          "a config may have")
-    if _bracket_depth(text) > 2 * MAX_YAML_DEPTH:
-        raise ConfigError(f"{source}: invalid YAML: nested deeper than {MAX_YAML_DEPTH} levels")
-    try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
-    except RecursionError:  # PyYAML composes nested collections recursively
-        raise ConfigError(f"{source}: invalid YAML: nested deeper than {MAX_YAML_DEPTH} levels") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f": line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(f"{source}{where}: invalid YAML: {problem}") from None
-
-
-def read_yaml_file(path: str | Path) -> dict[str, Any]:
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file {str(p)!r} not found (expected a YAML file)")
-    try:
-        if p.stat().st_size > 4 * MAX_YAML_CHARS:  # do not even read a huge file (4 bytes per character at most)
-            raise ConfigError(f"{p}: invalid YAML: {p.stat().st_size:,} bytes, more than a config may have")
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"config file {str(p)!r} cannot be read: {e}") from None
-    data = parse_yaml(text, str(p))
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{p}: top level must be a mapping of keys, got {type(data).__name__}")
-    return data
-
-
 def _show(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -463,6 +367,8 @@ def explain(err: ValidationError, prefix: str = "") -> str:
         return f"{path}: unknown key; allowed keys here: {allowed}"
     msg = msg.removeprefix("Value error, ")
     if not loc and msg.split(".", 1)[0] in SECTIONS:  # a cross-section check names its own field
+        return prefix + msg
+    if loc and msg.startswith(".".join(loc) + "."):  # a section's own check names its field
         return prefix + msg
     return f"{path}: {_show(e.get('input'))} is invalid: {msg}"
 
@@ -492,42 +398,6 @@ def validate(data: dict[str, Any], prefix: str = "") -> Config:
         return Config.model_validate(data)
     except ValidationError as e:
         raise ConfigError(explain(e, prefix)) from None
-
-
-# ---------------------------------------------------------------- dotted keys
-
-
-def parse_value(text: str) -> Any:
-    """YAML-typed value of a --set override ('0.1' -> 0.1, '[1, 2]' -> list, 'sgd' -> 'sgd')."""
-    return parse_yaml(text, "--set value") if text.strip() else ""
-
-
-def set_path(data: dict[str, Any], key: str, value: Any) -> None:
-    parts = key.split(".")
-    node = data
-    for part in parts[:-1]:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"{key}: cannot set a sub-key of {part!r}, which is {_show(child)}")
-        node = child
-    node[parts[-1]] = value
-
-
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or not key or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*", key):
-            raise ConfigError(f"--set {item!r}: expected key.path=value, e.g. --set optimizer.lr=0.01")
-        set_path(data, key, parse_value(text))
-    return data
-
-
-def merge(base: dict[str, Any], delta: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in delta.items():
-        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
 
 
 def load(path: str | Path, overrides: list[str] | None = None) -> tuple[Config, dict[str, Any]]:

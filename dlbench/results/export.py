@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator
 import pandas as pd
 
 from dlbench.components.registry import Registry
-from dlbench.config.schema import ConfigError
+from dlbench.errors import ConfigError
 from dlbench.results import report
 
 TIME_COLUMNS = ("step", "seconds")  # the axes of every other column, not scalars of their own

@@ -1,7 +1,8 @@
 """Figures (PNG) drawn from a results folder only, like the report.
 
-`write(root)` reads root/experiment.yaml, takes the config's `plots:` list (or the
-task's usual figures) and writes root/<plot>.png for each. Every figure is a plain
+`write(res)` reads the folder's view.json (name, task, `plots:` list, swept points in
+sweep order, task details; written by `dlbench run`) and writes root/<plot>.png for
+each of the plots, or the task's usual ones. Every figure is a plain
 `matplotlib.figure.Figure`, never pyplot, so drawing needs no display and leaves no
 global state behind. Curves are the mean over seeds with a ± 1 std band, grouped by
 configuration (the swept keys) and drawn in sweep order.
@@ -12,8 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import math
-import os
-import tempfile
+import io
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,24 +24,16 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from dlbench.config import schema as config_mod
+from dlbench.errors import ConfigError
 from dlbench.results import report
-from dlbench import sweep
-from dlbench.config.schema import Config, ConfigError
+from dlbench.results.report import value_text
 from dlbench.components.registry import Registry
+from dlbench.results.store import atomic_write, read_view
 
 DEFAULT_PLOTS = {"train": ["curves", "gap"], "function": ["paths"], "activations": ["histograms"]}
 # keys whose values read on their own in a legend ("sgd", "he_normal"); others show as key=value
 _SELF_EXPLAINING = ("case", "name", "scheme", "kind", "activation", "loss", "dataset")
 DPI = 90
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, (list, dict)):
-        return json.dumps(value)
-    return str(value)
 
 
 def _missing(value: Any) -> bool:
@@ -52,32 +44,54 @@ def label(params: dict[str, Any], keys: list[str]) -> str:
     """A configuration's legend entry: 'sgd lr=0.95', or just the value when one key is swept."""
     present = [k for k in keys if not _missing(params.get(k))]
     if len(keys) == 1:
-        return _fmt(params.get(keys[0])) if present else "–"
+        return value_text(params.get(keys[0])) if present else "–"
     short = {k: k.rsplit(".", 1)[-1] for k in present}
-    parts = [_fmt(params[k]) if short[k] in _SELF_EXPLAINING else f"{short[k]}={_fmt(params[k])}" for k in present]
+    parts = [value_text(params[k]) if short[k] in _SELF_EXPLAINING else f"{short[k]}={value_text(params[k])}" for k in present]
     return " ".join(parts) or "defaults"
 
 
 @dataclass
 class Results:
-    """What the figures read: the experiment's config and its results folder."""
+    """What the figures and task tables read: the folder's view.json (written by `dlbench run`:
+    name, task, plots, swept points in sweep order, task details) and its files, nothing else,
+    so a folder stays readable whatever the code that wrote it."""
 
     root: Path
-    config: Config
-    raw: dict[str, Any]
+    view: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return str(self.view.get("name", self.root.name))
+
+    @property
+    def task(self) -> str:
+        return str(self.view.get("task", "train"))
+
+    @property
+    def details(self) -> dict[str, Any]:
+        """Task facts for captions and figures (function name and view, samples, near_zero, ...)."""
+        return self.view.get("details") or {}
 
     @functools.cached_property
-    def specs(self) -> list[sweep.RunSpec]:
-        return sweep.expand(self.config, self.raw)
+    def points(self) -> list[dict[str, Any]]:
+        """The swept values of each configuration, in sweep order (from the folder's runs
+        when an older folder has no view.json)."""
+        if "points" in self.view:
+            return list(self.view["points"])
+        runs, _ = report.load_runs(self.root)
+        return [] if runs.empty else runs[self.keys].to_dict("records")
 
     @functools.cached_property
     def keys(self) -> list[str]:
-        return sweep.swept_keys(self.specs)
+        if "keys" in self.view:
+            return list(self.view["keys"])
+        return report.load_runs(self.root)[1]
 
     @functools.cached_property
     def order(self) -> list[str]:
-        """Configuration labels in sweep order."""
-        return list(dict.fromkeys(label(s.params, self.keys) for s in self.specs))
+        """Configuration labels in sweep order; runs of earlier sweeps into the folder after them."""
+        planned = [label(p, self.keys) for p in self.points]
+        return list(dict.fromkeys([*planned, *sorted(set(self.runs.get("label", [])))]))
 
     @functools.cached_property
     def runs(self) -> pd.DataFrame:
@@ -173,7 +187,7 @@ def curves(res: Results, x: str = "step") -> Figure | None:
         for ax in axes[0]:
             ax.set_xscale("log")
     _legend(fig, axes[0], res.legend_title())
-    fig.suptitle(f"{res.config.name}: learning curves (mean ± std over seeds)")
+    fig.suptitle(f"{res.name}: learning curves (mean ± std over seeds)")
     return fig
 
 
@@ -209,8 +223,8 @@ def gap(res: Results) -> Figure | None:
     ax.set_yticks(y, labels)
     ax.invert_yaxis()
     ax.set(xlim=(0, 125), xlabel="accuracy % at the final evaluation (mean ± std over seeds)",
-           title=f"{res.config.name}: train vs test accuracy")
-    ax.legend(loc="lower right", fontsize="small")
+           title=f"{res.name}: train vs test accuracy")
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize="small")
     return fig
 
 
@@ -225,15 +239,15 @@ def panels(res: Results) -> Figure | None:
         return None
     first, rest = res.keys[0], res.keys[1:]
     runs = res.runs.set_index("run_id")
-    metrics["panel"] = [_fmt(v) for v in runs.loc[metrics["run_id"], first]]
+    metrics["panel"] = [value_text(v) for v in runs.loc[metrics["run_id"], first]]
     metrics["line"] = [label(r, rest) for r in runs.loc[metrics["run_id"], rest].to_dict("records")]
-    panel_values = list(dict.fromkeys(_fmt(s.params.get(first)) for s in res.specs))
-    lines = list(dict.fromkeys(label(s.params, rest) for s in res.specs))
+    panel_values = list(dict.fromkeys(value_text(p.get(first)) for p in res.points))
+    lines = list(dict.fromkeys(label(p, rest) for p in res.points))
     cols = math.ceil(math.sqrt(len(panel_values)))
     rows = math.ceil(len(panel_values) / cols)
     fig, axes = _figure(rows, cols, (3.2, 2.6), sharex=True, sharey=True)  # shared: fewer tick labels to draw
     colors = dict(zip(lines, _colors(len(lines))))
-    status = res.runs.assign(panel=[_fmt(v) for v in res.runs[first]],
+    status = res.runs.assign(panel=[value_text(v) for v in res.runs[first]],
                              line=[label(r, rest) for r in res.runs[rest].to_dict("records")])
     for ax, value in zip(axes.flat, panel_values):
         for line in lines:
@@ -255,7 +269,7 @@ def panels(res: Results) -> Figure | None:
     for ax in axes[:, 0]:
         ax.set_ylabel("train accuracy")
     _legend(fig, axes.flat, res.legend_title(rest))
-    fig.suptitle(f"{res.config.name}: train accuracy (mean ± std over seeds)")
+    fig.suptitle(f"{res.name}: train accuracy (mean ± std over seeds)")
     return fig
 
 
@@ -282,7 +296,7 @@ def scatter(res: Results) -> Figure | None:
         if values.min() > 0 and values.max() / values.min() > 50:
             getattr(ax, f"set_{axis}scale")("log")
     fig.colorbar(dots, ax=ax, label="validation accuracy % (mean over seeds)")
-    ax.set(xlabel=kx, ylabel=ky, title=f"{res.config.name}: validation accuracy (never test) per trial")
+    ax.set(xlabel=kx, ylabel=ky, title=f"{res.name}: validation accuracy (never test) per trial")
     ax.legend(loc="best", fontsize="small")
     return fig
 
@@ -312,12 +326,12 @@ def weights(res: Results) -> Figure | None:
         frac = h["count"] / h["count"].sum()
         ax.stairs(frac.to_numpy(), np.append(h.index.to_numpy(), h["right"].iloc[-1]), color=color, lw=1.6,
                   label=f"{lab}: {100 * near.get(lab, math.nan):.1f} % near zero")
-    threshold = math.log10(res.config.diagnostics.near_zero)
+    threshold = math.log10(res.details["near_zero"])
     ax.axvline(threshold, color="k", ls="--", lw=1)
-    ax.text(threshold, ax.get_ylim()[1] * 0.95, f" |w| < {res.config.diagnostics.near_zero:g}", fontsize="small",
+    ax.text(threshold, ax.get_ylim()[1] * 0.95, f" |w| < {res.details['near_zero']:g}", fontsize="small",
             va="top")
     ax.set(xlabel="log10 |w| (all weight matrices, all seeds; edge bins hold everything beyond)",
-           ylabel="fraction of weights", title=f"{res.config.name}: weights at the final evaluation")
+           ylabel="fraction of weights", title=f"{res.name}: weights at the final evaluation")
     ax.legend(fontsize="small", title=res.legend_title(), title_fontsize="small")
     return fig
 
@@ -343,7 +357,7 @@ def _per_layer(res: Results, column: str, title: str, ylabel: str) -> Figure | N
                xlabel="layer (1 = next to the input)", ylabel=ylabel, yscale="log")
         ax.grid(alpha=0.3)
     _legend(fig, axes[0], res.legend_title())
-    fig.suptitle(f"{res.config.name}: {title} (mean over seeds)")
+    fig.suptitle(f"{res.name}: {title} (mean over seeds)")
     return fig
 
 
@@ -360,20 +374,15 @@ PLOTS.register("activation_std", "per-layer activation std at the first and last
 
 @PLOTS.register("paths", "each optimizer's path over the function's contour lines", task="function")
 def paths(res: Results) -> Figure | None:
-    from dlbench.components.functions import FUNCTIONS
-
-    path_file = res.root / "paths.csv"
-    if not path_file.is_file():
+    path_file, contour_file = res.root / "paths.csv", res.root / "contour.npz"
+    if not path_file.is_file() or not contour_file.is_file():
         return None
     table = pd.read_csv(res.root / "summary.csv")
     path_df = pd.read_csv(path_file)
     path_df["label"] = [label(r, res.keys) for r in path_df[res.keys].to_dict("records")]
-    entry = FUNCTIONS[res.config.function.name]
-    (x0, x1), (y0, y1) = entry.info["view"]
-    gx, gy = np.meshgrid(np.linspace(x0, x1, 200), np.linspace(y0, y1, 200))
-    import torch
-
-    gz = entry.builder(torch.from_numpy(gx), torch.from_numpy(gy)).numpy()
+    with np.load(contour_file) as contour:  # the function on a grid over its view, written by the task
+        gx, gy, gz = contour["x"], contour["y"], contour["f"]
+    (x0, x1), (y0, y1) = res.details["view"]
     levels = np.geomspace(max(gz.min(), 1e-3), gz.max(), 14)
     n = len(table)
     cols = min(n, 3)
@@ -383,14 +392,14 @@ def paths(res: Results) -> Figure | None:
         sel = path_df[path_df["label"] == label(row.to_dict(), res.keys)]
         ax.contour(gx, gy, gz, levels=levels, colors="0.6", linewidths=0.6)
         ax.plot(sel["x"], sel["y"], "o-" if len(sel) <= 100 else "-", color="tab:red", ms=2.5, lw=1)
-        ax.plot(*entry.info["minimum"], "+", color="k", ms=10)
+        ax.plot(*res.details["minimum"], "+", color="k", ms=10)
         ax.set(xlim=(x0, x1), ylim=(y0, y1))
         steps = "never" if pd.isna(row["steps_to_threshold"]) else f"{int(row['steps_to_threshold'])} steps"
         ax.set_title(f"{label(row.to_dict(), res.keys)}\nf = {row['final_f']:.2g}; f < {row['threshold']:g}: {steps}",
                      fontsize="small")
     for ax in axes.flat[n:]:
         ax.set_visible(False)
-    fig.suptitle(f"{res.config.name}: {entry.help}", fontsize="medium")
+    fig.suptitle(f"{res.name}: {res.details['help']}", fontsize="medium")
     return fig
 
 
@@ -406,18 +415,19 @@ def histograms(res: Results) -> Figure | None:
         df["label"] = [label(r, res.keys) for r in df[res.keys].to_dict("records")] if res.keys else "defaults"
     labels = res.labels_in(hist)
     n_layers = int(hist["layer"].max())
-    # dozens of small panels: no ticks (drawing tick labels is most of the cost), the range in the row label
-    fig = Figure(figsize=(1.9 * n_layers + 1.6, 1.0 * len(labels) + 0.6), dpi=DPI)
+    fig = Figure(figsize=(1.9 * n_layers + 1.6, 1.0 * len(labels) + 0.8), dpi=DPI)
     axes = fig.subplots(len(labels), n_layers, squeeze=False)
-    fig.subplots_adjust(left=1.6 / (1.9 * n_layers + 1.6), right=0.99, bottom=0.01,
-                        top=1 - 0.55 / (1.0 * len(labels) + 0.6), hspace=0.12, wspace=0.06)
+    fig.subplots_adjust(left=1.6 / (1.9 * n_layers + 1.6), right=0.99, bottom=0.2 / (1.0 * len(labels) + 0.8),
+                        top=1 - 0.55 / (1.0 * len(labels) + 0.8), hspace=0.3, wspace=0.12)
     for r, lab in enumerate(labels):
         for c in range(n_layers):
             ax = axes[r, c]
             h = hist[(hist["label"] == lab) & (hist["layer"] == c + 1)].groupby("left").agg(
                 right=("right", "first"), count=("count", "sum"))
-            ax.stairs(h["count"].to_numpy(), np.append(h.index.to_numpy(), h["right"].iloc[-1]), fill=True,
-                      color="tab:blue")
+            counts, edges = h["count"].to_numpy(), np.append(h.index.to_numpy(), h["right"].iloc[-1])
+            ax.stairs(counts, edges, fill=True, color="tab:blue")
+            for i in (0, len(counts) - 1):  # the edge bins also count what lies beyond the range: grey
+                ax.stairs(counts[i:i + 1], edges[i:i + 2], fill=True, color="0.65")
             stats = layers[(layers["label"] == lab) & (layers["layer"] == c + 1)]
             text = f"std {stats['act_std'].mean():.2g}"
             if stats["act_saturated"].notna().any():
@@ -426,14 +436,17 @@ def histograms(res: Results) -> Figure | None:
                 text += f"\nzero {100 * stats['act_zero'].mean():.0f}% (not shown)"
             ax.text(0.97, 0.93, text, transform=ax.transAxes, ha="right", va="top", fontsize=6.5,
                     bbox={"facecolor": "white", "alpha": 0.7, "lw": 0, "pad": 1})
-            ax.set_xticks([])
             ax.set_yticks([])
+            lo, hi = h.index[0], h["right"].iloc[-1]
+            ax.set_xlim(lo, hi)
+            # three ticks a panel: the range differs by activation, and dozens of panels must draw fast
+            ax.set_xticks([v for v in (lo, 0.0, hi) if lo <= v <= hi])
+            ax.tick_params(axis="x", labelsize=6, length=2, pad=1)
             if r == 0:
                 ax.set_title(f"layer {c + 1}", fontsize="small")
-        lo, hi = h.index[0], h["right"].iloc[-1]
-        axes[r, 0].set_ylabel(f"{lab}\nx from {lo:g} to {hi:g}", fontsize=7, rotation=0, ha="right", va="center")
-    fig.suptitle(f"{res.config.name}: activations of an untrained net on N(0, 1) inputs "
-                 "(values beyond the range sit in the edge bins)", fontsize="small")
+        axes[r, 0].set_ylabel(lab, fontsize=7, rotation=0, ha="right", va="center")
+    fig.suptitle(f"{res.name}: activations of an untrained net on N(0, 1) inputs "
+                 "(grey edge bins also hold the values beyond the range)", fontsize="small")
     return fig
 
 
@@ -441,29 +454,20 @@ def histograms(res: Results) -> Figure | None:
 
 
 def load(root: Path) -> Results:
-    spec = root / "experiment.yaml"
-    if not spec.is_file():
-        raise ConfigError(f"{root}: not a results folder (expected {spec})")
-    raw = config_mod.read_yaml_file(spec)
-    return Results(root, config_mod.validate(raw), raw)
+    """A results folder's view for figures and task tables."""
+    return Results(Path(root), read_view(Path(root)))
 
 
 def _save(fig: Figure, path: Path) -> None:
-    """Write the PNG under a temporary name and rename it, like every other results file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=DPI)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=DPI)
+    atomic_write(path, png.getvalue())
 
 
 def write(res: Results) -> list[Path]:
     """Draw the experiment's figures into its folder; returns the PNGs written (none when nothing finished)."""
     written = []
-    for name in res.config.plots or DEFAULT_PLOTS[res.config.task]:
+    for name in res.view.get("plots") or DEFAULT_PLOTS[res.task]:
         fig = PLOTS[name].builder(res)
         if fig is not None:
             path = res.root / f"{name}.png"

@@ -15,23 +15,23 @@ from __future__ import annotations
 import io
 import json
 import math
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
+from scipy import special
 import yaml
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
-from scipy import stats
 
-from dlbench.config.schema import ConfigError, parse_yaml
-from dlbench.results.store import Store, atomic_write
+from dlbench.config.keys import flatten
+from dlbench.config.yaml_io import parse_yaml, read_written
+from dlbench.errors import ConfigError
+from dlbench.results.store import METRICS, Store, atomic_write
 
-METRICS = ["train_acc", "val_acc", "test_acc", "gap", "train_loss", "val_loss", "test_loss"]
 ACCURACIES = ["train_acc", "val_acc", "test_acc", "gap"]
 LABELS = {"train_acc": "train acc %", "val_acc": "val acc %", "test_acc": "test acc %", "gap": "gap (train-test) %",
           "train_loss": "train loss", "val_loss": "val loss", "test_loss": "test loss"}
@@ -44,19 +44,19 @@ ALPHA = 0.05
 EXPERIMENT = "experiment"  # the key column that tells experiments apart when several folders are compared
 TOO_FEW = "too few seeds"
 MISSING = "–"
-SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: large sweeps load fast
 
 
 # ---------------------------------------------------------------- loading
 
 
-def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> dict[str, Any]:
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
-    else:
-        out[prefix] = value
-    return out
+def value_text(value: Any) -> str:
+    """A swept value as shown in tables and legends: floats with 4 significant digits (a
+    random-search lr is 0.01235, not 0.012345678901234567), lists and mappings as JSON."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return str(value)
 
 
 def _cell(value: Any) -> Any:
@@ -70,8 +70,8 @@ def load_runs(results_dir: Path) -> tuple[pd.DataFrame, list[str]]:
     rows, keys = [], {}
     for s in store.summaries():
         cfg_file = store.run_dir(s["run_id"]) / "config.yaml"
-        config = yaml.load(cfg_file.read_text(), Loader=SAFE_LOADER) if cfg_file.is_file() else {}
-        row = {f"config.{k}": _cell(v) for k, v in _flatten("", config, {}).items()}
+        config = read_written(cfg_file) if cfg_file.is_file() else {}
+        row = {f"config.{k}": _cell(v) for k, v in flatten(config).items()}
         keys.update(dict.fromkeys(s.get("params", {})))
         row.update({k: _cell(v) for k, v in s.get("params", {}).items()})
         for k in ("run_id", "seed", "status", "error", "diverged_step", "stopped_early", "steps", "epochs",
@@ -104,25 +104,38 @@ def time_to_target(results_dir: Path, runs: pd.DataFrame, target: float) -> pd.D
 # ---------------------------------------------------------------- statistics
 
 
-def describe(values: Iterable[float]) -> dict[str, float]:
-    """n, mean, sample std and the 95% t-interval of the mean; NaN values are missing.
-    With one value there is no spread: std and the interval are NaN, not 0."""
+# what a metric can be: intervals are clipped to this (a t-interval of 96.7 ± 2.1 % runs past 100 %)
+POSSIBLE = {"train_acc": (0.0, 1.0), "val_acc": (0.0, 1.0), "test_acc": (0.0, 1.0), "gap": (-1.0, 1.0),
+            "train_loss": (0.0, math.inf), "val_loss": (0.0, math.inf), "test_loss": (0.0, math.inf),
+            "epoch": (0.0, math.inf), **{f"ttt_{u}": (0.0, math.inf) for u in TIMES}}
+
+
+def describe(values: Iterable[float], possible: tuple[float, float] = (-math.inf, math.inf)) -> dict[str, float]:
+    """n, mean, sample std and the 95% t-interval of the mean, clipped to the `possible` range;
+    NaN values are missing. With one value there is no spread: std and the interval are NaN, not 0."""
     x = np.asarray(list(values), dtype=float)
     x = x[~np.isnan(x)]
     n = len(x)
     mean = float(x.mean()) if n else math.nan
     std = float(x.std(ddof=1)) if n > 1 else math.nan
-    half = float(stats.t.ppf((1 + CONFIDENCE) / 2, n - 1)) * std / math.sqrt(n) if n > 1 else math.nan
-    return {"n": n, "mean": mean, "std": std, "ci_low": mean - half, "ci_high": mean + half}
+    half = float(special.stdtrit(n - 1, (1 + CONFIDENCE) / 2)) * std / math.sqrt(n) if n > 1 else math.nan
+    low, high = possible
+    return {"n": n, "mean": mean, "std": std, "ci_low": max(mean - half, low), "ci_high": min(mean + half, high)}
 
 
 def welch(a: np.ndarray, b: np.ndarray) -> tuple[float, str]:
     """p-value of Welch's t-test (unequal variances) and the verdict at ALPHA."""
     if len(a) < 2 or len(b) < 2:
         return math.nan, TOO_FEW
-    with warnings.catch_warnings():  # scipy warns on (nearly) constant samples; the verdict covers it
-        warnings.simplefilter("ignore", RuntimeWarning)
-        p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    # Welch's t-test written out (scipy.stats.ttest_ind(equal_var=False) is the reference in the
+    # tests): scipy.stats alone costs a second of start-up, scipy.special a tenth
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    if va + vb == 0:  # both constant: equal (nothing to test) or certainly different
+        return (math.nan, "identical") if a.mean() == b.mean() else (0.0, "significant")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = (a.mean() - b.mean()) / np.sqrt(va + vb)
+        df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+        p = float(2 * special.stdtr(df, -abs(t)))
     if math.isnan(p):  # both samples constant and equal: nothing to test
         return p, "identical"
     return p, "significant" if p < ALPHA else "not significant"
@@ -153,10 +166,11 @@ def aggregate(runs: pd.DataFrame, keys: list[str], at: str = "final") -> pd.Data
         row.update(n=len(ok), diverged=int((g["status"] == "diverged").sum()),
                    failed=int((g["status"] == "failed").sum()), runs=len(g), at=at)
         for m in ["epoch", *METRICS]:
-            row.update({f"{m}_{k}": v for k, v in describe(_values(ok, f"{at}.{m}")).items()})
+            row.update({f"{m}_{k}": v for k, v in describe(_values(ok, f"{at}.{m}"), POSSIBLE[m]).items()})
         if "ttt.step" in g:
             for u in TIMES:
-                row.update({f"ttt_{u}_{k}": v for k, v in describe(_values(g, f"ttt.{u}")).items()})
+                row.update({f"ttt_{u}_{k}": v for k, v in describe(_values(g, f"ttt.{u}"),
+                                                                    POSSIBLE[f"ttt_{u}"]).items()})
             row["reached"] = row.pop("ttt_step_n")
             del row["ttt_epoch_n"], row["ttt_seconds_n"]
         row["wall_time_mean"] = float(g["wall_time"].astype(float).mean())
@@ -430,7 +444,7 @@ def display_rows(rep: Report) -> tuple[list[str], list[list[str]]]:
     header += ["status"] * troubled
     rows = []
     for _, r in rep.summary.iterrows():
-        row = [*(str(r[k]) for k in rep.keys), str(r["n"]), _epoch(r),
+        row = [*(value_text(r[k]) for k in rep.keys), str(r["n"]), _epoch(r),
                *(_stat(r, m, *_scale(m)) for m in rep.show), _versus(r, rep.metric)]
         if rep.target is not None:
             row += [f"{r['reached']}/{r['runs']}", _stat(r, "ttt_epoch", 1, 1), _stat(r, "ttt_step", 1, 0),
@@ -447,14 +461,16 @@ def caption(rep: Report) -> list[str]:
     """What the numbers are, and the final figure: test accuracy of the best by validation."""
     n_tests = int(rep.summary["verdict"].isin(["significant", "not significant"]).sum())
     lines = [
-        f"mean ± std over seeds [{CONFIDENCE:.0%} CI, t-distribution] at {AT[rep.at]} of each run; "
-        f"n = runs that finished ok; ranked by validation accuracy.",
+        f"mean ± std over seeds [{CONFIDENCE:.0%} CI, t-distribution, clipped to what is possible: accuracy "
+        f"0-100 %, losses and times >= 0] at {AT[rep.at]} of each run; n = runs that finished ok; "
+        "ranked by validation accuracy.",
         f"vs: difference in {_difference(rep.metric)} from {rep.reference_text}; * p < {ALPHA} (Welch's t-test, "
         f"{n_tests} comparisons, not corrected for multiple testing).",
     ]
     if rep.target is not None:
         lines.append(f"time to target: first evaluation with validation accuracy >= {rep.target:g}, "
-                     f"over the runs that reached it.")
+                     "over the runs that reached it; seconds are the wall clock of the stack that trained "
+                     "the run, shared by the runs trained together (compare steps and epochs).")
     if rep.best().empty:
         lines.append("no configuration has a validation accuracy (data.val_size: 0?): none is picked as best.")
     for _, r in rep.best().iterrows():
@@ -465,9 +481,12 @@ def caption(rep: Report) -> list[str]:
     return lines
 
 
-def rich_table(rep: Report, title: str) -> Table:
-    header, rows = display_rows(rep)
-    table = Table(title=title, caption="\n".join(caption(rep)), caption_justify="left")
+# shorter headers for a narrow terminal (after the interval lines are gone)
+_SHORT = {"train acc %": "train %", "val acc %": "val %", "test acc %": "test %", "gap (train-test) %": "gap %"}
+
+
+def _rich(rep: Report, title: str, header: list[str], rows: list[list[str]], notes: list[str]) -> Table:
+    table = Table(title=title, caption="\n".join([*caption(rep), *notes]), caption_justify="left")
     for i, h in enumerate(header):
         # in a narrow terminal cells wrap between words, never cut to '…'
         words = max(len(w) for text in [h, *(r[i] for r in rows)] for w in text.split())
@@ -478,6 +497,42 @@ def rich_table(rep: Report, title: str) -> Table:
         last = i + 1 == len(rows) or rows[i + 1][1:len(rep.keys)] != row[1:len(rep.keys)]
         table.add_row(*(Text(c) for c in row), end_section=comparing and last)
     return table
+
+
+def rich_table(rep: Report, title: str, width: int | None = None) -> Table:
+    """The terminal table; given the terminal's width, it folds before anything is cut: the
+    interval lines go first, then the headers shorten, then the least telling columns go
+    (each step said in the caption); the comparison column stays."""
+    header, rows = display_rows(rep)
+    table = _rich(rep, title, header, rows, [])
+    if width is None or _fits(table, width):
+        return table
+    rows = [[cell.split("\n")[0] for cell in row] for row in rows]
+    notes = [f"{CONFIDENCE:.0%} intervals left out to fit the terminal: widen it, or see --format csv."]
+    table = _rich(rep, title, header, rows, notes)
+    if _fits(table, width):
+        return table
+    header = [_SHORT.get(h, h) for h in header]
+    last_parts = [k.rsplit(".", 1)[-1] for k in rep.keys]
+    if len(set(last_parts)) == len(last_parts):  # 'optimizer.name' -> 'name' when no other key ends so
+        header[:len(rep.keys)] = last_parts
+    dropped: list[str] = []
+    droppable = [h for h in header if h.startswith(("seconds to", "epochs to"))] + ["epoch", "n"]
+    droppable += [h for h in header if h.endswith(" loss") or h.startswith("reached")] + ["gap %"]
+    while True:
+        table = _rich(rep, title, header, rows, notes + ([f"left out to fit: {', '.join(dropped)}."] if dropped else []))
+        if _fits(table, width) or not droppable:
+            return table
+        i = header.index(droppable.pop(0))
+        dropped.append(header.pop(i))
+        rows = [row[:i] + row[i + 1:] for row in rows]
+
+
+def _fits(table: Table, width: int) -> bool:
+    """Whether rich draws the table within `width` columns (it crops what does not fit)."""
+    console = Console(width=width, file=io.StringIO(), color_system=None)
+    console.print(table, crop=False)
+    return max(map(len, console.file.getvalue().splitlines()), default=0) <= width
 
 
 def render(rep: Report, title: str) -> str:

@@ -5,7 +5,9 @@
     results/<name>/runs/<run_id>/config.yaml    resolved config of one run
     results/<name>/runs/<run_id>/metrics.csv    one row per evaluation
     results/<name>/runs/<run_id>/summary.json   status, final / best metrics, ...
+    results/<name>/view.json                name, task, plots, swept keys and points in sweep order
     results/<name>/runs.csv, summary.csv    experiment tables (derived from runs/ by report)
+    results/<name>/.checkpoints/            unfinished stacks (the engine's; left alone here)
     results/.<name>.lock                    held by the `dlbench run` writing the folder
 
 A run folder is written complete under a hidden temporary name and renamed into
@@ -31,15 +33,23 @@ from typing import Any, Iterator
 import filelock
 import yaml
 
-from dlbench.config.schema import ConfigError
-from dlbench.training.run import METRIC_COLUMNS, RunResult
+from dlbench.errors import ConfigError
+from dlbench.config.keys import flatten
 
 EXPERIMENT_RECORD = "experiment.json"
+VIEW = "view.json"  # what report, tables and figures need (name, task, swept points in order, task details)
+SPLITS = ("train", "val", "test")
+# metrics.csv: one row per evaluation (the engine writes these keys, the report and plots read them)
+# summary.json's metrics at the final and best-validation evaluations (what reports compare)
+METRICS = ["train_acc", "val_acc", "test_acc", "gap", "train_loss", "val_loss", "test_loss"]
+METRIC_COLUMNS = ["epoch", "step", "train_batch_loss", *(f"{s}_{m}" for s in SPLITS for m in ("loss", "acc")),
+                  "lr", "seconds"]
 
 
-def _write_synced(path: Path, text: str, mode: str = "w") -> None:
-    with open(path, mode, encoding="utf-8", newline="") as f:
-        f.write(text)
+def _write_synced(path: Path, content: str | bytes, mode: str = "w") -> None:
+    data = content.encode("utf-8") if isinstance(content, str) else content
+    with open(path, mode + "b") as f:
+        f.write(data)
         f.flush()
         os.fsync(f.fileno())
 
@@ -58,11 +68,13 @@ def _temp_name(path: Path, suffix: str) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{suffix}")
 
 
-def atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, content: str | bytes) -> None:
+    """The one writer of results files (tables, records, figures): complete or absent,
+    mode 0644 under the usual umask like any file the user creates."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_name(path, ".tmp")
     try:
-        _write_synced(tmp, text, "x")
+        _write_synced(tmp, content, "x")
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -94,19 +106,10 @@ def metrics_csv(rows: list[dict[str, float]]) -> str:
     return buf.getvalue()
 
 
-def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict) and value:
-        out: dict[str, Any] = {}
-        for k, v in value.items():
-            out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    return {prefix: value}
-
-
 def _first_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
     if old.get("swept") != new.get("swept"):
         return f"the swept keys were {old.get('swept')}, now {new.get('swept')}"
-    a, b = _flat(old.get("fixed", {})), _flat(new.get("fixed", {}))
+    a, b = flatten(old.get("fixed", {})), flatten(new.get("fixed", {}))
     for key in sorted(a.keys() | b.keys()):
         if a.get(key, "unset") != b.get(key, "unset"):
             return f"{key} was {a.get(key, 'unset')!r}, now {b.get(key, 'unset')!r}"
@@ -124,7 +127,7 @@ class Store:
         return self.runs_dir / run_id
 
     @contextmanager
-    def session(self, record: dict[str, Any], raw_config: dict[str, Any],
+    def session(self, record: dict[str, Any], raw_config: dict[str, Any], view: dict[str, Any],
                 force_new: bool = False) -> Iterator[Path | None]:
         """Own the folder for one `dlbench run`: lock it, move it aside if `force_new`
         (yields where it went), clean up after killed runs, refuse a different experiment.
@@ -147,6 +150,7 @@ class Store:
             self.runs_dir.mkdir(parents=True, exist_ok=True)
             atomic_write(self.root / "experiment.yaml", dump_yaml(raw_config))
             atomic_write(self.root / EXPERIMENT_RECORD, json.dumps(record, indent=2, sort_keys=True) + "\n")
+            atomic_write(self.root / VIEW, json.dumps(_json_safe(view), indent=2) + "\n")
             yield archived
         finally:
             lock.release()
@@ -196,17 +200,19 @@ class Store:
                 "folder: give the experiment another name (--set name=...) or pass --force-new to move the old "
                 "results aside")
 
-    def save(self, result: RunResult) -> Path:
-        """Write one run's folder complete, then rename it into place."""
+    def save(self, run_id: str, config: dict[str, Any], metrics: list[dict[str, float]],
+             summary: dict[str, Any], files: dict[str, str] | None = None) -> Path:
+        """Write one run's folder complete (its resolved config, metrics rows, summary and
+        extra files such as diagnostics), then rename it into place."""
         self.runs_dir.mkdir(parents=True, exist_ok=True)
-        final = self.run_dir(result.spec.run_id)
+        final = self.run_dir(run_id)
         tmp = _temp_name(final, "")
         tmp.mkdir()
         try:
-            _write_synced(tmp / "config.yaml", dump_yaml(result.spec.config.model_dump(mode="json")))
-            _write_synced(tmp / "metrics.csv", metrics_csv(result.metrics))
-            _write_synced(tmp / "summary.json", json.dumps(_json_safe(result.summary), indent=2))
-            for name, text in result.files.items():  # diagnostics
+            _write_synced(tmp / "config.yaml", dump_yaml(config))
+            _write_synced(tmp / "metrics.csv", metrics_csv(metrics))
+            _write_synced(tmp / "summary.json", json.dumps(_json_safe(summary), indent=2))
+            for name, text in (files or {}).items():
                 _write_synced(tmp / name, text)
             if final.exists():  # a rerun replaces the old folder; `recover` undoes a half-done swap
                 old = final.with_name(f".{final.name}.old")
@@ -244,3 +250,19 @@ class Store:
     def finished(self) -> dict[str, str]:
         """run id -> status of every run with a complete folder."""
         return {s["run_id"]: s["status"] for s in self.summaries()}
+
+
+def read_view(root: Path) -> dict[str, Any]:
+    """The folder's view.json; for a folder written before it existed, the basics of its
+    experiment.yaml (name, task, plots); {} for bare run folders (a training sweep)."""
+    from dlbench.config.yaml_io import read_yaml_file
+
+    view_file, spec = root / VIEW, root / "experiment.yaml"
+    if view_file.is_file():
+        return json.loads(view_file.read_text(encoding="utf-8"))
+    if spec.is_file():
+        raw = read_yaml_file(spec)
+        return {k: raw[k] for k in ("name", "task", "plots") if k in raw}
+    if (root / "runs").is_dir():
+        return {}
+    raise ConfigError(f"{root}: not a results folder (expected {spec})")

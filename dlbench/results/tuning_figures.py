@@ -20,7 +20,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from dlbench.results.plots import _colors, _figure, _fmt, _legend
+from dlbench.results.plots import _colors, _figure, _legend
+from dlbench.results.report import value_text as _fmt
 
 NOT_OK_MARK = "x"  # a configuration none of whose seeds trained (all diverged or failed)
 

@@ -24,11 +24,9 @@ from dlbench.components import losses
 from dlbench.components import models
 from dlbench.components import optim
 from dlbench.config.schema import ConfigError
+from dlbench.results.store import SPLITS
 from dlbench.sweep import RunSpec
 
-SPLITS = ("train", "val", "test")
-METRIC_COLUMNS = ["epoch", "step", "train_batch_loss", *(f"{s}_{m}" for s in SPLITS for m in ("loss", "acc")),
-                  "lr", "seconds"]
 EVAL_CHUNK = 8192
 
 Progress = Callable[[int, int], None]  # (steps done, total steps)

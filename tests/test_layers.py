@@ -1,0 +1,269 @@
+"""Layers and start-up: results/ reads folders without the front, the light commands start
+without torch, and every input the CLI takes is honoured or refused in one line."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sweep_util import ONE_THREAD, REPO, dlbench, one_thread, tiny_config, write_config  # noqa: F401 - fixture
+
+FRONT = ("torch", "dlbench.config.schema", "dlbench.sweep", "dlbench.training", "dlbench.runner", "dlbench.tasks")
+
+
+def python(code: str, cwd: Path = REPO) -> dict[str, Any]:
+    """Run code in a fresh interpreter (nothing imported yet); it prints a JSON value last."""
+    env = {**os.environ, **ONE_THREAD, "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=cwd, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def loaded_front(prelude: str) -> list[str]:
+    return python(prelude + f"\nimport json, sys\nprint(json.dumps([m for m in {FRONT!r} if m in sys.modules]))")
+
+
+@pytest.mark.parametrize("module", sorted(p.stem for p in (REPO / "dlbench" / "results").glob("*.py")))
+def test_results_modules_import_nothing_of_the_front(module: str) -> None:
+    assert loaded_front(f"import dlbench.results.{module}") == []
+
+
+def test_results_sources_name_no_front_module() -> None:
+    """An import inside a function would escape the subprocess check: scan every import statement."""
+    for path in (REPO / "dlbench" / "results").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            for name in names:
+                assert not name.startswith(FRONT), f"{path.name} imports {name}"
+
+
+def test_errors_module_imports_nothing_of_dlbench() -> None:
+    assert loaded_front("import dlbench.errors") == []
+    assert python("import dlbench.errors, json, sys\n"
+                  "print(json.dumps([m for m in sys.modules if m.startswith('dlbench.') and m != 'dlbench.errors']))") \
+        == []
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path:
+    """A finished two-configuration sweep and a finished function-task folder under one root."""
+    root = tmp_path_factory.mktemp("res")
+    cfg = tiny_config(data_root, grid={"optimizer.lr": [0.05, 0.1]})
+    cfg["train"]["seeds"] = [0, 1, 2]
+    assert dlbench("run", write_config(root / "t.yaml", cfg), "--out", root).code == 0
+    fn = {"name": "paths", "task": "function", "grid": {"optimizer.name": ["sgd", "adam"]},
+          "function": {"steps": 5}}
+    assert dlbench("run", write_config(root / "f.yaml", fn), "--out", root).code == 0
+    acts = {"name": "acts", "task": "activations", "grid": {"model.activation": ["relu", "tanh"]},
+            "model": {"hidden": [16, 16]}, "activations": {"samples": 200}}
+    assert dlbench("run", write_config(root / "a.yaml", acts), "--out", root).code == 0
+    return root
+
+
+@pytest.mark.parametrize("command", [["--help"], ["list"], ["report", "{root}/tiny"], ["plot", "{root}/tiny"],
+                                     ["report", "{root}/paths"]])
+def test_light_commands_start_without_torch(finished: Path, command: list[str]) -> None:
+    args = [a.format(root=finished) for a in command]
+    front = loaded_front(f"import sys\nsys.argv = ['dlbench', *{args!r}]\nfrom dlbench.cli import main\n"
+                         "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code")
+    assert front == []
+
+
+def test_a_folder_holds_what_its_plots_need(finished: Path, tmp_path: Path) -> None:
+    """experiment.yaml that no longer validates (code changed since) does not stop plot or report."""
+    for name in ("tiny", "paths", "acts"):
+        (finished / name / "experiment.yaml").write_text("model: {kind: a_model_removed_since}\n")
+    for name in ("tiny", "paths", "acts"):
+        assert dlbench("plot", finished / name).code == 0
+        assert dlbench("report", finished / name).code == 0
+
+
+def test_figures_and_tables_are_readable_by_others(finished: Path) -> None:
+    files = [f for f in [*(finished / "tiny").glob("*.*"), *(finished / "paths").glob("*.*")] if f.is_file()]
+    assert any(f.suffix == ".png" for f in files)
+    umask = os.umask(0)
+    os.umask(umask)
+    for f in files:
+        assert stat.S_IMODE(f.stat().st_mode) == 0o666 & ~umask, f
+
+
+def test_report_on_a_missing_folder_says_so_and_suggests(finished: Path) -> None:
+    assert dlbench("report", finished / "tinny").error_line == \
+        f"error: {finished / 'tinny'}: no such folder (did you mean 'tiny'?)"
+
+
+def test_report_on_a_folder_of_experiments_lists_them(finished: Path) -> None:
+    res = dlbench("report", finished)
+    assert res.code == 2
+    assert "holds 3 experiments: acts, paths, tiny" in res.error_line
+
+
+def test_report_refuses_an_unknown_output_suffix(finished: Path, tmp_path: Path) -> None:
+    res = dlbench("report", finished / "tiny", "--output", tmp_path / "r.xlsx")
+    assert res.code == 2 and "unknown suffix '.xlsx'" in res.error_line
+    assert not (tmp_path / "r.xlsx").exists()
+
+
+@pytest.mark.parametrize("option", [["--format", "csv"], ["--output", "r.csv"], ["--group-by", "optimizer.name"],
+                                    ["--target", "0.5"], ["--losses"]])
+def test_report_options_on_a_function_folder_are_refused(finished: Path, option: list[str]) -> None:
+    res = dlbench("report", finished / "paths", *option)
+    assert res.code == 2 and f"report {option[0]}" in res.error_line
+
+
+def test_the_list_catalogue_is_what_the_registries_hold() -> None:
+    """catalogue.json (read by `dlbench list` without torch) is derived from the registries;
+    after changing an entry: python -m dlbench.components.catalogue"""
+    from dlbench.components import catalogue
+
+    assert catalogue.read() == catalogue.build()
+    assert [r["kind"] for r in catalogue.read()][0] == "dataset"
+
+
+def test_list_names_each_kind_in_plain_english() -> None:
+    out = dlbench("list").out
+    assert "losses" in out and "losss" not in out
+
+
+def test_set_that_the_grid_overwrites_is_refused(tmp_path: Path, data_root: Path) -> None:
+    cfg = tiny_config(data_root, grid={"optimizer": [{"name": "sgd", "lr": 0.1}, {"name": "adam", "lr": 0.01}]})
+    path = write_config(tmp_path / "c.yaml", cfg)
+    res = dlbench("run", path, "--set", "optimizer.lr=0.01", "--out", tmp_path / "r")
+    assert res.code == 2 and "grid sets optimizer" in res.error_line
+    assert not (tmp_path / "r").exists()
+    # a key no grid entry sets is honoured
+    ok = dlbench("run", path, "--set", "optimizer.weight_decay=0.001", "--dry-run", "--out", tmp_path / "r")
+    assert ok.code == 0, ok.err
+
+
+@pytest.mark.parametrize("optimizer", [{"name": "adam", "momentum": 0.5}, {"name": "adagrad", "betas": [0.8, 0.9]}])
+def test_a_setting_the_optimizer_does_not_read_is_refused(tmp_path: Path, data_root: Path,
+                                                          optimizer: dict[str, Any]) -> None:
+    path = write_config(tmp_path / "c.yaml", tiny_config(data_root, optimizer=optimizer))
+    key = next(k for k in optimizer if k != "name")
+    line = dlbench("validate", path).error_line
+    assert line.startswith(f"error: optimizer.{key}: ") and f"{optimizer['name']} does not read {key}" in line
+
+
+def test_dry_run_checks_and_counts_on_the_data_run_loads(tmp_path: Path, data_root: Path) -> None:
+    cfg = tiny_config(data_root, train={"epochs": 2, "batch_size": 50, "seeds": [0], "device": "cpu"})
+    path = write_config(tmp_path / "c.yaml", cfg)
+    res = dlbench("run", path, "--dry-run", "--out", tmp_path / "r")
+    assert res.code == 0
+    assert "│ 12 " in res.out  # 300 samples - 10 % validation = 270 -> 6 batches of 50 per epoch, 2 epochs
+    too_big = dlbench("run", path, "--dry-run", "--set", "data.train_size=10000000", "--out", tmp_path / "r")
+    assert too_big.code == 2 and too_big.error_line.startswith("error: data.train_size: 10000000")
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_a_batch_larger_than_the_data_is_refused(tmp_path: Path, data_root: Path, command: str) -> None:
+    path = write_config(tmp_path / "c.yaml", tiny_config(data_root))
+    extra = ["--dry-run", "--out", tmp_path / "r"] if command == "run" else []
+    line = dlbench(command, path, "--set", "train.batch_size=5000", *extra).error_line
+    assert line.startswith("error: train.batch_size: 5000 is invalid: larger than the 270 training samples")
+
+
+def test_validate_refuses_a_device_this_machine_lacks(tmp_path: Path, data_root: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the same on a machine with a GPU
+    path = write_config(tmp_path / "c.yaml", tiny_config(data_root))
+    assert "CUDA is not available" in dlbench("validate", path, "--set", "train.device=cuda").error_line
+
+
+def test_an_unreachable_ray_address_is_one_line(tmp_path: Path, data_root: Path) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port on this machine that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    path = write_config(tmp_path / "c.yaml", tiny_config(data_root))
+    res = dlbench("run", path, "--executor", "ray", "--address", f"127.0.0.1:{port}", "--out", tmp_path / "r")
+    assert res.code == 2 and f"no Ray cluster answers at 127.0.0.1:{port}" in res.error_line
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("width", [100, 80])
+def test_the_report_table_fits_the_terminal_without_cutting(finished: Path, width: int) -> None:
+    import io
+
+    from rich.console import Console
+
+    from dlbench.results import report
+
+    rep = report.report([finished / "tiny"], target=0.2, show_losses=True)
+    console = Console(width=width, file=io.StringIO(), color_system=None)
+    console.print(report.rich_table(rep, "tiny", width), crop=False)
+    text = console.file.getvalue()
+    assert max(map(len, text.splitlines())) <= width
+    assert "vs best" in text and "left out to fit" in text
+    assert report.rich_table(rep, "tiny", 10**4).columns[-1].header == "seconds to 0.2"  # wide: all columns
+
+
+def test_intervals_stay_within_what_is_possible(finished: Path) -> None:
+    from dlbench.results import report
+
+    summary = report.report([finished / "tiny"]).summary
+    for metric in ("train_acc", "val_acc", "test_acc"):
+        assert (summary[f"{metric}_ci_low"] >= 0).all() and (summary[f"{metric}_ci_high"] <= 1).all()
+    near_one = report.describe([0.99, 1.0, 0.9], report.POSSIBLE["train_acc"])
+    assert near_one["ci_high"] == 1.0 and near_one["mean"] + 1.96 * near_one["std"] > 1.0
+    steps = report.describe([0, 0, 400], report.POSSIBLE["ttt_step"])
+    assert steps["ci_low"] == 0.0
+
+
+def test_random_search_values_print_with_four_significant_digits(tmp_path: Path, data_root: Path) -> None:
+    import re
+
+    cfg = tiny_config(data_root, random={"trials": 3, "space": {"optimizer.lr": {"log_uniform": [0.001, 0.1]}}})
+    res = dlbench("run", write_config(tmp_path / "c.yaml", cfg), "--dry-run", "--out", tmp_path / "r")
+    assert res.code == 0, res.err
+    values = re.findall(r"│ (0\.\d+|\d\.\d+e-\d+) +│", res.out)
+    assert len(values) == 3 and all(len(re.sub(r"^0\.0*|e-\d+$|\.", "", v)) <= 4 for v in values), values
+
+
+def test_gap_legend_covers_no_bar_or_label(finished: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from dlbench.results.plots import PLOTS, load
+
+    fig = PLOTS["gap"].builder(load(finished / "tiny"))
+    FigureCanvasAgg(fig).draw()
+    renderer = fig.canvas.get_renderer()
+    (ax,) = fig.axes
+    assert not fig.legends[0].get_window_extent(renderer).overlaps(ax.get_window_extent(renderer))
+
+
+def test_activation_histograms_have_ticks_and_grey_edge_bins(finished: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from dlbench.results.plots import PLOTS, load
+
+    fig = PLOTS["histograms"].builder(load(finished / "acts"))
+    FigureCanvasAgg(fig)
+    fig.canvas.draw()
+    for ax in fig.axes:
+        ticks = [t.get_text() for t in ax.get_xticklabels()]
+        assert len(ticks) >= 2 and all(ticks), ticks
+        left, right = ax.get_xlim()
+        assert left < right
+    assert "grey edge bins also hold the values beyond the range" in fig.get_suptitle()
+
+
+def test_a_new_run_leaves_the_engine_checkpoints_alone(finished: Path) -> None:
+    """The store cleans up hidden leftovers of killed runs in runs/, never the engine's checkpoints."""
+    checkpoint = finished / "tiny" / ".checkpoints" / "stack-0.pt"
+    checkpoint.parent.mkdir(exist_ok=True)
+    checkpoint.write_bytes(b"state")
+    (finished / "tiny" / "runs" / ".half-written").mkdir()
+    assert dlbench("run", finished / "t.yaml", "--out", finished).code == 0
+    assert checkpoint.read_bytes() == b"state"
+    assert not (finished / "tiny" / "runs" / ".half-written").exists()
