@@ -24,13 +24,16 @@ from pydantic import (
     model_validator,
 )
 
-from dlbench.components.data import DATASETS
+from dlbench.components.augment import AUGMENTATIONS
+from dlbench.components.data import DATASETS, PREPROCESSING
 from dlbench.components.functions import FUNCTIONS
 from dlbench.components.inits import INITS
-from dlbench.components.losses import LOSSES
+from dlbench.components.losses import LOSSES, SMOOTHABLE
 from dlbench.components.models import ACTIVATIONS, MODELS, NORMS, POOLS, PRESETS, feature_shape
 from dlbench.components.optim import OPTIMIZERS
+from dlbench.components.optimizers import STACKED_OPTIMIZERS
 from dlbench.components.registry import Registry
+from dlbench.components.schedules import SCHEDULES
 
 
 class ConfigError(ValueError):
@@ -42,10 +45,10 @@ class ConfigError(ValueError):
         super().__init__(re.sub(r"[\x00-\x1f\x7f]", lambda m: repr(m.group())[1:-1], message))
 
 
-def _in(registry: Registry[Any]) -> AfterValidator:
+def _in(registry: Registry[Any], kind: str | None = None) -> AfterValidator:
     def check(name: str) -> str:
         if name not in registry:
-            raise ValueError(f"unknown {registry.kind}; allowed: {', '.join(registry.names())}")
+            raise ValueError(f"unknown {kind or registry.kind}; allowed: {', '.join(registry.names())}")
         return name
 
     return AfterValidator(check)
@@ -73,7 +76,7 @@ class DataConfig(Section):
     download: bool = True
     train_size: Annotated[int, Field(gt=0)] | None = None
     val_size: Annotated[Finite, Field(ge=0)] = 0.1
-    standardize: bool = True
+    preprocess: Annotated[str, _in(PREPROCESSING)] = "standardize"
     seed: Seed = 0
     # toy sets only (xor, spiral, blobs); null = the dataset's default, see `dlbench list`
     samples: Annotated[int, Field(gt=0)] | None = None  # points generated per split (train and test)
@@ -141,19 +144,53 @@ class InitConfig(Section):
 
 
 class OptimizerConfig(Section):
-    name: Annotated[str, _in(OPTIMIZERS)] = "adam"
+    name: Annotated[str, _in(STACKED_OPTIMIZERS, "optimizer")] = "adam"
     lr: Annotated[Finite, Field(gt=0)] = 0.001
     momentum: Probability | None = None
     betas: tuple[Probability, Probability] = (0.9, 0.999)
     alpha: Probability = 0.99
     eps: Annotated[Finite, Field(gt=0)] = 1e-8
     weight_decay: NonNegative = 0.0
+    rho: Probability = 0.9  # adadelta: decay of its two running averages
+    clip_norm: Annotated[Finite, Field(gt=0)] | None = None  # each run's global gradient norm clipped to this
+    decay_biases: bool = False  # weight decay on biases and norm parameters too
+
+
+class ScheduleConfig(Section):
+    """The learning-rate multiplier at every step; settings a schedule does not read are refused."""
+
+    name: Annotated[str, _in(SCHEDULES)] = "constant"
+    warmup: NonNegative = 0.0  # linear warmup from 0: a fraction (< 1) of all steps, or a number of steps
+    min_lr: Annotated[Finite, Field(ge=0, le=1)] = 0.0  # cosine / linear end value, as a fraction of optimizer.lr
+    every: Annotated[int, Field(gt=0)] | None = None  # step: epochs between decays; null = 10
+    gamma: Annotated[Finite, Field(gt=0, le=1)] | None = None  # step: factor per decay (null = 0.1);
+    #                                                       exponential: factor per epoch (null = 0.9)
+    peak: Annotated[Finite, Field(gt=0, lt=1)] | None = None  # one_cycle: where the lr peaks, as a fraction; null = 0.3
+
+    @field_validator("warmup")
+    @classmethod
+    def _fraction_or_count(cls, v: float) -> float:
+        if v >= 1 and v != int(v):
+            raise ValueError("must be a fraction in [0, 1) or a whole number of steps")
+        return v
+
+    @field_validator("warmup", "min_lr", "every", "gamma", "peak")
+    @classmethod
+    def _read_by_schedule(cls, v: Any, info: ValidationInfo) -> Any:
+        name = info.data.get("name")
+        unset = cls.model_fields[info.field_name].default
+        if name in SCHEDULES and v != unset and info.field_name not in SCHEDULES[name].info["reads"]:
+            reads = SCHEDULES[name].info["reads"]
+            raise ValueError(f"schedule {name!r} does not read it (it reads {', '.join(reads) or 'nothing'})")
+        return v
 
 
 class RegularizationConfig(Section):
     l1: NonNegative = 0.0
     input_noise: NonNegative = 0.0
     early_stopping: Annotated[int, Field(gt=0)] | None = None
+    label_smoothing: Probability = 0.0  # cross_entropy / nll targets: (1 - s) one-hot + s / classes
+    augment: Annotated[str, _in(AUGMENTATIONS)] = "none"  # images only, drawn per run
 
 
 class TrainConfig(Section):
@@ -163,6 +200,7 @@ class TrainConfig(Section):
     eval_every: Annotated[int, Field(gt=0)] = 1
     seeds: Annotated[list[Seed], Field(min_length=1)] = [0, 1, 2]
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    order: Literal["shuffle", "sequential"] = "shuffle"  # batches: reshuffled every epoch | one fixed order
 
     @model_validator(mode="after")
     def _epochs_xor_steps(self) -> "TrainConfig":
@@ -245,6 +283,7 @@ class Config(Section):
     model: ModelConfig = ModelConfig()
     init: InitConfig = InitConfig()
     optimizer: OptimizerConfig = OptimizerConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
     regularization: RegularizationConfig = RegularizationConfig()
     loss: Annotated[str, _in(LOSSES)] = "cross_entropy"
     train: TrainConfig = TrainConfig()
@@ -305,6 +344,38 @@ class Config(Section):
                 raise ValueError(f"model.kind: 'cnn' is invalid on data.dataset {self.data.dataset!r}: its samples "
                                  "are 2-D points with no spatial axis to convolve; use mlp or logreg")
             feature_shape(self.model.conv, info["shape"])
+        return self
+
+    @model_validator(mode="after")
+    def _regularization_fits(self) -> "Config":
+        reg = self.regularization
+        if reg.label_smoothing and self.loss not in SMOOTHABLE:
+            raise ValueError(f"regularization.label_smoothing: {reg.label_smoothing} is invalid with loss "
+                             f"{self.loss!r}; only {', '.join(SMOOTHABLE)} take it")
+        inputs = DATASETS[self.data.dataset].info["inputs"]
+        if reg.augment != "none" and inputs != "image":
+            raise ValueError(f"regularization.augment: {reg.augment!r} is invalid on data.dataset "
+                             f"{self.data.dataset!r}: its samples are {inputs}s, augmentation is for images")
+        return self
+
+    @model_validator(mode="after")
+    def _not_supported_yet(self) -> "Config":
+        # settings the training engine does not act on yet: refused, never silently ignored
+        pending = [
+            ("optimizer.name", self.optimizer.name, self.optimizer.name not in OPTIMIZERS),
+            ("optimizer.clip_norm", self.optimizer.clip_norm, self.optimizer.clip_norm is not None),
+            ("optimizer.decay_biases", self.optimizer.decay_biases, self.optimizer.decay_biases),
+            ("schedule.name", self.schedule.name, self.schedule.name != "constant"),
+            ("schedule.warmup", self.schedule.warmup, self.schedule.warmup != 0),
+            ("regularization.label_smoothing", self.regularization.label_smoothing,
+             self.regularization.label_smoothing != 0),
+            ("regularization.augment", self.regularization.augment, self.regularization.augment != "none"),
+            ("train.order", self.train.order, self.train.order != "shuffle"),
+        ]
+        for key, value, given in pending:
+            if given:
+                raise ValueError(f"{key}: {value!r} is not supported yet (the training engine does not apply it); "
+                                 "leave it at its default")
         return self
 
 
