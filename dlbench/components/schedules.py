@@ -96,7 +96,7 @@ def warmup_steps(cfg: "ScheduleConfig", total: int) -> int:
     """schedule.warmup in steps: a fraction (< 1) of all steps, or a count."""
     steps = round(cfg.warmup * total) if cfg.warmup < 1 else int(cfg.warmup)
     if steps >= total:
-        raise ValueError(f"schedule.warmup: {cfg.warmup} is invalid: {steps} warmup steps leave none of the "
+        raise ValueError(f"schedule.warmup: {cfg.warmup:g} is invalid: {steps} warmup steps leave none of the "
                          f"run's {total} steps to the schedule")
     return steps
 
