@@ -374,8 +374,7 @@ class Config(Section):
         ]
         for key, value, given in pending:
             if given:
-                raise ValueError(f"{key}: {value!r} is not supported yet (the training engine does not apply it); "
-                                 "leave it at its default")
+                raise ValueError(f"{key}: {value!r} is not supported yet: the training engine does not apply it")
         return self
 
 
