@@ -209,6 +209,13 @@ def test_xor(cli, data_root) -> None:
     assert table.loc["mlp_relu", "test_acc_mean"] > 0.9
 
 
+def test_preprocessing(cli, data_root) -> None:
+    _, root = run_config(cli, data_root, "preprocessing", "train.epochs=5", "train.seeds=[0]")
+    table = by(root, "data.preprocess")
+    # all-positive inputs: every weight of a unit moves the same way, plain SGD trains much slower
+    assert table.loc["positive", "train_acc_mean"] < table.loc["standardize", "train_acc_mean"] - 0.1
+
+
 def test_batch_size(cli, data_root) -> None:
     _, root = run_config(cli, data_root, "batch_size", "data.train_size=500", "train.seeds=[0]",
                          "cases.full_batch.train.epochs=5", "cases.full_batch.train.eval_every=1",
