@@ -81,3 +81,16 @@ def test_preprocess_standardize_none_positive(data_root: Path) -> None:
     shift = pos - std  # the same standardized inputs, moved up per feature
     torch.testing.assert_close(shift, shift[:1].expand_as(shift))
     torch.testing.assert_close(pos_test - std_test, shift[:1].expand_as(std_test))
+
+
+def test_run_ids_of_earlier_results_are_kept() -> None:
+    """The new keys at their defaults (and data.preprocess standardize / none, which were data.standardize
+    true / false) leave a run's id as it was, so results stored before them still count as done."""
+    from dlbench.sweep import run_id
+
+    # the ids the version before these keys gave
+    assert run_id(validate({}), 0) == "5587300a1639"
+    assert run_id(validate({"data": {"preprocess": "none"}, "optimizer": {"name": "sgd", "lr": 0.1}}), 3) == \
+        "d4a6738d6728"
+    assert run_id(validate({"data": {"preprocess": "positive"}}), 0) != "5587300a1639"
+    assert run_id(validate({"optimizer": {"rho": 0.5}}), 0) != "5587300a1639"
