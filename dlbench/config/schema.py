@@ -155,6 +155,16 @@ class OptimizerConfig(Section):
     clip_norm: Annotated[Finite, Field(gt=0)] | None = None  # each run's global gradient norm clipped to this
     decay_biases: bool = False  # weight decay on biases and norm parameters too
 
+    @field_validator("rho")
+    @classmethod
+    def _read_by_optimizer(cls, v: float, info: ValidationInfo) -> float:
+        name = info.data.get("name")
+        if name in STACKED_OPTIMIZERS and v != cls.model_fields[info.field_name].default:
+            entry = OPTIMIZERS[name] if name in OPTIMIZERS else STACKED_OPTIMIZERS[name]
+            if info.field_name not in entry.info["hyper"]:
+                raise ValueError(f"optimizer {name!r} does not read it (it reads {', '.join(entry.info['hyper'])})")
+        return v
+
 
 class ScheduleConfig(Section):
     """The learning-rate multiplier at every step; settings a schedule does not read are refused."""
