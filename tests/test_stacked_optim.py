@@ -7,7 +7,7 @@ weights only, so each reference gets two parameter groups.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import pytest
 import torch
@@ -73,8 +73,8 @@ def _reference(model: nn.Module, cfg: OptimizerConfig) -> list[torch.optim.Optim
     return REFERENCES[cfg.name](model, cfg) if cfg.name in REFERENCES else [optim.build(model, cfg)]
 
 
-def _usual_lr(name: str) -> float:
-    return (optim.OPTIMIZERS[name] if name in optim.OPTIMIZERS else STACKED_OPTIMIZERS[name]).info["lr"]
+def _info(name: str) -> dict[str, Any]:
+    return (optim.OPTIMIZERS[name] if name in optim.OPTIMIZERS else STACKED_OPTIMIZERS[name]).info
 
 
 def _model() -> nn.Module:
@@ -83,13 +83,13 @@ def _model() -> nn.Module:
 
 def _configs(name: str) -> list[OptimizerConfig]:
     """Three runs of one optimizer that differ in every hyperparameter it reads."""
-    lr = _usual_lr(name)
+    lr, reads_rho = _info(name)["lr"], "rho" in _info(name)["hyper"]
     return [
         OptimizerConfig(name=name, lr=lr, weight_decay=0.0),
         OptimizerConfig(name=name, lr=lr * 3, momentum=0.5, betas=(0.8, 0.99), alpha=0.9, eps=1e-6,
-                        weight_decay=0.01, rho=0.8),
+                        weight_decay=0.01, **({"rho": 0.8} if reads_rho else {})),
         OptimizerConfig(name=name, lr=lr / 2, momentum=0.95, betas=(0.95, 0.9), alpha=0.5, eps=1e-3,
-                        weight_decay=0.1, rho=0.95),
+                        weight_decay=0.1, **({"rho": 0.95} if reads_rho else {})),
     ]
 
 
