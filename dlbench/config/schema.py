@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Callable, Literal, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -60,6 +60,15 @@ def _finite(x: float) -> float:
     return x
 
 
+def _fraction_or_count(unit: str) -> Callable[[float], float]:
+    def check(v: float) -> float:
+        if v >= 1 and v != int(v):
+            raise ValueError(f"must be a fraction in [0, 1) or a whole number of {unit}")
+        return v
+
+    return check
+
+
 Finite = Annotated[float, AfterValidator(_finite)]
 NonNegative = Annotated[Finite, Field(ge=0)]
 Seed = Annotated[int, Field(ge=0, lt=2**63)]  # what torch.manual_seed and torch.Generator accept
@@ -75,7 +84,7 @@ class DataConfig(Section):
     root: str = "data"
     download: bool = True
     train_size: Annotated[int, Field(gt=0)] | None = None
-    val_size: Annotated[Finite, Field(ge=0)] = 0.1
+    val_size: Annotated[NonNegative, AfterValidator(_fraction_or_count("samples"))] = 0.1
     preprocess: Annotated[str, _in(PREPROCESSING)] = "standardize"
     seed: Seed = 0
     # toy sets only (xor, spiral, blobs); null = the dataset's default, see `dlbench list`
@@ -93,12 +102,6 @@ class DataConfig(Section):
             raise ValueError(f"dataset {dataset!r} has no option {info.field_name} ({allowed})")
         return v
 
-    @field_validator("val_size")
-    @classmethod
-    def _fraction_or_count(cls, v: float) -> float:
-        if v >= 1 and v != int(v):
-            raise ValueError("must be a fraction in [0, 1) or a whole count of samples")
-        return v
 
 
 class ConvLayer(Section):
@@ -170,19 +173,12 @@ class ScheduleConfig(Section):
     """The learning-rate multiplier at every step; settings a schedule does not read are refused."""
 
     name: Annotated[str, _in(SCHEDULES)] = "constant"
-    warmup: NonNegative = 0.0  # linear warmup from 0: a fraction (< 1) of all steps, or a number of steps
+    warmup: Annotated[NonNegative, AfterValidator(_fraction_or_count("steps"))] = 0.0  # linear warmup from 0: a fraction (< 1) of all steps, or a number of steps
     min_lr: Annotated[Finite, Field(ge=0, le=1)] = 0.0  # cosine / linear end value, as a fraction of optimizer.lr
     every: Annotated[int, Field(gt=0)] | None = None  # step: epochs between decays; null = 10
     gamma: Annotated[Finite, Field(gt=0, le=1)] | None = None  # step: factor per decay (null = 0.1);
     #                                                       exponential: factor per epoch (null = 0.9)
     peak: Annotated[Finite, Field(gt=0, lt=1)] | None = None  # one_cycle: where the lr peaks, as a fraction; null = 0.3
-
-    @field_validator("warmup")
-    @classmethod
-    def _fraction_or_count(cls, v: float) -> float:
-        if v >= 1 and v != int(v):
-            raise ValueError("must be a fraction in [0, 1) or a whole number of steps")
-        return v
 
     @field_validator("warmup", "min_lr", "every", "gamma", "peak")
     @classmethod
