@@ -216,6 +216,16 @@ def test_preprocessing(cli, data_root) -> None:
     assert table.loc["positive", "train_acc_mean"] < table.loc["standardize", "train_acc_mean"] - 0.1
 
 
+def test_batchnorm_batch_size(cli, data_root) -> None:
+    _, root = run_config(cli, data_root, "batchnorm_batch_size", "train.epochs=2", "train.seeds=[0]",
+                         "data.train_size=1100", "grid={train.batch_size: [2, 32], model.norm: [none, batch]}")
+    table = pd.read_csv(root / "summary.csv").set_index(["train.batch_size", "model.norm"])["train_acc_mean"]
+    # batches of 2: BatchNorm's batch statistics are so noisy that it trains worse than no normalization
+    assert table[(2, "batch")] < table[(2, "none")] - 0.05
+    # and BatchNorm at batch 2 is far behind BatchNorm at batch 32
+    assert table[(2, "batch")] < table[(32, "batch")] - 0.1
+
+
 def test_batch_size(cli, data_root) -> None:
     _, root = run_config(cli, data_root, "batch_size", "data.train_size=500", "train.seeds=[0]",
                          "cases.full_batch.train.epochs=5", "cases.full_batch.train.eval_every=1",
