@@ -51,7 +51,7 @@ class Slice:
     params: list[Tensor]  # full stacks; the rule updates rows [start, stop)
     state: Callable[[str, int], Tensor]  # (state name, param index) -> rows [start, stop) of a zero-initialized stack
     hyper: dict[str, Tensor]  # hyperparameter -> float64 [n] on the host
-    scalar: Callable[[str, float], Tensor]  # (name, initial value) -> float64 [n] per-run host state (step counts, products)
+    scalar: Callable[[str, float], Tensor]  # (name, initial value) -> per-run float64 [n] host state (nadam, schedule-free)
 
     def __post_init__(self) -> None:
         self.decays = bool((self.hyper["weight_decay"] != 0).any())

@@ -103,7 +103,6 @@ class DataConfig(Section):
         return v
 
 
-
 class ConvLayer(Section):
     channels: Annotated[int, Field(gt=0)]
     kernel: Annotated[int, Field(gt=0)] = 3  # square kernels on images
@@ -173,12 +172,13 @@ class ScheduleConfig(Section):
     """The learning-rate multiplier at every step; settings a schedule does not read are refused."""
 
     name: Annotated[str, _in(SCHEDULES)] = "constant"
-    warmup: Annotated[NonNegative, AfterValidator(_fraction_or_count("steps"))] = 0.0  # linear warmup from 0: a fraction (< 1) of all steps, or a number of steps
+    # linear warmup from 0: a fraction (< 1) of all steps, or a number of steps
+    warmup: Annotated[NonNegative, AfterValidator(_fraction_or_count("steps"))] = 0.0
     min_lr: Annotated[Finite, Field(ge=0, le=1)] = 0.0  # cosine / linear end value, as a fraction of optimizer.lr
     every: Annotated[int, Field(gt=0)] | None = None  # step: epochs between decays; null = 10
     gamma: Annotated[Finite, Field(gt=0, le=1)] | None = None  # step: factor per decay (null = 0.1);
     #                                                       exponential: factor per epoch (null = 0.9)
-    peak: Annotated[Finite, Field(gt=0, lt=1)] | None = None  # one_cycle: where the lr peaks, as a fraction; null = 0.3
+    peak: Annotated[Finite, Field(gt=0, lt=1)] | None = None  # one_cycle: lr peaks at this fraction; null = 0.3
 
     @field_validator("warmup", "min_lr", "every", "gamma", "peak")
     @classmethod
