@@ -23,13 +23,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dlbench.config.keys import flatten, get_path, merge, set_path
-from dlbench.config.schema import Config, Distribution, field_at, validate
+from dlbench.config.schema import SECTIONS, Config, Distribution, ScheduleConfig, field_at, validate
 from dlbench.errors import ConfigError
 
 # execution details that do not change what a run computes (task, function and activations
 # are read only by the non-training tasks, which have no run folders)
 _NOT_HASHED = {"name", "description", "grid", "random", "cases", "task", "function", "activations", "plots"}
 _NOT_HASHED_PATHS = [("train", "device"), ("train", "seeds"), ("data", "root"), ("data", "download")]
+# keys added after results were first stored: at their defaults they leave a run's id as it was
+_ADDED_KEYS = [("optimizer", "rho"), ("optimizer", "clip_norm"), ("optimizer", "decay_biases"),
+               ("regularization", "label_smoothing"), ("regularization", "augment"), ("train", "order")]
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,13 @@ def identity(config: Config, seed: int) -> dict[str, Any]:
         data[section].pop(key, None)
     if not config.diagnostics.enabled():  # off: the same id as before diagnostics existed
         data.pop("diagnostics")
+    for section, key in _ADDED_KEYS:
+        if data[section][key] == SECTIONS[section].model_fields[key].default:
+            data[section].pop(key)
+    if config.schedule == ScheduleConfig():
+        data.pop("schedule")
+    if config.data.preprocess in ("standardize", "none"):  # what data.standardize: true / false did
+        data["data"]["standardize"] = data["data"].pop("preprocess") == "standardize"
     data["seed"] = seed
     return data
 

@@ -20,7 +20,7 @@ def expand(data: dict, overrides: list[str] | None = None) -> list[sweep.RunSpec
 
 def test_defaults_match_design() -> None:
     cfg = Config()
-    assert cfg.data.dataset == "mnist1d" and cfg.data.val_size == 0.1 and cfg.data.standardize
+    assert cfg.data.dataset == "mnist1d" and cfg.data.val_size == 0.1 and cfg.data.preprocess == "standardize"
     assert cfg.model.kind == "mlp" and cfg.model.hidden == [100, 100] and cfg.model.norm_position == "pre"
     assert cfg.optimizer.name == "adam" and cfg.optimizer.lr == 0.001
     assert cfg.train.epochs == 20 and cfg.train.steps is None and cfg.train.seeds == [0, 1, 2]

@@ -96,7 +96,7 @@ def data_cfg(name: str, root: Path, **kw: object) -> DataConfig:
 @pytest.mark.parametrize("name", DATASETS.names())
 def test_every_dataset_loads_with_its_declared_shape_classes_and_range(name: str, written) -> None:
     root, _ = written
-    s = prepare(data_cfg(name, root, standardize=False, val_size=0.25), "cpu")
+    s = prepare(data_cfg(name, root, preprocess="none", val_size=0.25), "cpu")
     info = DATASETS[name].info
     assert s.sample_shape == info.shape
     assert s.num_classes == info.classes
@@ -123,7 +123,7 @@ def test_standardize_uses_training_statistics_per_feature_or_channel(name: str, 
 def test_images_keep_labels_pixel_layout_and_order(name: str, written) -> None:
     root, arrays = written
     images, labels = arrays[name]
-    s = prepare(data_cfg(name, root, standardize=False, val_size=0), "cpu")
+    s = prepare(data_cfg(name, root, preprocess="none", val_size=0), "cpu")
     # the test split keeps file order: compare with what was written, pixel for pixel
     torch.testing.assert_close(s.x_test, torch.from_numpy(images[N_TRAIN:]).float() / 255)
     assert s.y_test.tolist() == labels[N_TRAIN:].tolist()
@@ -158,12 +158,12 @@ NOISELESS = {
 @pytest.mark.parametrize("name", TOYS)
 def test_toy_sets_are_seeded_sized_and_shaped_by_their_options(name: str, tmp_path: Path) -> None:
     opts = DATASETS[name].info.options
-    a = prepare(data_cfg(name, tmp_path, samples=50, val_size=0, standardize=False), "cpu")
-    b = prepare(data_cfg(name, tmp_path, samples=50, val_size=0, standardize=False, seed=0), "cpu")
-    c = prepare(data_cfg(name, tmp_path, samples=50, val_size=0, standardize=False, seed=1), "cpu")
+    a = prepare(data_cfg(name, tmp_path, samples=50, val_size=0, preprocess="none"), "cpu")
+    b = prepare(data_cfg(name, tmp_path, samples=50, val_size=0, preprocess="none", seed=0), "cpu")
+    c = prepare(data_cfg(name, tmp_path, samples=50, val_size=0, preprocess="none", seed=1), "cpu")
     assert len(a.x_train) == len(a.x_test) == 50 and a.sample_shape == (2,)
     assert torch.equal(a.x_train, b.x_train) and not torch.equal(a.x_train, c.x_train)
-    clean = prepare(data_cfg(name, tmp_path, noise=0.0, val_size=0, standardize=False), "cpu")
+    clean = prepare(data_cfg(name, tmp_path, noise=0.0, val_size=0, preprocess="none"), "cpu")
     assert NOISELESS[name](clean.x_train.double().numpy(), clean.y_train.numpy())
     assert len(clean.x_train) == opts["samples"]
     if "classes" in opts:

@@ -21,7 +21,9 @@ from dlbench.config import schema as config
 from dlbench.results.plots import DEFAULT_PLOTS, PLOTS
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
-SHIPPED = sorted(p.stem for p in CONFIGS.glob("*.yaml"))
+# issue 12's experiments whose keys the training engine does not apply yet: refused until it does
+PENDING = {"schedules", "optimizers_modern", "bias_decay"}
+SHIPPED = sorted(p.stem for p in CONFIGS.glob("*.yaml") if p.stem not in PENDING)
 
 
 def run_config(cli, data_root: Path, name: str, *sets: str) -> tuple[str, Path]:
@@ -60,6 +62,15 @@ def test_every_shipped_config_is_valid_and_commented() -> None:
         assert text.startswith("#"), f"{name}.yaml needs a header comment saying what it shows"
         cfg, raw = config.load(CONFIGS / f"{name}.yaml")
         assert cfg.name == name
+
+
+def test_pending_configs_are_commented_and_refused_in_one_line(cli) -> None:
+    for name in PENDING:
+        assert (CONFIGS / f"{name}.yaml").read_text().startswith("#"), name
+        result = cli("validate", CONFIGS / f"{name}.yaml")
+        assert result.exit_code == 2, name
+        assert "is not supported yet: the training engine does not apply it" in result.output, name
+        assert len(result.output.strip().splitlines()) == 1, name
 
 
 def test_every_plot_is_drawn_by_some_shipped_config() -> None:
@@ -189,6 +200,32 @@ def test_losses(cli, data_root) -> None:
     assert table.loc["mse_sigmoid", "train_acc_mean"] < table.loc["cross_entropy", "train_acc_mean"] - 0.1
 
 
+def test_xor(cli, data_root) -> None:
+    _, root = run_config(cli, data_root, "xor", "train.epochs=15", "train.seeds=[0]")
+    table = by(root, "case")
+    # a linear map, however many layers it is made of, cannot separate XOR: chance level
+    for linear in ("linear_layer", "mlp_no_activation"):
+        assert table.loc[linear, "test_acc_mean"] < 0.65
+    assert table.loc["mlp_relu", "test_acc_mean"] > 0.9
+
+
+def test_preprocessing(cli, data_root) -> None:
+    _, root = run_config(cli, data_root, "preprocessing", "train.epochs=5", "train.seeds=[0]")
+    table = by(root, "data.preprocess")
+    # all-positive inputs: every weight of a unit moves the same way, plain SGD trains much slower
+    assert table.loc["positive", "train_acc_mean"] < table.loc["standardize", "train_acc_mean"] - 0.1
+
+
+def test_batchnorm_batch_size(cli, data_root) -> None:
+    _, root = run_config(cli, data_root, "batchnorm_batch_size", "train.epochs=2", "train.seeds=[0]",
+                         "data.train_size=1100", "grid={train.batch_size: [2, 32], model.norm: [none, batch]}")
+    table = pd.read_csv(root / "summary.csv").set_index(["train.batch_size", "model.norm"])["train_acc_mean"]
+    # batches of 2: BatchNorm's batch statistics are so noisy that it trains worse than no normalization
+    assert table[(2, "batch")] < table[(2, "none")] - 0.05
+    # and BatchNorm at batch 2 is far behind BatchNorm at batch 32
+    assert table[(2, "batch")] < table[(32, "batch")] - 0.1
+
+
 def test_batch_size(cli, data_root) -> None:
     _, root = run_config(cli, data_root, "batch_size", "data.train_size=500", "train.seeds=[0]",
                          "cases.full_batch.train.epochs=5", "cases.full_batch.train.eval_every=1",
@@ -240,6 +277,9 @@ TINY = {
     "random_search": ["train.epochs=1", "random.trials=1"],
     "l1_sparsity": ["train.epochs=1", "train.seeds=[0]", "cases={l1: {regularization.l1: 0.001}}",
                     "data.train_size=200"],
+    "batchnorm_batch_size": ["train.epochs=1", "train.seeds=[0]", "grid={train.batch_size: [32], model.norm: [batch]}",
+                             "data.train_size=200"],
+    "preprocessing": ["train.epochs=1", "train.seeds=[0]", "grid={data.preprocess: [positive]}"],
 }
 
 
@@ -252,7 +292,8 @@ def test_function_and_activation_configs_read_no_data(cli, tmp_path: Path) -> No
 
 def test_every_training_config_covered_on_mnist() -> None:
     training = {n for n in SHIPPED if config.load(CONFIGS / f"{n}.yaml")[0].task == "train"}
-    assert training - {"quickstart", "mnist1d_reference"} == set(TINY)
+    # xor is an experiment on its toy set: on MNIST it would just be three small models
+    assert training - {"quickstart", "mnist1d_reference", "xor"} == set(TINY)
 
 
 def test_training_configs_run_on_mnist_with_one_set(cli, tmp_path: Path) -> None:

@@ -1,8 +1,9 @@
 """Datasets -> train / val / test tensors that live on the device.
 
 A dataset loader returns raw arrays (float inputs of the dataset's sample shape,
-integer labels). `prepare` subsets, splits off validation, standardizes from
-training statistics only and moves everything to the device once; training then
+integer labels). `prepare` subsets, splits off validation, preprocesses
+(data.preprocess: standardizes from training statistics only, by default) and
+moves everything to the device once; training then
 batches by permutation + indexing, never a DataLoader.
 
 Sample shapes: (40,) signals for MNIST-1D, (C, H, W) images in [0, 1] for the
@@ -227,12 +228,35 @@ def _count(size: float, n: int) -> int:
     return int(round(size * n)) if size < 1 else int(size)
 
 
-def _standardize(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
+Preprocess = Callable[..., list[torch.Tensor]]  # (train, *others) -> the same splits, transformed
+PREPROCESSING: Registry[Preprocess] = Registry("preprocessing")
+
+
+def _dims(train: torch.Tensor) -> list[int]:
     # per feature for flat inputs (N, D), per channel for (N, C, ...) inputs
-    dims = [0] if train.dim() == 2 else [0] + list(range(2, train.dim()))
-    mean = train.mean(dim=dims, keepdim=True)
-    std = train.std(dim=dims, keepdim=True).clamp_min(1e-8)
+    return [0] if train.dim() == 2 else [0] + list(range(2, train.dim()))
+
+
+@PREPROCESSING.register("standardize")
+def _standardize(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
+    """zero mean, unit std per feature / channel, from training statistics only"""
+    mean = train.mean(dim=_dims(train), keepdim=True)
+    std = train.std(dim=_dims(train), keepdim=True).clamp_min(1e-8)
     return [(t - mean) / std for t in (train, *others)]
+
+
+@PREPROCESSING.register("none")
+def _raw(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
+    """the dataset's own values (images in [0, 1])"""
+    return [train, *others]
+
+
+@PREPROCESSING.register("positive")
+def _positive(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
+    """standardized, then shifted per feature / channel so its training minimum is 0: all inputs >= 0"""
+    train, *others = _standardize(train, *others)
+    low = train.amin(dim=_dims(train), keepdim=True)
+    return [t - low for t in (train, *others)]
 
 
 @functools.lru_cache(maxsize=4)
@@ -256,8 +280,7 @@ def _prepare_cached(cfg_json: str, device: str) -> Splits:
     val_idx, train_idx = order[:n_val], order[n_val:]
     x_tr, y_tr, x_va, y_va = x[train_idx], y[train_idx], x[val_idx], y[val_idx]
     x_te, y_te = torch.from_numpy(raw.x_test), torch.from_numpy(raw.y_test)
-    if cfg.standardize:
-        x_tr, x_va, x_te = _standardize(x_tr, x_va, x_te)
+    x_tr, x_va, x_te = PREPROCESSING[cfg.preprocess].builder(x_tr, x_va, x_te)
     dev = torch.device(device)
     return Splits(x_tr.to(dev), y_tr.to(dev), x_va.to(dev), y_va.to(dev),
                   x_te.to(dev), y_te.to(dev), raw.num_classes)

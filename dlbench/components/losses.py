@@ -1,11 +1,13 @@
 """Losses, all with one convention: the model outputs logits, the targets are class indices.
 
 A loss that needs one-hot targets (mse, bce) builds them itself; predictions are
-always argmax of the logits.
+always argmax of the logits. The losses in SMOOTHABLE take label smoothing
+(`regularization.label_smoothing`) through `build`.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import torch
@@ -49,3 +51,27 @@ def mse_sigmoid(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 def bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """binary cross-entropy of per-class sigmoid outputs vs one-hot targets"""
     return F.binary_cross_entropy_with_logits(logits, _one_hot(targets, logits))
+
+
+
+SMOOTHABLE = ("cross_entropy", "nll")  # the losses on log-softmax, whose targets can be smoothed
+
+
+def smoothed_cross_entropy(logits: torch.Tensor, targets: torch.Tensor,
+                           smoothing: float | torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against targets (1 - s) one-hot + s / classes, as F.cross_entropy(label_smoothing=s).
+
+    Written out rather than calling F.cross_entropy so that s may be a tensor: one value per
+    run when the engine vmaps the loss over a stack whose runs smooth differently.
+    """
+    log_probs = F.log_softmax(logits, dim=-1)
+    return (1 - smoothing) * F.nll_loss(log_probs, targets) - smoothing * log_probs.mean(-1).mean()
+
+
+def build(name: str, label_smoothing: float = 0.0) -> LossFn:
+    """The loss `name`, with targets smoothed by `label_smoothing` (cross_entropy and nll only)."""
+    if label_smoothing == 0:
+        return LOSSES[name].builder
+    if name not in SMOOTHABLE:
+        raise ValueError(f"loss {name!r} takes no label smoothing; only {', '.join(SMOOTHABLE)} do")
+    return functools.partial(smoothed_cross_entropy, smoothing=label_smoothing)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Callable
 import torch
 from torch import Tensor
 
-from dlbench.components.optim import momentum_of
+from dlbench.components.optim import OPTIMIZERS, momentum_of
 from dlbench.components.registry import Registry
 
 if TYPE_CHECKING:
@@ -51,6 +51,7 @@ class Slice:
     params: list[Tensor]  # full stacks; the rule updates rows [start, stop)
     state: Callable[[str, int], Tensor]  # (state name, param index) -> rows [start, stop) of a zero-initialized stack
     hyper: dict[str, Tensor]  # hyperparameter -> float64 [n] on the host
+    scalar: Callable[[str, float], Tensor]  # (name, initial value) -> per-run float64 [n] host state (nadam, schedule-free)
 
     def __post_init__(self) -> None:
         self.decays = bool((self.hyper["weight_decay"] != 0).any())
@@ -168,12 +169,13 @@ def hyperparameters(configs: list["OptimizerConfig"]) -> dict[str, Tensor]:
     """Per-run hyperparameters as float64 host vectors (what torch.optim holds as Python floats)."""
     columns = {
         "lr": [c.lr for c in configs],
-        "momentum": [momentum_of(c) for c in configs],
+        "momentum": [_momentum(c) for c in configs],
         "beta1": [c.betas[0] for c in configs],
         "beta2": [c.betas[1] for c in configs],
         "alpha": [c.alpha for c in configs],
         "eps": [c.eps for c in configs],
         "weight_decay": [c.weight_decay for c in configs],
+        "rho": [c.rho for c in configs],
     }
     return {k: torch.tensor(v, dtype=torch.float64) for k, v in columns.items()}
 
@@ -196,6 +198,7 @@ class StackedOptimizer:
         self.configs = configs
         self.steps = 0
         self._state: dict[str, list[Tensor | None]] = {}
+        self._scalars: dict[str, Tensor] = {}
         self._slices = self._split()
 
     def _slot(self, name: str, index: int) -> Tensor:
@@ -204,6 +207,11 @@ class StackedOptimizer:
             slots[index] = torch.zeros_like(self.params[index], memory_format=torch.contiguous_format)
         return slots[index]  # type: ignore[return-value]
 
+    def _scalar(self, name: str, initial: float) -> Tensor:
+        if name not in self._scalars:
+            self._scalars[name] = torch.full((len(self.configs),), initial, dtype=torch.float64)
+        return self._scalars[name]
+
     def _split(self) -> list[tuple[str, Slice]]:
         out, start = [], 0
         for stop in range(1, len(self.configs) + 1):
@@ -211,7 +219,8 @@ class StackedOptimizer:
                 a, b = start, stop
                 out.append((self.configs[a].name, Slice(
                     a, b, self.params, lambda name, i, a=a, b=b: self._slot(name, i)[a:b],
-                    hyperparameters(self.configs[a:b]))))
+                    hyperparameters(self.configs[a:b]),
+                    lambda name, initial, a=a, b=b: self._scalar(name, initial)[a:b])))
                 start = stop
         return out
 
@@ -226,4 +235,251 @@ class StackedOptimizer:
         self.params = params
         self.configs = [self.configs[i] for i in rows.tolist()]
         self._state = {k: [None if t is None else t[rows.to(t.device)] for t in v] for k, v in self._state.items()}
+        self._scalars = {k: v[rows.cpu()] for k, v in self._scalars.items()}
         self._slices = self._split()
+
+
+# ======================================================================================
+# Issue 12: newer optimizers, each checked against its reference (torch.optim, or the
+# package its authors publish) in tests/test_stacked_optim.py; gradient clipping; the
+# schedule-free switch between training and evaluation weights.
+# ======================================================================================
+
+
+def _momentum(cfg: "OptimizerConfig") -> float:
+    """optimizer.momentum, or the usual value of the optimizer when it is left empty (0: it reads none)."""
+    if cfg.name in OPTIMIZERS:
+        return momentum_of(cfg)
+    usual = STACKED_OPTIMIZERS[cfg.name].info.get("momentum", 0.0)
+    return usual if cfg.momentum is None else cfg.momentum
+
+
+class _Subset(Slice):
+    """The same runs and state, restricted to the parameters `keep` accepts (muon's AdamW part)."""
+
+    def __init__(self, s: Slice, keep: Callable[[Tensor], bool]) -> None:
+        super().__init__(s.start, s.stop, s.params, s.state, s.hyper, s.scalar)
+        self._keep = keep
+
+    def tensors(self) -> list[tuple[int, Tensor, Tensor, bool]]:
+        return [item for item in super().tensors() if self._keep(item[1])]
+
+
+@STACKED_OPTIMIZERS.register("nadam", lr=0.002, hyper=("lr", "betas", "eps", "weight_decay"))
+def nadam(s: Slice, t: int) -> None:
+    """Adam with Nesterov momentum (Dozat 2016), momentum warming up with 0.96^(t * 0.004) as torch.optim.NAdam"""
+    h = s.hyper
+    b1, b2 = h["beta1"], h["beta2"]
+    momentum_decay = 4e-3  # torch.optim.NAdam's default; not a dlbench setting
+    mu = b1 * (1.0 - 0.5 * 0.96 ** (t * momentum_decay))
+    mu_next = b1 * (1.0 - 0.5 * 0.96 ** ((t + 1) * momentum_decay))
+    mu_product = s.scalar("mu_product", 1.0)
+    # torch keeps the product in a float32 tensor: round the same way
+    mu_product.copy_((mu_product.float() * mu.float()).double())
+    c = s.columns(bc2=1 - b2 ** t, one_minus_beta1=1 - b1, beta2=b2, one_minus_beta2=1 - b2, eps=h["eps"],
+                  weight_decay=h["weight_decay"], grad_coef=-h["lr"] * (1 - mu) / (1 - mu_product),
+                  avg_coef=-h["lr"] * mu_next / (1 - mu_product * mu_next))
+    for i, p, g, w in s.tensors():
+        g = s.coupled_decay(p, g, w, c)
+        exp_avg, exp_avg_sq = s.state("exp_avg", i), s.state("exp_avg_sq", i)
+        exp_avg.lerp_(g, c("one_minus_beta1", p))
+        exp_avg_sq.mul_(c("beta2", p)).addcmul_(g * c("one_minus_beta2", p), g)
+        denom = (exp_avg_sq / c("bc2", p)).sqrt_().add_(c("eps", p))
+        p.addcmul_(g / denom, c("grad_coef", p))
+        p.addcmul_(exp_avg / denom, c("avg_coef", p))
+
+
+@STACKED_OPTIMIZERS.register("radam", lr=0.001, hyper=("lr", "betas", "eps", "weight_decay"))
+def radam(s: Slice, t: int) -> None:
+    """Rectified Adam (Liu et al. 2020): momentum SGD until the variance estimate is trustworthy, then Adam"""
+    h = s.hyper
+    b1, b2 = h["beta1"], h["beta2"]
+    bc2 = 1 - b2 ** t
+    rho_inf = 2 / (1 - b2) - 1
+    rho_t = rho_inf - 2 * t * b2 ** t / bc2
+    adaptive = rho_t > 5.0  # per run: rectified Adam step, else the bias-corrected momentum alone
+    rect = ((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)).clamp_min(0).sqrt()
+    c = s.columns(neg_lr=-h["lr"], bc1=1 - b1 ** t, one_minus_beta1=1 - b1, beta2=b2, one_minus_beta2=1 - b2,
+                  eps=h["eps"], weight_decay=h["weight_decay"], bc2_sqrt=bc2.sqrt(), rect=rect,
+                  adaptive=adaptive.double())
+    use_adaptive = bool(adaptive.any())
+    for i, p, g, w in s.tensors():
+        g = s.coupled_decay(p, g, w, c)
+        exp_avg, exp_avg_sq = s.state("exp_avg", i), s.state("exp_avg_sq", i)
+        exp_avg.lerp_(g, c("one_minus_beta1", p))
+        exp_avg_sq.mul_(c("beta2", p)).addcmul_(g * c("one_minus_beta2", p), g)
+        step = exp_avg / c("bc1", p) * c("neg_lr", p)
+        if use_adaptive:
+            scale = c("bc2_sqrt", p) / exp_avg_sq.sqrt().add_(c("eps", p)) * c("rect", p)
+            step = torch.where(c("adaptive", p) > 0, step * scale, step)
+        p.add_(step)
+
+
+@STACKED_OPTIMIZERS.register("adamax", lr=0.002, hyper=("lr", "betas", "eps", "weight_decay"))
+def adamax(s: Slice, t: int) -> None:
+    """Adam with the infinity norm: u = max(b2 u, |g| + eps); w -= lr / (1 - b1^t) m / u"""
+    h = s.hyper
+    b1, b2 = h["beta1"], h["beta2"]
+    c = s.columns(neg_clr=-h["lr"] / (1 - b1 ** t), one_minus_beta1=1 - b1, beta2=b2, eps=h["eps"],
+                  weight_decay=h["weight_decay"])
+    for i, p, g, w in s.tensors():
+        g = s.coupled_decay(p, g, w, c)
+        exp_avg, exp_inf = s.state("exp_avg", i), s.state("exp_inf", i)
+        exp_avg.lerp_(g, c("one_minus_beta1", p))
+        torch.maximum(exp_inf.mul_(c("beta2", p)), g.abs().add_(c("eps", p)), out=exp_inf)
+        p.addcmul_(exp_avg / exp_inf, c("neg_clr", p))
+
+
+@STACKED_OPTIMIZERS.register("adadelta", lr=1.0, hyper=("lr", "rho", "eps", "weight_decay"))
+def adadelta(s: Slice, t: int) -> None:
+    """AdaDelta (Zeiler 2012): steps scaled by RMS(past steps) / RMS(gradients), both decaying with optimizer.rho"""
+    h = s.hyper
+    c = s.columns(neg_lr=-h["lr"], rho=h["rho"], one_minus_rho=1 - h["rho"], eps=h["eps"],
+                  weight_decay=h["weight_decay"])
+    for i, p, g, w in s.tensors():
+        g = s.coupled_decay(p, g, w, c)
+        square_avg, acc_delta = s.state("square_avg", i), s.state("acc_delta", i)
+        square_avg.mul_(c("rho", p)).addcmul_(g * c("one_minus_rho", p), g)
+        delta = acc_delta.add(c("eps", p)).sqrt_().div_(square_avg.add(c("eps", p)).sqrt_()).mul_(g)
+        acc_delta.mul_(c("rho", p)).addcmul_(delta * c("one_minus_rho", p), delta)
+        p.addcmul_(delta, c("neg_lr", p))
+
+
+@STACKED_OPTIMIZERS.register("lion", lr=1e-4, hyper=("lr", "betas", "weight_decay"))
+def lion(s: Slice, t: int) -> None:
+    """Lion (Chen et al. 2023): w -= lr sign(b1 m + (1 - b1) g); m = b2 m + (1 - b2) g; decoupled decay"""
+    h = s.hyper
+    b1, b2 = h["beta1"], h["beta2"]
+    c = s.columns(neg_lr=-h["lr"], decay=1 - h["lr"] * h["weight_decay"], beta1=b1, one_minus_beta1=1 - b1,
+                  beta2=b2, one_minus_beta2=1 - b2)
+    for i, p, g, w in s.tensors():
+        if w and s.decays:
+            p.mul_(c("decay", p))
+        exp_avg = s.state("exp_avg", i)
+        update = (exp_avg * c("beta1", p)).addcmul_(g, c("one_minus_beta1", p)).sign_()
+        p.addcmul_(update, c("neg_lr", p))
+        exp_avg.mul_(c("beta2", p)).addcmul_(g, c("one_minus_beta2", p))
+
+
+NEWTON_SCHULZ = (3.4445, -4.7750, 2.0315)  # torch.optim.Muon's quintic coefficients (Keller Jordan)
+NEWTON_SCHULZ_STEPS = 5
+MUON_EPS = 1e-7
+
+
+def _orthogonalize(update: Tensor) -> Tensor:
+    """Newton-Schulz iterations towards U V^T of each run's matrix [n, A, B], in bfloat16 as torch.optim.Muon."""
+    a, b, c = NEWTON_SCHULZ
+    x = update.bfloat16()
+    tall = update.size(-2) > update.size(-1)
+    if tall:
+        x = x.mT
+    x.div_(x.norm(dim=(-2, -1), keepdim=True).clamp(min=MUON_EPS))
+    for _ in range(NEWTON_SCHULZ_STEPS):
+        gram = x @ x.mT
+        x = torch.baddbmm(x, torch.baddbmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
+    return x.mT if tall else x
+
+
+@STACKED_OPTIMIZERS.register("muon", lr=0.001, momentum=0.95, hyper=("lr", "momentum", "betas", "eps", "weight_decay"))
+def muon(s: Slice, t: int) -> None:
+    """Muon (Jordan et al. 2024): Nesterov momentum, orthogonalized per weight matrix; biases and gains by AdamW
+
+    As torch.optim.Muon with adjust_lr_fn="match_rms_adamw" (Moonshot's scaling, 0.2 sqrt(max(A, B))),
+    so one lr and weight decay serve both parts. Conv kernels [out, in, k, k] are orthogonalized as
+    [out, in k k] matrices (Keller Jordan's reference); torch.optim.Muon takes 2-D parameters only.
+    Parameters with one dim per run (biases, norm gains) take the AdamW step, as Muon's authors advise.
+    """
+    h = s.hyper
+    m = h["momentum"]
+    c = s.columns(momentum=m, one_minus_momentum=1 - m, decay=1 - h["lr"] * h["weight_decay"])
+    for i, p, g, w in s.tensors():
+        if p.dim() <= 2:
+            continue
+        buf = s.state("momentum_buffer", i)
+        buf.lerp_(g, c("one_minus_momentum", p))
+        update = g.lerp(buf, c("momentum", p))  # Nesterov: g + m (buf - g)
+        matrix = update.flatten(2)
+        adjusted = s.columns(neg_lr=-h["lr"] * 0.2 * max(matrix.shape[1:]) ** 0.5)  # RMS matched to AdamW's
+        if s.decays:
+            p.mul_(c("decay", p))
+        p.addcmul_(_orthogonalize(matrix).view_as(p).to(p.dtype), adjusted("neg_lr", p))
+    _adam(_Subset(s, lambda p: p.dim() <= 2), t, decoupled=True)
+
+
+@STACKED_OPTIMIZERS.register("adamw_schedulefree", lr=0.0025, hyper=("lr", "betas", "eps", "weight_decay"))
+def adamw_schedulefree(s: Slice, t: int) -> None:
+    """Schedule-free AdamW (Defazio et al. 2024): no decay schedule needed; evaluates an average of the iterates
+
+    As schedulefree.AdamWScheduleFree (r = 0, weight_lr_power = 2): the parameters hold the training
+    point y; `to_eval_weights` / `to_train_weights` swap in the averaged point x for evaluation.
+    Its warmup is the run's schedule.warmup (the lr column the rule reads each step).
+    """
+    h = s.hyper
+    b1, b2, lr = h["beta1"], h["beta2"], h["lr"]
+    lr_max = s.scalar("sf_lr_max", -1.0)
+    torch.maximum(lr_max, lr, out=lr_max)
+    weight = lr_max ** 2  # (k + 1)^r lr_max^weight_lr_power with r = 0, power 2
+    weight_sum = s.scalar("sf_weight_sum", 0.0)
+    weight_sum.add_(weight)
+    ckp1 = torch.where(weight_sum > 0, weight / weight_sum, 0.0)
+    c = s.columns(bc2=1 - b2 ** t, beta2=b2, one_minus_beta2=1 - b2, eps=h["eps"], weight_decay=h["weight_decay"],
+                  ckp1=ckp1, y_coef=lr * (b1 * (1 - ckp1) - 1), neg_lr=-lr)
+    for i, p, g, w in s.tensors():
+        z = s.state("z", i)
+        if t == 1:  # schedulefree starts z at the initial parameters
+            z.copy_(p)
+        exp_avg_sq = s.state("exp_avg_sq", i)
+        exp_avg_sq.mul_(c("beta2", p)).addcmul_(g * c("one_minus_beta2", p), g)
+        normalized = g / (exp_avg_sq / c("bc2", p)).sqrt_().add_(c("eps", p))
+        if w and s.decays:
+            normalized.addcmul_(p, c("weight_decay", p))
+        p.lerp_(z, c("ckp1", p))
+        p.addcmul_(normalized, c("y_coef", p))
+        z.addcmul_(normalized, c("neg_lr", p))
+
+
+def _schedulefree_weights(opt: StackedOptimizer, to_eval: bool) -> None:
+    for name, s in opt._slices:
+        if name != "adamw_schedulefree" or "z" not in opt._state:
+            continue
+        b1 = s.hyper["beta1"]
+        c = s.columns(weight=1 - 1 / b1 if to_eval else 1 - b1)
+        for i, stack in enumerate(s.params):  # every parameter: gradients are gone at evaluation
+            rows = stack[s.start:s.stop]
+            rows.lerp_(s.state("z", i), c("weight", rows))
+
+
+@torch.no_grad()
+def to_eval_weights(opt: StackedOptimizer) -> None:
+    """Before evaluating: schedule-free runs' parameters become the averaged point x (others unchanged)."""
+    _schedulefree_weights(opt, to_eval=True)
+
+
+@torch.no_grad()
+def to_train_weights(opt: StackedOptimizer) -> None:
+    """After evaluating: schedule-free runs' parameters return to the training point y."""
+    _schedulefree_weights(opt, to_eval=False)
+
+
+@torch.no_grad()
+def clip_grad_norms_(grads: list[Tensor], max_norms: Tensor) -> Tensor:
+    """Scale each run's gradients to global norm <= max_norms[r] (inf: no clipping); returns the norms before.
+
+    Run r's norm is the 2-norm over all its gradient rows, computed as torch.nn.utils.clip_grad_norm_
+    computes it for that run alone (norm of the per-tensor norms), and so is the factor
+    max_norm / (norm + 1e-6), capped at 1.
+    """
+    per_tensor = torch.stack([torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads])
+    norms = torch.linalg.vector_norm(per_tensor, dim=0)
+    factor = (max_norms.to(norms) / (norms + 1e-6)).clamp_(max=1.0)
+    for g in grads:
+        g.mul_(factor.view(-1, *[1] * (g.dim() - 1)))
+    return norms
+
+
+def set_lr_multipliers(opt: StackedOptimizer, multipliers: Tensor) -> Tensor:
+    """Run r steps with optimizer.lr * multipliers[r] from now on (a schedule); returns the lr per run."""
+    lr = torch.tensor([c.lr for c in opt.configs], dtype=torch.float64) * multipliers.to(torch.float64).cpu()
+    for _, s in opt._slices:
+        s.hyper["lr"].copy_(lr[s.start:s.stop])
+    return lr

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Callable, Literal, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
@@ -23,23 +23,26 @@ from pydantic import (
     model_validator,
 )
 
-from dlbench.components.data import DATASETS
+from dlbench.components.augment import AUGMENTATIONS
+from dlbench.components.data import DATASETS, PREPROCESSING
 from dlbench.components.functions import FUNCTIONS
 from dlbench.components.inits import INITS
-from dlbench.components.losses import LOSSES
+from dlbench.components.losses import LOSSES, SMOOTHABLE
 from dlbench.components.models import ACTIVATIONS, MODELS, NORMS, POOLS, PRESETS, feature_shape
 from dlbench.components.optim import OPTIMIZERS
+from dlbench.components.optimizers import STACKED_OPTIMIZERS
 from dlbench.components.registry import Registry
+from dlbench.components.schedules import SCHEDULES
 
 from dlbench.config.keys import merge, set_path  # noqa: F401 - re-exported: older callers
 from dlbench.config.yaml_io import apply_overrides, read_yaml_file
 from dlbench.errors import ConfigError
 
 
-def _in(registry: Registry[Any]) -> AfterValidator:
+def _in(registry: Registry[Any], kind: str | None = None) -> AfterValidator:
     def check(name: str) -> str:
         if name not in registry:
-            raise ValueError(f"unknown {registry.kind}; allowed: {', '.join(registry.names())}")
+            raise ValueError(f"unknown {kind or registry.kind}; allowed: {', '.join(registry.names())}")
         return name
 
     return AfterValidator(check)
@@ -49,6 +52,15 @@ def _finite(x: float) -> float:
     if not math.isfinite(x):
         raise ValueError("must be a finite number")
     return x
+
+
+def _fraction_or_count(unit: str) -> Callable[[float], float]:
+    def check(v: float) -> float:
+        if v >= 1 and v != int(v):
+            raise ValueError(f"must be a fraction in [0, 1) or a whole number of {unit}")
+        return v
+
+    return check
 
 
 Finite = Annotated[float, AfterValidator(_finite)]
@@ -66,8 +78,8 @@ class DataConfig(Section):
     root: str = "data"
     download: bool = True
     train_size: Annotated[int, Field(gt=0)] | None = None
-    val_size: Annotated[Finite, Field(ge=0)] = 0.1
-    standardize: bool = True
+    val_size: Annotated[NonNegative, AfterValidator(_fraction_or_count("samples"))] = 0.1
+    preprocess: Annotated[str, _in(PREPROCESSING)] = "standardize"
     seed: Seed = 0
     # toy sets only (xor, spiral, blobs); null = the dataset's default, see `dlbench list`
     samples: Annotated[int, Field(gt=0)] | None = None  # points generated per split (train and test)
@@ -82,13 +94,6 @@ class DataConfig(Section):
         if v is not None and info.field_name not in takes:
             allowed = f"it takes {', '.join(takes)}" if takes else "only the toy sets take it"
             raise ValueError(f"dataset {dataset!r} has no option {info.field_name} ({allowed})")
-        return v
-
-    @field_validator("val_size")
-    @classmethod
-    def _fraction_or_count(cls, v: float) -> float:
-        if v >= 1 and v != int(v):
-            raise ValueError("must be a fraction in [0, 1) or a whole count of samples")
         return v
 
 
@@ -135,13 +140,49 @@ class InitConfig(Section):
 
 
 class OptimizerConfig(Section):
-    name: Annotated[str, _in(OPTIMIZERS)] = "adam"
+    name: Annotated[str, _in(STACKED_OPTIMIZERS, "optimizer")] = "adam"
     lr: Annotated[Finite, Field(gt=0)] = 0.001
     momentum: Probability | None = None
     betas: tuple[Probability, Probability] = (0.9, 0.999)
     alpha: Probability = 0.99
     eps: Annotated[Finite, Field(gt=0)] = 1e-8
     weight_decay: NonNegative = 0.0
+    rho: Probability = 0.9  # adadelta: decay of its two running averages
+    clip_norm: Annotated[Finite, Field(gt=0)] | None = None  # each run's global gradient norm clipped to this
+    decay_biases: bool = False  # weight decay on biases and norm parameters too
+
+    @field_validator("rho")
+    @classmethod
+    def _read_by_optimizer(cls, v: float, info: ValidationInfo) -> float:
+        name = info.data.get("name")
+        if name in STACKED_OPTIMIZERS and v != cls.model_fields[info.field_name].default:
+            entry = OPTIMIZERS[name] if name in OPTIMIZERS else STACKED_OPTIMIZERS[name]
+            if info.field_name not in entry.info["hyper"]:
+                raise ValueError(f"optimizer {name!r} does not read it (it reads {', '.join(entry.info['hyper'])})")
+        return v
+
+
+class ScheduleConfig(Section):
+    """The learning-rate multiplier at every step; settings a schedule does not read are refused."""
+
+    name: Annotated[str, _in(SCHEDULES)] = "constant"
+    # linear warmup from 0: a fraction (< 1) of all steps, or a number of steps
+    warmup: Annotated[NonNegative, AfterValidator(_fraction_or_count("steps"))] = 0.0
+    min_lr: Annotated[Finite, Field(ge=0, le=1)] = 0.0  # cosine / linear end value, as a fraction of optimizer.lr
+    every: Annotated[int, Field(gt=0)] | None = None  # step: epochs between decays; null = 10
+    gamma: Annotated[Finite, Field(gt=0, le=1)] | None = None  # step: factor per decay (null = 0.1);
+    #                                                       exponential: factor per epoch (null = 0.9)
+    peak: Annotated[Finite, Field(gt=0, lt=1)] | None = None  # one_cycle: lr peaks at this fraction; null = 0.3
+
+    @field_validator("warmup", "min_lr", "every", "gamma", "peak")
+    @classmethod
+    def _read_by_schedule(cls, v: Any, info: ValidationInfo) -> Any:
+        name = info.data.get("name")
+        unset = cls.model_fields[info.field_name].default
+        if name in SCHEDULES and v != unset and info.field_name not in SCHEDULES[name].info["reads"]:
+            reads = SCHEDULES[name].info["reads"]
+            raise ValueError(f"schedule {name!r} does not read it (it reads {', '.join(reads) or 'nothing'})")
+        return v
 
 
 def optimizer_reads(name: str) -> tuple[str, ...]:
@@ -153,6 +194,8 @@ class RegularizationConfig(Section):
     l1: NonNegative = 0.0
     input_noise: NonNegative = 0.0
     early_stopping: Annotated[int, Field(gt=0)] | None = None
+    label_smoothing: Probability = 0.0  # cross_entropy / nll targets: (1 - s) one-hot + s / classes
+    augment: Annotated[str, _in(AUGMENTATIONS)] = "none"  # images only, drawn per run
 
 
 class TrainConfig(Section):
@@ -162,6 +205,7 @@ class TrainConfig(Section):
     eval_every: Annotated[int, Field(gt=0)] = 1
     seeds: Annotated[list[Seed], Field(min_length=1)] = [0, 1, 2]
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    order: Literal["shuffle", "sequential"] = "shuffle"  # batches: reshuffled every epoch | one fixed order
 
     @model_validator(mode="after")
     def _epochs_xor_steps(self) -> "TrainConfig":
@@ -244,6 +288,7 @@ class Config(Section):
     model: ModelConfig = ModelConfig()
     init: InitConfig = InitConfig()
     optimizer: OptimizerConfig = OptimizerConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
     regularization: RegularizationConfig = RegularizationConfig()
     loss: Annotated[str, _in(LOSSES)] = "cross_entropy"
     train: TrainConfig = TrainConfig()
@@ -316,6 +361,37 @@ class Config(Section):
                 raise ValueError(f"model.kind: 'cnn' is invalid on data.dataset {self.data.dataset!r}: its samples "
                                  "are 2-D points with no spatial axis to convolve; use mlp or logreg")
             feature_shape(self.model.conv, info.shape)
+        return self
+
+    @model_validator(mode="after")
+    def _regularization_fits(self) -> "Config":
+        reg = self.regularization
+        if reg.label_smoothing and self.loss not in SMOOTHABLE:
+            raise ValueError(f"regularization.label_smoothing: {reg.label_smoothing} is invalid with loss "
+                             f"{self.loss!r}; only {', '.join(SMOOTHABLE)} take it")
+        inputs = DATASETS[self.data.dataset].info.inputs
+        if reg.augment != "none" and inputs != "image":
+            raise ValueError(f"regularization.augment: {reg.augment!r} is invalid on data.dataset "
+                             f"{self.data.dataset!r}: its samples are {inputs}s, augmentation is for images")
+        return self
+
+    @model_validator(mode="after")
+    def _not_supported_yet(self) -> "Config":
+        # settings the training engine does not act on yet: refused, never silently ignored
+        pending = [
+            ("optimizer.name", self.optimizer.name, self.optimizer.name not in OPTIMIZERS),
+            ("optimizer.clip_norm", self.optimizer.clip_norm, self.optimizer.clip_norm is not None),
+            ("optimizer.decay_biases", self.optimizer.decay_biases, self.optimizer.decay_biases),
+            ("schedule.name", self.schedule.name, self.schedule.name != "constant"),
+            ("schedule.warmup", self.schedule.warmup, self.schedule.warmup != 0),
+            ("regularization.label_smoothing", self.regularization.label_smoothing,
+             self.regularization.label_smoothing != 0),
+            ("regularization.augment", self.regularization.augment, self.regularization.augment != "none"),
+            ("train.order", self.train.order, self.train.order != "shuffle"),
+        ]
+        for key, value, given in pending:
+            if given:
+                raise ValueError(f"{key}: {value!r} is not supported yet: the training engine does not apply it")
         return self
 
 
