@@ -34,7 +34,7 @@ from dlbench.config import schema as config
 from dlbench.components import data
 from dlbench.components import inits
 from dlbench.components import models
-from dlbench.components import optim
+from dlbench.components.optimizers import momentum_of
 from dlbench import sweep
 from dlbench.execution.launchers import Options, resolve
 from dlbench.training.run import RunResult, resolve_device, schedule
@@ -80,6 +80,15 @@ def lr_seed_grid(runs: int, overrides: list[str]) -> list[sweep.RunSpec]:
     return sweep.expand(config.validate(raw), raw)
 
 
+# the torch.optim optimizer an idiomatic loop would use for each optimizer the workloads train
+TORCH_OPTIMIZERS = {
+    "sgd": lambda params, c: torch.optim.SGD(params, lr=c.lr, momentum=momentum_of(c)),
+    "momentum": lambda params, c: torch.optim.SGD(params, lr=c.lr, momentum=momentum_of(c)),
+    "adagrad": lambda params, c: torch.optim.Adagrad(params, lr=c.lr, eps=c.eps),
+    "adam": lambda params, c: torch.optim.Adam(params, lr=c.lr, betas=c.betas, eps=c.eps),
+}
+
+
 def idiomatic(specs: list[sweep.RunSpec], device: torch.device) -> None:
     """The usual way: a DataLoader, one model at a time, torch.optim."""
     for spec in specs:
@@ -88,7 +97,7 @@ def idiomatic(specs: list[sweep.RunSpec], device: torch.device) -> None:
         torch.manual_seed(spec.seed)
         model = inits.initialize(models.build(cfg.model, splits.sample_shape, splits.num_classes), cfg.init)
         model.to(device)
-        opt = optim.build(model, cfg.optimizer)
+        opt = TORCH_OPTIMIZERS[cfg.optimizer.name](model.parameters(), cfg.optimizer)
         bs, _, _ = schedule(len(splits.x_train), cfg.train)
         train_loader = DataLoader(TensorDataset(splits.x_train, splits.y_train), batch_size=bs, shuffle=True)
         eval_loaders = [DataLoader(TensorDataset(*splits.split(s)), batch_size=1000) for s in ("train", "val", "test")]

@@ -139,8 +139,8 @@ def run(
     yes: YesOption = False,
     plots: Annotated[bool, typer.Option(help="Draw the experiment's figures (PNG) into the results folder.")] = True,
     executor: Annotated[str, typer.Option(
-        help="How runs are trained: auto (= vectorized), serial, vectorized (compatible runs as one stacked "
-             "model), processes (a process pool), ray (Ray tasks).")] = "auto",
+        help="Where stacks of runs train: auto (= local), local (this process), serial (stacks of one run), "
+             "processes (a process pool), ray (Ray tasks).")] = "auto",
     workers: Annotated[Optional[int], typer.Option(
         min=1, help="Tasks at a time for --executor processes / ray (default: one per CPU).")] = None,
     address: Annotated[Optional[str], typer.Option(
@@ -153,7 +153,7 @@ def run(
     exits 130. Exit code: 0 all runs ok or diverged, 1 some run failed,
     2 bad input or a refused folder, 130 interrupted.
     """
-    from dlbench.execution.launchers import Options, resolve
+    from dlbench.execution.launchers import Options, describe, resolve
     from dlbench.results.store import Store
     from dlbench.training.run import resolve_device
 
@@ -199,10 +199,14 @@ def run(
                 overall = progress.add_task(f"{cfg.name} on {dev.type}", total=len(todo))
                 current = progress.add_task("run", total=1, visible=False)
 
-                def on_start(spec: sweep.RunSpec):
-                    label = ", ".join(f"{k}={v}" for k, v in spec.params.items())
-                    progress.reset(current, total=1, description=f"  {label} seed={spec.seed}"[:70], visible=True)
-                    return lambda step, total: progress.update(current, completed=step, total=total)
+                def on_start(stack: list[sweep.RunSpec]):
+                    label = f"  {describe(stack)}"[:70]
+                    progress.reset(current, total=1, description=label, visible=True)
+
+                    def on_step(step: int, total: int, training: int) -> None:
+                        ended = f", {len(stack) - training} finished early" if training < len(stack) else ""
+                        progress.update(current, completed=step, total=total, description=f"{label}{ended}")
+                    return on_step
 
                 with contextlib.closing(launch(todo, dev, on_start, options)) as results:
                     for result in results:
@@ -335,7 +339,7 @@ def list_registries() -> None:
     from dlbench.components.inits import INITS
     from dlbench.components.losses import LOSSES
     from dlbench.components.models import ACTIVATIONS, MODELS, NORMS, POOLS, PRESETS
-    from dlbench.components.optim import OPTIMIZERS
+    from dlbench.components.optimizers import OPTIMIZERS
     from dlbench.results.plots import PLOTS
 
     for registry in (DATASETS, MODELS, PRESETS, ACTIVATIONS, NORMS, POOLS, INITS, OPTIMIZERS, LOSSES, FUNCTIONS,

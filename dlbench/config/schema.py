@@ -29,7 +29,7 @@ from dlbench.components.functions import FUNCTIONS
 from dlbench.components.inits import INITS
 from dlbench.components.losses import LOSSES
 from dlbench.components.models import ACTIVATIONS, MODELS, NORMS, POOLS, PRESETS, feature_shape
-from dlbench.components.optim import OPTIMIZERS
+from dlbench.components.optimizers import OPTIMIZERS
 from dlbench.components.registry import Registry
 
 
