@@ -154,13 +154,14 @@ def run(
     2 bad input or a refused folder, 130 interrupted.
     """
     from dlbench.execution.launchers import Options, describe, resolve
+    from dlbench.training import checkpoint
     from dlbench.results.store import Store
     from dlbench.training.run import resolve_device
 
     overrides = list(sets or []) + ([f"train.device={device.value}"] if device else [])
     cfg, specs, raw = _load(config, overrides, max_runs, yes)
     store = Store(out / cfg.name)  # cfg.name is one plain path component: no ../ escapes
-    options = Options(workers, address)
+    options = Options(workers, address, checkpoint.folder(store.root))
     launch = resolve(executor, options)
     record = plan.experiment_record(cfg, specs)
     if dry_run:
@@ -219,7 +220,7 @@ def run(
                                 break
                         refresh.maybe()
                 progress.update(current, visible=False)
-        except KeyboardInterrupt:  # what finished is saved; the run in flight is dropped
+        except KeyboardInterrupt:  # what finished is saved; the stack in training left a checkpoint
             interrupted = True
         rep = report_mod.write_tables(store.root) if store.finished() else None
 
@@ -231,8 +232,8 @@ def run(
     n_done = sum(s.run_id in status for s in specs)
     n_failed = sum(status.get(s.run_id) == "failed" for s in specs)
     if interrupted:
-        err_console.print(f"interrupted: {n_done} of {len(specs)} runs finished and saved; "
-                          "run the same command again to resume", soft_wrap=True)
+        err_console.print(f"interrupted: {n_done} of {len(specs)} runs finished and saved, the others "
+                          "checkpointed; run the same command again to resume", soft_wrap=True)
         raise typer.Exit(130)
     if n_failed:
         err_console.print(f"{n_failed} of {len(specs)} runs failed (see the status column; "

@@ -27,7 +27,8 @@ from dlbench.config.schema import Config, ConfigError, Distribution, field_at, m
 # execution details that do not change what a run computes (task, function and activations
 # are read only by the non-training tasks, which have no run folders)
 _NOT_HASHED = {"name", "description", "grid", "random", "cases", "task", "function", "activations", "plots"}
-_NOT_HASHED_PATHS = [("train", "device"), ("train", "seeds"), ("data", "root"), ("data", "download")]
+_NOT_HASHED_PATHS = [("train", "device"), ("train", "seeds"), ("train", "checkpoint_seconds"), ("data", "root"),
+                     ("data", "download")]
 
 
 @dataclass(frozen=True)

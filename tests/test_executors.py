@@ -91,7 +91,7 @@ def test_runs_differing_only_in_values_share_a_stack(data_root: Path) -> None:
     assert [len(g) for g in engine.stacks(specs)] == [len(specs)]
     assert [len(g) for g in engine.stacks(specs, max_stack=20)] == [16, 16, 16, 16]
     # every worker busy: a 64-run stack on 2 workers is two stacks of 32
-    assert [len(g) for g in shares(specs, 2)] == [32, 32]
+    assert [len(job.stack) for job in shares(specs, 2)] == [32, 32]
 
 
 @pytest.mark.parametrize("key, values", [

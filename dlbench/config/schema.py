@@ -163,6 +163,7 @@ class TrainConfig(Section):
     eval_every: Annotated[int, Field(gt=0)] = 1
     seeds: Annotated[list[Seed], Field(min_length=1)] = [0, 1, 2]
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    checkpoint_seconds: NonNegative | None = 60.0  # stack checkpoints every this many seconds; null: never
 
     @model_validator(mode="after")
     def _epochs_xor_steps(self) -> "TrainConfig":

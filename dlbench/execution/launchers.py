@@ -22,15 +22,16 @@ import multiprocessing
 import os
 import warnings
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass
-from typing import Callable, Iterator, Protocol
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Iterator, Protocol
 
 import torch
 
 from dlbench.components.registry import Registry
 from dlbench.config.schema import ConfigError
 from dlbench.sweep import RunSpec
-from dlbench.training import engine
+from dlbench.training import checkpoint, engine
 from dlbench.training.run import Progress, RunResult, failed
 
 StartStack = Callable[[list[RunSpec]], Progress | None]  # called when a stack starts; returns its step callback
@@ -40,6 +41,7 @@ StartStack = Callable[[list[RunSpec]], Progress | None]  # called when a stack s
 class Options:
     workers: int | None = None  # processes / ray: stacks at a time (default: this machine's / the cluster's CPUs)
     address: str | None = None  # ray: cluster address (default: start a local Ray instance)
+    checkpoints: Path | None = None  # folder of stack checkpoints (results/<name>/.checkpoints); None: none
 
 
 class Launcher(Protocol):
@@ -63,53 +65,92 @@ def resolve(name: str, options: Options) -> Launcher:
     return EXECUTORS[name].builder
 
 
-def train_stack(stack: list[RunSpec], device: torch.device,
-                on_start: StartStack | None = None) -> Iterator[RunResult]:
+@dataclass(frozen=True)
+class Job:
+    """A stack to train: its runs, where it checkpoints, and the state it resumes from (if any).
+    A resumed stack holds runs that finished after its checkpoint; only the runs in `wanted` are yielded."""
+
+    stack: list[RunSpec]
+    saves: Path | None = None
+    resume: dict[str, Any] | None = None
+    wanted: frozenset[str] | None = None  # None: every run of the stack
+
+
+def jobs(specs: list[RunSpec], options: Options, max_stack: int = engine.MAX_STACK) -> list[Job]:
+    """Unfinished stacks resumed from their checkpoints first, then the other runs in new stacks."""
+    out, wanted = [], {s.run_id for s in specs}
+    for path, held, state in checkpoint.resumable(options.checkpoints, specs):
+        out.append(Job(held, path, state, frozenset(wanted & {s.run_id for s in held})))
+        wanted -= {s.run_id for s in held}
+    for stack in engine.stacks([s for s in specs if s.run_id in wanted], max_stack):
+        saves = checkpoint.path_for(options.checkpoints, stack) if options.checkpoints else None
+        out.append(Job(stack, saves))
+    return out
+
+
+def train_stack(job: Job, device: torch.device, on_start: StartStack | None = None,
+                interrupt: checkpoint.Interrupt | None = None) -> Iterator[RunResult]:
     """One stack through the engine; if it raises, its unfinished runs again as stacks of one."""
     finished: set[str] = set()
+    stack = job.stack
+    seconds = stack[0].config.train.checkpoint_seconds
+    saves = checkpoint.Checkpoint(job.saves, seconds) if job.saves else None
     try:
-        for result in engine.train(stack, device, on_start(stack) if on_start else None):
+        for result in engine.train(stack, device, on_start(stack) if on_start else None, saves, job.resume,
+                                   interrupt):
             finished.add(result.spec.run_id)
-            yield result
+            if job.wanted is None or result.spec.run_id in job.wanted:
+                yield result
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as e:  # noqa: BLE001 - isolation: a crashing run is recorded, not fatal
+        if saves:
+            saves.remove()
+        unfinished = [s for s in stack if s.run_id not in finished and (job.wanted is None or s.run_id in job.wanted)]
         if len(stack) == 1:
-            yield failed(stack[0], e, device)
+            yield from (failed(s, e, device) for s in unfinished)
             return
         if not isinstance(e, engine.Unstackable):
             warnings.warn(f"stack of {len(stack)} runs stopped ({type(e).__name__}: {e}); "
                           "training its unfinished runs one by one", RuntimeWarning, stacklevel=2)
-        for spec in stack:
-            if spec.run_id not in finished:
-                yield from train_stack([spec], device, on_start)
+        for spec in unfinished:
+            saves_one = checkpoint.path_for(job.saves.parent, [spec]) if job.saves else None
+            yield from train_stack(Job([spec], saves_one), device, on_start, interrupt)
+
+
+def _in_this_process(jobs_: list[Job], device: torch.device, on_start: StartStack | None) -> Iterator[RunResult]:
+    with checkpoint.deferred_interrupt() as interrupt:  # Ctrl-C: the stack in training checkpoints first
+        for job in jobs_:
+            yield from train_stack(job, device, on_start, interrupt)
 
 
 @EXECUTORS.register("local")
 def local(specs: list[RunSpec], device: torch.device, on_start: StartStack | None = None,
           options: Options = Options()) -> Iterator[RunResult]:
     """stacks of compatible runs (differing only in values), one stack after another in this process"""
-    for stack in engine.stacks(specs):
-        yield from train_stack(stack, device, on_start)
+    yield from _in_this_process(jobs(specs, options), device, on_start)
 
 
 @EXECUTORS.register("serial")
 def serial(specs: list[RunSpec], device: torch.device, on_start: StartStack | None = None,
            options: Options = Options()) -> Iterator[RunResult]:
     """stacks of one run, one after another in this process"""
-    for spec in specs:
-        yield from train_stack([spec], device, on_start)
+    yield from _in_this_process(jobs(specs, options, max_stack=1), device, on_start)
 
 
-def shares(specs: list[RunSpec], slots: int) -> list[list[RunSpec]]:
+def shares(specs: list[RunSpec], slots: int, options: Options = Options()) -> list[Job]:
     """Stacks split so that `slots` workers are all busy: no stack larger than an equal share of the runs."""
-    return engine.stacks(specs, max_stack=min(engine.MAX_STACK, max(1, math.ceil(len(specs) / slots))))
+    return jobs(specs, options, max_stack=min(engine.MAX_STACK, max(1, math.ceil(len(specs) / slots))))
 
 
-def _worker(stack: list[RunSpec], device: str, threads: int) -> list[RunResult]:
+def _worker(job: Job, device: str, threads: int) -> list[RunResult]:
     """Worker side of processes / ray: one stack with `threads` torch threads."""
     torch.set_num_threads(threads)
-    return list(train_stack(stack, torch.device(device)))
+    return list(train_stack(job, torch.device(device)))
+
+
+def _wanted(job: Job) -> list[RunSpec]:
+    return [s for s in job.stack if job.wanted is None or s.run_id in job.wanted]
 
 
 @EXECUTORS.register("processes")
@@ -125,7 +166,7 @@ def processes(specs: list[RunSpec], device: torch.device, on_start: StartStack |
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
     try:
         pending: dict[Future[list[RunResult]], list[RunSpec]] = {
-            pool.submit(_worker, stack, str(device), threads): stack for stack in shares(specs, workers)}
+            pool.submit(_worker, job, str(device), threads): _wanted(job) for job in shares(specs, workers, options)}
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
@@ -157,7 +198,10 @@ def ray_launcher(specs: list[RunSpec], device: torch.device, on_start: StartStac
         slots = max(1, min(options.workers or cpus, cpus))
         threads = max(1, cpus // slots)
         task = ray.remote(_worker).options(num_cpus=threads, num_gpus=1 if device.type == "cuda" else 0)
-        pending.update({task.remote(stack, str(device), threads): stack for stack in shares(specs, slots)})
+        # a remote cluster's nodes do not see this machine's results folder: no checkpoints there
+        local_options = options if options.address is None else replace(options, checkpoints=None)
+        pending.update({task.remote(job, str(device), threads): _wanted(job)
+                        for job in shares(specs, slots, local_options)})
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             stack = pending.pop(done[0])

@@ -42,7 +42,7 @@ from dlbench.components import losses
 from dlbench.components import models
 from dlbench.components.optimizers import StackedOptimizer, is_weight
 from dlbench.sweep import RunSpec, identity
-from dlbench.training import diagnostics
+from dlbench.training import checkpoint, diagnostics
 from dlbench.training.run import EVAL_CHUNK, SPLITS, Progress, RunResult, schedule, summarize
 
 MAX_STACK = 256  # runs per stack; larger groups are split into equal stacks
@@ -437,7 +437,7 @@ class Stack:
     def state(self) -> dict[str, Any]:
         """The whole training state between two steps (tensors, numbers, strings, lists and dicts only)."""
         return {
-            "run_ids": [r.spec.run_id for r in self.runs], "step": self.step,
+            "runs_held": checkpoint.describe_runs([r.spec for r in self.runs]), "step": self.step,
             "params": {k: v.detach() for k, v in self.params.items()}, "buffers": self.buffers,
             "optimizer": self.optimizer.state_dict(), "perms": self.perms,
             "batch_loss_sum": self.batch_loss_sum, "batch_count": self.batch_count,
@@ -448,7 +448,7 @@ class Stack:
 
     def restore(self, state: dict[str, Any]) -> None:
         """Continue from `state()` of a stack of these runs; the runs it no longer held finished before."""
-        keep = [self.run_ids.index(i) for i in state["run_ids"]]
+        keep = [self.run_ids.index(r["run_id"]) for r in state["runs_held"]]
         self._keep(keep)
         self.step, self.perms = state["step"], state["perms"].to(self.device)
         self.batch_loss_sum, self.batch_count = state["batch_loss_sum"].to(self.device), state["batch_count"]
@@ -467,6 +467,26 @@ class Stack:
                 run.recorder.restore(saved["recorder"])
 
 
-def train(specs: list[RunSpec], device: torch.device, progress: Progress | None = None) -> Iterator[RunResult]:
-    """Train compatible runs as one stack; yields each result as its run finishes."""
-    return Stack(specs, device).run(progress)
+def train(specs: list[RunSpec], device: torch.device, progress: Progress | None = None,
+          saves: checkpoint.Checkpoint | None = None, resume: dict[str, Any] | None = None,
+          interrupt: checkpoint.Interrupt | None = None) -> Iterator[RunResult]:
+    """Train compatible runs as one stack; yield each result as its run finishes.
+
+    With `saves`, the stack's state is written every `saves.seconds` and when `interrupt`
+    is requested (then KeyboardInterrupt is raised), and the file is removed when the
+    stack finishes. `resume`: a state read from such a file (`specs` = the runs it holds)."""
+    stack = Stack(specs, device)
+    if resume is not None:
+        stack.restore(resume)
+
+    def between_steps(stack: Stack) -> None:
+        if interrupt is not None and interrupt.requested:
+            if saves is not None:
+                saves.save(stack.state())
+            raise KeyboardInterrupt
+        if saves is not None and saves.due():
+            saves.save(stack.state())
+
+    yield from stack.run(progress, between_steps)
+    if saves is not None:
+        saves.remove()
