@@ -150,7 +150,7 @@ def test_a_stack_interrupted_then_killed_resumes_bit_for_bit(tmp_path: Path, dat
     resumes from it and is killed with SIGKILL, the third finishes: the metrics of an uninterrupted sweep."""
     cfg = tiny_config(data_root, grid={"optimizer.lr": [0.02, 0.05, 0.1, 0.2]}, model={"hidden": [32], "dropout": 0.2},
                       optimizer={"name": "adam", "lr": 0.01}, regularization={"input_noise": 0.1},
-                      train={"steps": 1500, "batch_size": 50, "eval_every": 50, "seeds": [0, 1], "device": "cpu",
+                      train={"steps": 600, "batch_size": 50, "eval_every": 50, "seeds": [0, 1], "device": "cpu",
                              "checkpoint_seconds": 0.05})
     config = write_config(tmp_path / "c.yaml", cfg)
     reference = dlbench("run", config, "--out", tmp_path / "reference")
@@ -168,7 +168,7 @@ def test_a_stack_interrupted_then_killed_resumes_bit_for_bit(tmp_path: Path, dat
     assert "checkpointed; run the same command again to resume" in stderr
     [saved] = list((root / checkpoint.FOLDER).glob("*.pt"))
     held, state = checkpoint.read(saved)
-    assert len(held) == 8 and 0 < state["step"] < 1500 and run_dirs(root) == {}
+    assert len(held) == 8 and 0 < state["step"] < 600 and run_dirs(root) == {}
 
     proc = start(config, out, executor="local")
     try:

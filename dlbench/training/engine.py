@@ -101,7 +101,11 @@ def stacks(specs: list[RunSpec], max_stack: int = MAX_STACK) -> list[list[RunSpe
 
 
 def generator(seed: int, stream: int, device: torch.device) -> torch.Generator:
-    """A run's own generator for one stream, seeded from its seed (streams independent of each other)."""
+    """A run's own generator for one stream, seeded from its seed (streams independent of each other).
+    The batch order keeps the plain seed, as dlbench always seeded it: runs without dropout or
+    input noise reproduce the numbers of earlier versions."""
+    if stream == ORDER_STREAM:
+        return torch.Generator(device).manual_seed(seed)
     state = np.random.SeedSequence([seed, stream]).generate_state(2, np.uint32)
     return torch.Generator(device).manual_seed(int(state[0]) << 32 | int(state[1]))
 
