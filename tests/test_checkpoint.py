@@ -125,3 +125,16 @@ def test_a_changed_config_never_resumes_a_stale_checkpoint(data_root: Path, tmp_
     results = list(EXECUTORS["local"].builder(_specs(data_root), CPU, None, Options(checkpoints=where)))
     assert _untimed(results) == reference
     assert list(where.iterdir()) == [stale]  # another config's: left alone
+
+
+@pytest.mark.parametrize("value", [-1, "often", float("inf")])
+def test_checkpoint_seconds_is_validated(value: Any) -> None:
+    with pytest.raises(config.ConfigError, match=r"^train\.checkpoint_seconds: ") as error:
+        config.validate({"train": {"checkpoint_seconds": value}})
+    assert "\n" not in str(error.value)
+
+
+def test_checkpoint_seconds_changes_no_run_id() -> None:
+    """How often a stack saves itself does not change what its runs compute."""
+    never = config.validate({"train": {"checkpoint_seconds": None}})
+    assert sweep.run_id(config.validate({}), 0) == sweep.run_id(never, 0)

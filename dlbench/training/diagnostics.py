@@ -1,10 +1,10 @@
 """Per-layer diagnostics: activation statistics and histograms, gradient norms, weight sparsity.
 
 Two users: a training run whose config turns on `diagnostics:` records them at every
-evaluation (`Recorder`, called by the engine with the run taken out of its stack as a plain module), and `task: activations` measures an
-untrained net fed Gaussian noise (`probe`). Layer i is the i-th weighted layer
-(Linear / Conv) and the i-th activation module after it; the output layer has
-weights but no activation. Activations are measured in eval mode on fixed inputs
+evaluation (`Recorder`, called by the engine with the run taken out of its stack as a
+plain module), and `task: activations` measures an untrained net fed Gaussian noise
+(`probe`). Layer i is the i-th weighted layer (Linear / Conv) and the i-th
+activation module after it; the output layer has weights but no activation. Activations are measured in eval mode on fixed inputs
 (dropout off, BatchNorm on its running statistics), so recording them changes
 neither the random stream nor the BatchNorm statistics of the run.
 """
