@@ -87,22 +87,26 @@ def main() -> None:
     subprocess.run(dlbench(paths["grid32"], work / "warm", "--dry-run"), env=env, check=True,
                    stdout=subprocess.DEVNULL)  # the dataset downloaded / cached before the clocks start
 
-    rows = []
+    print(f"grid64: {args.epochs_64} epochs; speedups: dlbench (local) against idiomatic, the launchers against "
+          "serial", flush=True)
+    print("| workload | contestant | wall s (whole process) | speedup |\n|---|---|---|---|", flush=True)
+
+    def row(name: str, who: str, seconds: float, speedup: float) -> None:
+        print(f"| {name} | {who} | {seconds:.1f} | {speedup:.2f}x |", flush=True)
+
     for name in ("grid32", "grid64"):
         t_a = timed([PYTHON, str(ROOT / "bench" / "bench.py"), "--idiomatic", str(paths[name])], env)
-        t_b = timed(dlbench(paths[name], work / "local"), env)
-        rows.append((name, "idiomatic", t_a, 1.0))
-        rows.append((name, "dlbench (local)", t_b, t_a / t_b))
-    t_local = rows[-1][2]
+        row(name, "idiomatic", t_a, 1.0)
+        t_local = timed(dlbench(paths[name], work / "local"), env)
+        row(name, "dlbench (local)", t_local, t_a / t_local)
     launchers = [("serial", ["--executor", "serial"]), ("processes --workers 2", ["--executor", "processes",
                                                                                 "--workers", "2"])]
     if not args.no_ray:
         launchers.append(("ray --workers 1", ["--executor", "ray", "--workers", "1"]))
-    times = {}
+    times: dict[str, float] = {}
     for label, extra in launchers:
         times[label] = timed(dlbench(paths["grid64"], work / label.split()[0], *extra), env)
-    for label, t in times.items():
-        rows.append(("grid64", f"dlbench {label}", t, times["serial"] / t))
+        row("grid64", f"dlbench {label}", times[label], times["serial"] / times[label])
 
     # resume after a kill at 60 % of the full time
     proc = subprocess.Popen(dlbench(paths["grid64"], work / "killed", "--set", "train.checkpoint_seconds=2"), env=env,
@@ -113,11 +117,6 @@ def main() -> None:
     t_resume = timed(dlbench(paths["grid64"], work / "killed", "--set", "train.checkpoint_seconds=2"), env)
 
     loss_drift, acc_drift = drift(work / "serial" / "grid64", work / "local" / "grid64")
-    print("| workload | contestant | wall s (whole process) | speedup |")
-    print("|---|---|---|---|")
-    for name, who, t, speedup in rows:
-        print(f"| {name} | {who} | {t:.1f} | {speedup:.2f}x |")
-    print("speedups: dlbench rows against idiomatic for local, against serial for the launchers")
     print(f"resume: killed at 60% of {t_local:.1f} s, the resumed run took {t_resume:.1f} s "
           f"({100 * t_resume / t_local:.0f}% of the full time; checkpoints every 2 s)")
     print(f"drift, the same 64 runs in stacks of one vs one stack of 64: final losses differ by at most "
