@@ -47,5 +47,9 @@ test: install system-deps  ## run the test suite
 bench: install  ## time dlbench against an idiomatic PyTorch loop (quickstart + 64-run grid), print the table
 	$(BIN)/python bench/bench.py
 
+.PHONY: bench-whole
+bench-whole: install  ## whole-process timings: dlbench vs idiomatic, the launchers, resume after a kill, stack drift
+	$(BIN)/python bench/whole.py
+
 clean:
 	rm -rf results/*/ .pytest_cache

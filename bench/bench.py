@@ -1,4 +1,4 @@
-"""Speed of dlbench's default executor against an idiomatic PyTorch loop, in one process.
+"""Speed of dlbench's default launcher against an idiomatic PyTorch loop, in one process.
 
     python bench/bench.py [--device cpu|cuda] [--runs 64] [--epochs N]
 
@@ -10,7 +10,12 @@ after every epoch.
 
   (a) idiomatic: DataLoader(TensorDataset, shuffle=True), one model at a time,
       torch.optim, evaluation through DataLoaders of 1000 samples;
-  (b) dlbench: the executor `dlbench run` uses by default (--executor auto).
+  (b) dlbench: the launcher `dlbench run` uses by default (local stacks).
+
+It also reports the share of dlbench's time spent evaluating against the share of
+the FLOPs evaluation is. Whole-process timings (start-up included), the other
+launchers and resuming after a kill are bench/whole.py's; `--idiomatic CONFIG`
+runs only (a) on a config, for whole.py to time as a process of its own.
 
 FLOPs are the matmul FLOPs of the work done (forward + backward of every training
 step, forward of every evaluation), counted with torch.utils.flop_counter on one
@@ -34,10 +39,11 @@ from dlbench.config import schema as config
 from dlbench.components import data
 from dlbench.components import inits
 from dlbench.components import models
-from dlbench.components import optim
+from dlbench.components.optimizers import momentum_of
 from dlbench import sweep
 from dlbench.execution.launchers import Options, resolve
 from dlbench.training.run import RunResult, resolve_device, schedule
+from dlbench.training import engine
 from dlbench.training.engine import keep_freed_memory
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,6 +86,15 @@ def lr_seed_grid(runs: int, overrides: list[str]) -> list[sweep.RunSpec]:
     return sweep.expand(config.validate(raw), raw)
 
 
+# the torch.optim optimizer an idiomatic loop would use for each optimizer the workloads train
+TORCH_OPTIMIZERS = {
+    "sgd": lambda params, c: torch.optim.SGD(params, lr=c.lr, momentum=momentum_of(c)),
+    "momentum": lambda params, c: torch.optim.SGD(params, lr=c.lr, momentum=momentum_of(c)),
+    "adagrad": lambda params, c: torch.optim.Adagrad(params, lr=c.lr, eps=c.eps),
+    "adam": lambda params, c: torch.optim.Adam(params, lr=c.lr, betas=c.betas, eps=c.eps),
+}
+
+
 def idiomatic(specs: list[sweep.RunSpec], device: torch.device) -> None:
     """The usual way: a DataLoader, one model at a time, torch.optim."""
     for spec in specs:
@@ -88,7 +103,7 @@ def idiomatic(specs: list[sweep.RunSpec], device: torch.device) -> None:
         torch.manual_seed(spec.seed)
         model = inits.initialize(models.build(cfg.model, splits.sample_shape, splits.num_classes), cfg.init)
         model.to(device)
-        opt = optim.build(model, cfg.optimizer)
+        opt = TORCH_OPTIMIZERS[cfg.optimizer.name](model.parameters(), cfg.optimizer)
         bs, _, _ = schedule(len(splits.x_train), cfg.train)
         train_loader = DataLoader(TensorDataset(splits.x_train, splits.y_train), batch_size=bs, shuffle=True)
         eval_loaders = [DataLoader(TensorDataset(*splits.split(s)), batch_size=1000) for s in ("train", "val", "test")]
@@ -112,9 +127,9 @@ def idiomatic(specs: list[sweep.RunSpec], device: torch.device) -> None:
                     history.append((total / n, correct / n))
 
 
-def work_flops(results: list[RunResult], device: torch.device) -> float:
-    """Matmul FLOPs of the training steps and evaluations these runs did."""
-    total = 0.0
+def work_flops(results: list[RunResult], device: torch.device) -> tuple[float, float]:
+    """Matmul FLOPs of the training steps and of the evaluations these runs did."""
+    steps = evals = 0.0
     for r in results:
         cfg = r.spec.config
         splits = data.prepare(cfg.data, device)
@@ -124,11 +139,30 @@ def work_flops(results: list[RunResult], device: torch.device) -> float:
             F.cross_entropy(model(splits.x_train[:bs]), splits.y_train[:bs]).backward()
         with FlopCounterMode(display=False) as one_eval, torch.no_grad():
             model(torch.cat([splits.split(s)[0] for s in ("train", "val", "test")]))
-        total += r.summary["steps"] * step.get_total_flops() + len(r.metrics) * one_eval.get_total_flops()
-    return total
+        steps += r.summary["steps"] * step.get_total_flops()
+        evals += len(r.metrics) * one_eval.get_total_flops()
+    return steps, evals
 
 
-def bench(name: str, specs: list[sweep.RunSpec], device: torch.device, peak: float) -> dict[str, object]:
+class EvaluationClock:
+    """Time spent in the engine's evaluation (train / val / test of every run), for its share of the total."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        original = engine.Stack._evaluate
+
+        def timed(stack: engine.Stack, rows: list[int]) -> list[dict[str, float]]:
+            start = time.perf_counter()
+            try:
+                return original(stack, rows)
+            finally:
+                self.seconds += time.perf_counter() - start
+
+        engine.Stack._evaluate = timed  # type: ignore[method-assign]
+
+
+def bench(name: str, specs: list[sweep.RunSpec], device: torch.device, peak: float,
+          clock: EvaluationClock) -> dict[str, object]:
     for spec in specs:  # datasets loaded before the clocks start
         data.prepare(spec.config.data, device)
     _sync(device)
@@ -137,17 +171,21 @@ def bench(name: str, specs: list[sweep.RunSpec], device: torch.device, peak: flo
     _sync(device)
     t_a = time.perf_counter() - t
     t = time.perf_counter()
+    evaluating = clock.seconds
     results = list(resolve("auto", Options())(specs, device))
     _sync(device)
     t_b = time.perf_counter() - t
+    t_eval = clock.seconds - evaluating
     bad = [r.summary.get("error") for r in results if r.status == "failed"]
     if bad:
         raise SystemExit(f"{name}: {len(bad)} runs failed: {bad[0]}")
-    flops = work_flops(results, device)
+    step_flops, eval_flops = work_flops(results, device)
+    flops = step_flops + eval_flops
     return {"workload": name, "runs": len(specs), "idiomatic s": t_a, "dlbench s": t_b,
             "idiomatic runs/s": len(specs) / t_a, "dlbench runs/s": len(specs) / t_b, "speedup": t_a / t_b,
             "idiomatic GFLOP/s": flops / t_a / 1e9, "dlbench GFLOP/s": flops / t_b / 1e9,
-            "dlbench % of peak": 100 * flops / t_b / 1e9 / peak}
+            "dlbench % of peak": 100 * flops / t_b / 1e9 / peak,
+            "eval % of time": 100 * t_eval / t_b, "eval % of FLOPs": 100 * eval_flops / flops}
 
 
 def markdown(rows: list[dict[str, object]]) -> str:
@@ -165,10 +203,15 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=64, help="size of the learning-rate x seed grid")
     parser.add_argument("--epochs", type=int, default=None, help="override train.epochs (a quicker smoke run)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, one per core)")
+    parser.add_argument("--idiomatic", type=Path, default=None, metavar="CONFIG",
+                        help="only train CONFIG's runs with the idiomatic loop (bench/whole.py times this process)")
     args = parser.parse_args()
     device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.idiomatic:
+        idiomatic(specs_for(args.idiomatic, []), device)
+        return
     # the allocator setting dlbench's vectorized executor makes on CPU, for both contestants alike
     keep_freed_memory()
     overrides = [f"data.root={ROOT / 'data'}"] + ([f"train.epochs={args.epochs}"] if args.epochs else [])
@@ -177,8 +220,9 @@ def main() -> None:
     peak = measure_peak(device)
     print(f"device: {device.type} ({where}); torch {torch.__version__}; "
           f"measured fp32 matmul peak {peak:.1f} GFLOP/s", flush=True)
-    rows = [bench("quickstart", specs_for(ROOT / "configs" / "quickstart.yaml", overrides), device, peak),
-            bench(f"lr x seed grid ({args.runs} runs)", lr_seed_grid(args.runs, overrides), device, peak)]
+    clock = EvaluationClock()
+    rows = [bench("quickstart", specs_for(ROOT / "configs" / "quickstart.yaml", overrides), device, peak, clock),
+            bench(f"lr x seed grid ({args.runs} runs)", lr_seed_grid(args.runs, overrides), device, peak, clock)]
     print(markdown(rows))
     targets = [("quickstart speedup >= 8x", rows[0]["speedup"] >= 8),
                (f"{args.runs}-run grid >= 25% of peak", rows[1]["dlbench % of peak"] >= 25)]

@@ -129,8 +129,8 @@ def run(
     yes: YesOption = False,
     plots: Annotated[bool, typer.Option(help="Draw the experiment's figures (PNG) into the results folder.")] = True,
     executor: Annotated[str, typer.Option(
-        help="How runs are trained: auto (= vectorized), serial, vectorized (compatible runs as one stacked "
-             "model), processes (a process pool), ray (Ray tasks).")] = "auto",
+        help="Where stacks of runs train: auto (= local), local (this process), serial (stacks of one run), "
+             "processes (a process pool), ray (Ray tasks).")] = "auto",
     workers: Annotated[Optional[int], typer.Option(
         min=1, help="Tasks at a time for --executor processes / ray (default: one per CPU).")] = None,
     address: Annotated[Optional[str], typer.Option(
@@ -146,6 +146,7 @@ def run(
     from dlbench import runner
     from dlbench.execution.launchers import Options, resolve
     from dlbench.results import report as report_mod
+    from dlbench.training import checkpoint
     from dlbench.results.store import Store
     from dlbench.tasks import TASKS
     from dlbench.training.run import resolve_device
@@ -153,7 +154,7 @@ def run(
     overrides = list(sets or []) + ([f"train.device={device.value}"] if device else [])
     cfg, specs, raw = runner.load(config, overrides, max_runs, yes)
     store = Store(out / cfg.name)  # cfg.name is one plain path component: no ../ escapes
-    options = Options(workers, address)
+    options = Options(workers, address, checkpoint.folder(store.root))
     launch = resolve(executor, options)
     runner.check_address(executor, address)
     task = TASKS[cfg.task]
@@ -182,8 +183,8 @@ def run(
         _tables_and_figures(store.root, plots)
     console.print(f"results: {store.root}")
     if outcome.interrupted:
-        _warn(f"interrupted: {outcome.n_done} of {outcome.n_runs} runs finished and saved; "
-              "run the same command again to resume")
+        _warn(f"interrupted: {outcome.n_done} of {outcome.n_runs} runs finished and saved, the others "
+              "checkpointed; run the same command again to resume")
     elif outcome.n_failed:
         _warn(f"{outcome.n_failed} of {outcome.n_runs} runs failed (see the status column; "
               "--rerun failed trains them again)")
@@ -205,6 +206,8 @@ def _warn(text: str) -> None:
 def _with_progress(launch: Callable[..., Any], options: Any, dev: Any, title: str) -> runner.Launch:
     """The launcher's call and its progress bars, together (runs to train -> results as they finish)."""
 
+    from dlbench.execution.launchers import describe
+
     def launch_with_progress(todo: list[sweep.RunSpec]) -> Iterator[Any]:
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TimeRemainingColumn()]
@@ -212,10 +215,14 @@ def _with_progress(launch: Callable[..., Any], options: Any, dev: Any, title: st
             overall = progress.add_task(title, total=len(todo))
             current = progress.add_task("run", total=1, visible=False)
 
-            def on_start(spec: sweep.RunSpec) -> Callable[[int, int], None]:
-                label = ", ".join(f"{k}={v}" for k, v in spec.params.items())
-                progress.reset(current, total=1, description=f"  {label} seed={spec.seed}"[:70], visible=True)
-                return lambda step, total: progress.update(current, completed=step, total=total)
+            def on_start(stack: list[sweep.RunSpec]) -> Callable[[int, int, int], None]:
+                label = f"  {describe(stack)}"[:70]
+                progress.reset(current, total=1, description=label, visible=True)
+
+                def on_step(step: int, total: int, training: int) -> None:
+                    ended = f", {len(stack) - training} finished early" if training < len(stack) else ""
+                    progress.update(current, completed=step, total=total, description=f"{label}{ended}")
+                return on_step
 
             with contextlib.closing(launch(todo, dev, on_start, options)) as results:
                 for result in results:
@@ -398,7 +405,7 @@ def list_registries() -> None:
         table.add_column(style="bold cyan")
         table.add_column()
         for entry in registry["entries"]:
-            extra = ", ".join(f"{k}: {v}" for k, v in entry["facts"].items())
+            extra = "; ".join(f"{k}: {v}" for k, v in entry["facts"].items())
             table.add_row(escape(entry["name"]), escape(entry["help"]) + (f" [dim]({escape(extra)})[/]" if extra else ""))
         console.print(table)
         console.print()

@@ -25,7 +25,7 @@ from dlbench.config.schema import DataConfig
 from dlbench.errors import ConfigError
 from dlbench.components.data import DATASETS, prepare, toy_options
 from dlbench.components.models import MODELS, build, count_parameters
-from dlbench.training.run import train
+from dlbench.training.engine import train
 
 N_TRAIN, N_TEST = 60, 20  # per torchvision dataset; CIFAR's training set is 5 batches of N_TRAIN // 5
 TORCHVISION = [e.name for e in DATASETS if e.info.inputs == "image"]
@@ -221,7 +221,7 @@ def test_every_model_kind_trains_on_every_dataset_or_is_refused(name: str, kind:
             config.validate(raw)
         return
     [spec] = sweep.expand(config.validate(raw), raw)
-    result = train(spec, torch.device("cpu"))
+    [result] = train([spec], torch.device("cpu"))
     assert result.status == "ok" and result.summary["steps"] == 3
     net = build(spec.config.model, shape, DATASETS[name].info.classes)
     assert result.summary["n_params"] == count_parameters(net)

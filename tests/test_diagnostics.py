@@ -81,12 +81,12 @@ def test_diagnostics_off_keeps_run_ids_on_changes_them() -> None:
 def test_recording_diagnostics_changes_no_number(cli, tiny) -> None:
     """Activations are measured in eval mode: dropout masks, BatchNorm statistics and the
     random stream of the run are untouched, so every metric is the same with and without."""
-    from dlbench.training.run import train
+    from dlbench.training.engine import train
 
     tiny["model"].update(dropout=0.3, norm="batch", hidden=[16, 16])
     plain = copy.deepcopy(tiny)
     tiny["diagnostics"] = {"activations": True, "gradients": True, "weights": True, "samples": 64}
-    results = [train(expand(c)[0], torch.device("cpu")) for c in (plain, tiny)]
+    results = [next(train(expand(c)[:1], torch.device("cpu"))) for c in (plain, tiny)]
     drop = ["seconds"]
     a, b = (pd.DataFrame(r.metrics).drop(columns=drop) for r in results)
     pd.testing.assert_frame_equal(a, b)

@@ -1,4 +1,4 @@
-"""Executors: grouping, vectorized training against the serial path, and the same files from every executor."""
+"""Launchers: stacking, the same run in different stacks, and the same files from every launcher."""
 
 from __future__ import annotations
 
@@ -18,14 +18,14 @@ from dlbench.config import schema as config
 from dlbench import sweep
 from dlbench.cli import app
 from dlbench.errors import ConfigError
-from dlbench.execution.launchers import EXECUTORS, Options, resolve
+from dlbench.execution.launchers import EXECUTORS, Options, describe, resolve, shares
 from dlbench.components.registry import Registry
 from dlbench.training.run import RunResult
-from dlbench.training import engine as vectorized
+from dlbench.training import engine
 
 CPU = torch.device("cpu")
-# vectorized vs serial: batched and single matmuls round differently, and training amplifies
-# the differences; measured worst case on these configs ~1e-5, checked with margin
+# the same run in a stack of many vs a stack of one: batched and single matmuls round differently,
+# and training amplifies the differences; measured worst case on these configs ~1e-5, checked with margin
 LOSS_RTOL = 2e-4
 
 
@@ -80,16 +80,19 @@ def _assert_close_runs(expected: RunResult, got: RunResult) -> None:
 # ------------------------------------------------------------------ grouping
 
 
-def test_runs_differing_only_in_values_share_a_group(data_root: Path) -> None:
+def test_runs_differing_only_in_values_share_a_stack(data_root: Path) -> None:
     raw = _config(data_root, grid={
         "optimizer": [{"name": "sgd", "lr": 0.1}, {"name": "adam", "lr": 0.01, "weight_decay": 0.1}],
         "init.scheme": ["he_normal", "orthogonal"],
         "model.dropout": [0.0, 0.5],
         "regularization": [{}, {"l1": 0.001, "input_noise": 0.1, "early_stopping": 2}],
+        "diagnostics.weights": [False, True],
     })
     specs = _specs(raw)
-    assert [len(g) for g in vectorized.groups(specs)] == [len(specs)]
-    assert [len(g) for g in vectorized.groups(specs, max_group=10)] == [8, 8, 8, 8]
+    assert [len(g) for g in engine.stacks(specs)] == [len(specs)]
+    assert [len(g) for g in engine.stacks(specs, max_stack=20)] == [16, 16, 16, 16]
+    # every worker busy: a 64-run stack on 2 workers is two stacks of 32
+    assert [len(job.stack) for job in shares(specs, 2)] == [32, 32]
 
 
 @pytest.mark.parametrize("key, values", [
@@ -99,33 +102,26 @@ def test_runs_differing_only_in_values_share_a_group(data_root: Path) -> None:
 ])
 def test_runs_differing_in_structure_or_schedule_do_not(data_root: Path, key: str, values: list[Any]) -> None:
     specs = _specs(_config(data_root, grid={key: values}))
-    assert [len(g) for g in vectorized.groups(specs)] == [2, 2]
+    assert [len(g) for g in engine.stacks(specs)] == [2, 2]
 
 
-def test_optimizer_without_stacked_rule_trains_alone(data_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    only_sgd: Registry = Registry("stacked optimizer")
-    only_sgd.register("sgd")(vectorized.STACKED_OPTIMIZERS["sgd"].builder)
-    monkeypatch.setattr(vectorized, "STACKED_OPTIMIZERS", only_sgd)
-    specs = _specs(_config(data_root, grid={"optimizer.name": ["sgd", "adam"]}))
-    assert [len(g) for g in vectorized.groups(specs)] == [2, 1, 1]
-
-
-# ------------------------------------------------------------------ vectorized vs serial
+# ------------------------------------------------------------------ the same run in different stacks
 
 
 def _serial_and_vectorized(raw: dict[str, Any]) -> tuple[dict[str, RunResult], dict[str, RunResult]]:
+    """Every run in a stack of one and in the sweep's stacks."""
     specs = _specs(raw)
     serial = _by_id(list(EXECUTORS["serial"].builder(specs, CPU)))
-    vec = _by_id(list(EXECUTORS["vectorized"].builder(specs, CPU)))
+    vec = _by_id(list(EXECUTORS["local"].builder(specs, CPU)))
     assert serial.keys() == vec.keys()
     return serial, vec
 
 
-def test_vectorized_matches_serial_for_every_optimizer_and_per_run_value(data_root: Path) -> None:
+def test_a_run_in_a_big_stack_matches_its_stack_of_one_for_every_optimizer_and_per_run_value(data_root: Path) -> None:
     """One stack holding every optimizer with its own hyperparameters, dropout masks, noise, BatchNorm statistics.
 
     BatchNorm after the activation: before it, the preceding bias has zero true gradient, and adaptive
-    optimizers blow its rounding noise up into full steps, in the serial path as much as here.
+    optimizers blow its rounding noise up into full steps, in a stack of one as much as here.
     """
     raw = _config(data_root, model={"norm": "batch", "norm_position": "post"},
                   regularization={"l1": 0.001, "input_noise": 0.2}, grid={
@@ -139,9 +135,8 @@ def test_vectorized_matches_serial_for_every_optimizer_and_per_run_value(data_ro
         "model.dropout": [0.0, 0.3],
     })
     raw["train"]["seeds"] = [3]
-    assert set(vectorized.STACKED_OPTIMIZERS.names()) >= {o["name"] for o in raw["grid"]["optimizer"]}
     serial, vec = _serial_and_vectorized(raw)
-    assert len(vectorized.groups(_specs(raw))) == 1
+    assert len(engine.stacks(_specs(raw))) == 1
     for run_id, expected in serial.items():
         _assert_close_runs(expected, vec[run_id])
     # BatchNorm statistics stay per run: the eval-mode metrics (running statistics) differ between runs
@@ -165,25 +160,37 @@ def test_a_diverging_run_does_not_touch_the_others(data_root: Path) -> None:
     healthy = {"name": "adam", "lr": 0.01}
     alone = _specs(_config(data_root, optimizer=healthy))
     crowded = _specs(_config(data_root, grid={"optimizer": [healthy, {"name": "sgd", "lr": 1.0e5}]}))
-    results = _by_id(list(EXECUTORS["vectorized"].builder(crowded, CPU)))
+    results = _by_id(list(EXECUTORS["local"].builder(crowded, CPU)))
     assert sorted(r.status for r in results.values()) == ["diverged", "diverged", "ok", "ok"]
-    for r in vectorized.train_group(alone, CPU):
+    for r in engine.train(alone, CPU):
         assert _untimed(results[r.spec.run_id].metrics) == _untimed(r.metrics)
 
 
-def test_unstackable_group_falls_back_to_serial(data_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_crashing_stack_retrains_its_runs_in_stacks_of_one(data_root: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     specs = _specs(_config(data_root, grid={"optimizer.lr": [0.01, 0.02]}))
     serial = _by_id(list(EXECUTORS["serial"].builder(specs, CPU)))
+    run = engine.Stack.run
 
-    def broken(self: Any, progress: Any) -> Any:
-        yield from []
-        raise RuntimeError("out of memory")
+    def out_of_memory_when_stacked(self: engine.Stack, *args: Any) -> Any:
+        if len(self.runs) > 1:
+            raise RuntimeError("out of memory")
+        return run(self, *args)
 
-    monkeypatch.setattr(vectorized._Group, "run", broken)
+    monkeypatch.setattr(engine.Stack, "run", out_of_memory_when_stacked)
     with pytest.warns(RuntimeWarning, match="out of memory"):
-        vec = _by_id(list(EXECUTORS["vectorized"].builder(specs, CPU)))
-    for run_id, expected in serial.items():  # the serial path itself: identical numbers
-        assert _untimed(vec[run_id].metrics) == _untimed(expected.metrics)
+        local = _by_id(list(EXECUTORS["local"].builder(specs, CPU)))
+    for run_id, expected in serial.items():  # stacks of one: identical numbers
+        assert _untimed(local[run_id].metrics) == _untimed(expected.metrics)
+
+
+def test_progress_names_the_stack_and_what_varies_in_it(data_root: Path) -> None:
+    specs = _specs(_config(data_root, grid={"optimizer.name": ["sgd", "adam"], "optimizer.lr": [0.1, 0.2]}))
+    assert describe(specs) == "stack of 8 runs (optimizer.name=sgd|adam, optimizer.lr=0.1|0.2, 2 seeds)"
+    assert describe(specs[:1]) == "optimizer.name=sgd, optimizer.lr=0.1, seed=0"
+    steps: list[tuple[int, int, int]] = []
+    list(EXECUTORS["local"].builder(specs, CPU, lambda stack: lambda *a: steps.append(a)))
+    assert steps == [(4, 12, 8), (8, 12, 8), (12, 12, 8)]
 
 
 # ------------------------------------------------------------------ the CLI and the files
@@ -223,12 +230,29 @@ def serial_files(cli_grid: dict[str, Any], tmp_path_factory: pytest.TempPathFact
     return _files(_run_cli(tmp_path_factory.mktemp("serial"), cli_grid, "--executor", "serial"))
 
 
-def test_processes_give_the_serial_files(cli_grid: dict[str, Any], serial_files: dict[str, Any],
-                                         tmp_path: Path) -> None:
-    assert _files(_run_cli(tmp_path, cli_grid, "--executor", "processes", "--workers", "2")) == serial_files
+def test_processes_with_a_worker_per_run_give_the_serial_files(cli_grid: dict[str, Any],
+                                                               serial_files: dict[str, Any], tmp_path: Path) -> None:
+    assert _files(_run_cli(tmp_path, cli_grid, "--executor", "processes", "--workers", "4")) == serial_files
 
 
-def test_default_executor_is_vectorized_and_close_to_serial(cli_grid: dict[str, Any], serial_files: dict[str, Any],
+@pytest.fixture(scope="module")
+def two_stacks(cli_grid: dict[str, Any]) -> dict[str, Any]:
+    """Two structures x 2 seeds: local trains two stacks of 2; 2 workers get the same two stacks."""
+    return {**cli_grid, "name": "two_stacks", "grid": {"model.hidden": [[16], [8]]}}
+
+
+@pytest.fixture(scope="module")
+def local_files(two_stacks: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return _files(_run_cli(tmp_path_factory.mktemp("local"), two_stacks))
+
+
+def test_processes_split_stacks_and_match_local_with_the_same_stacks(two_stacks: dict[str, Any],
+                                                                     local_files: dict[str, Any],
+                                                                     tmp_path: Path) -> None:
+    assert _files(_run_cli(tmp_path, two_stacks, "--executor", "processes", "--workers", "2")) == local_files
+
+
+def test_default_executor_is_local_and_close_to_serial(cli_grid: dict[str, Any], serial_files: dict[str, Any],
                                                            tmp_path: Path) -> None:
     files = _files(_run_cli(tmp_path, cli_grid))
     assert files.keys() == serial_files.keys()
@@ -241,19 +265,19 @@ def test_default_executor_is_vectorized_and_close_to_serial(cli_grid: dict[str, 
                 assert float(got[k]) == pytest.approx(float(want[k]), rel=LOSS_RTOL)
 
 
-def test_ray_executor_with_a_local_ray_instance(cli_grid: dict[str, Any], serial_files: dict[str, Any],
+def test_ray_executor_with_a_local_ray_instance(two_stacks: dict[str, Any], local_files: dict[str, Any],
                                                 tmp_path: Path) -> None:
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        assert _files(_run_cli(tmp_path, cli_grid, "--executor", "ray")) == serial_files
+        assert _files(_run_cli(tmp_path, two_stacks, "--executor", "ray", "--workers", "2")) == local_files
     finally:
         ray.shutdown()
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--executor", "threads"], "--executor: 'threads' is invalid; allowed: auto, serial, vectorized"),
-    (["--address", "10.0.0.1:6379"], "--address: '10.0.0.1:6379' is invalid with --executor vectorized"),
+    (["--executor", "threads"], "--executor: 'threads' is invalid; allowed: auto, local, serial, processes, ray"),
+    (["--address", "10.0.0.1:6379"], "--address: '10.0.0.1:6379' is invalid with --executor local"),
     (["--executor", "serial", "--workers", "4"], "--workers: 4 is invalid with --executor serial"),
 ])
 def test_bad_executor_options_are_one_line_errors(cli_grid: dict[str, Any], tmp_path: Path, args: list[str],

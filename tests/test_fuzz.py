@@ -26,7 +26,7 @@ from dlbench.errors import ConfigError
 from dlbench.components.inits import INITS
 from dlbench.components.losses import LOSSES
 from dlbench.components.models import ACTIVATIONS, MODELS, NORMS
-from dlbench.components.optim import OPTIMIZERS
+from dlbench.components.optimizers import OPTIMIZERS
 
 
 def fuzz_settings(examples: int) -> settings:

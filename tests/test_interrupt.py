@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from dlbench.training import checkpoint
 from sweep_util import (  # noqa: F401 - one_thread is a fixture
     ONE_THREAD,
     REPO,
@@ -30,9 +31,10 @@ from sweep_util import (  # noqa: F401 - one_thread is a fixture
 )
 
 
-def start(config: Path, out: Path, *args: str) -> subprocess.Popen[str]:
+def start(config: Path, out: Path, *args: str, executor: str = "serial") -> subprocess.Popen[str]:
     env = {**os.environ, **ONE_THREAD, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, "-m", "dlbench", "run", str(config), "--out", str(out), "--executor", "serial", *args],
+    return subprocess.Popen([sys.executable, "-m", "dlbench", "run", str(config), "--out", str(out),
+                             "--executor", executor, *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
@@ -55,7 +57,8 @@ def test_sigkill_at_random_points_then_resume(tmp_path: Path, data_root: Path) -
     grid = {"optimizer.lr": [0.05, 0.1, 0.2, 0.3], "init.scheme": ["he_normal", "xavier_normal"]}
     cfg = tiny_config(data_root, grid=grid, model={"hidden": [32], "dropout": 0.2},
                       regularization={"input_noise": 0.1},
-                      train={"steps": 40, "batch_size": 50, "eval_every": 10, "seeds": [0, 1], "device": "cpu"})
+                      train={"steps": 40, "batch_size": 50, "eval_every": 10, "seeds": [0, 1], "device": "cpu",
+                             "checkpoint_seconds": 0})  # a checkpoint every step: kills land after one
     config = write_config(tmp_path / "c.yaml", cfg)
     reference = dlbench("run", config, "--out", tmp_path / "reference", "--executor", "serial")  # uninterrupted, in-process
     assert reference.code == 0, reference.err
@@ -127,3 +130,59 @@ def test_sigint_saves_what_finished_and_a_second_run_is_locked_out(tmp_path: Pat
     n_done = sum(1 for d in finished.values()
                  if json.loads((d / "summary.json").read_text())["params"]["optimizer.lr"] == done_lrs[0])
     assert f"{n_done} of 4 runs already finished" in resumed.out
+
+
+def wait_for_checkpoint(proc: subprocess.Popen[str], root: Path, newer_than: float = 0.0,
+                        limit_s: float = 120) -> Path | None:
+    """The stack's checkpoint once written (after `newer_than`), or None when the process ended first."""
+    deadline = time.monotonic() + limit_s
+    while proc.poll() is None:
+        assert time.monotonic() < deadline, "no checkpoint written"
+        found = [p for p in (root / checkpoint.FOLDER).glob("*.pt") if p.stat().st_mtime > newer_than]
+        if found:
+            return found[0]
+        time.sleep(0.005)
+    return None
+
+
+def test_a_stack_interrupted_then_killed_resumes_bit_for_bit(tmp_path: Path, data_root: Path) -> None:
+    """One stack of 8 runs (default launcher): Ctrl-C mid-stack leaves a checkpoint, the next run
+    resumes from it and is killed with SIGKILL, the third finishes: the metrics of an uninterrupted sweep."""
+    cfg = tiny_config(data_root, grid={"optimizer.lr": [0.02, 0.05, 0.1, 0.2]}, model={"hidden": [32], "dropout": 0.2},
+                      optimizer={"name": "adam", "lr": 0.01}, regularization={"input_noise": 0.1},
+                      train={"steps": 600, "batch_size": 50, "eval_every": 50, "seeds": [0, 1], "device": "cpu",
+                             "checkpoint_seconds": 0.05})
+    config = write_config(tmp_path / "c.yaml", cfg)
+    reference = dlbench("run", config, "--out", tmp_path / "reference")
+    assert reference.code == 0, reference.err
+    out, root = tmp_path / "results", tmp_path / "results" / "tiny"
+
+    proc = start(config, out, executor="local")
+    try:
+        assert wait_for_checkpoint(proc, root) is not None, "the stack finished before a checkpoint"
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "checkpointed; run the same command again to resume" in stderr
+    [saved] = list((root / checkpoint.FOLDER).glob("*.pt"))
+    held, state = checkpoint.read(saved)
+    assert len(held) == 8 and 0 < state["step"] < 600 and run_dirs(root) == {}
+
+    proc = start(config, out, executor="local")
+    try:
+        wait_for_checkpoint(proc, root, newer_than=saved.stat().st_mtime)
+        proc.kill()
+        proc.communicate()
+    finally:
+        proc.kill()
+
+    resumed = dlbench("run", config, "--out", out)
+    assert resumed.code == 0, resumed.err
+    expected, final = run_dirs(tmp_path / "reference" / "tiny"), run_dirs(root)
+    assert final.keys() == expected.keys() and len(final) == 8
+    for rid, d in final.items():
+        assert metrics_without_time(d) == metrics_without_time(expected[rid])
+        assert comparable_summary(d) == comparable_summary(expected[rid])
+    assert list((root / checkpoint.FOLDER).iterdir()) == []

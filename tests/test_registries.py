@@ -10,87 +10,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlbench.components import models
-from dlbench.components import optim
 from dlbench.config.schema import InitConfig, ModelConfig, OptimizerConfig
 from dlbench.components.inits import INITS, initialize
 from dlbench.components.losses import LOSSES
 from dlbench.components.models import ACTIVATIONS, MODELS, NORMS
-
-# ---------------------------------------------------------------- optimizers
-
-# name -> the torch.optim call it must be (weight decay as applied to weights only)
-REFERENCE = {
-    "sgd": lambda p, wd: torch.optim.SGD(p, lr=0.05, weight_decay=wd),
-    "momentum": lambda p, wd: torch.optim.SGD(p, lr=0.05, momentum=0.9, weight_decay=wd),
-    "nesterov": lambda p, wd: torch.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True, weight_decay=wd),
-    "adagrad": lambda p, wd: torch.optim.Adagrad(p, lr=0.05, eps=1e-8, weight_decay=wd),
-    "rmsprop": lambda p, wd: torch.optim.RMSprop(p, lr=0.05, alpha=0.99, eps=1e-8, weight_decay=wd),
-    "adam": lambda p, wd: torch.optim.Adam(p, lr=0.05, weight_decay=wd),
-    "adamw": lambda p, wd: torch.optim.AdamW(p, lr=0.05, weight_decay=wd),
-}
-
-
-def test_every_optimizer_has_a_reference() -> None:
-    assert set(REFERENCE) == set(optim.OPTIMIZERS.names())
-
-
-def _trajectory(make_opt, steps: int = 5) -> list[torch.Tensor]:
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 2))
-    x, y = torch.randn(16, 4), torch.randint(0, 2, (16,))
-    opt = make_opt(net)
-    out = []
-    for _ in range(steps):
-        opt.zero_grad()
-        F.cross_entropy(net(x), y).backward()
-        opt.step()
-        out.append(torch.cat([p.detach().flatten() for p in net.parameters()]).clone())
-    return out
-
-
-@pytest.mark.parametrize("name", optim.OPTIMIZERS.names())
-@pytest.mark.parametrize("wd", [0.0, 0.1])
-def test_optimizer_matches_torch_optim(name: str, wd: float) -> None:
-    cfg = OptimizerConfig(name=name, lr=0.05, weight_decay=wd)
-
-    def reference(net: nn.Module) -> torch.optim.Optimizer:
-        weights = [p for p in net.parameters() if p.dim() > 1]
-        biases = [p for p in net.parameters() if p.dim() == 1]
-        groups = [{"params": weights, "weight_decay": wd}, {"params": biases, "weight_decay": 0.0}]
-        return REFERENCE[name](groups, wd)
-
-    ours, ref = _trajectory(lambda net: optim.build(net, cfg)), _trajectory(reference)
-    for a, b in zip(ours, ref):
-        torch.testing.assert_close(a, b, rtol=0, atol=0)
-
-
-def test_weight_decay_skips_biases_and_adamw_decouples() -> None:
-    net = nn.Linear(3, 2)
-    with torch.no_grad():
-        net.weight.fill_(1.0)
-        net.bias.fill_(1.0)
-    opt = optim.build(net, OptimizerConfig(name="adamw", lr=0.1, weight_decay=0.5))
-    for p in net.parameters():
-        p.grad = torch.zeros_like(p)
-    opt.step()
-    # zero gradient: Adam's step is 0, only decoupled decay moves the weights: w *= 1 - lr * wd
-    assert torch.allclose(net.weight, torch.full_like(net.weight, 1 - 0.1 * 0.5))
-    assert torch.equal(net.bias, torch.ones_like(net.bias))
-
-
-def test_momentum_default_depends_on_optimizer() -> None:
-    assert optim.momentum_of(OptimizerConfig(name="momentum")) == 0.9
-    assert optim.momentum_of(OptimizerConfig(name="rmsprop")) == 0.0
-    assert optim.momentum_of(OptimizerConfig(name="nesterov", momentum=0.5)) == 0.5
-
-
-def test_l1_penalty_counts_weights_only() -> None:
-    net = nn.Linear(2, 2)
-    with torch.no_grad():
-        net.weight.copy_(torch.tensor([[1.0, -2.0], [0.5, 0.0]]))
-        net.bias.fill_(10.0)
-    assert optim.l1_penalty(net.parameters()).item() == pytest.approx(3.5)
-
 
 # ---------------------------------------------------------------- init schemes
 

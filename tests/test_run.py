@@ -188,7 +188,7 @@ def test_list_shows_every_registry(cli) -> None:
     from dlbench.components.inits import INITS
     from dlbench.components.losses import LOSSES
     from dlbench.components.models import ACTIVATIONS, MODELS, NORMS
-    from dlbench.components.optim import OPTIMIZERS
+    from dlbench.components.optimizers import OPTIMIZERS
 
     result = cli("list")
     assert result.exit_code == 0

@@ -26,14 +26,28 @@ def build() -> list[dict[str, Any]]:
     from dlbench.components.inits import INITS
     from dlbench.components.losses import LOSSES
     from dlbench.components.models import ACTIVATIONS, MODELS, NORMS, POOLS, PRESETS
-    from dlbench.components.optim import OPTIMIZERS
+    from dlbench.components.augment import AUGMENTATIONS
+    from dlbench.components.optimizers import OPTIMIZERS
+    from dlbench.components.schedules import SCHEDULES
     from dlbench.results.plots import PLOTS
 
-    registries = (DATASETS, MODELS, PRESETS, ACTIVATIONS, NORMS, POOLS, INITS, OPTIMIZERS, LOSSES, FUNCTIONS, PLOTS)
+    registries = (DATASETS, MODELS, PRESETS, ACTIVATIONS, NORMS, POOLS, INITS, OPTIMIZERS, SCHEDULES, LOSSES,
+                  AUGMENTATIONS, FUNCTIONS, PLOTS)
     return [{"kind": r.kind,
              "entries": [{"name": e.name, "help": e.help,
-                          "facts": {k: str(v) for k, v in e.facts().items() if k != "hyper"}} for e in r]}
+                          "facts": {k: _shown(v) for k, v in e.facts().items() if k != "hyper"}} for e in r]}
             for r in registries]
+
+
+def _shown(value: Any) -> str:
+    """A fact as `dlbench list` prints it; sets sorted, so the file is the same on every write."""
+    if isinstance(value, (set, frozenset)):
+        return ", ".join(sorted(map(str, value)))
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(str, value)) or "nothing"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in value.items())
+    return str(value)
 
 
 def read() -> list[dict[str, Any]]:

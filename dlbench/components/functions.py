@@ -1,8 +1,8 @@
 """`task: function`: the real optimizers on a 2-D test function instead of a network.
 
-The "model" is one parameter, the point (x, y); each step evaluates f at the point,
-backpropagates and calls the same `torch.optim` optimizer a training run would get
-from `optim.build`, so the paths show exactly the update rules the benchmark uses.
+The "model" is one parameter, the point (x, y), as a stack of one run; each step
+evaluates f at the point, backpropagates and applies the same stacked update rule a
+training run steps with, so the paths show exactly the update rules the benchmark uses.
 Nothing here is random: `train.seeds` is ignored.
 """
 
@@ -13,9 +13,8 @@ from typing import TYPE_CHECKING, Callable
 
 import pandas as pd
 import torch
-from torch import nn
 
-from dlbench.components import optim
+from dlbench.components.optimizers import StackedOptimizer
 from dlbench.components.registry import Registry
 
 if TYPE_CHECKING:
@@ -39,25 +38,17 @@ def rosenbrock(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (1 - x) ** 2 + 100 * (y - x**2) ** 2
 
 
-class Point(nn.Module):
-    """A 2-parameter "model": its only parameter is the point (x, y), in float64."""
-
-    def __init__(self, start: tuple[float, float]) -> None:
-        super().__init__()
-        self.xy = nn.Parameter(torch.tensor(start, dtype=torch.float64))
-
-
 def descend(fn: Function, start: tuple[float, float], opt: "OptimizerConfig", steps: int) -> pd.DataFrame:
     """The optimizer's path: one row per step (0 = start) with x, y and f(x, y); stops if f diverges."""
-    point = Point(start)
-    optimizer = optim.build(point, opt)
+    point = torch.tensor([start], dtype=torch.float64, requires_grad=True)  # a stack of one run, float64
+    optimizer = StackedOptimizer([point], [opt])
     rows = []
     for step in range(steps + 1):
-        value = fn(*point.xy)
-        rows.append({"step": step, "x": point.xy[0].item(), "y": point.xy[1].item(), "f": value.item()})
+        value = fn(*point[0])
+        rows.append({"step": step, "x": point[0, 0].item(), "y": point[0, 1].item(), "f": value.item()})
         if step == steps or not math.isfinite(value.item()):
             break
-        optimizer.zero_grad()
+        point.grad = None
         value.backward()
         optimizer.step()
     return pd.DataFrame(rows)

@@ -1,14 +1,25 @@
-"""Optimizer updates for stacked runs: each tensor holds one parameter of R runs along dim 0.
+"""Optimizers: update rules written once for a stack of runs, with per-run hyperparameters.
 
-The vectorized executor trains R compatible runs as one stacked model; this module
-applies each run's own optimizer with its own hyperparameters to its slice of the
-stack. Runs are ordered so that the runs of one optimizer are a contiguous range of
-dim 0, which makes every update an in-place op on a view (no gather / scatter).
+A stack holds R runs; every parameter tensor has the runs along dim 0. A rule updates
+a `Slice`: the contiguous rows [start, stop) of the runs that use it, with one column
+per hyperparameter (a value per run). Runs are ordered so that the runs of one
+optimizer are contiguous, which makes every update an in-place op on a view.
 
-Each rule below is the single-tensor `torch.optim` update written with per-run
-coefficient columns (shape [n, 1, ...]) in place of Python scalars; the tests check
-every rule against `torch.optim` run by run. Weight decay and AdamW's decoupled decay
-touch weights only (tensors with 2+ dims per run), as in `dlbench.optim.build`.
+Adding an optimizer = one function registered in OPTIMIZERS with its `OptimizerInfo`:
+
+    @OPTIMIZERS.register("name", info=OptimizerInfo(reads=frozenset({"lr", ...}), usual_lr=1e-3))
+    def name(s: Slice, t: int) -> None:      # t: the step number, starting at 1
+        c = s.columns(neg_lr=-s.hyper["lr"])  # per-run coefficients, broadcast against any tensor
+        for i, p, g, is_weight in s.tensors():  # parameter rows, gradient rows
+            buf = s.state("name_of_state", i)  # zero-initialized on first use, kept across steps
+            ...update p in place...
+
+Each rule is the single-tensor `torch.optim` update with per-run columns in place of
+Python scalars; tests/test_stacked_optim.py checks every registered rule against its
+`torch.optim` reference run by run. Weight decay and the L1 penalty apply to weights
+only (`is_weight`: 2+ dims per run), never to biases or normalization parameters.
+Weight decay is L2 added to the gradient (coupled) for every optimizer but adamw,
+where it is decoupled (Loshchilov & Hutter).
 """
 
 from __future__ import annotations
@@ -19,11 +30,28 @@ from typing import TYPE_CHECKING, Callable
 import torch
 from torch import Tensor
 
-from dlbench.components.optim import OPTIMIZERS, momentum_of
 from dlbench.components.registry import Registry
 
 if TYPE_CHECKING:
     from dlbench.config.schema import OptimizerConfig
+
+
+@dataclass(frozen=True)
+class OptimizerInfo:
+    """What an optimizer reads from `optimizer:` and its usual values."""
+
+    reads: frozenset[str]  # OptimizerConfig fields the rule uses (name aside)
+    usual_lr: float
+    usual_momentum: float | None = None  # the value an empty `optimizer.momentum` means; None: not read
+
+    def __str__(self) -> str:  # for `dlbench list`
+        text = f"reads {', '.join(sorted(self.reads))}; usual lr {self.usual_lr:g}"
+        return text if self.usual_momentum is None else f"{text}, momentum {self.usual_momentum:g}"
+
+
+def is_weight(stacked: Tensor) -> bool:
+    """A weight (matrix or conv kernel) rather than a bias or norm parameter: 2+ dims per run."""
+    return stacked.dim() > 2
 
 
 class Columns:
@@ -57,35 +85,37 @@ class Slice:
         self.decays = bool((self.hyper["weight_decay"] != 0).any())
 
     def tensors(self) -> list[tuple[int, Tensor, Tensor, bool]]:
-        """(index, parameter rows, gradient rows, is a weight) for every parameter."""
-        return [(i, p[self.start:self.stop], p.grad[self.start:self.stop], p.dim() > 2)
+        """(index, parameter rows, gradient rows, is a weight) for every parameter with a gradient."""
+        return [(i, p[self.start:self.stop], p.grad[self.start:self.stop], is_weight(p))
                 for i, p in enumerate(self.params) if p.grad is not None]
 
     def columns(self, **values: Tensor) -> Columns:
         return Columns(values, self.params[0])
 
-    def coupled_decay(self, p: Tensor, g: Tensor, is_weight: bool, cols: Columns) -> Tensor:
+    def coupled_decay(self, p: Tensor, g: Tensor, weight: bool, cols: Columns) -> Tensor:
         """L2 in the gradient (g + wd * w), weights only, like `grad.add(param, alpha=weight_decay)`."""
-        if not is_weight or not self.decays:
+        if not weight or not self.decays:
             return g
         return torch.addcmul(g, p, cols("weight_decay", p))
 
 
 Rule = Callable[[Slice, int], None]  # (slice, step number starting at 1)
-STACKED_OPTIMIZERS: Registry[Rule] = Registry("stacked optimizer")
+OPTIMIZERS: Registry[Rule] = Registry("optimizer")
 
 
-@STACKED_OPTIMIZERS.register("sgd")
-def sgd(s: Slice, t: int) -> None:
-    """w -= lr * g"""
-    c = s.columns(neg_lr=-s.hyper["lr"], weight_decay=s.hyper["weight_decay"])
-    for _, p, g, w in s.tensors():
-        p.addcmul_(s.coupled_decay(p, g, w, c), c("neg_lr", p))
+def info(name: str) -> OptimizerInfo:
+    return OPTIMIZERS[name].info
+
+
+def momentum_of(cfg: "OptimizerConfig") -> float:
+    """optimizer.momentum, or the optimizer's usual value when empty (0 where it reads none)."""
+    if cfg.momentum is not None:
+        return cfg.momentum
+    return info(cfg.name).usual_momentum or 0.0
 
 
 def _heavy_ball(s: Slice, nesterov: bool) -> None:
-    m = s.hyper["momentum"]
-    c = s.columns(neg_lr=-s.hyper["lr"], momentum=m, weight_decay=s.hyper["weight_decay"])
+    c = s.columns(neg_lr=-s.hyper["lr"], momentum=s.hyper["momentum"], weight_decay=s.hyper["weight_decay"])
     for i, p, g, w in s.tensors():
         g = s.coupled_decay(p, g, w, c)
         buf = s.state("momentum_buffer", i)
@@ -94,21 +124,35 @@ def _heavy_ball(s: Slice, nesterov: bool) -> None:
         p.addcmul_(step, c("neg_lr", p))
 
 
-@STACKED_OPTIMIZERS.register("momentum")
+_SGD_READS = frozenset({"lr", "momentum", "weight_decay"})
+
+
+@OPTIMIZERS.register("sgd", info=OptimizerInfo(_SGD_READS, usual_lr=0.1, usual_momentum=0.0))
+def sgd(s: Slice, t: int) -> None:
+    """(stochastic) gradient descent: w -= lr g; with optimizer.momentum set, as torch.optim.SGD(momentum=m)"""
+    if bool((s.hyper["momentum"] != 0).any()):
+        _heavy_ball(s, nesterov=False)  # runs with m = 0 in the slice: buf = 0 * buf + g = g, the plain step
+        return
+    c = s.columns(neg_lr=-s.hyper["lr"], weight_decay=s.hyper["weight_decay"])
+    for _, p, g, w in s.tensors():
+        p.addcmul_(s.coupled_decay(p, g, w, c), c("neg_lr", p))
+
+
+@OPTIMIZERS.register("momentum", info=OptimizerInfo(_SGD_READS, usual_lr=0.01, usual_momentum=0.9))
 def momentum(s: Slice, t: int) -> None:
-    """v = m v + g; w -= lr v"""
+    """heavy-ball momentum: v = m v + g; w -= lr v"""
     _heavy_ball(s, nesterov=False)
 
 
-@STACKED_OPTIMIZERS.register("nesterov")
+@OPTIMIZERS.register("nesterov", info=OptimizerInfo(_SGD_READS, usual_lr=0.01, usual_momentum=0.9))
 def nesterov(s: Slice, t: int) -> None:
-    """v = m v + g; w -= lr (g + m v)"""
+    """Nesterov momentum: v = m v + g; w -= lr (g + m v)"""
     _heavy_ball(s, nesterov=True)
 
 
-@STACKED_OPTIMIZERS.register("adagrad")
+@OPTIMIZERS.register("adagrad", info=OptimizerInfo(frozenset({"lr", "eps", "weight_decay"}), usual_lr=0.01))
 def adagrad(s: Slice, t: int) -> None:
-    """G += g^2; w -= lr g / (sqrt(G) + eps)"""
+    """AdaGrad: G += g^2; w -= lr g / (sqrt(G) + eps)"""
     c = s.columns(neg_lr=-s.hyper["lr"], eps=s.hyper["eps"], weight_decay=s.hyper["weight_decay"])
     for i, p, g, w in s.tensors():
         g = s.coupled_decay(p, g, w, c)
@@ -117,9 +161,10 @@ def adagrad(s: Slice, t: int) -> None:
         p.addcmul_(g / total.sqrt().add_(c("eps", p)), c("neg_lr", p))
 
 
-@STACKED_OPTIMIZERS.register("rmsprop")
+@OPTIMIZERS.register("rmsprop", info=OptimizerInfo(
+    frozenset({"lr", "alpha", "eps", "momentum", "weight_decay"}), usual_lr=0.001, usual_momentum=0.0))
 def rmsprop(s: Slice, t: int) -> None:
-    """E = a E + (1 - a) g^2; v = m v + g / (sqrt(E) + eps); w -= lr v"""
+    """RMSprop: E = a E + (1 - a) g^2; v = m v + g / (sqrt(E) + eps); w -= lr v"""
     h = s.hyper
     c = s.columns(neg_lr=-h["lr"], alpha=h["alpha"], one_minus_alpha=1 - h["alpha"], eps=h["eps"],
                   momentum=h["momentum"], weight_decay=h["weight_decay"])
@@ -137,7 +182,8 @@ def rmsprop(s: Slice, t: int) -> None:
 def _adam(s: Slice, t: int, decoupled: bool) -> None:
     h = s.hyper
     b1, b2 = h["beta1"], h["beta2"]
-    c = s.columns(neg_step_size=-h["lr"] / (1 - b1 ** t), bc2_sqrt=(1 - b2 ** t) ** 0.5,
+    # torch divides by the Python scalar bc2_sqrt as a multiplication by its float32 reciprocal
+    c = s.columns(neg_step_size=-h["lr"] / (1 - b1 ** t), inv_bc2_sqrt=(1 / ((1 - b2 ** t) ** 0.5).float()).double(),
                   one_minus_beta1=1 - b1, beta2=b2, one_minus_beta2=1 - b2, eps=h["eps"],
                   weight_decay=h["weight_decay"], decay=1 - h["lr"] * h["weight_decay"])
     for i, p, g, w in s.tensors():
@@ -149,19 +195,22 @@ def _adam(s: Slice, t: int, decoupled: bool) -> None:
         exp_avg, exp_avg_sq = s.state("exp_avg", i), s.state("exp_avg_sq", i)
         exp_avg.lerp_(g, c("one_minus_beta1", p))
         exp_avg_sq.mul_(c("beta2", p)).addcmul_(g * c("one_minus_beta2", p), g)
-        denom = (exp_avg_sq.sqrt() / c("bc2_sqrt", p)).add_(c("eps", p))
+        denom = (exp_avg_sq.sqrt() * c("inv_bc2_sqrt", p)).add_(c("eps", p))
         p.addcmul_(exp_avg / denom, c("neg_step_size", p))
 
 
-@STACKED_OPTIMIZERS.register("adam")
+_ADAM_READS = frozenset({"lr", "betas", "eps", "weight_decay"})
+
+
+@OPTIMIZERS.register("adam", info=OptimizerInfo(_ADAM_READS, usual_lr=0.001))
 def adam(s: Slice, t: int) -> None:
-    """bias-corrected m / (sqrt(v) + eps) steps; weight decay is L2 in the gradient"""
+    """Adam: momentum + RMSprop scaling with bias correction; weight decay is L2 in the gradient"""
     _adam(s, t, decoupled=False)
 
 
-@STACKED_OPTIMIZERS.register("adamw")
+@OPTIMIZERS.register("adamw", info=OptimizerInfo(_ADAM_READS, usual_lr=0.001))
 def adamw(s: Slice, t: int) -> None:
-    """Adam with decoupled weight decay: w *= 1 - lr wd before the Adam step"""
+    """AdamW: Adam with decoupled weight decay (w -= lr * wd * w)"""
     _adam(s, t, decoupled=True)
 
 
@@ -169,7 +218,7 @@ def hyperparameters(configs: list["OptimizerConfig"]) -> dict[str, Tensor]:
     """Per-run hyperparameters as float64 host vectors (what torch.optim holds as Python floats)."""
     columns = {
         "lr": [c.lr for c in configs],
-        "momentum": [_momentum(c) for c in configs],
+        "momentum": [momentum_of(c) for c in configs],
         "beta1": [c.betas[0] for c in configs],
         "beta2": [c.betas[1] for c in configs],
         "alpha": [c.alpha for c in configs],
@@ -191,15 +240,16 @@ class StackedOptimizer:
         names = [c.name for c in configs]
         if any(names[i] != names[i + 1] and names[i + 1] in names[:i] for i in range(len(names) - 1)):
             raise ValueError("runs of one optimizer must be contiguous")
-        missing = sorted(set(names) - set(STACKED_OPTIMIZERS.names()))
-        if missing:
-            raise ValueError(f"no stacked update rule for optimizer(s) {', '.join(missing)}")
         self.params = params
         self.configs = configs
         self.steps = 0
         self._state: dict[str, list[Tensor | None]] = {}
-        self._scalars: dict[str, Tensor] = {}
+        self._scalars: dict[str, Tensor] = {}  # per-run host state of a rule (nadam's momentum product, ...)
         self._slices = self._split()
+
+    def lrs(self) -> list[float]:
+        """The learning rate each run steps with."""
+        return torch.cat([s.hyper["lr"] for _, s in self._slices]).tolist()
 
     def _slot(self, name: str, index: int) -> Tensor:
         slots = self._state.setdefault(name, [None] * len(self.params))
@@ -228,7 +278,7 @@ class StackedOptimizer:
     def step(self) -> None:
         self.steps += 1
         for name, s in self._slices:
-            STACKED_OPTIMIZERS[name].builder(s, self.steps)
+            OPTIMIZERS[name].builder(s, self.steps)
 
     def keep(self, rows: Tensor, params: list[Tensor]) -> None:
         """Continue with a subset of the runs: `rows` (indices) of every stack; `params` are the new stacks."""
@@ -238,20 +288,22 @@ class StackedOptimizer:
         self._scalars = {k: v[rows.cpu()] for k, v in self._scalars.items()}
         self._slices = self._split()
 
+    def state_dict(self) -> dict[str, object]:
+        """Step count and state tensors (plain tensors, lists and dicts: loadable with weights_only=True)."""
+        return {"steps": self.steps, "state": self._state, "scalars": self._scalars}
 
-# ======================================================================================
-# Issue 12: newer optimizers, each checked against its reference (torch.optim, or the
-# package its authors publish) in tests/test_stacked_optim.py; gradient clipping; the
-# schedule-free switch between training and evaluation weights.
-# ======================================================================================
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        self.steps = int(state["steps"])  # type: ignore[call-overload]
+        self._state = state["state"]  # type: ignore[assignment]
+        self._scalars = state.get("scalars", {})  # type: ignore[assignment]
+        self._slices = self._split()  # the slices' scalar views read the restored tensors
 
 
-def _momentum(cfg: "OptimizerConfig") -> float:
-    """optimizer.momentum, or the usual value of the optimizer when it is left empty (0: it reads none)."""
-    if cfg.name in OPTIMIZERS:
-        return momentum_of(cfg)
-    usual = STACKED_OPTIMIZERS[cfg.name].info.get("momentum", 0.0)
-    return usual if cfg.momentum is None else cfg.momentum
+# --------------------------------------------------------------------------------------
+# Newer optimizers, each checked against its reference (torch.optim, or the package its
+# authors publish) in tests/test_stacked_optim.py; gradient clipping; the schedule-free
+# switch between training and evaluation weights.
+# --------------------------------------------------------------------------------------
 
 
 class _Subset(Slice):
@@ -265,7 +317,7 @@ class _Subset(Slice):
         return [item for item in super().tensors() if self._keep(item[1])]
 
 
-@STACKED_OPTIMIZERS.register("nadam", lr=0.002, hyper=("lr", "betas", "eps", "weight_decay"))
+@OPTIMIZERS.register("nadam", info=OptimizerInfo(frozenset({"lr", "betas", "eps", "weight_decay"}), usual_lr=0.002))
 def nadam(s: Slice, t: int) -> None:
     """Adam with Nesterov momentum (Dozat 2016), momentum warming up with 0.96^(t * 0.004) as torch.optim.NAdam"""
     h = s.hyper
@@ -289,7 +341,7 @@ def nadam(s: Slice, t: int) -> None:
         p.addcmul_(exp_avg / denom, c("avg_coef", p))
 
 
-@STACKED_OPTIMIZERS.register("radam", lr=0.001, hyper=("lr", "betas", "eps", "weight_decay"))
+@OPTIMIZERS.register("radam", info=OptimizerInfo(frozenset({"lr", "betas", "eps", "weight_decay"}), usual_lr=0.001))
 def radam(s: Slice, t: int) -> None:
     """Rectified Adam (Liu et al. 2020): momentum SGD until the variance estimate is trustworthy, then Adam"""
     h = s.hyper
@@ -315,7 +367,7 @@ def radam(s: Slice, t: int) -> None:
         p.add_(step)
 
 
-@STACKED_OPTIMIZERS.register("adamax", lr=0.002, hyper=("lr", "betas", "eps", "weight_decay"))
+@OPTIMIZERS.register("adamax", info=OptimizerInfo(frozenset({"lr", "betas", "eps", "weight_decay"}), usual_lr=0.002))
 def adamax(s: Slice, t: int) -> None:
     """Adam with the infinity norm: u = max(b2 u, |g| + eps); w -= lr / (1 - b1^t) m / u"""
     h = s.hyper
@@ -330,7 +382,7 @@ def adamax(s: Slice, t: int) -> None:
         p.addcmul_(exp_avg / exp_inf, c("neg_clr", p))
 
 
-@STACKED_OPTIMIZERS.register("adadelta", lr=1.0, hyper=("lr", "rho", "eps", "weight_decay"))
+@OPTIMIZERS.register("adadelta", info=OptimizerInfo(frozenset({"lr", "rho", "eps", "weight_decay"}), usual_lr=1.0))
 def adadelta(s: Slice, t: int) -> None:
     """AdaDelta (Zeiler 2012): steps scaled by RMS(past steps) / RMS(gradients), both decaying with optimizer.rho"""
     h = s.hyper
@@ -345,7 +397,7 @@ def adadelta(s: Slice, t: int) -> None:
         p.addcmul_(delta, c("neg_lr", p))
 
 
-@STACKED_OPTIMIZERS.register("lion", lr=1e-4, hyper=("lr", "betas", "weight_decay"))
+@OPTIMIZERS.register("lion", info=OptimizerInfo(frozenset({"lr", "betas", "weight_decay"}), usual_lr=1e-4))
 def lion(s: Slice, t: int) -> None:
     """Lion (Chen et al. 2023): w -= lr sign(b1 m + (1 - b1) g); m = b2 m + (1 - b2) g; decoupled decay"""
     h = s.hyper
@@ -380,7 +432,8 @@ def _orthogonalize(update: Tensor) -> Tensor:
     return x.mT if tall else x
 
 
-@STACKED_OPTIMIZERS.register("muon", lr=0.001, momentum=0.95, hyper=("lr", "momentum", "betas", "eps", "weight_decay"))
+@OPTIMIZERS.register("muon", info=OptimizerInfo(
+    frozenset({"lr", "momentum", "betas", "eps", "weight_decay"}), usual_lr=0.001, usual_momentum=0.95))
 def muon(s: Slice, t: int) -> None:
     """Muon (Jordan et al. 2024): Nesterov momentum, orthogonalized per weight matrix; biases and gains by AdamW
 
@@ -406,7 +459,8 @@ def muon(s: Slice, t: int) -> None:
     _adam(_Subset(s, lambda p: p.dim() <= 2), t, decoupled=True)
 
 
-@STACKED_OPTIMIZERS.register("adamw_schedulefree", lr=0.0025, hyper=("lr", "betas", "eps", "weight_decay"))
+@OPTIMIZERS.register("adamw_schedulefree", info=OptimizerInfo(
+    frozenset({"lr", "betas", "eps", "weight_decay"}), usual_lr=0.0025))
 def adamw_schedulefree(s: Slice, t: int) -> None:
     """Schedule-free AdamW (Defazio et al. 2024): no decay schedule needed; evaluates an average of the iterates
 

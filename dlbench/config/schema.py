@@ -29,8 +29,8 @@ from dlbench.components.functions import FUNCTIONS
 from dlbench.components.inits import INITS
 from dlbench.components.losses import LOSSES, SMOOTHABLE
 from dlbench.components.models import ACTIVATIONS, MODELS, NORMS, POOLS, PRESETS, feature_shape
-from dlbench.components.optim import OPTIMIZERS
-from dlbench.components.optimizers import STACKED_OPTIMIZERS
+from dlbench.components.optimizers import OPTIMIZERS
+from dlbench.components.optimizers import info as optimizer_info
 from dlbench.components.registry import Registry
 from dlbench.components.schedules import SCHEDULES
 
@@ -140,7 +140,7 @@ class InitConfig(Section):
 
 
 class OptimizerConfig(Section):
-    name: Annotated[str, _in(STACKED_OPTIMIZERS, "optimizer")] = "adam"
+    name: Annotated[str, _in(OPTIMIZERS)] = "adam"
     lr: Annotated[Finite, Field(gt=0)] = 0.001
     momentum: Probability | None = None
     betas: tuple[Probability, Probability] = (0.9, 0.999)
@@ -150,16 +150,6 @@ class OptimizerConfig(Section):
     rho: Probability = 0.9  # adadelta: decay of its two running averages
     clip_norm: Annotated[Finite, Field(gt=0)] | None = None  # each run's global gradient norm clipped to this
     decay_biases: bool = False  # weight decay on biases and norm parameters too
-
-    @field_validator("rho")
-    @classmethod
-    def _read_by_optimizer(cls, v: float, info: ValidationInfo) -> float:
-        name = info.data.get("name")
-        if name in STACKED_OPTIMIZERS and v != cls.model_fields[info.field_name].default:
-            entry = OPTIMIZERS[name] if name in OPTIMIZERS else STACKED_OPTIMIZERS[name]
-            if info.field_name not in entry.info["hyper"]:
-                raise ValueError(f"optimizer {name!r} does not read it (it reads {', '.join(entry.info['hyper'])})")
-        return v
 
 
 class ScheduleConfig(Section):
@@ -185,9 +175,13 @@ class ScheduleConfig(Section):
         return v
 
 
+# engine steps around every optimizer's rule (clipping before it, which tensors decay)
+_EVERY_OPTIMIZER = ("clip_norm", "decay_biases")
+
+
 def optimizer_reads(name: str) -> tuple[str, ...]:
     """The settings an optimizer acts on (any other setting given for it is refused)."""
-    return tuple(OPTIMIZERS[name].info["hyper"])
+    return tuple(sorted(optimizer_info(name).reads)) + _EVERY_OPTIMIZER
 
 
 class RegularizationConfig(Section):
@@ -206,6 +200,7 @@ class TrainConfig(Section):
     seeds: Annotated[list[Seed], Field(min_length=1)] = [0, 1, 2]
     device: Literal["auto", "cpu", "cuda"] = "auto"
     order: Literal["shuffle", "sequential"] = "shuffle"  # batches: reshuffled every epoch | one fixed order
+    checkpoint_seconds: NonNegative | None = 60.0  # stack checkpoints every this many seconds; null: never
 
     @model_validator(mode="after")
     def _epochs_xor_steps(self) -> "TrainConfig":
@@ -379,7 +374,6 @@ class Config(Section):
     def _not_supported_yet(self) -> "Config":
         # settings the training engine does not act on yet: refused, never silently ignored
         pending = [
-            ("optimizer.name", self.optimizer.name, self.optimizer.name not in OPTIMIZERS),
             ("optimizer.clip_norm", self.optimizer.clip_norm, self.optimizer.clip_norm is not None),
             ("optimizer.decay_biases", self.optimizer.decay_biases, self.optimizer.decay_biases),
             ("schedule.name", self.schedule.name, self.schedule.name != "constant"),

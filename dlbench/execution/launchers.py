@@ -1,17 +1,17 @@
-"""Executors: one interface, `launch(specs, device, on_start, options) -> iterator of RunResult`.
+"""Launchers: one interface, `launch(specs, device, on_start, options) -> iterator of RunResult`.
 
-Results are yielded as runs finish, so the caller can store each one at once
-(that is what makes an interrupted sweep resumable). A run that raises is
-yielded as `failed` with its error; the sweep goes on.
+Every launcher ships stacks (runs that can train together, `engine.stacks`) to the
+same engine; they differ only in where a stack trains:
 
-- serial: one run after another in this process (the reference).
-- vectorized: compatible runs trained together as one stacked model
-  (dlbench.vectorized); the others, one by one as serial does.
-- processes: a pool of worker processes, each training runs as serial does.
-- ray: groups of runs as Ray tasks on a local or remote Ray cluster.
+- local: the stacks one after another in this process (the default).
+- serial: stacks of one, in this process.
+- processes: a pool of worker processes; stacks are split so that every worker is busy.
+- ray: stacks as Ray tasks (CPU / GPU requests) on a local or remote Ray cluster.
 
-serial, processes and ray run the same `train` code and give bit-identical
-numbers for the same seeds; vectorized matches them up to float rounding.
+Results are yielded as runs finish, so the caller can store each one at once (that is
+what makes an interrupted sweep resumable). A stack that raises is retried as stacks
+of one, so a crash fails only the run that causes it; a lost worker or node fails only
+the runs it held. The same stack gives bit-identical numbers on every launcher (CPU).
 """
 
 from __future__ import annotations
@@ -22,37 +22,39 @@ import multiprocessing
 import os
 import warnings
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass
-from typing import Callable, Iterator, Protocol
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Iterator, Protocol
 
 import torch
 
-from dlbench.config.schema import ConfigError
 from dlbench.components.registry import Registry
+from dlbench.config.schema import ConfigError
 from dlbench.sweep import RunSpec
-from dlbench.training.run import Progress, RunResult, failed, train
-from dlbench.training.engine import Unvectorizable, groups, train_group
+from dlbench.training import checkpoint, engine
+from dlbench.training.run import Progress, RunResult, failed
 
-StartRun = Callable[[RunSpec], Progress | None]  # called when a run starts; returns its step callback
+StartStack = Callable[[list[RunSpec]], Progress | None]  # called when a stack starts; returns its step callback
 
 
 @dataclass(frozen=True)
 class Options:
-    workers: int | None = None  # processes / ray: tasks at a time (default: this machine's / the cluster's CPUs)
+    workers: int | None = None  # processes / ray: stacks at a time (default: this machine's / the cluster's CPUs)
     address: str | None = None  # ray: cluster address (default: start a local Ray instance)
+    checkpoints: Path | None = None  # folder of stack checkpoints (results/<name>/.checkpoints); None: none
 
 
-class Executor(Protocol):
-    def __call__(self, specs: list[RunSpec], device: torch.device, on_start: StartRun | None = None,
+class Launcher(Protocol):
+    def __call__(self, specs: list[RunSpec], device: torch.device, on_start: StartStack | None = None,
                  options: Options = Options()) -> Iterator[RunResult]: ...
 
 
-EXECUTORS: Registry[Executor] = Registry("executor")
+EXECUTORS: Registry[Launcher] = Registry("executor")
 
 
-def resolve(name: str, options: Options) -> Executor:
-    """The executor for --executor NAME; `auto` is vectorized (which trains runs it cannot group one by one)."""
-    name = "vectorized" if name == "auto" else name
+def resolve(name: str, options: Options) -> Launcher:
+    """The launcher for --executor NAME; `auto` is local."""
+    name = "local" if name == "auto" else name
     if name not in EXECUTORS:
         raise ConfigError(f"--executor: {name!r} is invalid; allowed: auto, {', '.join(EXECUTORS.names())}")
     if options.address is not None and name != "ray":
@@ -63,52 +65,98 @@ def resolve(name: str, options: Options) -> Executor:
     return EXECUTORS[name].builder
 
 
-@EXECUTORS.register("serial")
-def serial(specs: list[RunSpec], device: torch.device, on_start: StartRun | None = None,
-           options: Options = Options()) -> Iterator[RunResult]:
-    """one run after another in this process"""
-    for spec in specs:
-        progress = on_start(spec) if on_start else None
-        try:
-            yield train(spec, device, progress)
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except Exception as e:  # noqa: BLE001 - isolation: a crashing run is recorded, not fatal
-            yield failed(spec, e, device)
+@dataclass(frozen=True)
+class Job:
+    """A stack to train: its runs, where it checkpoints, and the state it resumes from (if any).
+    A resumed stack holds runs that finished after its checkpoint; only the runs in `wanted` are yielded."""
+
+    stack: list[RunSpec]
+    saves: Path | None = None
+    resume: dict[str, Any] | None = None
+    wanted: frozenset[str] | None = None  # None: every run of the stack
 
 
-@EXECUTORS.register("vectorized")
-def vectorized(specs: list[RunSpec], device: torch.device, on_start: StartRun | None = None,
-               options: Options = Options()) -> Iterator[RunResult]:
-    """compatible runs (differing only in values) trained as one stacked model; the rest one by one"""
-    for group in groups(specs):
-        if len(group) == 1:
-            yield from serial(group, device, on_start)
-            continue
-        finished: set[str] = set()
-        try:
-            for result in train_group(group, device, on_start(group[0]) if on_start else None):
-                finished.add(result.spec.run_id)
+def jobs(specs: list[RunSpec], options: Options, max_stack: int = engine.MAX_STACK) -> list[Job]:
+    """Unfinished stacks resumed from their checkpoints first, then the other runs in new stacks."""
+    out, wanted = [], {s.run_id for s in specs}
+    for path, held, state in checkpoint.resumable(options.checkpoints, specs):
+        out.append(Job(held, path, state, frozenset(wanted & {s.run_id for s in held})))
+        wanted -= {s.run_id for s in held}
+    for stack in engine.stacks([s for s in specs if s.run_id in wanted], max_stack):
+        saves = checkpoint.path_for(options.checkpoints, stack) if options.checkpoints else None
+        out.append(Job(stack, saves))
+    return out
+
+
+def train_stack(job: Job, device: torch.device, on_start: StartStack | None = None,
+                interrupt: checkpoint.Interrupt | None = None) -> Iterator[RunResult]:
+    """One stack through the engine; if it raises, its unfinished runs again as stacks of one."""
+    finished: set[str] = set()
+    stack = job.stack
+    seconds = stack[0].config.train.checkpoint_seconds
+    saves = checkpoint.Checkpoint(job.saves, seconds) if job.saves else None
+    try:
+        for result in engine.train(stack, device, on_start(stack) if on_start else None, saves, job.resume,
+                                   interrupt):
+            finished.add(result.spec.run_id)
+            if job.wanted is None or result.spec.run_id in job.wanted:
                 yield result
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except Exception as e:  # noqa: BLE001 - the serial path records each run's own outcome
-            if not isinstance(e, Unvectorizable):
-                warnings.warn(f"vectorized group of {len(group)} runs stopped ({type(e).__name__}: {e}); "
-                              "training its unfinished runs one by one", RuntimeWarning, stacklevel=2)
-            yield from serial([s for s in group if s.run_id not in finished], device, on_start)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as e:  # noqa: BLE001 - isolation: a crashing run is recorded, not fatal
+        if saves:
+            saves.remove()
+        unfinished = [s for s in stack if s.run_id not in finished and (job.wanted is None or s.run_id in job.wanted)]
+        if len(stack) == 1:
+            yield from (failed(s, e, device) for s in unfinished)
+            return
+        if not isinstance(e, engine.Unstackable):
+            warnings.warn(f"stack of {len(stack)} runs stopped ({type(e).__name__}: {e}); "
+                          "training its unfinished runs one by one", RuntimeWarning, stacklevel=2)
+        for spec in unfinished:
+            saves_one = checkpoint.path_for(job.saves.parent, [spec]) if job.saves else None
+            yield from train_stack(Job([spec], saves_one), device, on_start, interrupt)
 
 
-def _train_chunk(specs: list[RunSpec], device: str, threads: int) -> list[RunResult]:
-    """Worker side of processes / ray: train runs one by one with `threads` torch threads."""
+def _in_this_process(jobs_: list[Job], device: torch.device, on_start: StartStack | None) -> Iterator[RunResult]:
+    with checkpoint.deferred_interrupt() as interrupt:  # Ctrl-C: the stack in training checkpoints first
+        for job in jobs_:
+            yield from train_stack(job, device, on_start, interrupt)
+
+
+@EXECUTORS.register("local")
+def local(specs: list[RunSpec], device: torch.device, on_start: StartStack | None = None,
+          options: Options = Options()) -> Iterator[RunResult]:
+    """stacks of compatible runs (differing only in values), one stack after another in this process"""
+    yield from _in_this_process(jobs(specs, options), device, on_start)
+
+
+@EXECUTORS.register("serial")
+def serial(specs: list[RunSpec], device: torch.device, on_start: StartStack | None = None,
+           options: Options = Options()) -> Iterator[RunResult]:
+    """stacks of one run, one after another in this process"""
+    yield from _in_this_process(jobs(specs, options, max_stack=1), device, on_start)
+
+
+def shares(specs: list[RunSpec], slots: int, options: Options = Options()) -> list[Job]:
+    """Stacks split so that `slots` workers are all busy: no stack larger than an equal share of the runs."""
+    return jobs(specs, options, max_stack=min(engine.MAX_STACK, max(1, math.ceil(len(specs) / slots))))
+
+
+def _worker(job: Job, device: str, threads: int) -> list[RunResult]:
+    """Worker side of processes / ray: one stack with `threads` torch threads."""
     torch.set_num_threads(threads)
-    return list(serial(specs, torch.device(device)))
+    return list(train_stack(job, torch.device(device)))
+
+
+def _wanted(job: Job) -> list[RunSpec]:
+    return [s for s in job.stack if job.wanted is None or s.run_id in job.wanted]
 
 
 @EXECUTORS.register("processes")
-def processes(specs: list[RunSpec], device: torch.device, on_start: StartRun | None = None,
+def processes(specs: list[RunSpec], device: torch.device, on_start: StartStack | None = None,
               options: Options = Options()) -> Iterator[RunResult]:
-    """a pool of worker processes (--workers N, default one per core), each training runs one by one"""
+    """a pool of worker processes (--workers N, default one per core), each training stacks"""
     if not specs:
         return
     cores = os.cpu_count() or 1
@@ -117,25 +165,25 @@ def processes(specs: list[RunSpec], device: torch.device, on_start: StartRun | N
     # spawn, not fork: a forked child of a process that has started OpenMP / CUDA threads can hang
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
     try:
-        pending: dict[Future[list[RunResult]], RunSpec] = {
-            pool.submit(_train_chunk, [spec], str(device), threads): spec for spec in specs}
+        pending: dict[Future[list[RunResult]], list[RunSpec]] = {
+            pool.submit(_worker, job, str(device), threads): _wanted(job) for job in shares(specs, workers, options)}
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
-                spec = pending.pop(future)
+                stack = pending.pop(future)
                 try:
                     results = future.result()
-                except Exception as e:  # noqa: BLE001 - a worker that died (e.g. out of memory) fails its run
-                    results = [failed(spec, e, device)]
+                except Exception as e:  # noqa: BLE001 - a worker that died (e.g. out of memory) fails its runs
+                    results = [failed(spec, e, device) for spec in stack]
                 yield from results
-    finally:  # also on Ctrl-C or when the caller stops early: drop queued runs, do not wait for them
+    finally:  # also on Ctrl-C or when the caller stops early: drop queued stacks, do not wait for them
         pool.shutdown(wait=False, cancel_futures=True)
 
 
 @EXECUTORS.register("ray")
-def ray_executor(specs: list[RunSpec], device: torch.device, on_start: StartRun | None = None,
+def ray_launcher(specs: list[RunSpec], device: torch.device, on_start: StartStack | None = None,
                  options: Options = Options()) -> Iterator[RunResult]:
-    """Ray tasks (--address HOST:PORT for a cluster), each a group of runs trained one by one"""
+    """stacks as Ray tasks (--address HOST:PORT for a cluster, --workers N tasks at a time)"""
     try:
         import ray
     except ImportError:
@@ -148,21 +196,38 @@ def ray_executor(specs: list[RunSpec], device: torch.device, on_start: StartRun 
     try:
         cpus = int(ray.cluster_resources().get("CPU", 1))
         slots = max(1, min(options.workers or cpus, cpus))
-        # ~4 tasks per slot: small enough to balance the load, big enough to amortize task overhead
-        chunks = groups(specs, max_group=max(1, math.ceil(len(specs) / (4 * slots))))
         threads = max(1, cpus // slots)
-        task = ray.remote(_train_chunk).options(num_cpus=threads, num_gpus=1 if device.type == "cuda" else 0)
-        pending.update({task.remote(chunk, str(device), threads): chunk for chunk in chunks})
+        task = ray.remote(_worker).options(num_cpus=threads, num_gpus=1 if device.type == "cuda" else 0)
+        # a remote cluster's nodes do not see this machine's results folder: no checkpoints there
+        local_options = options if options.address is None else replace(options, checkpoints=None)
+        pending.update({task.remote(job, str(device), threads): _wanted(job)
+                        for job in shares(specs, slots, local_options)})
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
-            chunk = pending.pop(done[0])
+            stack = pending.pop(done[0])
             try:
                 results = ray.get(done[0])
             except Exception as e:  # noqa: BLE001 - a lost task (node died) fails its runs, the sweep goes on
-                results = [failed(spec, e, device) for spec in chunk]
+                results = [failed(spec, e, device) for spec in stack]
             yield from results
     finally:
         for ref in pending:  # left when the caller stopped early or on Ctrl-C
             ray.cancel(ref, force=True)
         if started:
             ray.shutdown()
+
+
+def describe(stack: list[RunSpec]) -> str:
+    """A stack for a progress line: its run count and the values that vary inside it."""
+    if len(stack) == 1:
+        spec = stack[0]
+        return ", ".join([*(f"{k}={v}" for k, v in spec.params.items()), f"seed={spec.seed}"])
+    varying = []
+    for key in dict.fromkeys(k for s in stack for k in s.params):
+        values = list(dict.fromkeys(str(s.params.get(key)) for s in stack))
+        if len(values) > 1:
+            varying.append(f"{key}={'|'.join(values)}" if len(values) <= 3 else f"{key}: {len(values)} values")
+    seeds = len({s.seed for s in stack})
+    if seeds > 1:
+        varying.append(f"{seeds} seeds")
+    return f"stack of {len(stack)} runs" + (f" ({', '.join(varying)})" if varying else "")

@@ -1,10 +1,10 @@
 """Per-layer diagnostics: activation statistics and histograms, gradient norms, weight sparsity.
 
 Two users: a training run whose config turns on `diagnostics:` records them at every
-evaluation (`Recorder`, called from train.py), and `task: activations` measures an
-untrained net fed Gaussian noise (`probe`). Layer i is the i-th weighted layer
-(Linear / Conv) and the i-th activation module after it; the output layer has
-weights but no activation. Activations are measured in eval mode on fixed inputs
+evaluation (`Recorder`, called by the engine with the run taken out of its stack as a
+plain module), and `task: activations` measures an untrained net fed Gaussian noise
+(`probe`). Layer i is the i-th weighted layer (Linear / Conv) and the i-th
+activation module after it; the output layer has weights but no activation. Activations are measured in eval mode on fixed inputs
 (dropout off, BatchNorm on its running statistics), so recording them changes
 neither the random stream nor the BatchNorm statistics of the run.
 """
@@ -124,10 +124,17 @@ class Recorder:
         self.first_hist = self.first_hist or hists
         self.last_hist = hists
 
+    def state(self) -> dict[str, Any]:
+        """What was recorded so far, as plain lists and dicts (for checkpoints)."""
+        return {"rows": self.rows, "first_hist": self.first_hist, "last_hist": self.last_hist}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.rows, self.first_hist, self.last_hist = state["rows"], state["first_hist"], state["last_hist"]
+
     def files(self) -> dict[str, str]:
         """diagnostics.csv (per step and layer) and histograms.csv (first and last evaluation)."""
         stats = pd.DataFrame(self.rows).reindex(columns=STAT_COLUMNS).dropna(axis=1, how="all")
-        hist = self.first_hist + (self.last_hist if self.last_hist is not self.first_hist else [])
+        hist = self.first_hist + (self.last_hist if self.last_hist != self.first_hist else [])
         return {"diagnostics.csv": _csv(stats), "histograms.csv": _csv(pd.DataFrame(hist))}
 
     def final(self) -> dict[str, float]:

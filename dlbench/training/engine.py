@@ -1,19 +1,22 @@
-"""Vectorized execution: compatible runs trained together as one stacked model.
+"""The training loop: a stack of R >= 1 runs trained together, every parameter with a leading run dimension.
 
 Runs that differ only in values (seed, optimizer and its hyperparameters, init
-scheme, dropout probability, L1, input noise, early stopping) share architecture,
-dataset, batch schedule and loss, so R of them train as one model whose every
-parameter has a leading run dimension. Each run's model is built and initialized
-exactly as the serial path builds it; `torch.func.stack_module_state` stacks them,
-`functional_call` + `vmap` run the unchanged module code on all runs at once
-(batched matmuls underneath), and `StackedOptimizer` applies each run's own
-optimizer. Every run keeps its own batch order, dropout masks, input noise (drawn
-from its own generator in the serial order), BatchNorm statistics, early stopping
-and divergence: a run that finishes leaves the stack, so it neither costs time nor
-touches the others.
+scheme, dropout probability, L1, input noise, early stopping, diagnostics) share
+architecture, dataset, batch schedule and loss, so they train as one stacked model.
+Each run's model is built and initialized from its seed; `torch.func.stack_module_state`
+stacks them, `functional_call` + `vmap` run the unchanged module code on all runs at
+once (batched matmuls underneath) and the stacked update rules of
+`dlbench.components.optimizers` apply each run's own optimizer. A stack of one calls
+the module directly, without vmap, so any module trains here.
 
-On CPU a run's numbers match the serial path up to float rounding (batched vs
-single matmuls); see the README's Speed section for the measured tolerance.
+Every run owns its generators, seeded from its seed: one for the batch order, one
+for input noise and dropout masks. A run keeps its own BatchNorm statistics, early
+stopping and divergence; a run that finishes leaves the stack. Same config + seed +
+stack on CPU gives bit-identical metrics; the same run in another stack agrees up to
+float rounding (batched vs single matmuls; README "Speed").
+
+This is the only code that steps an optimizer on a model: evaluation, metric rows,
+divergence, early stopping, noise, dropout, L1, diagnostics and checkpoints live here once.
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ import math
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
@@ -36,20 +40,22 @@ from dlbench.components import data as data_mod
 from dlbench.components import inits
 from dlbench.components import losses
 from dlbench.components import models
-from dlbench.components.optimizers import STACKED_OPTIMIZERS, StackedOptimizer
+from dlbench.components.optimizers import StackedOptimizer, is_weight, to_eval_weights, to_train_weights
 from dlbench.sweep import RunSpec, identity
+from dlbench.training import checkpoint, diagnostics
 from dlbench.training.run import EVAL_CHUNK, SPLITS, Progress, RunResult, schedule, summarize
 
-MAX_GROUP = 256  # runs per group; larger sweeps are split into equal groups
+MAX_STACK = 256  # runs per stack; larger groups are split into equal stacks
 # activation elements per evaluation forward: cache-sized on CPU (2x faster than one big
 # forward), large on GPUs, which want big kernels
 EVAL_ELEMENTS = {"cpu": 1 << 20}
 EVAL_ELEMENTS_DEFAULT = 1 << 26
-PER_RUN_SECTIONS = ("optimizer", "init", "regularization")  # may differ inside a group (and model.dropout)
+PER_RUN_SECTIONS = ("optimizer", "init", "regularization", "diagnostics")  # may differ inside a stack
+ORDER_STREAM, NOISE_STREAM = 0, 1  # a run's generators: batch order; input noise and dropout masks
 
 
-class Unvectorizable(Exception):
-    """The group's models cannot be stacked; its runs take the serial path."""
+class Unstackable(Exception):
+    """The runs' models cannot share one stack (train them in stacks of one)."""
 
 
 @functools.cache
@@ -71,29 +77,37 @@ def keep_freed_memory() -> None:
     libc.mallopt(m_trim_threshold, 256 << 20)
 
 
-def group_key(spec: RunSpec) -> str | None:
-    """Runs with equal keys can train as one stack; None: this run trains alone."""
-    if spec.config.optimizer.name not in STACKED_OPTIMIZERS or spec.config.diagnostics.enabled():
-        return None  # diagnostics hook into train.train(): such runs train one by one
+def stack_key(spec: RunSpec) -> str:
+    """Runs with equal keys can train in one stack."""
     shared = identity(spec.config, spec.seed)
     for key in ("seed", *PER_RUN_SECTIONS):
-        shared.pop(key)
+        shared.pop(key, None)
     shared["model"].pop("dropout")
     return json.dumps(shared, sort_keys=True)
 
 
-def groups(specs: list[RunSpec], max_group: int = MAX_GROUP) -> list[list[RunSpec]]:
-    """Split specs into groups of compatible runs (first-appearance order), each at most max_group long."""
-    by_key: dict[object, list[RunSpec]] = {}
-    for i, spec in enumerate(specs):
-        key = group_key(spec)
-        by_key.setdefault(i if key is None else key, []).append(spec)
+def stacks(specs: list[RunSpec], max_stack: int = MAX_STACK) -> list[list[RunSpec]]:
+    """Split specs into stacks of compatible runs (first-appearance order), each at most max_stack long,
+    of equal sizes where a group is split."""
+    by_key: dict[str, list[RunSpec]] = {}
+    for spec in specs:
+        by_key.setdefault(stack_key(spec), []).append(spec)
     out = []
     for members in by_key.values():
-        n = math.ceil(len(members) / max_group)
+        n = math.ceil(len(members) / max_stack)
         size = math.ceil(len(members) / n)
         out += [members[i:i + size] for i in range(0, len(members), size)]
     return out
+
+
+def generator(seed: int, stream: int, device: torch.device) -> torch.Generator:
+    """A run's own generator for one stream, seeded from its seed (streams independent of each other).
+    The batch order keeps the plain seed, as dlbench always seeded it: runs without dropout or
+    input noise reproduce the numbers of earlier versions."""
+    if stream == ORDER_STREAM:
+        return torch.Generator(device).manual_seed(seed)
+    state = np.random.SeedSequence([seed, stream]).generate_state(2, np.uint32)
+    return torch.Generator(device).manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
 class MaskedDropout(nn.Module):
@@ -110,26 +124,27 @@ class MaskedDropout(nn.Module):
 @dataclass
 class _Run:
     spec: RunSpec
-    order: torch.Generator  # batch order, as in train.py
-    rng: torch.Generator  # input noise and dropout masks: what the global RNG would give the serial run
+    order: torch.Generator  # batch order
+    rng: torch.Generator  # input noise and dropout masks
     metrics: list[dict[str, float]] = field(default_factory=list)
     best: dict[str, float] | None = None
     since_best: int = 0
+    recorder: diagnostics.Recorder | None = None
 
 
 def _template(run_models: list[nn.Module], dropouts: list[float]) -> nn.Module:
     """A copy of the model (with dropout layers if any run drops out) whose dropout takes masks from outside."""
     template = copy.deepcopy(run_models[max(range(len(dropouts)), key=dropouts.__getitem__)])
     for name, module in list(template.named_modules()):
-        if isinstance(module, nn.modules.dropout._DropoutNd):
-            if type(module) is not nn.Dropout:
-                raise Unvectorizable(f"{type(module).__name__} draws masks the stack cannot reproduce")
+        if type(module) is nn.Dropout:
             parent, _, child = name.rpartition(".")
             setattr(template.get_submodule(parent), child, MaskedDropout())
+        elif isinstance(module, nn.modules.dropout._DropoutNd) and len(run_models) > 1:
+            raise Unstackable(f"{type(module).__name__} draws masks the stack does not draw")
     shapes = {k: v.shape for k, v in template.state_dict().items()}
     for m in run_models:
         if {k: v.shape for k, v in m.state_dict().items()} != shapes:
-            raise Unvectorizable("runs have different parameter shapes")
+            raise Unstackable("runs have different parameter shapes")
     return template
 
 
@@ -152,7 +167,13 @@ def _probe(template: nn.Module, sample: Tensor) -> tuple[list[tuple[str, tuple[i
     return calls, max(widest)
 
 
-class _Group:
+def _first(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+    return {k: v[0] for k, v in tensors.items()}
+
+
+class Stack:
+    """R runs training together; `run()` yields each run's result as it finishes."""
+
     def __init__(self, specs: list[RunSpec], device: torch.device) -> None:
         self.start = time.perf_counter()
         self.device = device
@@ -160,6 +181,7 @@ class _Group:
             keep_freed_memory()
         # runs of one optimizer next to each other: its updates are then in-place ops on a view
         specs = sorted(specs, key=lambda s: s.config.optimizer.name)
+        self.run_ids = [s.run_id for s in specs]
         cfg = specs[0].config
         self.splits = data_mod.prepare(cfg.data, device)
         self.loss_fn = losses.LOSSES[cfg.loss].builder
@@ -167,35 +189,49 @@ class _Group:
         self.eval_interval = cfg.train.eval_every * (self.per_epoch if cfg.train.steps is None else 1)
 
         run_models, self.runs = [], []
-        for spec in specs:  # exactly as train.train builds a run, then the RNG state it would train with
-            torch.manual_seed(spec.seed)
-            model = models.build(spec.config.model, self.splits.sample_shape, self.splits.num_classes)
-            inits.initialize(model, spec.config.init)
-            if device.type == "cpu":
-                rng = torch.Generator().set_state(torch.get_rng_state())
-            else:  # the serial run draws device-side randomness from the device generator seeded by manual_seed
-                rng = torch.Generator(device).manual_seed(spec.seed)
+        for spec in specs:
+            with torch.random.fork_rng(devices=[]):  # the init draws from the seed, the caller's RNG is untouched
+                torch.manual_seed(spec.seed)
+                model = models.build(spec.config.model, self.splits.sample_shape, self.splits.num_classes)
+                inits.initialize(model, spec.config.init)
             run_models.append(model.to(device))
-            self.runs.append(_Run(spec, torch.Generator().manual_seed(spec.seed), rng))
+            diag = spec.config.diagnostics
+            recorder = (diagnostics.Recorder(diag, spec.config.model.activation, self.splits.x_train)
+                        if diag.enabled() else None)
+            self.runs.append(_Run(spec, generator(spec.seed, ORDER_STREAM, torch.device("cpu")),
+                                  generator(spec.seed, NOISE_STREAM, device), recorder=recorder))
         template = _template(run_models, [s.config.model.dropout for s in specs])
         self.dropout_calls, self.widest = _probe(template, self.splits.x_train[:1])
         self.n_params = models.count_parameters(run_models[0])
+        # a real copy for diagnostics, which look at one run at a time as a plain module
+        self.inspected = copy.deepcopy(template) if any(r.recorder for r in self.runs) else None
         self.template = template.to("meta")
-        params, self.buffers = stack_module_state(run_models)
+        self.params, self.buffers = stack_module_state(run_models)
         del run_models
-        self.params = params
-        self.optimizer = StackedOptimizer(list(params.values()), [s.config.optimizer for s in specs])
+        self.optimizer = StackedOptimizer(list(self.params.values()), [s.config.optimizer for s in specs])
         self._per_run_values()
+        self._forwards(len(specs))
+        self.step = 0
+        self.perms = torch.empty(0, dtype=torch.long)
+        self.batch_loss_sum = torch.zeros(len(self.runs), dtype=torch.float64, device=device)
+        self.batch_count = 0
 
+    def _forwards(self, runs: int) -> None:
+        """The per-run training losses and evaluation logits: vmap over the stack, or the plain module for one run."""
         def loss(p: dict[str, Tensor], b: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
             return self.loss_fn(functional_call(self.template, (p, b), (x,)), y)
 
         def logits(p: dict[str, Tensor], b: dict[str, Tensor], x: Tensor) -> Tensor:
             return functional_call(self.template, (p, b), (x,))
 
-        self.train_losses = vmap(loss)
-        self.eval_logits = vmap(logits, in_dims=(0, 0, None))
-        self.eval_losses = vmap(self.loss_fn, in_dims=(0, None))
+        if runs > 1:
+            self.train_losses = vmap(loss)
+            self.eval_logits = vmap(logits, in_dims=(0, 0, None))
+            self.eval_losses = vmap(self.loss_fn, in_dims=(0, None))
+        else:
+            self.train_losses = lambda p, b, x, y: loss(_first(p), _first(b), x[0], y[0]).unsqueeze(0)
+            self.eval_logits = lambda p, b, x: logits(_first(p), _first(b), x).unsqueeze(0)
+            self.eval_losses = lambda out, y: self.loss_fn(out[0], y).unsqueeze(0)
 
     def _per_run_values(self) -> None:
         regs = [r.spec.config.regularization for r in self.runs]
@@ -204,6 +240,7 @@ class _Group:
         self.dropout = [r.spec.config.model.dropout for r in self.runs]
         self.noise_col = torch.tensor(self.noise, device=self.device)
         self.l1_col = torch.tensor(self.l1, device=self.device)
+        self.lrs = self.optimizer.lrs()
 
     # ------------------------------------------------------------------ one step
 
@@ -219,7 +256,7 @@ class _Group:
         return xb + self.noise_col.view(-1, *[1] * (xb.dim() - 1)) * noise
 
     def _masks(self, batch: int) -> dict[str, Tensor]:
-        """Each dropout layer's masks, drawn run by run as F.dropout draws them on CPU."""
+        """Each dropout layer's masks, drawn run by run from the run's generator."""
         masks = {}
         for name, shape in self.dropout_calls:
             per_run = []
@@ -230,12 +267,13 @@ class _Group:
         return masks
 
     def _l1_penalty(self) -> Tensor:
-        weights = [p for p in self.params.values() if p.dim() > 2]
+        """Per run: the sum of |w| over its weights (not biases or norm parameters)."""
+        weights = [p for p in self.params.values() if is_weight(p)]
         return torch.stack([p.abs().flatten(1).sum(1) for p in weights]).sum(0)
 
     def _losses(self, idx: Tensor) -> Tensor:
         """Per-run training losses of one batch (with the L1 term where a run has one)."""
-        xb = self._inputs(idx)  # noise before dropout masks: the serial run's draw order
+        xb = self._inputs(idx)
         losses_ = self.train_losses(self.params, {**self.buffers, **self._masks(idx.shape[1])}, xb,
                                     self.splits.y_train[idx])
         if any(self.l1):
@@ -246,7 +284,7 @@ class _Group:
 
     @torch.no_grad()
     def _evaluate(self, rows: list[int]) -> list[dict[str, float]]:
-        """Mean loss and accuracy per split for the given runs, in eval mode (as train.evaluate)."""
+        """Mean loss and accuracy per split for the given runs, in eval mode."""
         index = torch.tensor(rows, device=self.device)
         params = {k: v.detach()[index] for k, v in self.params.items()}
         buffers = {k: v[index] for k, v in self.buffers.items()}
@@ -259,7 +297,7 @@ class _Group:
             x, y = self.splits.split(name)
             loss_sum = torch.zeros(len(rows), device=self.device)
             correct = torch.zeros(len(rows), device=self.device, dtype=torch.long)
-            for i in range(0, len(x), EVAL_CHUNK):  # train.evaluate's chunks, so the loss sums the same way
+            for i in range(0, len(x), EVAL_CHUNK):  # fixed chunks: the loss sums the same way in every stack
                 xc, yc = x[i:i + EVAL_CHUNK], y[i:i + EVAL_CHUNK]
                 for a in range(0, len(rows), runs_per_call):
                     b = a + runs_per_call
@@ -273,21 +311,43 @@ class _Group:
         self.template.train()
         return out
 
-    def _record(self, rows: list[int], step: int, batch_loss: list[float]) -> None:
-        evaluated = self._evaluate(rows)
-        seconds = time.perf_counter() - self.start
-        for i, split_metrics in zip(rows, evaluated):
-            run = self.runs[i]
-            run.metrics.append({"epoch": step / self.per_epoch, "step": step, "train_batch_loss": batch_loss[i],
-                                **split_metrics, "lr": run.spec.config.optimizer.lr, "seconds": seconds})
+    def _record(self, rows: list[int], batch_loss: list[float]) -> None:
+        to_eval_weights(self.optimizer)  # schedule-free runs are evaluated at their averaged weights
+        try:
+            evaluated = self._evaluate(rows)
+            seconds = time.perf_counter() - self.start
+            for i, split_metrics in zip(rows, evaluated):
+                run = self.runs[i]
+                run.metrics.append({"epoch": self.step / self.per_epoch, "step": self.step,
+                                    "train_batch_loss": batch_loss[i], **split_metrics, "lr": self.lrs[i],
+                                    "seconds": seconds})
+                if run.recorder:
+                    run.recorder.record(self._one_run(i), self.step)
+        finally:
+            to_train_weights(self.optimizer)
+
+    def _one_run(self, i: int) -> nn.Module:
+        """Run i as a plain module, with the gradient of its last training batch (for diagnostics)."""
+        assert self.inspected is not None
+        with torch.no_grad():
+            for k, t in self.inspected.named_parameters():
+                t.copy_(self.params[k][i])
+                t.grad = None if self.params[k].grad is None else self.params[k].grad[i].clone()
+            for k, t in self.inspected.named_buffers():
+                if k in self.buffers:
+                    t.copy_(self.buffers[k][i])
+        return self.inspected
 
     # ------------------------------------------------------------------ finishing runs
 
-    def _result(self, run: _Run, status: str, step: int, diverged_step: int | None, stopped_early: bool) -> RunResult:
+    def _result(self, run: _Run, status: str, diverged_step: int | None, stopped_early: bool) -> RunResult:
         summary = summarize(run.spec, run.metrics, run.best, status=status, diverged_step=diverged_step,
-                            stopped_early=stopped_early, step=step, per_epoch=self.per_epoch, batch_size=self.bs,
-                            wall_time=time.perf_counter() - self.start, n_params=self.n_params, device=self.device)
-        return RunResult(run.spec, status, run.metrics, summary)
+                            stopped_early=stopped_early, step=self.step, per_epoch=self.per_epoch,
+                            batch_size=self.bs, wall_time=time.perf_counter() - self.start,
+                            n_params=self.n_params, device=self.device)
+        if run.recorder:
+            summary["diagnostics"] = run.recorder.final()
+        return RunResult(run.spec, status, run.metrics, summary, run.recorder.files() if run.recorder else {})
 
     def _keep(self, rows: list[int]) -> None:
         """Continue with these runs only (the others finished)."""
@@ -301,86 +361,141 @@ class _Group:
         self.buffers = {k: v[index] for k, v in self.buffers.items()}
         self.optimizer.keep(index, list(kept.values()))
         self.runs = [self.runs[i] for i in rows]
+        self.batch_loss_sum = self.batch_loss_sum[index]
+        if self.perms.numel():
+            self.perms = self.perms[index.to(self.perms.device)]
         self._per_run_values()
+        self._forwards(len(rows))
+
+    def _finish(self, done: dict[int, tuple[str, int | None, bool]]) -> Iterator[RunResult]:
+        """Yield the results of runs i -> (status, diverged step, stopped early) and drop them."""
+        results = [self._result(self.runs[i], *done[i]) for i in sorted(done)]
+        keep = [i for i in range(len(self.runs)) if i not in done]
+        if keep:
+            self._keep(keep)
+        else:
+            self.runs = []
+        yield from results
+
+    def _mean_batch_loss(self) -> list[float]:
+        if not self.batch_count:
+            return [math.nan] * len(self.runs)
+        return (self.batch_loss_sum / self.batch_count).tolist()
 
     # ------------------------------------------------------------------ the loop
 
-    def run(self, progress: Progress | None) -> Iterator[RunResult]:
-        """Train all runs; yield each result as its run finishes (the loop of train.train, per run)."""
-        x_train = self.splits.x_train
-        n = len(x_train)
-        batch_loss_sum = torch.zeros(len(self.runs), dtype=torch.float64, device=self.device)
-        batch_count = 0
+    def run(self, progress: Progress | None = None,
+            after_step: Callable[["Stack"], None] | None = None) -> Iterator[RunResult]:
+        """Train all runs; yield each result as its run finishes. `after_step` is called between
+        steps, where the state is whole (checkpoints)."""
+        n = len(self.splits.x_train)
+        if self.step == 0:
+            self._record(list(range(len(self.runs))), self._mean_batch_loss())
+        while self.step < self.total and self.runs:
+            position = self.step % self.per_epoch
+            if position == 0:  # a new epoch: each run's own order
+                self.perms = torch.stack([torch.randperm(n, generator=r.order) for r in self.runs]).to(self.device)
+            for p in self.params.values():
+                p.grad = None
+            losses_ = self._losses(self.perms[:, position * self.bs:(position + 1) * self.bs])
+            self.step += 1
+            finite = torch.isfinite(losses_.detach())
+            all_finite = bool(finite.all())
+            total_loss = losses_.sum() if all_finite else torch.where(finite, losses_, 0.0).sum()
+            total_loss.backward()
+            if not all_finite:  # diverged runs: final row with their parameters before this step
+                bad = (~finite).nonzero().flatten().tolist()
+                self._record(bad, self._mean_batch_loss())
+                losses_ = losses_[finite]
+                yield from self._finish({i: ("diverged", self.step, False) for i in bad})
+                if not self.runs:
+                    return
+            self.optimizer.step()
+            self.batch_loss_sum += losses_.detach().double()
+            self.batch_count += 1
+            if self.step % self.eval_interval == 0 or self.step == self.total:
+                yield from self._evaluation(progress)
+            if after_step and self.runs:
+                after_step(self)
+        yield from self._finish({i: ("ok", None, False) for i in range(len(self.runs))})
 
-        def mean_batch_loss() -> list[float]:
-            return (batch_loss_sum / batch_count).tolist() if batch_count else [math.nan] * len(self.runs)
-
-        def finish(done: dict[int, tuple[str, int | None, bool]], step: int) -> Iterator[RunResult]:
-            """Yield the results of runs i -> (status, diverged step, stopped early) and drop them."""
-            nonlocal batch_loss_sum, perms
-            for i in sorted(done):
-                status, diverged_step, stopped_early = done[i]
-                yield self._result(self.runs[i], status, step, diverged_step, stopped_early)
-            keep = [i for i in range(len(self.runs)) if i not in done]
-            if keep:
-                batch_loss_sum, perms = batch_loss_sum[keep], perms[keep]
-                self._keep(keep)
+    def _evaluation(self, progress: Progress | None) -> Iterator[RunResult]:
+        self._record(list(range(len(self.runs))), self._mean_batch_loss())
+        self.batch_loss_sum.zero_()
+        self.batch_count = 0
+        done: dict[int, tuple[str, int | None, bool]] = {}
+        for j, run in enumerate(self.runs):
+            row = run.metrics[-1]
+            if not all(math.isfinite(row[f"train_{m}"]) for m in ("loss", "acc")):
+                done[j] = ("diverged", self.step, False)
+            elif run.best is None or row["val_acc"] > run.best["val_acc"]:
+                run.best, run.since_best = row, 0
             else:
-                self.runs = []
+                run.since_best += 1
+                patience = run.spec.config.regularization.early_stopping
+                if patience is not None and run.since_best >= patience:
+                    done[j] = ("ok", None, True)
+        if progress:
+            progress(self.step, self.total, len(self.runs) - len(done))
+        if done:
+            yield from self._finish(done)
 
-        perms = torch.empty(0)
-        self._record(list(range(len(self.runs))), 0, mean_batch_loss())
-        step = 0
-        while step < self.total and self.runs:
-            perms = torch.stack([torch.randperm(n, generator=r.order) for r in self.runs]).to(self.device)
-            for i in range(0, n, self.bs):
-                losses_ = self._losses(perms[:, i:i + self.bs])
-                step += 1
-                finite = torch.isfinite(losses_.detach())
-                all_finite = bool(finite.all())
-                total_loss = losses_.sum() if all_finite else torch.where(finite, losses_, 0.0).sum()
-                total_loss.backward()
-                if not all_finite:  # diverged runs: final row with their parameters before this step
-                    bad = (~finite).nonzero().flatten().tolist()
-                    self._record(bad, step, mean_batch_loss())
-                    losses_ = losses_[finite]
-                    yield from finish({i: ("diverged", step, False) for i in bad}, step)
-                    if not self.runs:
-                        return
-                self.optimizer.step()
-                for p in self.params.values():
-                    p.grad = None
-                batch_loss_sum += losses_.detach().double()
-                batch_count += 1
-                if step % self.eval_interval == 0 or step == self.total:
-                    rows = list(range(len(self.runs)))
-                    self._record(rows, step, mean_batch_loss())
-                    batch_loss_sum.zero_()
-                    batch_count = 0
-                    if progress:
-                        progress(step, self.total)
-                    done = {}
-                    for j, run in enumerate(self.runs):
-                        row = run.metrics[-1]
-                        if not all(math.isfinite(row[f"train_{m}"]) for m in ("loss", "acc")):
-                            done[j] = ("diverged", step, False)
-                        elif run.best is None or row["val_acc"] > run.best["val_acc"]:
-                            run.best, run.since_best = row, 0
-                        else:
-                            run.since_best += 1
-                            patience = run.spec.config.regularization.early_stopping
-                            if patience is not None and run.since_best >= patience:
-                                done[j] = ("ok", None, True)
-                    if done:
-                        yield from finish(done, step)
-                        if not self.runs:
-                            return
-                if step >= self.total:
-                    break
-        yield from finish({i: ("ok", None, False) for i in range(len(self.runs))}, step)
+    # ------------------------------------------------------------------ checkpoints
+
+    def state(self) -> dict[str, Any]:
+        """The whole training state between two steps (tensors, numbers, strings, lists and dicts only)."""
+        return {
+            "runs_held": checkpoint.describe_runs([r.spec for r in self.runs]), "step": self.step,
+            "params": {k: v.detach() for k, v in self.params.items()}, "buffers": self.buffers,
+            "optimizer": self.optimizer.state_dict(), "perms": self.perms,
+            "batch_loss_sum": self.batch_loss_sum, "batch_count": self.batch_count,
+            "runs": [{"order": r.order.get_state(), "rng": r.rng.get_state(), "metrics": r.metrics,
+                      "best": r.best, "since_best": r.since_best,
+                      "recorder": r.recorder.state() if r.recorder else None} for r in self.runs],
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from `state()` of a stack of these runs; the runs it no longer held finished before."""
+        keep = [self.run_ids.index(r["run_id"]) for r in state["runs_held"]]
+        self._keep(keep)
+        self.step, self.perms = state["step"], state["perms"].to(self.device)
+        self.batch_loss_sum, self.batch_count = state["batch_loss_sum"].to(self.device), state["batch_count"]
+        with torch.no_grad():
+            for k, v in state["params"].items():
+                self.params[k].copy_(v)
+            for k, v in state["buffers"].items():
+                self.buffers[k].copy_(v)
+        self.optimizer.load_state_dict({"steps": state["optimizer"]["steps"], "state": {
+            k: [None if t is None else t.to(self.device) for t in v] for k, v in state["optimizer"]["state"].items()},
+            "scalars": state["optimizer"].get("scalars", {})})
+        for run, saved in zip(self.runs, state["runs"]):
+            run.order.set_state(saved["order"])
+            run.rng.set_state(saved["rng"])
+            run.metrics, run.best, run.since_best = saved["metrics"], saved["best"], saved["since_best"]
+            if run.recorder:
+                run.recorder.restore(saved["recorder"])
 
 
-def train_group(specs: list[RunSpec], device: torch.device, progress: Progress | None = None) -> Iterator[RunResult]:
-    """Train compatible runs as one stack; raises Unvectorizable before training if they cannot be stacked."""
-    group = _Group(specs, device)
-    return group.run(progress)
+def train(specs: list[RunSpec], device: torch.device, progress: Progress | None = None,
+          saves: checkpoint.Checkpoint | None = None, resume: dict[str, Any] | None = None,
+          interrupt: checkpoint.Interrupt | None = None) -> Iterator[RunResult]:
+    """Train compatible runs as one stack; yield each result as its run finishes.
+
+    With `saves`, the stack's state is written every `saves.seconds` and when `interrupt`
+    is requested (then KeyboardInterrupt is raised), and the file is removed when the
+    stack finishes. `resume`: a state read from such a file (`specs` = the runs it holds)."""
+    stack = Stack(specs, device)
+    if resume is not None:
+        stack.restore(resume)
+
+    def between_steps(stack: Stack) -> None:
+        if interrupt is not None and interrupt.requested:
+            if saves is not None:
+                saves.save(stack.state())
+            raise KeyboardInterrupt
+        if saves is not None and saves.due():
+            saves.save(stack.state())
+
+    yield from stack.run(progress, between_steps)
+    if saves is not None:
+        saves.remove()
