@@ -270,7 +270,7 @@ RERUN: dict[str | None, tuple[str, ...]] = {"all": FINISHED, "failed": ("failed"
 
 
 def check_rerun(rerun: str | None) -> None:
-    if rerun not in RERUN:
+    if not isinstance(rerun, (str, type(None))) or rerun not in RERUN:
         raise ConfigError(f"--rerun: {rerun!r} is invalid; allowed: failed, all")
 
 

@@ -174,8 +174,17 @@ def test_a_task_that_trains_nothing_shows_its_own_table(tmp_path: Path) -> None:
                          "function": {"steps": 5}}, out=tmp_path, progress=False)
     table = paths.table()
     assert list(table["optimizer.name"]) == ["sgd", "adam"]
+    same_csv(paths.summary, (paths.root / "summary.csv").read_text())
     printed = cli("report", paths.root).out
     assert all(cell in printed for cell in table.to_numpy().ravel())
     assert paths.plot("paths").axes
     with pytest.raises(ConfigError, match=r"table\(target=...\): .* holds a task: function experiment"):
         paths.table(target=0.5)
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_progress_outside_a_notebook_is_the_terminal_bars(data_root: Path, tmp_path: Path, progress: bool,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    dlbench.run(tiny_config(data_root, grid={"optimizer.lr": [0.05, 0.1]}), out=tmp_path, progress=progress)
+    err = capsys.readouterr().err
+    assert ("tiny on cpu" in err and "2/2" in err) is progress, err

@@ -102,13 +102,17 @@ class Results:
 
     @functools.cached_property
     def _summary(self) -> pd.DataFrame:
+        if self.task != "train":  # optimizer paths: final values per configuration; activations: none
+            file = self.root / "summary.csv"
+            return pd.read_csv(file) if file.is_file() else pd.DataFrame()
         runs, keys = self._runs_and_keys
         return pd.DataFrame() if runs.empty else report_mod.build(runs, keys).summary
 
     @property
     def summary(self) -> pd.DataFrame:
         """One row per configuration, best validation accuracy first: run counts, and n, mean,
-        std and 95% CI of every metric over the ok runs at the final evaluation (summary.csv)."""
+        std and 95% CI of every metric over the ok runs at the final evaluation (summary.csv;
+        a task that trains nothing: its summary.csv, if it writes one)."""
         return self._summary.copy()
 
     @functools.cached_property
