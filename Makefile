@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e ".[dev,ray,tensorboard,mlflow]"
+	$(BIN)/pip install --quiet -e ".[dev,ray,tensorboard,mlflow,notebook]"
 	touch $@
 
 quickstart: install  ## train the quickstart grid on MNIST-1D and print the table

@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Callable, Iterator, NoReturn, Optional, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Callable, NoReturn, Optional, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from dlbench.errors import ConfigError, did_you_mean
-from dlbench.results.store import METRICS
+from dlbench.errors import ConfigError
+from dlbench.results.store import METRICS, check_folder
 
 if TYPE_CHECKING:  # the front imports torch, the report scipy: loaded by the commands that need them
-    from dlbench.results import report as report_mod
     from dlbench import runner
     from dlbench import sweep
 
@@ -143,51 +140,28 @@ def run(
     exits 130. Exit code: 0 all runs ok or diverged, 1 some run failed,
     2 bad input or a refused folder, 130 interrupted.
     """
-    from dlbench import runner
-    from dlbench.execution.launchers import Options, resolve
+    from dlbench import progress, runner
     from dlbench.results import report as report_mod
-    from dlbench.training import checkpoint
-    from dlbench.results.store import Store
-    from dlbench.tasks import TASKS
-    from dlbench.training.run import resolve_device
 
-    overrides = list(sets or []) + ([f"train.device={device.value}"] if device else [])
-    cfg, specs, raw = runner.load(config, overrides, max_runs, yes)
-    store = Store(out / cfg.name)  # cfg.name is one plain path component: no ../ escapes
-    options = Options(workers, address, checkpoint.folder(store.root))
-    launch = resolve(executor, options)
-    runner.check_address(executor, address)
-    task = TASKS[cfg.task]
+    plan = runner.plan(config, sets or [], out=out, device=device and device.value, max_runs=max_runs, yes=yes,
+                       executor=executor, workers=workers, address=address)
     if dry_run:
-        if task.trains:  # checked and estimated on the data `run` would load
-            runner.prepare_data(specs, "cpu")
-        finished = {} if force_new else store.finished()
-        if not force_new:
-            store.check(runner.experiment_record(cfg, specs))
-        costs = runner.costs(specs) if task.trains else [runner.Cost()] * len(specs)  # nothing trains: no cost
-        console.print(_runs_table(specs, costs, finished))
-        console.print(runner.describe(specs, runner.select(specs, finished, rerun and rerun.value), costs))
+        dry = runner.dry_run(plan, force_new=force_new, rerun=rerun and rerun.value)
+        console.print(_runs_table(plan.specs, dry.costs, dry.finished))
+        console.print(dry.line)
         return
-    if not task.trains:
-        runner.compute(cfg, specs, raw, store, force_new)
-        _tables_and_figures(store.root, plots)
-        console.print(f"results: {store.root}")
-        return
-    dev = resolve_device(cfg.train.device)
-    runner.prepare_data(specs, str(dev))
-    outcome = runner.train(cfg, specs, raw, store, _with_progress(launch, options, dev, f"{cfg.name} on {dev.type}"),
-                         force_new=force_new, rerun=rerun and rerun.value, fail_fast=fail_fast, say=_say, warn=_warn)
+    outcome = runner.execute(plan, show=progress.terminal(err_console), force_new=force_new,
+                             rerun=rerun and rerun.value, fail_fast=fail_fast, figures=plots, say=_say, warn=_warn)
     if outcome.report is not None:
-        console.print(report_mod.rich_table(outcome.report, f"{cfg.name}: {cfg.description}".strip(": "),
+        console.print(report_mod.rich_table(outcome.report, f"{plan.cfg.name}: {plan.cfg.description}".strip(": "),
                                             console.width))
-        _tables_and_figures(store.root, plots)
-    console.print(f"results: {store.root}")
-    if outcome.interrupted:
-        _warn(f"interrupted: {outcome.n_done} of {outcome.n_runs} runs finished and saved, the others "
-              "checkpointed; run the same command again to resume")
-    elif outcome.n_failed:
-        _warn(f"{outcome.n_failed} of {outcome.n_runs} runs failed (see the status column; "
-              "--rerun failed trains them again)")
+    if outcome.task_table is not None:
+        console.print(outcome.task_table)
+    if outcome.figures:
+        console.print(f"figures: {', '.join(str(p) for p in outcome.figures)}")
+    console.print(f"results: {outcome.root}")
+    if outcome.problem:
+        _warn(outcome.problem)
     if outcome.exit_code:
         raise typer.Exit(outcome.exit_code)
 
@@ -200,61 +174,13 @@ def _warn(text: str) -> None:
     err_console.print(escape(text), soft_wrap=True, highlight=False)
 
 
-# ---------------------------------------------------------------- launch with a progress display
-
-
-def _with_progress(launch: Callable[..., Any], options: Any, dev: Any, title: str) -> runner.Launch:
-    """The launcher's call and its progress bars, together (runs to train -> results as they finish)."""
-
-    from dlbench.execution.launchers import describe
-
-    def launch_with_progress(todo: list[sweep.RunSpec]) -> Iterator[Any]:
-        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TimeRemainingColumn()]
-        with Progress(*columns, console=err_console, transient=False) as progress:
-            overall = progress.add_task(title, total=len(todo))
-            current = progress.add_task("run", total=1, visible=False)
-
-            def on_start(stack: list[sweep.RunSpec]) -> Callable[[int, int, int], None]:
-                label = f"  {describe(stack)}"[:70]
-                progress.reset(current, total=1, description=label, visible=True)
-
-                def on_step(step: int, total: int, training: int) -> None:
-                    ended = f", {len(stack) - training} finished early" if training < len(stack) else ""
-                    progress.update(current, completed=step, total=total, description=f"{label}{ended}")
-                return on_step
-
-            with contextlib.closing(launch(todo, dev, on_start, options)) as results:
-                for result in results:
-                    progress.advance(overall)
-                    yield result
-            progress.update(current, visible=False)
-
-    return launch_with_progress
-
-
-def _tables_and_figures(root: Path, figures: bool) -> None:
-    """After a run: the task's own table (paths, activations, diagnostics) and the figures."""
-    from dlbench.results import plots as plots_mod
-    from dlbench.results.tables import table as task_table
-
-    res = plots_mod.load(root)
-    table = task_table(res)
-    if table is not None:
-        console.print(table)
-    if figures:
-        written = plots_mod.write(res)
-        if written:
-            console.print(f"figures: {', '.join(str(p) for p in written)}")
-
-
 @app.command()
 @user_errors
 def plot(results_dir: Annotated[Path, typer.Argument(help="An experiment folder, e.g. results/quickstart.")]) -> None:
     """Draw the experiment's figures (the config's `plots:` list) as PNGs into RESULTS_DIR, from the folder alone."""
     from dlbench.results import plots as plots_mod
 
-    check_results_folder(results_dir)
+    check_folder(results_dir)
     written = plots_mod.write(plots_mod.load(results_dir))
     if not written:
         fail(f"{results_dir}: nothing to plot yet (no finished runs)")
@@ -292,7 +218,7 @@ def report(
     from dlbench.results.store import read_view
 
     for d in results_dirs:
-        check_results_folder(d)
+        check_folder(d)
     if output is not None and format is None and output.suffix not in report_mod.SUFFIXES:
         fail(f"--output {output}: unknown suffix {output.suffix!r}; allowed: "
              f"{', '.join(report_mod.SUFFIXES)} (or name the format with --format)")
@@ -344,20 +270,6 @@ def _emit(text: str, output: Path | None) -> None:
         err_console.print(f"wrote {output}", highlight=False)
 
 
-def check_results_folder(d: Path) -> None:
-    """A results folder is given: refuse a missing one (did you mean), and list the experiments
-    of a folder that holds several."""
-    if (d / "runs").is_dir() or (d / "experiment.yaml").is_file():
-        return
-    if not d.exists():
-        siblings = [p.name for p in d.parent.iterdir() if p.is_dir()] if d.parent.is_dir() else []
-        fail(f"{d}: no such folder{did_you_mean(d.name, siblings)}")
-    inside = sorted(p.name for p in d.iterdir() if (p / "experiment.yaml").is_file()) if d.is_dir() else []
-    if inside:
-        fail(f"{d} holds {len(inside)} experiments: {', '.join(inside)}; report one, e.g. {d / inside[0]}")
-    fail(f"{d}: not a results folder (expected {d / 'runs'}/ or {d / 'experiment.yaml'})")
-
-
 @app.command()
 @user_errors
 def export(
@@ -371,7 +283,7 @@ def export(
     """Export every run of RESULTS_DIR (scalars by step, swept values, status) to TensorBoard or MLflow."""
     from dlbench.results import export as export_mod
 
-    check_results_folder(results_dir)
+    check_folder(results_dir)
     console.print(export_mod.export(results_dir, to, output), soft_wrap=True)
 
 

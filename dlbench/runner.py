@@ -1,40 +1,49 @@
-"""One `dlbench run`: plan, select, launch, store, refresh, outcome.
+"""One sweep, for `dlbench run` and `dlbench.run` alike: plan, select, launch, store, refresh, outcome.
 
-- `load`: read, override, validate and expand a config; a `--set` the sweep would
-  overwrite is refused, and so is a sweep of more than `--max-runs` runs without
-  `--yes` (counted before expanding, so a 10 keys x 10 values grid is refused at once).
-- `check_address`: a Ray `--address` must answer as a Ray cluster before Ray starts.
+- `plan`: read, override, validate and expand a config (a file or a mapping), pick the
+  launcher; a `--set` the sweep would overwrite is refused, and so is a sweep of more than
+  `--max-runs` runs without `--yes` (counted before expanding, so a 10 keys x 10 values
+  grid is refused at once); a Ray `--address` must answer as a Ray cluster before Ray starts.
+- `dry_run`: what `--dry-run` prints: finished runs, parameters x steps of each run (model
+  on the meta device; steps from the data `run` would load) and the bottom line.
+- `execute`: train the runs (through the launcher and the caller's progress display) or
+  compute a task that trains nothing, store each result as it arrives, refresh the tables,
+  draw the figures; the `Outcome` says what happened (the CLI's exit code, the API's
+  exception or warning).
 - `prepare_data`: every data section loaded once, checked against the training settings.
-- `costs` / `describe`: parameters x steps of each run (model on the meta device; steps
-  from the data `run` would load), for `--dry-run`.
 - `select`: which runs to train, given the finished ones and `--rerun`.
-- `train`: launch the runs (through the caller's launcher + progress display), store
-  each result as it arrives, refresh the tables; the `Outcome` gives the exit code.
-- `compute`: the tasks that train nothing (TASKS[...].compute) into their folder.
 - `experiment_record` / `view`: what all runs into one folder share, and what its
   report and figures read.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import torch
 
-from dlbench import sweep, tasks
+from dlbench import progress, sweep, tasks
 from dlbench.components import models
 from dlbench.components import data
 from dlbench.config import schema
 from dlbench.config.keys import pop_path
 from dlbench.config.schema import Config
 from dlbench.errors import ConfigError
+from dlbench.execution.launchers import Launcher, Options, resolve
+from dlbench.results import plots
 from dlbench.results.report import Report, write_tables
 from dlbench.results.store import Store
-from dlbench.training.run import schedule
+from dlbench.training import checkpoint
+from dlbench.results.tables import table as task_table
+from dlbench.training.run import resolve_device, schedule
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 FINISHED = ("ok", "diverged", "failed")
 
@@ -51,7 +60,7 @@ def planned_runs(cfg: Config) -> int:
     return points * (cfg.random.trials if cfg.random else 1) * len(cfg.train.seeds)
 
 
-def load(config: Path, sets: list[str], max_runs: int, yes: bool = False
+def load(config: Path | Mapping[str, Any], sets: list[str], max_runs: int, yes: bool = False
          ) -> tuple[Config, list[sweep.RunSpec], dict[str, Any]]:
     """Read, override, validate and expand a config; refuse a sweep over --max-runs and
     a --set that the sweep would overwrite."""
@@ -61,6 +70,32 @@ def load(config: Path, sets: list[str], max_runs: int, yes: bool = False
     specs = unique(sweep.expand(cfg, raw))
     check_size(len(specs), max_runs, yes, cfg.name)
     return cfg, specs, raw
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A loaded sweep, the folder it goes to and how its runs are launched."""
+
+    cfg: Config
+    specs: list[sweep.RunSpec]
+    raw: dict[str, Any]
+    store: Store
+    launcher: Launcher
+    options: Options
+
+
+def plan(config: Path | Mapping[str, Any], sets: list[str], *, out: Path, device: str | None = None,
+         max_runs: int = 1000, yes: bool = False, executor: str = "auto", workers: int | None = None,
+         address: str | None = None) -> Plan:
+    """Load and expand the sweep (`device` overrides train.device), refuse what cannot run."""
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers: {workers} is invalid: at least 1")
+    cfg, specs, raw = load(config, [*sets, *([f"train.device={device}"] if device else [])], max_runs, yes)
+    store = Store(Path(out) / cfg.name)  # cfg.name: one plain path component
+    options = Options(workers, address, checkpoint.folder(store.root))
+    launcher = resolve(executor, options)
+    check_address(executor, address)
+    return Plan(cfg, specs, raw, store, launcher, options)
 
 
 def check_address(executor: str, address: str | None, timeout_s: float = 3.0) -> None:
@@ -126,24 +161,75 @@ def compute(cfg: Config, specs: list[sweep.RunSpec], raw: dict[str, Any], store:
         compute_task(specs, store.root)
 
 
-# the launcher behind a progress display: runs to train -> their results as they finish
-Launch = Callable[[list[sweep.RunSpec]], Iterator[Any]]
-
-
 @dataclass(frozen=True)
 class Outcome:
+    root: Path
     n_runs: int
     n_done: int
     n_failed: int
     interrupted: bool
-    report: Report | None  # None: nothing finished
+    report: Report | None  # None: nothing finished, or a task that trains nothing
+    task_table: Table | None = None  # paths, activations, diagnostics (results.tables)
+    figures: tuple[Path, ...] = ()
 
     @property
     def exit_code(self) -> int:
         return 130 if self.interrupted else 1 if self.n_failed else 0
 
+    @property
+    def problem(self) -> str | None:
+        """What went wrong, in one line for the user (None: nothing)."""
+        if self.interrupted:
+            return (f"interrupted: {self.n_done} of {self.n_runs} runs finished and saved, the others "
+                    "checkpointed; run the same sweep again to resume")
+        if self.n_failed:
+            return (f"{self.n_failed} of {self.n_runs} runs failed (see the status column; "
+                    "--rerun failed, or rerun='failed' in Python, trains them again)")
+        return None
 
-def train(cfg: Config, specs: list[sweep.RunSpec], raw: dict[str, Any], store: Store, launch: Launch, *,
+
+@dataclass(frozen=True)
+class DryRun:
+    finished: dict[str, str]  # run id -> status of the runs already in the folder
+    costs: list[Cost]
+    line: str  # the bottom line: run counts, parameters x steps to train
+
+
+def dry_run(run: Plan, *, force_new: bool = False, rerun: str | None = None) -> DryRun:
+    """What `execute` would do, checked and estimated on the data it would load; trains nothing."""
+    trains = tasks.TASKS[run.cfg.task].trains
+    if trains:
+        prepare_data(run.specs, "cpu")
+    finished = {} if force_new else run.store.finished()
+    if not force_new:
+        run.store.check(experiment_record(run.cfg, run.specs))
+    run_costs = costs(run.specs) if trains else [Cost()] * len(run.specs)  # nothing trains: no cost
+    return DryRun(finished, run_costs, describe(run.specs, select(run.specs, finished, rerun), run_costs))
+
+
+def execute(run: Plan, *, show: progress.Show | None, force_new: bool = False, rerun: str | None = None,
+            fail_fast: bool = False, figures: bool = True, say: Callable[[str], None] = print,
+            warn: Callable[[str], None] = print) -> Outcome:
+    """Train the sweep (or compute a task that trains nothing) into its folder, then the task's
+    table and, with `figures`, the figures."""
+    check_rerun(rerun)  # before the folder is touched
+    if tasks.TASKS[run.cfg.task].trains:
+        dev = resolve_device(run.cfg.train.device)
+        prepare_data(run.specs, str(dev))
+        launch = progress.launching(run.launcher, run.options, dev, show, f"{run.cfg.name} on {dev.type}")
+        outcome = train(run.cfg, run.specs, run.raw, run.store, launch, force_new=force_new, rerun=rerun,
+                        fail_fast=fail_fast, say=say, warn=warn)
+        if outcome.report is None:
+            return outcome
+    else:
+        compute(run.cfg, run.specs, run.raw, run.store, force_new)
+        outcome = Outcome(run.store.root, len(run.specs), len(run.specs), 0, False, None)
+    folder = plots.load(run.store.root)
+    return dataclasses.replace(outcome, task_table=task_table(folder),
+                               figures=tuple(plots.write(folder)) if figures else ())
+
+
+def train(cfg: Config, specs: list[sweep.RunSpec], raw: dict[str, Any], store: Store, launch: progress.Launch, *,
           force_new: bool = False, rerun: str | None = None, fail_fast: bool = False,
           say: Callable[[str], None] = print, warn: Callable[[str], None] = print) -> Outcome:
     """Train the runs not finished yet, store each as it finishes, rewrite the tables.
@@ -169,7 +255,7 @@ def train(cfg: Config, specs: list[sweep.RunSpec], raw: dict[str, Any], store: S
             interrupted = True
         rep = write_tables(store.root) if store.finished() else None
     status = store.finished()
-    return Outcome(len(specs), sum(s.run_id in status for s in specs),
+    return Outcome(store.root, len(specs), sum(s.run_id in status for s in specs),
                    sum(status.get(s.run_id) == "failed" for s in specs), interrupted, rep)
 
 
@@ -182,10 +268,19 @@ def unique(specs: list[sweep.RunSpec]) -> list[sweep.RunSpec]:
     return list(first.values())
 
 
+RERUN: dict[str | None, tuple[str, ...]] = {"all": FINISHED, "failed": ("failed",), None: ()}  # statuses trained again
+
+
+def check_rerun(rerun: str | None) -> None:
+    if not isinstance(rerun, (str, type(None))) or rerun not in RERUN:
+        raise ConfigError(f"--rerun: {rerun!r} is invalid; allowed: failed, all")
+
+
 def select(specs: list[sweep.RunSpec], finished: dict[str, str], rerun: str | None) -> list[sweep.RunSpec]:
     """The runs to train: unfinished ones (a killed run left no folder, so it is unfinished),
     plus finished failed ones with --rerun failed, plus everything with --rerun all."""
-    again = {"all": FINISHED, "failed": ("failed",), None: ()}[rerun]
+    check_rerun(rerun)
+    again = RERUN[rerun]
     return [s for s in specs if finished.get(s.run_id) in (None, *again)]
 
 

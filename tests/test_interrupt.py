@@ -165,7 +165,7 @@ def test_a_stack_interrupted_then_killed_resumes_bit_for_bit(tmp_path: Path, dat
     finally:
         proc.kill()
     assert proc.returncode == 130, stderr
-    assert "checkpointed; run the same command again to resume" in stderr
+    assert "checkpointed; run the same sweep again to resume" in stderr
     [saved] = list((root / checkpoint.FOLDER).glob("*.pt"))
     held, state = checkpoint.read(saved)
     assert len(held) == 8 and 0 < state["step"] < 600 and run_dirs(root) == {}

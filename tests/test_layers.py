@@ -76,6 +76,18 @@ def test_light_commands_start_without_torch(finished: Path, command: list[str]) 
     assert front == []
 
 
+def test_import_dlbench_is_light() -> None:
+    assert loaded_front("import dlbench\nassert callable(dlbench.run) and callable(dlbench.load)") == []
+
+
+def test_the_python_api_reads_results_without_the_front(finished: Path) -> None:
+    """dlbench.load and everything on Results work from the folder alone, like `report` and `plot`."""
+    use = (f"import dlbench\nr = dlbench.load({str(finished / 'tiny')!r})\n"
+           "r.runs, r.summary, r.metrics, r.table(target=0.2), r.plot('curves'), r._repr_html_(), str(r), repr(r)\n"
+           f"p = dlbench.load({str(finished / 'paths')!r})\np.table(), p.plot('paths'), p._repr_html_()")
+    assert loaded_front(use) == []
+
+
 def test_a_folder_holds_what_its_plots_need(finished: Path, tmp_path: Path) -> None:
     """experiment.yaml that no longer validates (code changed since) does not stop plot or report."""
     for name in ("tiny", "paths", "acts"):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Any, Callable, Literal, get_args, get_origin
+from typing import Annotated, Any, Callable, Literal, Mapping, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
@@ -35,7 +35,7 @@ from dlbench.components.registry import Registry
 from dlbench.components.schedules import SCHEDULES
 
 from dlbench.config.keys import merge, set_path  # noqa: F401 - re-exported: older callers
-from dlbench.config.yaml_io import apply_overrides, read_yaml_file
+from dlbench.config.yaml_io import apply_overrides, read_config
 from dlbench.errors import ConfigError
 
 
@@ -470,8 +470,8 @@ def validate(data: dict[str, Any], prefix: str = "") -> Config:
         raise ConfigError(explain(e, prefix)) from None
 
 
-def load(path: str | Path, overrides: list[str] | None = None) -> tuple[Config, dict[str, Any]]:
-    """Read, override and validate a config file; returns the Config and the raw dict."""
-    data = apply_overrides(read_yaml_file(path), overrides or [])
+def load(source: str | Path | Mapping[str, Any], overrides: list[str] | None = None) -> tuple[Config, dict[str, Any]]:
+    """Read, override and validate a config file (or a config mapping); returns the Config and the raw dict."""
+    data = apply_overrides(read_config(source), overrides or [])
     return validate(data), data
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import yaml
 
@@ -116,6 +117,24 @@ def read_yaml_file(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: top level must be a mapping of keys, got {type(data).__name__}")
     return data
+
+
+def yaml_text(value: Any, what: str) -> str:
+    """Python data (a config mapping, an override or filter value from the Python API) as YAML
+    text, so it goes through the same reader as a file or a --set value. JSON is the subset of
+    YAML that plain data maps onto (tuples become lists, numpy floats floats); anything else is refused."""
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what}: {type(value).__name__} {str(value)[:40]!r} is not a config value; use numbers, "
+                          "strings, booleans, None, lists and dicts") from None
+
+
+def read_config(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
+    """A config file, or a config mapping given in Python, read as the same YAML data."""
+    if not isinstance(source, Mapping):
+        return read_yaml_file(source)
+    return parse_yaml(yaml_text(dict(source), "config"), "config")
 
 
 def parse_value(text: str) -> Any:

@@ -49,6 +49,12 @@ def _lines(text: str) -> str:
     return "<br>".join(html.escape(line) for line in text.split("\n"))
 
 
+def cells(table: Table) -> tuple[list[str], list[list[str]]]:
+    """The header and rows of a rich Table as the plain text shown (markup rendered)."""
+    return ([_plain(c.header) for c in table.columns],
+            [[_plain(cell) for cell in row] for row in zip(*(list(c.cells) for c in table.columns))])
+
+
 def table_html(table: Table) -> str:
     """A rich Table as an HTML <table>: same header, cells, alignment, title and caption."""
     out = ["<table>"]

@@ -537,7 +537,11 @@ def _fits(table: Table, width: int) -> bool:
 
 def render(rep: Report, title: str) -> str:
     """The terminal table as plain text, as wide as it needs: files and pipes have no reason to wrap it."""
-    table = rich_table(rep, title)
+    return plain_text(rich_table(rep, title))
+
+
+def plain_text(table: Table) -> str:
+    """A rich table as plain text, as wide as it needs."""
     console = Console(file=io.StringIO(), width=Console(width=10**4).measure(table).maximum, color_system=None)
     console.print(table)
     return console.file.getvalue()

@@ -33,7 +33,7 @@ from typing import Any, Iterator
 import filelock
 import yaml
 
-from dlbench.errors import ConfigError
+from dlbench.errors import ConfigError, did_you_mean
 from dlbench.config.keys import flatten
 
 EXPERIMENT_RECORD = "experiment.json"
@@ -250,6 +250,20 @@ class Store:
     def finished(self) -> dict[str, str]:
         """run id -> status of every run with a complete folder."""
         return {s["run_id"]: s["status"] for s in self.summaries()}
+
+
+def check_folder(d: Path) -> None:
+    """A results folder is given: refuse a missing one (did you mean), and list the experiments
+    of a folder that holds several."""
+    if (d / "runs").is_dir() or (d / "experiment.yaml").is_file():
+        return
+    if not d.exists():
+        siblings = [p.name for p in d.parent.iterdir() if p.is_dir()] if d.parent.is_dir() else []
+        raise ConfigError(f"{d}: no such folder{did_you_mean(d.name, siblings)}")
+    inside = sorted(p.name for p in d.iterdir() if (p / "experiment.yaml").is_file()) if d.is_dir() else []
+    if inside:
+        raise ConfigError(f"{d} holds {len(inside)} experiments: {', '.join(inside)}; report one, e.g. {d / inside[0]}")
+    raise ConfigError(f"{d}: not a results folder (expected {d / 'runs'}/ or {d / 'experiment.yaml'})")
 
 
 def read_view(root: Path) -> dict[str, Any]:

@@ -1,0 +1,232 @@
+"""Results for Python and notebooks: a results folder as DataFrames, report tables and figures.
+
+`load(folder)` reads a folder written by `dlbench run` or `dlbench.run` and nothing else,
+like `dlbench report` and `dlbench plot` (no torch, no config schema, no training code).
+The numbers are the report's: `table()` is `dlbench report --format csv` with the same
+options as keyword arguments, and a `Results` shows in Jupyter as the report's table,
+rendered by the HTML report's code, so a notebook, the terminal and the page agree.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import numbers
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import pandas as pd
+from matplotlib.figure import Figure
+from rich.table import Table
+
+from dlbench.config.yaml_io import yaml_text
+from dlbench.errors import ConfigError, did_you_mean
+from dlbench.results import html as html_page
+from dlbench.results import plots
+from dlbench.results import report as report_mod
+from dlbench.results.store import METRIC_COLUMNS, check_folder
+from dlbench.results.tables import table as task_table
+
+Conditions = str | Sequence[str] | Mapping[str, Any]  # 'KEY=VALUE', a list of them, or {key: value}
+
+
+def _conditions(given: Conditions | None, option: str, alternatives: bool) -> list[str]:
+    """The CLI's KEY=VALUE strings from what Python gives: {key: value} (with `alternatives`, a
+    list value means any of these) or the strings themselves."""
+    if given is None:
+        return []
+    if isinstance(given, str):
+        return [given]
+    if isinstance(given, Mapping):
+        return [f"{key}={yaml_text(one, f'{option} {key}')}" for key, value in given.items()
+                for one in (value if alternatives and isinstance(value, list) else [value])]
+    if not all(isinstance(item, str) for item in given):
+        raise ConfigError(f"{option}: {given!r} is invalid: expected 'KEY=VALUE' strings or a {{key: value}} dict")
+    return list(given)
+
+
+# the report's options (`dlbench report --at ... --losses`) and their defaults
+OPTIONS = {"at": "final", "metric": "val_acc", "baseline": None, "target": None, "group_by": None, "where": None,
+           "losses": False}
+
+
+def _report(roots: list[Path], options: dict[str, Any]) -> report_mod.Report:
+    """`dlbench report ROOTS...` with its options as keyword arguments."""
+    o = {**OPTIONS, **options}
+    target, group_by = o["target"], o["group_by"]
+    if target is not None and (not isinstance(target, numbers.Real) or isinstance(target, bool)):
+        raise ConfigError(f"target: {target!r} is invalid: a validation accuracy in (0, 1], e.g. 0.9")
+    groups = [group_by] if isinstance(group_by, str) else list(group_by or [])
+    return report_mod.report(roots, at=o["at"], metric=o["metric"], target=target, group_by=groups or None,
+                             baseline=_conditions(o["baseline"], "baseline", False),
+                             filters=_conditions(o["where"], "where", True), show_losses=bool(o["losses"]))
+
+
+def _plain_frame(table: Table) -> pd.DataFrame:
+    """A task's own table (optimizer paths, activation statistics) as the text it shows."""
+    header, rows = html_page.cells(table)
+    return pd.DataFrame(rows, columns=header)
+
+
+class Results:
+    """One results folder: `runs`, `summary` and `metrics` as DataFrames, `table(...)` (the
+    report), `plot(name)` (a matplotlib Figure). Read from the folder when first asked."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.root = Path(folder)
+        check_folder(self.root)
+        self._folder = plots.load(self.root)  # view.json and the run folders: what figures and task tables read
+
+    @property
+    def name(self) -> str:
+        return self._folder.name
+
+    @property
+    def task(self) -> str:
+        return self._folder.task
+
+    @functools.cached_property
+    def _runs_and_keys(self) -> tuple[pd.DataFrame, list[str]]:
+        return report_mod.load_runs(self.root)
+
+    @property
+    def keys(self) -> list[str]:
+        """The swept keys (the columns that name a configuration)."""
+        return list(self._runs_and_keys[1])
+
+    @property
+    def runs(self) -> pd.DataFrame:
+        """One row per finished run: swept values, seed, status, final.* / best.* metrics, the
+        resolved config as config.* columns (runs.csv)."""
+        return self._runs_and_keys[0].copy()
+
+    @functools.cached_property
+    def _summary(self) -> pd.DataFrame:
+        if self.task != "train":  # optimizer paths: final values per configuration; activations: none
+            file = self.root / "summary.csv"
+            return pd.read_csv(file) if file.is_file() else pd.DataFrame()
+        runs, keys = self._runs_and_keys
+        return pd.DataFrame() if runs.empty else report_mod.build(runs, keys).summary
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        """One row per configuration, best validation accuracy first: run counts, and n, mean,
+        std and 95% CI of every metric over the ok runs at the final evaluation (summary.csv;
+        a task that trains nothing: its summary.csv, if it writes one)."""
+        return self._summary.copy()
+
+    @functools.cached_property
+    def _metrics(self) -> pd.DataFrame:
+        ids = ["run_id", *self.keys, "seed", "status"]
+        stacked = self._folder.per_run("metrics.csv")
+        if stacked.empty:
+            return pd.DataFrame(columns=[*ids, *METRIC_COLUMNS])
+        return self._runs_and_keys[0][ids].merge(stacked.drop(columns=["label", "idx"]), on="run_id")
+
+    @property
+    def metrics(self) -> pd.DataFrame:
+        """Every evaluation of every run (long format, from each run's metrics.csv): one row per
+        run x evaluation, with the run's id, swept values, seed and status as columns."""
+        return self._metrics.copy()
+
+    def table(self, *, at: str = "final", metric: str = "val_acc", baseline: Conditions | None = None,
+              target: float | None = None, group_by: str | Sequence[str] | None = None,
+              where: Conditions | None = None, losses: bool = False) -> pd.DataFrame:
+        """The report as numbers (`dlbench report --format csv` with these options): one row per
+        configuration, ranked on validation accuracy, compared with the best (or `baseline`).
+
+        baseline / where: {"optimizer.name": "sgd"} or the CLI's "optimizer.name=sgd" strings; in
+        `where`, a list value means any of these values. A task that trains nothing (optimizer
+        paths, activations) has its own table, which takes no options."""
+        options = dict(at=at, metric=metric, baseline=baseline, target=target, group_by=group_by, where=where,
+                       losses=losses)
+        if self.task != "train":
+            given = [name for name, value in options.items() if value != OPTIONS[name]]
+            if given:
+                raise ConfigError(f"table({given[0]}=...): {self.root} holds a task: {self.task} experiment, whose "
+                                  "report is its own table (given without options)")
+            return _plain_frame(self._shown())
+        return _report([self.root], options).summary
+
+    def plot(self, name: str) -> Figure:
+        """One of the folder's figures (a `plots:` name, see `dlbench list`) as a matplotlib Figure."""
+        mine = [e.name for e in plots.PLOTS if e.info["task"] == self.task]
+        if name not in mine:
+            raise ConfigError(f"plot: {name!r} is invalid for a task: {self.task} folder; allowed: "
+                              f"{', '.join(mine)}{did_you_mean(str(name), mine)}")
+        figure = plots.PLOTS[name].builder(self._folder)
+        if figure is None:
+            raise ConfigError(f"plot {name!r}: nothing to draw in {self.root} (no finished runs, or the "
+                              "diagnostics it needs were not recorded)")
+        return figure
+
+    def _shown(self) -> Table:
+        """The table a Results shows: the report (training) or the task's own table."""
+        if self.task != "train":
+            table = task_table(self._folder)
+            assert table is not None  # every task that trains nothing has one
+            return table
+        description = self._folder.view.get("description") or ""
+        return report_mod.rich_table(_report([self.root], {}), f"{self.name}: {description}".strip(": "))
+
+    def _finished(self) -> bool:
+        return self.task != "train" or not self._runs_and_keys[0].empty
+
+    def _repr_html_(self) -> str:
+        if not self._finished():
+            return f"<p>{html.escape(str(self.root))}: no finished runs yet</p>"
+        return html_page.table_html(self._shown())
+
+    def __str__(self) -> str:
+        return report_mod.plain_text(self._shown()) if self._finished() else f"{self.root}: no finished runs yet"
+
+    def __repr__(self) -> str:
+        if self.task != "train":
+            return f"<Results {self.root}: task {self.task}>"
+        runs = self._runs_and_keys[0]
+        status = ", ".join(f"{n} {s}" for s, n in runs["status"].value_counts().items()) if len(runs) else "none"
+        return f"<Results {self.root}: {len(runs)} runs ({status}); swept: {', '.join(self.keys) or 'nothing'}>"
+
+
+class Comparison:
+    """Several results folders side by side, as `dlbench report A B` (same swept keys; each
+    configuration compared with itself in the first folder)."""
+
+    def __init__(self, folders: Sequence[Results | str | Path], options: dict[str, Any]) -> None:
+        if len(folders) < 2:
+            raise ConfigError(f"compare: {len(folders)} folder given; compare two or more")
+        self.roots = [f.root if isinstance(f, Results) else Path(f) for f in folders]
+        for root in self.roots:
+            check_folder(root)
+        self.options = options
+        self._rep = _report(self.roots, options)  # bad options are refused here, not when shown
+
+    def table(self) -> pd.DataFrame:
+        """The comparison as numbers (`dlbench report A B --format csv`)."""
+        return self._rep.summary.copy()
+
+    def _shown(self) -> Table:
+        return report_mod.rich_table(self._rep, " vs ".join(r.name for r in self.roots))
+
+    def _repr_html_(self) -> str:
+        return html_page.table_html(self._shown())
+
+    def __str__(self) -> str:
+        return report_mod.plain_text(self._shown())
+
+    def __repr__(self) -> str:
+        return f"<Comparison {' vs '.join(map(str, self.roots))}>"
+
+
+def load(folder: str | Path) -> Results:
+    """A results folder (results/<name>) as Results."""
+    return Results(folder)
+
+
+def compare(*folders: Results | str | Path, at: str = "final", metric: str = "val_acc",
+            baseline: Conditions | None = None, target: float | None = None,
+            group_by: str | Sequence[str] | None = None, where: Conditions | None = None,
+            losses: bool = False) -> Comparison:
+    """Two or more results folders (or Results) side by side, as `dlbench report A B`."""
+    return Comparison(folders, dict(at=at, metric=metric, baseline=baseline, target=target, group_by=group_by,
+                                    where=where, losses=losses))
