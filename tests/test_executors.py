@@ -12,11 +12,10 @@ from typing import Any
 import pytest
 import torch
 import yaml
-from typer.testing import CliRunner
 
 from dlbench.config import schema as config
 from dlbench import sweep
-from dlbench.cli import app
+from sweep_util import dlbench
 from dlbench.errors import ConfigError
 from dlbench.execution.launchers import EXECUTORS, Options, describe, resolve, shares
 from dlbench.components.registry import Registry
@@ -200,8 +199,8 @@ def _run_cli(tmp_path: Path, raw: dict[str, Any], *args: str) -> Path:
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(raw))
     out = tmp_path / "results"
-    result = CliRunner().invoke(app, ["run", str(path), "--out", str(out), *args])
-    assert result.exit_code == 0, (result.output, result.exception)
+    result = dlbench("run", path, "--out", out, *args)
+    assert result.exit_code == 0, result.output
     return out / raw["name"]
 
 
@@ -284,10 +283,9 @@ def test_bad_executor_options_are_one_line_errors(cli_grid: dict[str, Any], tmp_
                                                   message: str) -> None:
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(cli_grid))
-    result = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path), *args])
+    result = dlbench("run", path, "--out", tmp_path, *args)
     assert result.exit_code == 2
-    error = result.stderr.strip()
-    assert error.startswith(f"error: {message}") and "\n" not in error
+    assert result.error_line.startswith(f"error: {message}")
 
 
 def test_ray_missing_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch, data_root: Path) -> None:
