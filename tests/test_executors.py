@@ -18,7 +18,7 @@ from dlbench import sweep
 from sweep_util import dlbench
 from dlbench.errors import ConfigError
 from dlbench.execution.launchers import EXECUTORS, Options, describe, resolve, shares
-from dlbench.components.registry import Registry
+from dlbench.registry import Registry
 from dlbench.training.run import RunResult
 from dlbench.training import engine
 

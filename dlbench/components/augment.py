@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dlbench.components.registry import Registry
+from dlbench.registry import Registry
 
 Augment = Callable[[Tensor, list[torch.Generator]], Tensor]
 AUGMENTATIONS: Registry[Augment] = Registry("augmentation")

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 import torch
 
-from dlbench.components.registry import Registry
+from dlbench.registry import Registry
 
 if TYPE_CHECKING:
     from dlbench.config.schema import DataConfig

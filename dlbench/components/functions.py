@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from dlbench.components.optimizers import StackedOptimizer
-from dlbench.components.registry import Registry
+from dlbench.registry import Registry
 
 if TYPE_CHECKING:
     from dlbench.config.schema import FunctionConfig, OptimizerConfig

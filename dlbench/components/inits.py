@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Callable
 import torch
 from torch import nn
 
-from dlbench.components.registry import Registry
+from dlbench.registry import Registry
 
 if TYPE_CHECKING:
     from dlbench.config.schema import InitConfig

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Callable
 import torch
 from torch import Tensor
 
-from dlbench.components.registry import Registry
+from dlbench.registry import Registry
 
 if TYPE_CHECKING:
     from dlbench.config.schema import ScheduleConfig

@@ -31,7 +31,7 @@ from dlbench.components.losses import LOSSES, SMOOTHABLE
 from dlbench.components.models import ACTIVATIONS, MODELS, NORMS, POOLS, PRESETS, feature_shape
 from dlbench.components.optimizers import OPTIMIZERS
 from dlbench.components.optimizers import info as optimizer_info
-from dlbench.components.registry import Registry
+from dlbench.registry import Registry
 from dlbench.components.schedules import SCHEDULES
 
 from dlbench.config.keys import merge, set_path  # noqa: F401 - re-exported: older callers

@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterator, Protocol
 
 import torch
 
-from dlbench.components.registry import Registry
+from dlbench.registry import Registry
 from dlbench.config.schema import ConfigError
 from dlbench.sweep import RunSpec
 from dlbench.training import checkpoint, engine

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator
 
 import pandas as pd
 
-from dlbench.components.registry import Registry
+from dlbench.registry import Registry
 from dlbench.errors import ConfigError
 from dlbench.results import report
 

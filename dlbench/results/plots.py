@@ -27,7 +27,7 @@ from matplotlib.figure import Figure
 from dlbench.errors import ConfigError
 from dlbench.results import report
 from dlbench.results.report import value_text
-from dlbench.components.registry import Registry
+from dlbench.registry import Registry
 from dlbench.results.store import atomic_write, read_view
 
 DEFAULT_PLOTS = {"train": ["curves", "gap"], "function": ["paths"], "activations": ["histograms"]}
