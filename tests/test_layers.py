@@ -44,6 +44,51 @@ def test_results_sources_name_no_front_module() -> None:
                 assert not name.startswith(FRONT), f"{path.name} imports {name}"
 
 
+# the layers, front first (README "Architecture"): a module imports only modules of its own layer or below
+LAYERS = [("dlbench.cli", "dlbench.__init__", "dlbench.__main__"), ("dlbench.runner", "dlbench.progress"),
+          ("dlbench.tasks",), ("dlbench.execution",), ("dlbench.training",), ("dlbench.sweep", "dlbench.search"),
+          ("dlbench.config.schema",), ("dlbench.components",), ("dlbench.results",),
+          ("dlbench.config.keys", "dlbench.config.yaml_io", "dlbench.config.__init__"),
+          ("dlbench.registry", "dlbench.errors", "dlbench.__version__")]  # the version: package metadata
+
+
+def _layer(module: str) -> int:
+    for depth, prefixes in enumerate(LAYERS):
+        if any(module == p or module.startswith(p + ".") for p in prefixes):
+            return depth
+    if module in ("dlbench", "dlbench.config"):  # the packages themselves
+        return 0 if module == "dlbench" else len(LAYERS) - 2
+    raise AssertionError(f"{module} is in no layer: add it to LAYERS and the README")
+
+
+def _runtime_imports(tree: ast.Module) -> list[tuple[int, str]]:
+    """(line, module) of every dlbench import that runs (not under `if TYPE_CHECKING:`)."""
+    skipped = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
+               and getattr(node.test, "id", getattr(node.test, "attr", None)) == "TYPE_CHECKING"
+               for n in ast.walk(node)}
+    out = []
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("dlbench"):
+            parent = node.module in ("dlbench", "dlbench.config", "dlbench.components", "dlbench.results",
+                                     "dlbench.training", "dlbench.execution")
+            out += [(node.lineno, f"{node.module}.{a.name}" if parent else node.module) for a in node.names]
+        elif isinstance(node, ast.Import):
+            out += [(node.lineno, a.name) for a in node.names if a.name.startswith("dlbench")]
+    return out
+
+
+def test_imports_point_down_the_layers() -> None:
+    wrong = []
+    for path in sorted((REPO / "dlbench").rglob("*.py")):
+        module = ".".join(("dlbench", *path.relative_to(REPO / "dlbench").with_suffix("").parts))
+        for line, imported in _runtime_imports(ast.parse(path.read_text())):
+            if _layer(imported) < _layer(module):
+                wrong.append(f"{path.relative_to(REPO)}:{line} imports {imported}")
+    assert wrong == []
+
+
 def test_errors_module_imports_nothing_of_dlbench() -> None:
     assert loaded_front("import dlbench.errors") == []
     assert python("import dlbench.errors, json, sys\n"

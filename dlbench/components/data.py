@@ -15,7 +15,6 @@ list` shows and what the config checks models against.
 
 from __future__ import annotations
 
-import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -259,11 +258,7 @@ def _positive(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
     return [t - low for t in (train, *others)]
 
 
-@functools.lru_cache(maxsize=4)
-def _prepare_cached(cfg_json: str, device: str) -> Splits:
-    from dlbench.config.schema import DataConfig
-
-    cfg = DataConfig.model_validate_json(cfg_json)
+def _prepare(cfg: "DataConfig", device: str) -> Splits:
     raw = DATASETS[cfg.dataset].builder(cfg)
     x, y = torch.from_numpy(raw.x_train), torch.from_numpy(raw.y_train)
     g = torch.Generator().manual_seed(cfg.seed)
@@ -286,7 +281,15 @@ def _prepare_cached(cfg_json: str, device: str) -> Splits:
                   x_te.to(dev), y_te.to(dev), raw.num_classes)
 
 
+_CACHE: dict[tuple[str, str], Splits] = {}
+_CACHE_SIZE = 4  # datasets kept, most recently used last
+
+
 def prepare(cfg: "DataConfig", device: torch.device | str) -> Splits:
     """Load, subset, split and standardize a dataset; cached per (config, device)."""
-    key = json.dumps(cfg.model_dump(mode="json"), sort_keys=True)
-    return _prepare_cached(key, str(device))
+    key = (json.dumps(cfg.model_dump(mode="json"), sort_keys=True), str(device))
+    splits = _CACHE.pop(key, None) or _prepare(cfg, str(device))
+    _CACHE[key] = splits
+    while len(_CACHE) > _CACHE_SIZE:
+        del _CACHE[next(iter(_CACHE))]
+    return splits
