@@ -1,8 +1,9 @@
 """The training loop: a stack of R >= 1 runs trained together, every parameter with a leading run dimension.
 
-Runs that differ only in values (seed, optimizer and its hyperparameters, init
-scheme, dropout probability, L1, input noise, early stopping, diagnostics) share
-architecture, dataset, batch schedule and loss, so they train as one stacked model.
+Runs that differ only in values (seed, optimizer and its hyperparameters, clipping,
+bias decay, init scheme, lr schedule, dropout probability, L1, input noise, label
+smoothing, augmentation, early stopping, diagnostics) share architecture, dataset,
+batch schedule and loss, so they train as one stacked model.
 Each run's model is built and initialized from its seed; `torch.func.stack_module_state`
 stacks them, `functional_call` + `vmap` run the unchanged module code on all runs at
 once (batched matmuls underneath) and the stacked update rules of
@@ -10,13 +11,14 @@ once (batched matmuls underneath) and the stacked update rules of
 the module directly, without vmap, so any module trains here.
 
 Every run owns its generators, seeded from its seed: one for the batch order, one
-for input noise and dropout masks. A run keeps its own BatchNorm statistics, early
+for input noise and dropout masks, one for augmentation. A run keeps its own BatchNorm statistics, early
 stopping and divergence; a run that finishes leaves the stack. Same config + seed +
 stack on CPU gives bit-identical metrics; the same run in another stack agrees up to
 float rounding (batched vs single matmuls; README "Speed").
 
 This is the only code that steps an optimizer on a model: evaluation, metric rows,
-divergence, early stopping, noise, dropout, L1, diagnostics and checkpoints live here once.
+divergence, early stopping, lr schedules, gradient clipping, label smoothing,
+augmentation, batch order, noise, dropout, L1, diagnostics and checkpoints live here once.
 """
 
 from __future__ import annotations
