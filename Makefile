@@ -24,7 +24,7 @@ $(VENV)/.installed: pyproject.toml
 quickstart: install  ## train the quickstart grid on MNIST-1D and print the table
 	$(BIN)/dlbench run configs/quickstart.yaml
 
-mnist1d-reference: install  ## the MNIST-1D paper's logreg / MLP / CNN benchmark, 3 seeds (README table)
+mnist1d-reference: install  ## the MNIST-1D paper's logreg / MLP / CNN benchmark, 5 seeds (README table)
 	$(BIN)/dlbench run configs/mnist1d_reference.yaml
 
 $(EXPERIMENTS): install  ## run one experiment: table, figures and runs in results/<name>/
