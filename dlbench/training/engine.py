@@ -11,8 +11,8 @@ once (batched matmuls underneath) and the stacked update rules of
 the module directly, without vmap, so any module trains here.
 
 Every run owns its generators, seeded from its seed: one for the batch order, one
-for input noise and dropout masks, one for augmentation. A run keeps its own BatchNorm statistics, early
-stopping and divergence; a run that finishes leaves the stack. Same config + seed +
+for input noise and dropout masks, one for augmentation. A run keeps its own
+BatchNorm statistics, early stopping and divergence; a run that finishes leaves the stack. Same config + seed +
 stack on CPU gives bit-identical metrics; the same run in another stack agrees up to
 float rounding (batched vs single matmuls; README "Speed").
 
