@@ -12,9 +12,9 @@ the module directly, without vmap, so any module trains here.
 
 Every run owns its generators, seeded from its seed: one for the batch order, one
 for input noise and dropout masks, one for augmentation. A run keeps its own
-BatchNorm statistics, early stopping and divergence; a run that finishes leaves the stack. Same config + seed +
-stack on CPU gives bit-identical metrics; the same run in another stack agrees up to
-float rounding (batched vs single matmuls; README "Speed").
+BatchNorm statistics, early stopping and divergence; a run that finishes leaves the
+stack. Same config + seed + stack on CPU gives bit-identical metrics; the same run in
+another stack agrees up to float rounding (batched vs single matmuls; README "Speed").
 
 This is the only code that steps an optimizer on a model: evaluation, metric rows,
 divergence, early stopping, lr schedules, gradient clipping, label smoothing,
