@@ -472,8 +472,9 @@ def muon(s: Slice, t: int) -> None:
         update = g.lerp(buf, c("momentum", p))  # Nesterov: g + m (buf - g)
         matrix = update.flatten(2)
         adjusted = s.columns(neg_lr=-h["lr"] * 0.2 * max(matrix.shape[1:]) ** 0.5)  # RMS matched to AdamW's
-        if s.decays:
-            p.mul_(c("decay", p))
+        decay = s.decay(c, "decay", p, w, 1.0)
+        if decay is not None:
+            p.mul_(decay)
         p.addcmul_(_orthogonalize(matrix).view_as(p).to(p.dtype), adjusted("neg_lr", p))
     _adam(_Subset(s, lambda p: p.dim() <= 2), t, decoupled=True)
 
