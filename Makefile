@@ -7,7 +7,8 @@ TORCH := torch==2.14.1 torchvision==0.29.1
 
 # the textbook experiments (configs/<name>.yaml, shown in docs/experiments.md)
 EXPERIMENTS := optimizer_paths optimizer_paths_rosenbrock optimizers init_activations init_training \
-	batchnorm overfitting losses batch_size random_search l1_sparsity batchnorm_batch_size preprocessing xor
+	batchnorm overfitting losses batch_size random_search l1_sparsity batchnorm_batch_size preprocessing xor \
+	schedules optimizers_modern bias_decay
 
 .PHONY: install system-deps quickstart mnist1d-reference test clean experiments $(EXPERIMENTS)
 
@@ -23,7 +24,7 @@ $(VENV)/.installed: pyproject.toml
 quickstart: install  ## train the quickstart grid on MNIST-1D and print the table
 	$(BIN)/dlbench run configs/quickstart.yaml
 
-mnist1d-reference: install  ## the MNIST-1D paper's logreg / MLP / CNN benchmark, 3 seeds (README table)
+mnist1d-reference: install  ## the MNIST-1D paper's logreg / MLP / CNN benchmark, 5 seeds (README table)
 	$(BIN)/dlbench run configs/mnist1d_reference.yaml
 
 $(EXPERIMENTS): install  ## run one experiment: table, figures and runs in results/<name>/

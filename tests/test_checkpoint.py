@@ -23,10 +23,13 @@ CPU = torch.device("cpu")
 
 
 def _specs(data_root: Path, **train: Any) -> list[sweep.RunSpec]:
-    """One stack of 4 runs with state everywhere: Adam moments, dropout masks, input noise, and
-    runs that stop early (leave the stack) while the others train on."""
-    raw = tiny_config(data_root, model={"hidden": [16], "dropout": 0.2}, optimizer={"name": "adam", "lr": 0.01},
-                      regularization={"input_noise": 0.1},
+    """One stack of 4 runs with state everywhere: Adam moments, dropout masks, input noise, a warmup +
+    cosine schedule, clipping, label smoothing, and runs that stop early (leave the stack) while the
+    others train on."""
+    raw = tiny_config(data_root, model={"hidden": [16], "dropout": 0.2},
+                      optimizer={"name": "adam", "lr": 0.01, "clip_norm": 1.0},
+                      schedule={"name": "cosine", "warmup": 5},
+                      regularization={"input_noise": 0.1, "label_smoothing": 0.1},
                       grid={"optimizer.lr": [0.01, 0.05], "regularization.early_stopping": [None, 1]},
                       train={"steps": 40, "batch_size": 50, "eval_every": 5, "seeds": [0], "device": "cpu", **train})
     return sweep.expand(config.validate(raw), raw)

@@ -40,9 +40,13 @@ LOOSER = {"muon": 1e-4}
 
 
 def _groups(params: list[nn.Parameter], cfg: OptimizerConfig) -> list[dict[str, Any]]:
-    """Weight decay on weights only, as the stacked rules apply it."""
+    """Weight decay on weights, and on biases and norm parameters with decay_biases, as the stacked rules apply it."""
     return [{"params": [p for p in params if p.dim() > 1], "weight_decay": cfg.weight_decay},
-            {"params": [p for p in params if p.dim() <= 1], "weight_decay": 0.0}]
+            {"params": [p for p in params if p.dim() <= 1], "weight_decay": _bias_decay(cfg)}]
+
+
+def _bias_decay(cfg: OptimizerConfig) -> float:
+    return cfg.weight_decay if cfg.decay_biases else 0.0
 
 
 def _muon(params: list[nn.Parameter], c: OptimizerConfig) -> list[torch.optim.Optimizer]:
@@ -50,7 +54,7 @@ def _muon(params: list[nn.Parameter], c: OptimizerConfig) -> list[torch.optim.Op
     matrices, others = [p for p in params if p.dim() == 2], [p for p in params if p.dim() < 2]
     return [torch.optim.Muon(matrices, lr=c.lr, weight_decay=c.weight_decay, momentum=momentum_of(c),
                              adjust_lr_fn="match_rms_adamw"),
-            torch.optim.AdamW(others, lr=c.lr, betas=c.betas, eps=c.eps, weight_decay=0.0)]
+            torch.optim.AdamW(others, lr=c.lr, betas=c.betas, eps=c.eps, weight_decay=_bias_decay(c))]
 
 
 def _schedulefree(params: list[nn.Parameter], c: OptimizerConfig, warmup_steps: int = 0) -> list[torch.optim.Optimizer]:
@@ -94,7 +98,8 @@ def _model() -> nn.Module:
 
 
 def _configs(name: str) -> list[OptimizerConfig]:
-    """Four runs of one optimizer that differ in every hyperparameter it reads (weight decay included)."""
+    """Four runs of one optimizer that differ in every hyperparameter it reads (weight decay included);
+    one of them decays its biases and norm parameters too, beside runs that do not."""
     reads = info(name).reads
     lr = info(name).usual_lr
     variants = [
@@ -106,7 +111,8 @@ def _configs(name: str) -> list[OptimizerConfig]:
         # momentum 0 beside momentum > 0 in one slice (sgd, rmsprop); nesterov needs a momentum
         {"lr": lr, "momentum": 0.0 if info(name).usual_momentum == 0 else 0.3, "weight_decay": 0.05},
     ]
-    return [OptimizerConfig(name=name, **{k: v for k, v in v.items() if k in reads}) for v in variants]
+    return [OptimizerConfig(name=name, decay_biases=i == 2, **{k: v for k, v in v.items() if k in reads})
+            for i, v in enumerate(variants)]
 
 
 def _worst_difference(configs: list[OptimizerConfig], reference: Callable[..., list[torch.optim.Optimizer]] | None = None,

@@ -1,4 +1,5 @@
-"""Config keys of the training techniques: validated, and refused (one line, exit 2) until the engine applies them."""
+"""Config keys of the training techniques: defaults, and bad values refused in one line (tests/test_techniques.py
+checks that the engine applies them)."""
 
 from __future__ import annotations
 
@@ -10,33 +11,6 @@ import torch
 
 from dlbench.components.data import prepare
 from dlbench.config.schema import ConfigError, DataConfig, validate
-
-# key -> a value the training engine does not apply yet (issue 12, phase 2)
-PENDING: dict[str, Any] = {
-    "optimizer.clip_norm": 1.0,
-    "optimizer.decay_biases": True,
-    "schedule.name": "cosine",
-    "schedule.warmup": 0.1,
-    "regularization.label_smoothing": 0.1,
-    "regularization.augment": "shift",
-    "train.order": "sequential",
-}
-
-
-def _set(key: str, value: Any) -> dict[str, Any]:
-    section, field = key.split(".")
-    data: dict[str, Any] = {section: {field: value}}
-    if key == "regularization.augment":
-        data["data"] = {"dataset": "mnist"}  # an image dataset: augmentation is valid there
-    return data
-
-
-@pytest.mark.parametrize("key, value", PENDING.items())
-def test_keys_the_engine_does_not_apply_yet_are_refused(cli, key: str, value: Any) -> None:
-    result = cli("validate", cli.write({"name": "pending", **_set(key, value)}))
-    assert result.exit_code == 2
-    assert f"{key}: {value!r} is not supported yet" in result.output
-    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
 
 
 def test_defaults_are_accepted() -> None:

@@ -16,8 +16,9 @@ Adding an optimizer = one function registered in OPTIMIZERS with its `OptimizerI
 
 Each rule is the single-tensor `torch.optim` update with per-run columns in place of
 Python scalars; tests/test_stacked_optim.py checks every registered rule against its
-`torch.optim` reference run by run. Weight decay and the L1 penalty apply to weights
-only (`is_weight`: 2+ dims per run), never to biases or normalization parameters.
+`torch.optim` reference run by run. Weight decay applies to weights only (`is_weight`:
+2+ dims per run), and to biases and normalization parameters too in the runs with
+`optimizer.decay_biases` (`Slice.decay`); the L1 penalty applies to weights only.
 Weight decay is L2 added to the gradient (coupled) for every optimizer but adamw,
 where it is decoupled (Loshchilov & Hutter).
 """
@@ -83,6 +84,7 @@ class Slice:
 
     def __post_init__(self) -> None:
         self.decays = bool((self.hyper["weight_decay"] != 0).any())
+        self.decays_biases = self.decays and bool(self.hyper["decay_biases"].any())
 
     def tensors(self) -> list[tuple[int, Tensor, Tensor, bool]]:
         """(index, parameter rows, gradient rows, is a weight) for every parameter with a gradient."""
@@ -90,13 +92,27 @@ class Slice:
                 for i, p in enumerate(self.params) if p.grad is not None]
 
     def columns(self, **values: Tensor) -> Columns:
+        if self.decays_biases:
+            values["decay_biases"] = self.hyper["decay_biases"]
         return Columns(values, self.params[0])
 
+    def decay(self, cols: Columns, name: str, p: Tensor, weight: bool, off: float) -> Tensor | None:
+        """The per-run weight-decay column `name` for parameter p, or None where no run of the slice decays p.
+
+        Weights decay in every run; biases and norm parameters only in the runs with
+        optimizer.decay_biases (the others get `off`, the value that leaves p as it is).
+        This is the one place that decides which tensors weight decay touches.
+        """
+        if not self.decays or not (weight or self.decays_biases):
+            return None
+        if weight:
+            return cols(name, p)
+        return torch.where(cols("decay_biases", p) > 0, cols(name, p), off)
+
     def coupled_decay(self, p: Tensor, g: Tensor, weight: bool, cols: Columns) -> Tensor:
-        """L2 in the gradient (g + wd * w), weights only, like `grad.add(param, alpha=weight_decay)`."""
-        if not weight or not self.decays:
-            return g
-        return torch.addcmul(g, p, cols("weight_decay", p))
+        """L2 in the gradient (g + wd * w), like `grad.add(param, alpha=weight_decay)`."""
+        wd = self.decay(cols, "weight_decay", p, weight, 0.0)
+        return g if wd is None else torch.addcmul(g, p, wd)
 
 
 Rule = Callable[[Slice, int], None]  # (slice, step number starting at 1)
@@ -188,8 +204,9 @@ def _adam(s: Slice, t: int, decoupled: bool) -> None:
                   weight_decay=h["weight_decay"], decay=1 - h["lr"] * h["weight_decay"])
     for i, p, g, w in s.tensors():
         if decoupled:
-            if w:
-                p.mul_(c("decay", p))
+            decay = s.decay(c, "decay", p, w, 1.0)
+            if decay is not None:
+                p.mul_(decay)
         else:
             g = s.coupled_decay(p, g, w, c)
         exp_avg, exp_avg_sq = s.state("exp_avg", i), s.state("exp_avg_sq", i)
@@ -225,6 +242,7 @@ def hyperparameters(configs: list["OptimizerConfig"]) -> dict[str, Tensor]:
         "eps": [c.eps for c in configs],
         "weight_decay": [c.weight_decay for c in configs],
         "rho": [c.rho for c in configs],
+        "decay_biases": [float(c.decay_biases) for c in configs],
     }
     return {k: torch.tensor(v, dtype=torch.float64) for k, v in columns.items()}
 
@@ -405,8 +423,9 @@ def lion(s: Slice, t: int) -> None:
     c = s.columns(neg_lr=-h["lr"], decay=1 - h["lr"] * h["weight_decay"], beta1=b1, one_minus_beta1=1 - b1,
                   beta2=b2, one_minus_beta2=1 - b2)
     for i, p, g, w in s.tensors():
-        if w and s.decays:
-            p.mul_(c("decay", p))
+        decay = s.decay(c, "decay", p, w, 1.0)
+        if decay is not None:
+            p.mul_(decay)
         exp_avg = s.state("exp_avg", i)
         update = (exp_avg * c("beta1", p)).addcmul_(g, c("one_minus_beta1", p)).sign_()
         p.addcmul_(update, c("neg_lr", p))
@@ -453,8 +472,9 @@ def muon(s: Slice, t: int) -> None:
         update = g.lerp(buf, c("momentum", p))  # Nesterov: g + m (buf - g)
         matrix = update.flatten(2)
         adjusted = s.columns(neg_lr=-h["lr"] * 0.2 * max(matrix.shape[1:]) ** 0.5)  # RMS matched to AdamW's
-        if s.decays:
-            p.mul_(c("decay", p))
+        decay = s.decay(c, "decay", p, w, 1.0)
+        if decay is not None:
+            p.mul_(decay)
         p.addcmul_(_orthogonalize(matrix).view_as(p).to(p.dtype), adjusted("neg_lr", p))
     _adam(_Subset(s, lambda p: p.dim() <= 2), t, decoupled=True)
 
@@ -485,8 +505,9 @@ def adamw_schedulefree(s: Slice, t: int) -> None:
         exp_avg_sq = s.state("exp_avg_sq", i)
         exp_avg_sq.mul_(c("beta2", p)).addcmul_(g * c("one_minus_beta2", p), g)
         normalized = g / (exp_avg_sq / c("bc2", p)).sqrt_().add_(c("eps", p))
-        if w and s.decays:
-            normalized.addcmul_(p, c("weight_decay", p))
+        wd = s.decay(c, "weight_decay", p, w, 0.0)
+        if wd is not None:
+            normalized.addcmul_(p, wd)
         p.lerp_(z, c("ckp1", p))
         p.addcmul_(normalized, c("y_coef", p))
         z.addcmul_(normalized, c("neg_lr", p))

@@ -370,24 +370,6 @@ class Config(Section):
                              f"{self.data.dataset!r}: its samples are {inputs}s, augmentation is for images")
         return self
 
-    @model_validator(mode="after")
-    def _not_supported_yet(self) -> "Config":
-        # settings the training engine does not act on yet: refused, never silently ignored
-        pending = [
-            ("optimizer.clip_norm", self.optimizer.clip_norm, self.optimizer.clip_norm is not None),
-            ("optimizer.decay_biases", self.optimizer.decay_biases, self.optimizer.decay_biases),
-            ("schedule.name", self.schedule.name, self.schedule.name != "constant"),
-            ("schedule.warmup", self.schedule.warmup, self.schedule.warmup != 0),
-            ("regularization.label_smoothing", self.regularization.label_smoothing,
-             self.regularization.label_smoothing != 0),
-            ("regularization.augment", self.regularization.augment, self.regularization.augment != "none"),
-            ("train.order", self.train.order, self.train.order != "shuffle"),
-        ]
-        for key, value, given in pending:
-            if given:
-                raise ValueError(f"{key}: {value!r} is not supported yet: the training engine does not apply it")
-        return self
-
 
 SECTIONS: dict[str, type[Section]] = {
     name: f.annotation  # type: ignore[misc]

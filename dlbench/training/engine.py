@@ -1,8 +1,9 @@
 """The training loop: a stack of R >= 1 runs trained together, every parameter with a leading run dimension.
 
-Runs that differ only in values (seed, optimizer and its hyperparameters, init
-scheme, dropout probability, L1, input noise, early stopping, diagnostics) share
-architecture, dataset, batch schedule and loss, so they train as one stacked model.
+Runs that differ only in values (seed, optimizer and its hyperparameters, clipping,
+bias decay, init scheme, lr schedule, dropout probability, L1, input noise, label
+smoothing, augmentation, early stopping, diagnostics) share architecture, dataset,
+batch schedule and loss, so they train as one stacked model.
 Each run's model is built and initialized from its seed; `torch.func.stack_module_state`
 stacks them, `functional_call` + `vmap` run the unchanged module code on all runs at
 once (batched matmuls underneath) and the stacked update rules of
@@ -10,13 +11,14 @@ once (batched matmuls underneath) and the stacked update rules of
 the module directly, without vmap, so any module trains here.
 
 Every run owns its generators, seeded from its seed: one for the batch order, one
-for input noise and dropout masks. A run keeps its own BatchNorm statistics, early
-stopping and divergence; a run that finishes leaves the stack. Same config + seed +
-stack on CPU gives bit-identical metrics; the same run in another stack agrees up to
-float rounding (batched vs single matmuls; README "Speed").
+for input noise and dropout masks, one for augmentation. A run keeps its own
+BatchNorm statistics, early stopping and divergence; a run that finishes leaves the
+stack. Same config + seed + stack on CPU gives bit-identical metrics; the same run in
+another stack agrees up to float rounding (batched vs single matmuls; README "Speed").
 
 This is the only code that steps an optimizer on a model: evaluation, metric rows,
-divergence, early stopping, noise, dropout, L1, diagnostics and checkpoints live here once.
+divergence, early stopping, lr schedules, gradient clipping, label smoothing,
+augmentation, batch order, noise, dropout, L1, diagnostics and checkpoints live here once.
 """
 
 from __future__ import annotations
@@ -40,7 +42,10 @@ from dlbench.components import data as data_mod
 from dlbench.components import inits
 from dlbench.components import losses
 from dlbench.components import models
-from dlbench.components.optimizers import StackedOptimizer, is_weight, to_eval_weights, to_train_weights
+from dlbench.components.augment import AUGMENTATIONS
+from dlbench.components.optimizers import (StackedOptimizer, clip_grad_norms_, is_weight, set_lr_multipliers,
+                                           to_eval_weights, to_train_weights)
+from dlbench.components.schedules import StackedSchedule
 from dlbench.sweep import RunSpec, identity
 from dlbench.training import checkpoint, diagnostics
 from dlbench.training.run import EVAL_CHUNK, SPLITS, Progress, RunResult, schedule, summarize
@@ -50,8 +55,10 @@ MAX_STACK = 256  # runs per stack; larger groups are split into equal stacks
 # forward), large on GPUs, which want big kernels
 EVAL_ELEMENTS = {"cpu": 1 << 20}
 EVAL_ELEMENTS_DEFAULT = 1 << 26
-PER_RUN_SECTIONS = ("optimizer", "init", "regularization", "diagnostics")  # may differ inside a stack
-ORDER_STREAM, NOISE_STREAM = 0, 1  # a run's generators: batch order; input noise and dropout masks
+PER_RUN_SECTIONS = ("optimizer", "schedule", "init", "regularization", "diagnostics")  # may differ inside a stack
+# a run's generators: batch order; input noise and dropout masks; augmentation (a stream of its own,
+# so that runs without augmentation draw exactly what they drew before it existed)
+ORDER_STREAM, NOISE_STREAM, AUGMENT_STREAM = 0, 1, 2
 
 
 class Unstackable(Exception):
@@ -126,6 +133,7 @@ class _Run:
     spec: RunSpec
     order: torch.Generator  # batch order
     rng: torch.Generator  # input noise and dropout masks
+    augment: torch.Generator  # augmentation
     metrics: list[dict[str, float]] = field(default_factory=list)
     best: dict[str, float] | None = None
     since_best: int = 0
@@ -199,7 +207,8 @@ class Stack:
             recorder = (diagnostics.Recorder(diag, spec.config.model.activation, self.splits.x_train)
                         if diag.enabled() else None)
             self.runs.append(_Run(spec, generator(spec.seed, ORDER_STREAM, torch.device("cpu")),
-                                  generator(spec.seed, NOISE_STREAM, device), recorder=recorder))
+                                  generator(spec.seed, NOISE_STREAM, device),
+                                  generator(spec.seed, AUGMENT_STREAM, device), recorder=recorder))
         template = _template(run_models, [s.config.model.dropout for s in specs])
         self.dropout_calls, self.widest = _probe(template, self.splits.x_train[:1])
         self.n_params = models.count_parameters(run_models[0])
@@ -209,6 +218,12 @@ class Stack:
         self.params, self.buffers = stack_module_state(run_models)
         del run_models
         self.optimizer = StackedOptimizer(list(self.params.values()), [s.config.optimizer for s in specs])
+        self.sequential = cfg.train.order == "sequential"
+        schedules = [s.config.schedule for s in specs]
+        self.schedule = StackedSchedule(schedules, self.total, self.per_epoch)
+        self.scheduled = any(c.name != "constant" or c.warmup for c in schedules)  # else lr stays optimizer.lr
+        self.lrs = self.optimizer.lrs()
+        self._set_lrs(0)
         self._per_run_values()
         self._forwards(len(specs))
         self.step = 0
@@ -218,8 +233,9 @@ class Stack:
 
     def _forwards(self, runs: int) -> None:
         """The per-run training losses and evaluation logits: vmap over the stack, or the plain module for one run."""
-        def loss(p: dict[str, Tensor], b: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
-            return self.loss_fn(functional_call(self.template, (p, b), (x,)), y)
+        def loss(p: dict[str, Tensor], b: dict[str, Tensor], x: Tensor, y: Tensor, smoothing: Tensor) -> Tensor:
+            out = functional_call(self.template, (p, b), (x,))
+            return losses.smoothed_cross_entropy(out, y, smoothing) if self.smooths else self.loss_fn(out, y)
 
         def logits(p: dict[str, Tensor], b: dict[str, Tensor], x: Tensor) -> Tensor:
             return functional_call(self.template, (p, b), (x,))
@@ -229,7 +245,7 @@ class Stack:
             self.eval_logits = vmap(logits, in_dims=(0, 0, None))
             self.eval_losses = vmap(self.loss_fn, in_dims=(0, None))
         else:
-            self.train_losses = lambda p, b, x, y: loss(_first(p), _first(b), x[0], y[0]).unsqueeze(0)
+            self.train_losses = lambda p, b, x, y, s: loss(_first(p), _first(b), x[0], y[0], s[0]).unsqueeze(0)
             self.eval_logits = lambda p, b, x: logits(_first(p), _first(b), x).unsqueeze(0)
             self.eval_losses = lambda out, y: self.loss_fn(out[0], y).unsqueeze(0)
 
@@ -240,13 +256,32 @@ class Stack:
         self.dropout = [r.spec.config.model.dropout for r in self.runs]
         self.noise_col = torch.tensor(self.noise, device=self.device)
         self.l1_col = torch.tensor(self.l1, device=self.device)
-        self.lrs = self.optimizer.lrs()
+        # training loss only: evaluation reports the plain loss, comparable across runs
+        self.smoothing = torch.tensor([reg.label_smoothing for reg in regs], device=self.device)
+        self.smooths = bool(self.smoothing.any())
+        self.augment = [reg.augment for reg in regs]
+        clip = [r.spec.config.optimizer.clip_norm for r in self.runs]
+        self.clip_col = torch.tensor([math.inf if c is None else c for c in clip], device=self.device)
+        self.clips = any(c is not None for c in clip)
+
+    def _set_lrs(self, k: int) -> None:
+        """Each run's lr for update k (0-based) from its schedule; `lrs` is what the metrics' lr column shows."""
+        if self.scheduled:
+            self.lrs = set_lr_multipliers(self.optimizer, self.schedule(k)).tolist()
 
     # ------------------------------------------------------------------ one step
 
+    def _augmented(self, xb: Tensor) -> Tensor:
+        """The batches with each run's augmentation, drawn from its own generator (runs grouped by augmentation)."""
+        for name in set(self.augment) - {"none"}:
+            rows = [i for i, a in enumerate(self.augment) if a == name]
+            index = torch.tensor(rows, device=self.device)
+            xb = xb.index_copy(0, index, AUGMENTATIONS[name].builder(xb[index], [self.runs[i].augment for i in rows]))
+        return xb
+
     def _inputs(self, idx: Tensor) -> Tensor:
-        """The runs' batches, with each run's input noise drawn from its own generator."""
-        xb = self.splits.x_train[idx]
+        """The runs' batches, augmented, then with each run's input noise drawn from its own generator."""
+        xb = self._augmented(self.splits.x_train[idx])
         if not any(self.noise):
             return xb
         noise = torch.stack([
@@ -275,7 +310,7 @@ class Stack:
         """Per-run training losses of one batch (with the L1 term where a run has one)."""
         xb = self._inputs(idx)
         losses_ = self.train_losses(self.params, {**self.buffers, **self._masks(idx.shape[1])}, xb,
-                                    self.splits.y_train[idx])
+                                    self.splits.y_train[idx], self.smoothing)
         if any(self.l1):
             losses_ = losses_ + self.l1_col * self._l1_penalty()
         return losses_
@@ -361,6 +396,8 @@ class Stack:
         self.buffers = {k: v[index] for k, v in self.buffers.items()}
         self.optimizer.keep(index, list(kept.values()))
         self.runs = [self.runs[i] for i in rows]
+        self.schedule.keep(rows)
+        self.lrs = [self.lrs[i] for i in rows]
         self.batch_loss_sum = self.batch_loss_sum[index]
         if self.perms.numel():
             self.perms = self.perms[index.to(self.perms.device)]
@@ -393,8 +430,9 @@ class Stack:
             self._record(list(range(len(self.runs))), self._mean_batch_loss())
         while self.step < self.total and self.runs:
             position = self.step % self.per_epoch
-            if position == 0:  # a new epoch: each run's own order
-                self.perms = torch.stack([torch.randperm(n, generator=r.order) for r in self.runs]).to(self.device)
+            if position == 0:  # a new epoch: each run's own order, or the samples as stored (train.order)
+                self.perms = torch.stack([torch.arange(n) if self.sequential else torch.randperm(n, generator=r.order)
+                                          for r in self.runs]).to(self.device)
             for p in self.params.values():
                 p.grad = None
             losses_ = self._losses(self.perms[:, position * self.bs:(position + 1) * self.bs])
@@ -410,6 +448,9 @@ class Stack:
                 yield from self._finish({i: ("diverged", self.step, False) for i in bad})
                 if not self.runs:
                     return
+            if self.clips:
+                clip_grad_norms_([p.grad for p in self.params.values() if p.grad is not None], self.clip_col)
+            self._set_lrs(self.step - 1)
             self.optimizer.step()
             self.batch_loss_sum += losses_.detach().double()
             self.batch_count += 1
@@ -449,7 +490,8 @@ class Stack:
             "params": {k: v.detach() for k, v in self.params.items()}, "buffers": self.buffers,
             "optimizer": self.optimizer.state_dict(), "perms": self.perms,
             "batch_loss_sum": self.batch_loss_sum, "batch_count": self.batch_count,
-            "runs": [{"order": r.order.get_state(), "rng": r.rng.get_state(), "metrics": r.metrics,
+            "runs": [{"order": r.order.get_state(), "rng": r.rng.get_state(), "augment": r.augment.get_state(),
+                      "metrics": r.metrics,
                       "best": r.best, "since_best": r.since_best,
                       "recorder": r.recorder.state() if r.recorder else None} for r in self.runs],
         }
@@ -465,12 +507,14 @@ class Stack:
                 self.params[k].copy_(v)
             for k, v in state["buffers"].items():
                 self.buffers[k].copy_(v)
+        self._set_lrs(max(self.step - 1, 0))  # the lr column of the last update
         self.optimizer.load_state_dict({"steps": state["optimizer"]["steps"], "state": {
             k: [None if t is None else t.to(self.device) for t in v] for k, v in state["optimizer"]["state"].items()},
             "scalars": state["optimizer"].get("scalars", {})})
         for run, saved in zip(self.runs, state["runs"]):
             run.order.set_state(saved["order"])
             run.rng.set_state(saved["rng"])
+            run.augment.set_state(saved["augment"])
             run.metrics, run.best, run.since_best = saved["metrics"], saved["best"], saved["since_best"]
             if run.recorder:
                 run.recorder.restore(saved["recorder"])
