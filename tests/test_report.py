@@ -500,3 +500,10 @@ def test_report_of_a_real_sweep(tmp_path: Path, tiny: dict[str, Any]) -> None:
     p = stats.ttest_ind(final[ranked[1]], final[ranked[0]], equal_var=False).pvalue
     assert worse["n"] == 3 and worse["p_value"] == pytest.approx(p, rel=1e-9)
     assert all(0 <= c["reached"] <= 3 for c in doc["configurations"])
+
+
+@pytest.mark.parametrize("mean, std, shown", [(20.0, 0.0, "20"), (68.96551724, 0.0, "69.0"), (12.5, 2.25, "12.5 ± 2.2"),
+                                             (math.nan, math.nan, rp.MISSING)])
+def test_epoch_column_shows_sensible_precision(mean: float, std: float, shown: str) -> None:
+    """Whole epochs as integers; a step-based run ends mid-epoch (68.96551724 -> 69.0), never 6 digits."""
+    assert rp._epoch(pd.Series({"epoch_mean": mean, "epoch_std": std})) == shown

@@ -432,7 +432,9 @@ def _epoch(row: pd.Series) -> str:
     mean, std = row["epoch_mean"], row["epoch_std"]
     if math.isnan(mean):
         return MISSING
-    return f"{mean:g}" if math.isnan(std) or std == 0 else f"{mean:.1f} ± {std:.1f}"
+    if math.isnan(std) or std == 0:  # whole epochs as integers; step-based runs end mid-epoch: one decimal
+        return f"{mean:.0f}" if float(mean).is_integer() else f"{mean:.1f}"
+    return f"{mean:.1f} ± {std:.1f}"
 
 
 def display_rows(rep: Report) -> tuple[list[str], list[list[str]]]:
