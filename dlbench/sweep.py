@@ -28,7 +28,7 @@ from dlbench.errors import ConfigError
 
 # execution details that do not change what a run computes (task, function and activations
 # are read only by the non-training tasks, which have no run folders)
-_NOT_HASHED = {"name", "description", "grid", "random", "cases", "task", "function", "activations", "plots"}
+_NOT_HASHED = {"name", "description", "grid", "random", "confirm", "cases", "task", "function", "activations", "plots"}
 _NOT_HASHED_PATHS = [("train", "device"), ("train", "seeds"), ("train", "checkpoint_seconds"), ("data", "root"),
                      ("data", "download")]
 # keys added after results were first stored: at their defaults they leave a run's id as it was
