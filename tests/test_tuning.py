@@ -1,0 +1,96 @@
+"""Staged search end to end (issue 13): rounds planned from finished runs, confirm and
+defaults stages on fresh seeds, resume mid-search."""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dlbench import search
+from tests.sweep_util import dlbench, one_thread, run_dirs, summary, tiny_config, write_config  # noqa: F401
+
+SPACE = {"optimizer.lr": {"log_uniform": [1.0e-3, 1.0]}}
+
+
+def staged(data_root: Path, **extra: Any) -> dict[str, Any]:
+    cfg = tiny_config(data_root, cases={"sgd": {"optimizer.name": "sgd"}, "adam": {"optimizer.name": "adam",
+                                                                                   "optimizer.lr": 0.001}},
+                      random={"method": "sobol", "trials": 4, "rounds": 2, "keep": 0.5, "seed": 3, "space": SPACE},
+                      confirm={"top": 1, "seeds": [10, 11], "defaults": True})
+    cfg["data"]["val_size"] = 0.2
+    cfg.update(extra)
+    return cfg
+
+
+def by_run(root: Path) -> dict[str, dict[str, Any]]:
+    return {rid: summary(d) for rid, d in run_dirs(root).items()}
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> tuple[Path, Path, dict[str, dict]]:
+    tmp = tmp_path_factory.mktemp("staged")
+    cfg = write_config(tmp / "c.yaml", staged(data_root))
+    result = dlbench("run", cfg, "--out", tmp / "out")
+    assert result.exit_code == 0, result.output
+    return cfg, tmp / "out" / "tiny", by_run(tmp / "out" / "tiny")
+
+
+def test_every_round_then_confirm_and_defaults_run(swept: tuple[Path, Path, dict[str, dict]]) -> None:
+    _, _, runs = swept
+    count: dict[tuple, int] = {}
+    for s in runs.values():
+        p = s["params"]
+        key = (p["case"], p["stage"], p.get("round"))
+        count[key] = count.get(key, 0) + 1
+    for case in ("sgd", "adam"):
+        assert count[(case, "search", 1)] == 4 and count[(case, "search", 2)] == 4
+        assert count[(case, "confirm", None)] == 2 and count[(case, "defaults", None)] == 2
+
+
+def test_later_rounds_narrow_to_the_best_of_the_round_before(swept: tuple[Path, Path, dict[str, dict]]) -> None:
+    _, _, runs = swept
+    for case in ("sgd", "adam"):
+        first = [s for s in runs.values() if s["params"]["case"] == case and s["params"].get("round") == 1]
+        second = [s["params"]["optimizer.lr"] for s in runs.values()
+                  if s["params"]["case"] == case and s["params"].get("round") == 2]
+        trained = sorted((s for s in first if s["status"] == "ok"), key=lambda s: -s["final"]["val_acc"])
+        kept = [s["params"]["optimizer.lr"] for s in trained[:2]]  # keep 0.5 of 4 points
+        if len(set(kept)) == 2:
+            assert all(min(kept) * (1 - 1e-9) <= lr <= max(kept) * (1 + 1e-9) for lr in second)
+        assert max(second) / min(second) < 1.0 / 1e-3  # narrower than the declared range
+
+
+def test_confirm_reruns_the_best_search_point_on_fresh_seeds(swept: tuple[Path, Path, dict[str, dict]]) -> None:
+    _, _, runs = swept
+    for case in ("sgd", "adam"):
+        trials = [search.Trial({"optimizer.lr": s["params"]["optimizer.lr"]},
+                               s["final"]["val_acc"] if s["status"] == "ok" else math.nan)
+                  for s in runs.values() if s["params"]["case"] == case and s["params"]["stage"] == "search"]
+        best = search.select_top(trials, 1)[0]
+        confirm = [s for s in runs.values() if s["params"]["case"] == case and s["params"]["stage"] == "confirm"]
+        assert sorted(s["seed"] for s in confirm) == [10, 11]
+        assert all(s["params"]["optimizer.lr"] == best["optimizer.lr"] for s in confirm)
+        defaults = [s for s in runs.values() if s["params"]["case"] == case and s["params"]["stage"] == "defaults"]
+        assert sorted(s["seed"] for s in defaults) == [10, 11]
+        assert "optimizer.lr" not in defaults[0]["params"]
+
+
+def test_resume_mid_search_plans_the_same_later_rounds(swept: tuple[Path, Path, dict[str, dict]],
+                                                       tmp_path: Path) -> None:
+    """As if interrupted after round 1: the rerun plans the same round 2 and confirm runs."""
+    cfg, root, runs = swept
+    copy = tmp_path / "out" / "tiny"
+    shutil.copytree(root, copy)
+    later = [rid for rid, s in runs.items() if s["params"].get("round") != 1]
+    for rid in later:
+        shutil.rmtree(copy / "runs" / rid)
+    result = dlbench("run", cfg, "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    resumed = by_run(copy)
+    assert set(resumed) == set(runs), result.output
+    for rid in later:
+        assert resumed[rid]["params"] == runs[rid]["params"]
