@@ -94,3 +94,16 @@ def test_resume_mid_search_plans_the_same_later_rounds(swept: tuple[Path, Path, 
     assert set(resumed) == set(runs), result.output
     for rid in later:
         assert resumed[rid]["params"] == runs[rid]["params"]
+
+
+def test_the_reported_best_comes_from_the_confirm_runs(swept: tuple[Path, Path, dict[str, dict]]) -> None:
+    from dlbench.results import report as rp
+
+    _, root, runs = swept
+    rep = rp.report([root])
+    best = rep.best().iloc[0]
+    assert best["stage"] == "confirm" and best["n"] == 2  # len(confirm.seeds)
+    seeds = sorted(s["seed"] for s in runs.values() if s["params"]["stage"] == "confirm"
+                   and s["params"]["case"] == best["case"] and s["status"] == "ok")
+    assert seeds == [10, 11]
+    assert "among the confirm runs" in rp.caption(rep)[-1] and "fresh seeds" in rp.caption(rep)[-1]
