@@ -45,7 +45,7 @@ from dlbench.training.run import resolve_device, schedule
 if TYPE_CHECKING:
     from rich.table import Table
 
-FINISHED = ("ok", "diverged", "failed")
+FINISHED = ("ok", "diverged", "failed", "pruned")
 
 
 def check_size(n_runs: int, max_runs: int, yes: bool, name: str) -> None:
@@ -241,6 +241,8 @@ def train(cfg: Config, specs: list[sweep.RunSpec], raw: dict[str, Any], store: S
     with store.session(experiment_record(cfg, specs), raw, view(cfg, specs), force_new) as moved:
         if moved:
             say(f"moved the old results to {moved}")
+        if sweep.staged(cfg):  # resuming: the stages the finished runs already let us plan
+            specs = unique(sweep.expand(cfg, raw, validation_accuracy(store)))
         todo = select(specs, store.finished(), rerun)
         if len(todo) < len(specs):
             say(f"{len(specs) - len(todo)} of {len(specs)} runs already finished in {store.root}; skipping them")

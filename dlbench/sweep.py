@@ -36,11 +36,23 @@ _ADDED_KEYS = [("optimizer", "rho"), ("optimizer", "clip_norm"), ("optimizer", "
 
 
 @dataclass(frozen=True)
+class Pruning:
+    """A search run that successive halving may stop (random.prune): at every `every` (in
+    train.eval_every's unit) its `group` keeps the best `keep` fraction of its points."""
+
+    every: int
+    keep: float
+    group: str  # one case x one grid point x one round: runs of other groups never eliminate it
+    point: str  # its searched values: the seeds of one point stay or go together
+
+
+@dataclass(frozen=True)
 class RunSpec:
     run_id: str
     seed: int
     config: Config  # resolved: no grid / random, train.seeds == [seed]
     params: dict[str, Any] = field(default_factory=dict)  # swept key -> value
+    pruning: Pruning | None = None  # never for confirm / defaults runs
 
     @property
     def name(self) -> str:
@@ -142,9 +154,12 @@ def _search(config: Config, group: dict[str, Any], params: dict[str, Any],
     history: list[list[search.Trial]] = []
     for round_ in range(1, r.rounds + 1):
         labels = {"stage": "search", "round": round_} if stages else {}
+        group_id = json.dumps({**params, "round": round_}, sort_keys=True, default=str)
         round_specs = [spec for values in search.plan_round(space, history, method=r.method, trials=r.trials,
                                                             seed=r.seed, keep=r.keep)
-                       for spec in _specs(group, {**params, **values, **labels}, values)]
+                       for spec in _specs(group, {**params, **values, **labels}, values,
+                                          None if r.prune is None else Pruning(
+                                              r.prune.every, r.prune.keep, group_id, json.dumps(values, sort_keys=True)))]
         specs += round_specs
         if any(s.run_id not in results for s in round_specs):
             return specs  # the next round waits for this one
@@ -159,7 +174,8 @@ def _search(config: Config, group: dict[str, Any], params: dict[str, Any],
     return specs
 
 
-def _specs(group: dict[str, Any], params: dict[str, Any], values: dict[str, Any]) -> list[RunSpec]:
+def _specs(group: dict[str, Any], params: dict[str, Any], values: dict[str, Any],
+           pruning: Pruning | None = None) -> list[RunSpec]:
     """One point of a group (`values`: the searched keys) on every seed of its config."""
     resolved = copy.deepcopy(group)
     for key, value in values.items():
@@ -170,7 +186,7 @@ def _specs(group: dict[str, Any], params: dict[str, Any], values: dict[str, Any]
     out = []
     for seed in run_config.train.seeds:
         one = run_config.model_copy(update={"train": run_config.train.model_copy(update={"seeds": [seed]})})
-        out.append(RunSpec(run_id(one, seed), seed, one, dict(params)))
+        out.append(RunSpec(run_id(one, seed), seed, one, dict(params), pruning))
     return out
 
 

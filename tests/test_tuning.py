@@ -107,3 +107,52 @@ def test_the_reported_best_comes_from_the_confirm_runs(swept: tuple[Path, Path, 
                    and s["params"]["case"] == best["case"] and s["status"] == "ok")
     assert seeds == [10, 11]
     assert "among the confirm runs" in rp.caption(rep)[-1] and "fresh seeds" in rp.caption(rep)[-1]
+
+
+def pruned_config(data_root: Path) -> dict[str, Any]:
+    """4 points pruned at steps 4 and 8 of 12 (keep half each time), then 1 confirm run."""
+    cfg = tiny_config(data_root, random={"method": "halton", "trials": 4, "seed": 1, "space": SPACE,
+                                         "prune": {"every": 4, "keep": 0.5}},
+                      confirm={"top": 1, "seeds": [10]})
+    cfg["data"]["val_size"] = 0.2
+    return cfg
+
+
+def test_pruned_runs_leave_the_stack_and_stop_costing_steps(data_root: Path) -> None:
+    from dlbench import sweep
+    from dlbench.config import schema
+    from dlbench.training.engine import Stack
+
+    import torch
+    cfg, raw = schema.load(pruned_config(data_root), [])
+    specs = sweep.expand(cfg, raw)
+    assert len(specs) == 4 and all(s.pruning is not None for s in specs)
+    stack = Stack(specs, torch.device("cpu"))
+    held: dict[int, int] = {}
+    results = list(stack.run(after_step=lambda st: held.__setitem__(st.step, len(st.runs))))
+    # successive halving: 4 runs train to step 4, 2 to step 8, 1 to the end
+    assert [held[s] for s in (3, 4, 5, 8, 9, 11)] == [4, 2, 2, 1, 1, 1]
+    stopped = sorted((r.summary["steps"], r.status) for r in results)
+    assert stopped == [(4, "pruned"), (4, "pruned"), (8, "pruned"), (12, "ok")]
+    for r in results:  # curves so far: the last evaluation is the prune step
+        assert r.metrics[-1]["step"] == r.summary["steps"] and len(r.metrics) == r.summary["steps"] // 4 + 1
+
+
+def test_pruned_runs_are_stored_counted_and_never_confirm_runs(tmp_path: Path, data_root: Path) -> None:
+    from dlbench.results import report as rp
+
+    cfg = write_config(tmp_path / "c.yaml", pruned_config(data_root))
+    result = dlbench("run", cfg, "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    runs = by_run(tmp_path / "out" / "tiny")
+    stages = sorted((s["params"]["stage"], s["status"], s["steps"]) for s in runs.values())
+    assert stages == [("confirm", "ok", 12), ("search", "ok", 12), ("search", "pruned", 4), ("search", "pruned", 4),
+                      ("search", "pruned", 8)]
+    rep = rp.report([tmp_path / "out" / "tiny"], group_by=["stage"])
+    search_row = rep.summary[rep.summary["stage"] == "search"].iloc[0]
+    assert (search_row["runs"], search_row["n"], search_row["pruned"]) == (4, 1, 3)  # not averaged
+    header, rows = rp.display_rows(rep)
+    assert [r[header.index("status")] for r in rows if r[0] == "search"] == ["3 pruned"]
+    rerun = dlbench("run", cfg, "--out", tmp_path / "out")  # pruned runs are finished: nothing trains again
+    assert "5 of 5 runs already finished" in rerun.output
+    assert by_run(tmp_path / "out" / "tiny").keys() == runs.keys()

@@ -229,7 +229,7 @@ def gap(res: Results) -> Figure | None:
 
 
 def _not_ok(row: pd.Series) -> str:
-    return ", ".join(f"{row[s]} {s}" for s in ("diverged", "failed") if row[s])
+    return ", ".join(f"{row[s]} {s}" for s in ("diverged", "failed", "pruned") if row.get(s))
 
 
 @PLOTS.register("panels", "one panel of train-accuracy curves per value of the first swept key", task="train")

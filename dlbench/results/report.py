@@ -42,6 +42,7 @@ FORMATS = ("table", "csv", "markdown", "json", "latex")
 SUFFIXES = {".csv": "csv", ".json": "json", ".md": "markdown", ".tex": "latex", ".txt": "table", ".html": "html"}
 CONFIDENCE = 0.95
 ALPHA = 0.05
+TROUBLE = ("diverged", "failed", "pruned")  # statuses counted in the status column, never averaged
 STAGE = "stage"  # a staged search's key: search | confirm | defaults
 EXPERIMENT = "experiment"  # the key column that tells experiments apart when several folders are compared
 TOO_FEW = "too few seeds"
@@ -166,7 +167,8 @@ def aggregate(runs: pd.DataFrame, keys: list[str], at: str = "final") -> pd.Data
         ok = g[g["status"] == "ok"]
         row: dict[str, Any] = dict(zip(keys, values))
         row.update(n=len(ok), diverged=int((g["status"] == "diverged").sum()),
-                   failed=int((g["status"] == "failed").sum()), runs=len(g), at=at)
+                   failed=int((g["status"] == "failed").sum()), pruned=int((g["status"] == "pruned").sum()),
+                   runs=len(g), at=at)
         for m in ["epoch", *METRICS]:
             row.update({f"{m}_{k}": v for k, v in describe(_values(ok, f"{at}.{m}"), POSSIBLE[m]).items()})
         if "ttt.step" in g:
@@ -453,7 +455,7 @@ def _versus(row: pd.Series, metric: str, method: Adjustment) -> str:
 
 
 def _status(row: pd.Series) -> str:
-    parts = [f"{row[s]} {s}" for s in ("diverged", "failed") if row[s]]
+    parts = [f"{row[s]} {s}" for s in TROUBLE if row[s]]
     return ", ".join(parts) or "ok"
 
 
@@ -469,7 +471,7 @@ def display_rows(rep: Report) -> tuple[list[str], list[list[str]]]:
     header = [*rep.keys, "n", "epoch", *(LABELS[m] for m in rep.show), f"vs {rep.reference}"]
     if rep.target is not None:
         header += [f"reached {rep.target:g}", *(f"{u} to {rep.target:g}" for u in ("epochs", "steps", "seconds"))]
-    troubled = bool(rep.summary[["diverged", "failed"]].to_numpy().any())  # a status column only when needed
+    troubled = bool(rep.summary[list(TROUBLE)].to_numpy().any())  # a status column only when needed
     header += ["status"] * troubled
     rows = []
     for _, r in rep.summary.iterrows():
