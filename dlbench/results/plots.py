@@ -474,3 +474,6 @@ def write(res: Results) -> list[Path]:
             _save(fig, path)
             written.append(path)
     return written
+
+
+from dlbench.results import tuning_figures  # noqa: E402,F401  (registers sensitivity; it draws with the helpers above)
