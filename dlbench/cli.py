@@ -178,12 +178,14 @@ def _warn(text: str) -> None:
 
 @app.command()
 @user_errors
-def plot(results_dir: Annotated[Path, typer.Argument(help="An experiment folder, e.g. results/quickstart.")]) -> None:
+def plot(results_dir: Annotated[Path, typer.Argument(help="An experiment folder, e.g. results/quickstart.")],
+         target: Annotated[Optional[float], typer.Option(
+             help="Also draw the figures that need a target validation accuracy (0..1): profile.")] = None) -> None:
     """Draw the experiment's figures (the config's `plots:` list) as PNGs into RESULTS_DIR, from the folder alone."""
     from dlbench.results import plots as plots_mod
 
     check_folder(results_dir)
-    written = plots_mod.write(plots_mod.load(results_dir))
+    written = plots_mod.write(plots_mod.load(results_dir, target))
     if not written:
         fail(f"{results_dir}: nothing to plot yet (no finished runs)")
     for path in written:

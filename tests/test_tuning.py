@@ -156,3 +156,31 @@ def test_pruned_runs_are_stored_counted_and_never_confirm_runs(tmp_path: Path, d
     rerun = dlbench("run", cfg, "--out", tmp_path / "out")  # pruned runs are finished: nothing trains again
     assert "5 of 5 runs already finished" in rerun.output
     assert by_run(tmp_path / "out" / "tiny").keys() == runs.keys()
+
+
+def test_sensitivity_and_profile_figures(swept: tuple[Path, Path, dict[str, dict]], tmp_path: Path,
+                                         data_root: Path) -> None:
+    from dlbench.results import plots
+    from dlbench.results.tuning_figures import performance_ratios
+    from dlbench.results.report import time_to_target
+
+    _, root, _ = swept
+    res = plots.load(root, target=0.15)
+    assert res.view["space"] == SPACE
+    assert is_png(plots.PLOTS["sensitivity"].builder(res))
+    ratios = performance_ratios(time_to_target(root, res.runs[res.runs["stage"] == "search"], 0.15), "case", [],
+                                [k for k in res.keys if k not in ("stage", "round")])
+    assert set(ratios.columns) == {"sgd", "adam"} and (ratios.min(axis=1) == 1).all()  # the fastest has tau 1
+    drawn = dlbench("plot", root, "--target", "0.15")
+    assert drawn.exit_code == 0 and (root / "profile.png").is_file(), drawn.output
+    cfg = write_config(tmp_path / "c.yaml", staged(data_root, plots=["profile"]))
+    refused = dlbench("validate", cfg)
+    assert refused.exit_code == 2 and "--target" in refused.output and "Traceback" not in refused.output
+
+
+def is_png(fig: Any) -> bool:
+    import io
+
+    png = io.BytesIO()
+    fig.savefig(png, format="png")
+    return png.getvalue()[:8] == b"\x89PNG\r\n\x1a\n"

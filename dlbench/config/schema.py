@@ -350,6 +350,9 @@ class Config(Section):
                 raise ValueError(f"unknown plot {name!r}; allowed: {', '.join(PLOTS.names())}")
             if PLOTS[name].info["task"] != task:
                 raise ValueError(f"{name!r} draws task {PLOTS[name].info['task']!r} results, this is task {task!r}")
+            if PLOTS[name].info.get("target"):
+                raise ValueError(f"{name!r} needs a target validation accuracy, which a config does not give; "
+                                 f"draw it after the run with: dlbench plot DIR --target 0.6")
             needs = PLOTS[name].info.get("needs")
             if needs and diagnostics is not None and not getattr(diagnostics, needs):
                 raise ValueError(f"{name!r} needs diagnostics.{needs}: true")

@@ -58,6 +58,7 @@ class Results:
 
     root: Path
     view: dict[str, Any]
+    target: float | None = None  # validation accuracy for time-to-target figures (dlbench plot --target)
 
     @property
     def name(self) -> str:
@@ -453,9 +454,9 @@ def histograms(res: Results) -> Figure | None:
 # ---------------------------------------------------------------- entry point
 
 
-def load(root: Path) -> Results:
+def load(root: Path, target: float | None = None) -> Results:
     """A results folder's view for figures and task tables."""
-    return Results(Path(root), read_view(Path(root)))
+    return Results(Path(root), read_view(Path(root)), target)
 
 
 def _save(fig: Figure, path: Path) -> None:
@@ -467,7 +468,10 @@ def _save(fig: Figure, path: Path) -> None:
 def write(res: Results) -> list[Path]:
     """Draw the experiment's figures into its folder; returns the PNGs written (none when nothing finished)."""
     written = []
-    for name in res.view.get("plots") or DEFAULT_PLOTS[res.task]:
+    names = res.view.get("plots") or DEFAULT_PLOTS[res.task]
+    if res.target is not None:  # and the figures that need a target
+        names = [*names, *(e.name for e in PLOTS if e.info.get("target") and e.info["task"] == res.task)]
+    for name in names:
         fig = PLOTS[name].builder(res)
         if fig is not None:
             path = res.root / f"{name}.png"

@@ -22,6 +22,7 @@ from matplotlib.lines import Line2D
 
 from dlbench.errors import ConfigError
 from dlbench.results.plots import PLOTS, Results, _colors, _figure, _legend
+from dlbench.results.report import time_to_target
 from dlbench.results.report import value_text as _fmt
 
 NOT_OK_MARK = "x"  # a configuration none of whose seeds trained (all diverged or failed)
@@ -235,3 +236,24 @@ def sensitivity_plot(res: Results) -> Figure | None:
     order = list(dict.fromkeys(p.get(by) for p in res.points)) if by else None
     return sensitivity(runs, keys, space, by=by, order=order,
                        title=f"{res.name}: validation accuracy over the searched values")
+
+
+@PLOTS.register("profile", "performance profile: the fraction of settings where each case reaches the target "
+                "(plot --target) within tau x the fastest case's steps", task="train", target=True)
+def profile_plot(res: Results) -> Figure | None:
+    if res.target is None:
+        raise ConfigError("plot 'profile': needs a target validation accuracy; use: dlbench plot DIR --target 0.6")
+    runs = res.runs
+    if runs.empty:
+        return None
+    if "stage" in runs:  # each case as tuned by its search
+        runs = runs[runs["stage"] == "search"]
+    keys = [k for k in res.keys if k not in STAGE_KEYS]
+    if not keys:
+        raise ConfigError("plot 'profile': compares methods (cases or a swept key); this sweep sweeps nothing")
+    method = "case" if "case" in keys else keys[0]
+    space = res.view.get("space") or {}
+    settings = [k for k in keys if k != method and k not in space]
+    order = list(dict.fromkeys(p.get(method) for p in res.points))
+    return profile(time_to_target(res.root, runs, res.target), method, settings, keys, order=order,
+                   target=res.target, title=f"{res.name}: performance profile (validation accuracy {res.target:g})")
