@@ -78,7 +78,8 @@ def test_every_plot_is_drawn_by_some_shipped_config() -> None:
     for name in SHIPPED:
         cfg, _ = config.load(CONFIGS / f"{name}.yaml")
         drawn.update(cfg.plots or DEFAULT_PLOTS[cfg.task])
-    assert drawn == set(PLOTS.names())
+    # a figure that needs a target (profile) is drawn by `dlbench plot DIR --target`, never from a config
+    assert drawn == {n for n in PLOTS.names() if not PLOTS[n].info.get("target")}
 
 
 # ---------------------------------------------------------------- 1. optimizer paths
