@@ -207,7 +207,11 @@ def dry_run(run: Plan, *, force_new: bool = False, rerun: str | None = None) -> 
     if not force_new:
         run.store.check(experiment_record(run.cfg, run.specs))
     run_costs = costs(run.specs) if trains else [Cost()] * len(run.specs)  # nothing trains: no cost
-    return DryRun(finished, run_costs, describe(run.specs, select(run.specs, finished, rerun), run_costs))
+    line = describe(run.specs, select(run.specs, finished, rerun), run_costs)
+    later = planned_runs(run.cfg) - len(run.specs) if sweep.staged(run.cfg) else 0
+    if later > 0:  # a staged search plans its next rounds from the results of these
+        line += f"; up to {later} more runs in later rounds and the confirm stage, planned from these runs' results"
+    return DryRun(finished, run_costs, line)
 
 
 def execute(run: Plan, *, show: progress.Show | None, force_new: bool = False, rerun: str | None = None,

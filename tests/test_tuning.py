@@ -184,3 +184,11 @@ def is_png(fig: Any) -> bool:
     png = io.BytesIO()
     fig.savefig(png, format="png")
     return png.getvalue()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_dry_run_says_later_stages_are_planned_from_results(tmp_path: Path, data_root: Path) -> None:
+    cfg = write_config(tmp_path / "c.yaml", staged(data_root))
+    result = dlbench("run", cfg, "--out", tmp_path / "out", "--dry-run")
+    # 2 cases x 4 points in round 1 now; round 2 (8) and confirm + defaults (2 x 2 x 2) later
+    assert result.exit_code == 0 and "8 runs: 0 finished, 8 to train" in result.output, result.output
+    assert "up to 16 more runs in later rounds and the confirm stage" in result.output
