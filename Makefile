@@ -8,7 +8,7 @@ TORCH := torch==2.14.1 torchvision==0.29.1
 # the textbook experiments (configs/<name>.yaml, shown in docs/experiments.md)
 EXPERIMENTS := optimizer_paths optimizer_paths_rosenbrock optimizers init_activations init_training \
 	batchnorm overfitting losses batch_size random_search l1_sparsity batchnorm_batch_size preprocessing xor \
-	schedules optimizers_modern bias_decay
+	schedules optimizers_modern bias_decay tuning
 
 .PHONY: install system-deps quickstart mnist1d-reference test clean experiments $(EXPERIMENTS)
 

@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from dlbench.errors import ConfigError
+from dlbench.results.adjust import ADJUSTMENTS
 from dlbench.results.store import METRICS, check_folder
 
 if TYPE_CHECKING:  # the front imports torch, the report scipy: loaded by the commands that need them
@@ -62,6 +63,7 @@ class At(str, Enum):
     best = "best"
 
 
+Adjust = Enum("Adjust", {a: a for a in ADJUSTMENTS}, type=str)  # type: ignore[misc]
 Metric = Enum("Metric", {m: m for m in METRICS}, type=str)  # type: ignore[misc]
 
 
@@ -176,12 +178,14 @@ def _warn(text: str) -> None:
 
 @app.command()
 @user_errors
-def plot(results_dir: Annotated[Path, typer.Argument(help="An experiment folder, e.g. results/quickstart.")]) -> None:
+def plot(results_dir: Annotated[Path, typer.Argument(help="An experiment folder, e.g. results/quickstart.")],
+         target: Annotated[Optional[float], typer.Option(
+             help="Also draw the figures that need a target validation accuracy (0..1): profile.")] = None) -> None:
     """Draw the experiment's figures (the config's `plots:` list) as PNGs into RESULTS_DIR, from the folder alone."""
     from dlbench.results import plots as plots_mod
 
     check_folder(results_dir)
-    written = plots_mod.write(plots_mod.load(results_dir))
+    written = plots_mod.write(plots_mod.load(results_dir, target))
     if not written:
         fail(f"{results_dir}: nothing to plot yet (no finished runs)")
     for path in written:
@@ -211,6 +215,8 @@ def report(
     where: Annotated[Optional[list[str]], typer.Option(
         metavar="KEY=VALUE", help="Keep runs with KEY=VALUE (repeatable; one key given twice means either).")] = None,
     losses: Annotated[bool, typer.Option("--losses", help="Show the loss columns too.")] = False,
+    adjust: Annotated[Adjust, typer.Option(
+        help="Adjust the p-values for the many comparisons (Holm-Bonferroni), or not.")] = Adjust.holm,
 ) -> None:
     """Statistics over seeds from results folders (reads only the folders): mean ± std, 95% CI,
     Welch's t-test against the best (or a baseline), time to target; table, csv, markdown, json, latex or html."""
@@ -229,7 +235,7 @@ def report(
         given = {"--format": format and not html_page, "--output": output and not html_page,
                  "--at": at != At.final, "--metric": metric != Metric.val_acc,
                  "--baseline": baseline, "--target": target, "--group-by": group_by, "--where": where,
-                 "--losses": losses}
+                 "--losses": losses, "--adjust": adjust != Adjust.holm}
         refused = [name for name, value in given.items() if value]
         if refused or len(results_dirs) > 1:
             what = refused[0] if refused else "several folders"
@@ -249,7 +255,8 @@ def report(
     for d in results_dirs:
         report_mod.write_tables(d)
     rep = report_mod.report(results_dirs, at=at.value, metric=metric.value, baseline=baseline, target=target,
-                            group_by=group_by, filters=where, show_losses=losses)
+                            group_by=group_by, filters=where, show_losses=losses,
+                            adjust=adjust.value)
     title = " vs ".join(d.name for d in results_dirs)
     if fmt == "table" and output is None and console.is_terminal:
         console.print(report_mod.rich_table(rep, title, console.width))

@@ -45,7 +45,7 @@ from dlbench.training.run import resolve_device, schedule
 if TYPE_CHECKING:
     from rich.table import Table
 
-FINISHED = ("ok", "diverged", "failed")
+FINISHED = ("ok", "diverged", "failed", "pruned")
 
 
 def check_size(n_runs: int, max_runs: int, yes: bool, name: str) -> None:
@@ -55,9 +55,12 @@ def check_size(n_runs: int, max_runs: int, yes: bool, name: str) -> None:
 
 
 def planned_runs(cfg: Config) -> int:
-    """grid points x random trials x seeds, without expanding (grids that sweep seeds may differ)."""
-    points = math.prod(len(values) for values in cfg.grid.values())
-    return points * (cfg.random.trials if cfg.random else 1) * len(cfg.train.seeds)
+    """grid points x cases x (random trials x rounds x seeds + confirm runs), without expanding (grids that sweep seeds may differ)."""
+    points = math.prod(len(values) for values in cfg.grid.values()) * max(1, len(cfg.cases))
+    if cfg.random is None:
+        return points * len(cfg.train.seeds)
+    confirm = 0 if cfg.confirm is None else (cfg.confirm.top + cfg.confirm.defaults) * len(cfg.confirm.seeds)
+    return points * (cfg.random.trials * cfg.random.rounds * len(cfg.train.seeds) + confirm)
 
 
 def load(config: Path | Mapping[str, Any], sets: list[str], max_runs: int, yes: bool = False
@@ -204,7 +207,11 @@ def dry_run(run: Plan, *, force_new: bool = False, rerun: str | None = None) -> 
     if not force_new:
         run.store.check(experiment_record(run.cfg, run.specs))
     run_costs = costs(run.specs) if trains else [Cost()] * len(run.specs)  # nothing trains: no cost
-    return DryRun(finished, run_costs, describe(run.specs, select(run.specs, finished, rerun), run_costs))
+    line = describe(run.specs, select(run.specs, finished, rerun), run_costs)
+    later = planned_runs(run.cfg) - len(run.specs) if sweep.staged(run.cfg) else 0
+    if later > 0:  # a staged search plans its next rounds from the results of these
+        line += f"; up to {later} more runs in later rounds and the confirm stage, planned from these runs' results"
+    return DryRun(finished, run_costs, line)
 
 
 def execute(run: Plan, *, show: progress.Show | None, force_new: bool = False, rerun: str | None = None,
@@ -238,25 +245,50 @@ def train(cfg: Config, specs: list[sweep.RunSpec], raw: dict[str, Any], store: S
     with store.session(experiment_record(cfg, specs), raw, view(cfg, specs), force_new) as moved:
         if moved:
             say(f"moved the old results to {moved}")
+        if sweep.staged(cfg):  # resuming: the stages the finished runs already let us plan
+            specs = unique(sweep.expand(cfg, raw, validation_accuracy(store)))
         todo = select(specs, store.finished(), rerun)
         if len(todo) < len(specs):
             say(f"{len(specs) - len(todo)} of {len(specs)} runs already finished in {store.root}; skipping them")
         refresh = TableRefresh(store.root)
+        trained: set[str] = set()
         try:
-            for result in launch(todo):
-                store.save(result.spec.run_id, result.spec.config.model_dump(mode="json"), result.metrics,
-                           result.summary, result.files)
-                if result.status == "failed":
-                    warn(f"run {result.spec.run_id} failed: {result.summary['error']}")
-                    if fail_fast:
-                        break
-                refresh.maybe()
+            while True:
+                for result in launch(todo) if todo else ():
+                    trained.add(result.spec.run_id)
+                    store.save(result.spec.run_id, result.spec.config.model_dump(mode="json"), result.metrics,
+                               result.summary, result.files)
+                    if result.status == "failed":
+                        warn(f"run {result.spec.run_id} failed: {result.summary['error']}")
+                        if fail_fast:
+                            raise StopSweep
+                    refresh.maybe()
+                if not sweep.staged(cfg):
+                    break
+                # the next round / the confirm stage, planned from what finished
+                specs = unique(sweep.expand(cfg, raw, validation_accuracy(store)))
+                todo = [s for s in select(specs, store.finished(), rerun) if s.run_id not in trained]
+                if not todo:
+                    break
+        except StopSweep:
+            pass
         except KeyboardInterrupt:  # what finished is saved; the run in flight is dropped
             interrupted = True
         rep = write_tables(store.root) if store.finished() else None
     status = store.finished()
     return Outcome(store.root, len(specs), sum(s.run_id in status for s in specs),
                    sum(status.get(s.run_id) == "failed" for s in specs), interrupted, rep)
+
+
+class StopSweep(Exception):
+    """--fail-fast: a run failed, so no further run or stage starts."""
+
+
+def validation_accuracy(store: Store) -> dict[str, float]:
+    """run id -> final validation accuracy of every finished run (NaN: it diverged or failed),
+    what a staged search plans its next round and its confirm stage from."""
+    return {s["run_id"]: float(s["final"].get("val_acc", math.nan)) if s["status"] in ("ok", "pruned") and s.get("final")
+            else math.nan for s in store.summaries()}
 
 
 def unique(specs: list[sweep.RunSpec]) -> list[sweep.RunSpec]:

@@ -17,18 +17,17 @@ import copy
 import hashlib
 import itertools
 import json
-import math
-import random as pyrandom
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 from dlbench.config.keys import flatten, get_path, merge, set_path
-from dlbench.config.schema import SECTIONS, Config, Distribution, ScheduleConfig, field_at, validate
+from dlbench import search
+from dlbench.config.schema import SECTIONS, Config, ScheduleConfig, field_at, validate
 from dlbench.errors import ConfigError
 
 # execution details that do not change what a run computes (task, function and activations
 # are read only by the non-training tasks, which have no run folders)
-_NOT_HASHED = {"name", "description", "grid", "random", "cases", "task", "function", "activations", "plots"}
+_NOT_HASHED = {"name", "description", "grid", "random", "confirm", "cases", "task", "function", "activations", "plots"}
 _NOT_HASHED_PATHS = [("train", "device"), ("train", "seeds"), ("train", "checkpoint_seconds"), ("data", "root"),
                      ("data", "download")]
 # keys added after results were first stored: at their defaults they leave a run's id as it was
@@ -37,11 +36,23 @@ _ADDED_KEYS = [("optimizer", "rho"), ("optimizer", "clip_norm"), ("optimizer", "
 
 
 @dataclass(frozen=True)
+class Pruning:
+    """A search run that successive halving may stop (random.prune): at every `every` (in
+    train.eval_every's unit) its `group` keeps the best `keep` fraction of its points."""
+
+    every: int
+    keep: float
+    group: str  # one case x one grid point x one round: runs of other groups never eliminate it
+    point: str  # its searched values: the seeds of one point stay or go together
+
+
+@dataclass(frozen=True)
 class RunSpec:
     run_id: str
     seed: int
     config: Config  # resolved: no grid / random, train.seeds == [seed]
     params: dict[str, Any] = field(default_factory=dict)  # swept key -> value
+    pruning: Pruning | None = None  # never for confirm / defaults runs
 
     @property
     def name(self) -> str:
@@ -71,28 +82,18 @@ def run_id(config: Config, seed: int) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def _sample(dist: Distribution, rng: pyrandom.Random) -> Any:
-    if dist.log_uniform is not None:
-        lo, hi = dist.log_uniform
-        return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
-    if dist.uniform is not None:
-        return float(rng.uniform(*dist.uniform))
-    if dist.int_uniform is not None:
-        return rng.randint(*dist.int_uniform)
-    assert dist.choice is not None
-    return rng.choice(dist.choice)
-
-
 def points(config: Config) -> list[dict[str, Any]]:
-    """Every swept point as {key: value}; keys are grid keys and random-space keys."""
-    grid_keys = list(config.grid)
-    grid = [dict(zip(grid_keys, combo)) for combo in itertools.product(*config.grid.values())]
+    """Every grid point crossed with round 1 of the search, as {key: value}."""
+    grid = grid_points(config)
     if config.random is None:
         return grid
-    rng = pyrandom.Random(config.random.seed)
-    space = config.random.space
-    trials = [{k: _sample(space[k], rng) for k in space} for _ in range(config.random.trials)]
-    return [{**g, **t} for g in grid for t in trials]
+    r = config.random
+    return [{**g, **t} for g in grid for t in search.sample(search.space_of(r.space), r.method, r.trials, r.seed)]
+
+
+def grid_points(config: Config) -> list[dict[str, Any]]:
+    grid_keys = list(config.grid)
+    return [dict(zip(grid_keys, combo)) for combo in itertools.product(*config.grid.values())]
 
 
 def _apply(resolved: dict[str, Any], key: str, value: Any, where: str) -> bool:
@@ -108,25 +109,85 @@ def _apply(resolved: dict[str, Any], key: str, value: Any, where: str) -> bool:
     return section
 
 
-def expand(config: Config, raw: dict[str, Any]) -> list[RunSpec]:
-    """Resolve every (case, point, seed) into a validated RunSpec, in sweep order."""
-    base = {k: v for k, v in raw.items() if k not in ("grid", "random", "cases")}
+def staged(config: Config) -> bool:
+    """Whether the sweep comes in stages (search rounds, a confirm stage): its runs record
+    `stage` and `round`, and later stages are planned from the finished runs of earlier ones."""
+    return config.random is not None and (config.random.rounds > 1 or config.confirm is not None)
+
+
+def expand(config: Config, raw: dict[str, Any], results: Mapping[str, float] | None = None) -> list[RunSpec]:
+    """Resolve every (case, point, seed) into a validated RunSpec, in sweep order.
+
+    A staged search is planned as far as `results` (run id -> final validation accuracy of
+    the finished runs, NaN when a run diverged or failed) allows: round 1 always; round
+    k + 1 of a group (one case x one grid point) once all its round-k runs are finished;
+    its confirm runs once its last round is. A round is a pure function of the finished
+    runs before it, so a resumed sweep plans the same points and run ids.
+    """
+    base = {k: v for k, v in raw.items() if k not in ("grid", "random", "confirm", "cases")}
+    results = results or {}
     specs: list[RunSpec] = []
     cases = list(config.cases.items()) or [(None, {})]
-    for (case, delta), point in itertools.product(cases, points(config)):
-        resolved = copy.deepcopy(base)
+    for (case, delta), point in itertools.product(cases, grid_points(config)):
+        group = copy.deepcopy(base)
         params: dict[str, Any] = {} if case is None else {"case": case}
         for key, value in delta.items():
-            _apply(resolved, key, value, f"cases.{case}")
+            _apply(group, key, value, f"cases.{case}")
         for key, value in point.items():
-            section = _apply(resolved, key, value, "grid")
+            section = _apply(group, key, value, "grid")
             params.update(flatten(value, key) if section else {key: value})
-        where = "grid/random point " + ", ".join(f"{k}={v!r}" for k, v in params.items()) + ": "
-        run_config = validate(resolved, prefix=where if params else "")
-        for seed in run_config.train.seeds:
-            one = run_config.model_copy(update={"train": run_config.train.model_copy(update={"seeds": [seed]})})
-            specs.append(RunSpec(run_id(one, seed), seed, one, params))
+        if config.random is None:
+            specs += _specs(group, params, {})
+        else:
+            specs += _search(config, group, params, results)
     return specs
+
+
+def _search(config: Config, group: dict[str, Any], params: dict[str, Any],
+            results: Mapping[str, float]) -> list[RunSpec]:
+    """One group's search runs, round by round while the rounds before are finished, then its confirm runs."""
+    r = config.random
+    assert r is not None
+    space = search.space_of(r.space)
+    stages = staged(config)
+    specs: list[RunSpec] = []
+    history: list[list[search.Trial]] = []
+    for round_ in range(1, r.rounds + 1):
+        labels = {"stage": "search", "round": round_} if stages else {}
+        group_id = json.dumps({**params, "round": round_}, sort_keys=True, default=str)
+        round_specs = [spec for values in search.plan_round(space, history, method=r.method, trials=r.trials,
+                                                            seed=r.seed, keep=r.keep)
+                       for spec in _specs(group, {**params, **values, **labels}, values,
+                                          None if r.prune is None else Pruning(
+                                              r.prune.every, r.prune.keep, group_id, json.dumps(values, sort_keys=True)))]
+        specs += round_specs
+        if any(s.run_id not in results for s in round_specs):
+            return specs  # the next round waits for this one
+        history.append([search.Trial({k: s.params[k] for k in space}, results[s.run_id]) for s in round_specs])
+    if config.confirm is not None:
+        seeds = {"train": {**group.get("train", {}), "seeds": config.confirm.seeds}}
+        confirmed = {**group, **seeds}
+        for values in search.select_top([t for trials in history for t in trials], config.confirm.top):
+            specs += _specs(confirmed, {**params, **values, "stage": "confirm"}, values)
+        if config.confirm.defaults:
+            specs += _specs(confirmed, {**params, "stage": "defaults"}, {})
+    return specs
+
+
+def _specs(group: dict[str, Any], params: dict[str, Any], values: dict[str, Any],
+           pruning: Pruning | None = None) -> list[RunSpec]:
+    """One point of a group (`values`: the searched keys) on every seed of its config."""
+    resolved = copy.deepcopy(group)
+    for key, value in values.items():
+        _apply(resolved, key, value, "random")
+    shown = {k: v for k, v in params.items() if k not in ("stage", "round")}
+    where = "grid/random point " + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ": "
+    run_config = validate(resolved, prefix=where if shown else "")
+    out = []
+    for seed in run_config.train.seeds:
+        one = run_config.model_copy(update={"train": run_config.train.model_copy(update={"seeds": [seed]})})
+        out.append(RunSpec(run_id(one, seed), seed, one, dict(params), pruning))
+    return out
 
 
 def swept_keys(specs: list[RunSpec]) -> list[str]:

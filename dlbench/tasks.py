@@ -77,5 +77,8 @@ def view(cfg: Config, specs: list[RunSpec], keys: list[str]) -> dict[str, Any]:
     """What the folder's report, tables and figures need, written as results/<name>/view.json."""
     points = list({json.dumps(s.params, sort_keys=True, default=str): s.params for s in specs}.values())
     return {"name": cfg.name, "description": cfg.description, "task": cfg.task, "plots": cfg.plots,
-            "keys": keys, "points": points, "details": TASKS[cfg.task].details(cfg)}
+            "keys": keys, "points": points, "details": TASKS[cfg.task].details(cfg),
+            # the searched ranges as declared: figures draw their axes (log where the range is)
+            "space": {k: d.model_dump(mode="json", exclude_none=True) for k, d in cfg.random.space.items()}
+            if cfg.random else {}}
 

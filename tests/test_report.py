@@ -146,7 +146,7 @@ def test_failed_and_diverged_runs_are_counted_not_averaged(grid: Path) -> None:
 
 
 def test_welch_p_values_against_the_best_match_scipy(grid: Path) -> None:
-    rep = rp.report([grid])
+    rep = rp.report([grid], adjust="none")
     best = ("adam", "he_normal")
     ref = values(grid, best, "val_acc")
     verdicts = set()
@@ -162,6 +162,32 @@ def test_welch_p_values_against_the_best_match_scipy(grid: Path) -> None:
         assert r["verdict"] == ("significant" if p < 0.05 else "not significant")
         verdicts.add(r["verdict"])
     assert verdicts == {"significant", "not significant"}  # the data exercises both marks
+
+
+def test_holm_adjusted_p_values_beside_the_raw_ones_decide_the_verdicts(grid: Path) -> None:
+    from statsmodels.stats.multitest import multipletests
+
+    rep = rp.report([grid])  # holm by default
+    s = rep.summary[rep.summary["p_value"].notna()]
+    expected = multipletests(s["p_value"], method="holm")[1]
+    assert s["p_adjusted"].to_numpy() == pytest.approx(expected, rel=1e-12)
+    assert list(s["verdict"]) == ["significant" if p < 0.05 else "not significant" for p in expected]
+    assert "Holm-adjusted" in rp.caption(rep)[1]
+    header, rows = rp.display_rows(rep)
+    assert any("(Holm " in r[header.index("vs best")] for r in rows)
+    doc = json.loads(rp.export(rep, "json"))
+    assert doc["adjust"] == "holm" and "p_adjusted" in doc["configurations"][0]
+    assert "p_adjusted" in rp.export(rep, "csv").splitlines()[0]
+    raw = rp.report([grid], adjust="none")
+    tested = raw.summary["p_value"].notna()
+    assert (raw.summary.loc[tested, "p_adjusted"] == raw.summary.loc[tested, "p_value"]).all()
+    assert "not corrected for multiple testing" in rp.caption(raw)[1]
+    assert not any("Holm" in cell for r in rp.display_rows(raw)[1] for cell in r)
+
+
+def test_an_unknown_adjustment_is_one_line(grid: Path) -> None:
+    result = dlbench("report", grid, "--adjust", "bonferroni")
+    assert result.exit_code == 2 and "bonferroni" in result.output and "Traceback" not in result.output
 
 
 @pytest.mark.parametrize("metric", ["test_acc", "val_loss", "gap"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random as pyrandom
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,12 @@ def test_random_round_one_draws_the_points_sweep_always_drew() -> None:
                 "train.batch_size": schema.Distribution(int_uniform=[10, 50]),
                 "optimizer.momentum": schema.Distribution(uniform=[0.5, 0.99])}
     cfg = cfg.model_copy(update={"random": cfg.random.model_copy(update={"space": declared, "seed": 7})})
-    expected = sweep.points(cfg)
+    rng = pyrandom.Random(7)  # what sweep._sample drew before search.py existed, written out
+    expected = [{"optimizer.lr": math.exp(rng.uniform(math.log(1e-6), math.log(1e-2))),
+                 "optimizer.weight_decay": math.exp(rng.uniform(math.log(1e-8), math.log(1e-4))),
+                 "model.hidden": rng.choice([[10], [20, 20]]), "train.batch_size": rng.randint(10, 50),
+                 "optimizer.momentum": rng.uniform(0.5, 0.99)} for _ in range(cfg.random.trials)]
+    assert sweep.points(cfg) == expected
     assert search.sample(search.space_of(declared), "random", cfg.random.trials, 7) == expected
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Any, Callable, Literal, Mapping, get_args, get_origin
+from types import UnionType
+from typing import Annotated, Any, Callable, Literal, Mapping, Union, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
@@ -230,8 +231,21 @@ class Distribution(Section):
         return self
 
 
+class Prune(Section):
+    """Successive halving inside a stack: at every `every` (in the unit of train.eval_every:
+    epochs, or steps with train.steps) each search group keeps its best `keep` fraction of
+    points by validation accuracy; the others stop there and are recorded as pruned."""
+
+    every: Annotated[int, Field(gt=0)]
+    keep: Annotated[Finite, Field(gt=0, lt=1)] = 0.5
+
+
 class RandomSearch(Section):
-    trials: Annotated[int, Field(gt=0)] = 20
+    method: Literal["random", "sobol", "halton"] = "random"  # sobol / halton: scrambled, seeded (scipy.stats.qmc)
+    trials: Annotated[int, Field(gt=0)] = 20  # per round (Sobol' points are best balanced at powers of 2)
+    rounds: Annotated[int, Field(gt=0)] = 1  # > 1: each round narrows the ranges to the best `keep` of the last
+    keep: Annotated[Finite, Field(gt=0, le=1)] = 0.25
+    prune: Prune | None = None
     seed: int = 0
     space: Annotated[dict[str, Distribution], Field(min_length=1)]
 
@@ -241,6 +255,24 @@ class RandomSearch(Section):
         for key in space:
             field_at(key)
         return space
+
+
+class Confirm(Section):
+    """After the search: rerun the `top` configurations of each search group, chosen on
+    validation accuracy, on fresh seeds; the report's best and its test accuracy come from these."""
+
+    top: Annotated[int, Field(gt=0)] = 3
+    seeds: Annotated[list[Seed], Field(min_length=1)] = [100, 101, 102]
+    # also run every case / grid point as written, the searched keys left at its own values
+    # (its usual defaults), on the same seeds: the untuned baseline beside the tuned one
+    defaults: bool = False
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct(cls, v: list[int]) -> list[int]:
+        if len(set(v)) != len(v):
+            raise ValueError("seeds must be distinct")
+        return v
 
 
 class FunctionConfig(Section):
@@ -289,6 +321,7 @@ class Config(Section):
     train: TrainConfig = TrainConfig()
     grid: dict[str, Annotated[list[Any], Field(min_length=1)]] = {}
     random: RandomSearch | None = None
+    confirm: Confirm | None = None  # needs random: the search it confirms
     # named variants that each set several keys at once (crossed with grid, random and seeds)
     cases: dict[str, dict[str, Any]] = {}
     task: Literal["train", "function", "activations"] = "train"
@@ -317,6 +350,9 @@ class Config(Section):
                 raise ValueError(f"unknown plot {name!r}; allowed: {', '.join(PLOTS.names())}")
             if PLOTS[name].info["task"] != task:
                 raise ValueError(f"{name!r} draws task {PLOTS[name].info['task']!r} results, this is task {task!r}")
+            if PLOTS[name].info.get("target"):
+                raise ValueError(f"{name!r} needs a target validation accuracy, which a config does not give; "
+                                 f"draw it after the run with: dlbench plot DIR --target 0.6")
             needs = PLOTS[name].info.get("needs")
             if needs and diagnostics is not None and not getattr(diagnostics, needs):
                 raise ValueError(f"{name!r} needs diagnostics.{needs}: true")
@@ -349,6 +385,35 @@ class Config(Section):
         return self
 
     @model_validator(mode="after")
+    def _search_fits_training(self) -> "Config":
+        if self.random is not None and "keep" in self.random.model_fields_set and self.random.rounds == 1:
+            raise ValueError(f"random.keep: {self.random.keep!r} is invalid: it narrows the ranges between rounds, "
+                             "and random.rounds is 1 (set rounds: 2 or more, or drop keep)")
+        if self.confirm is not None:
+            if self.random is None:
+                raise ValueError("confirm: it reruns the best configurations of a search, and there is no "
+                                 "random: section (add one, or drop confirm)")
+            reused = sorted(set(self.confirm.seeds) & set(self.train.seeds))
+            if reused:
+                raise ValueError(f"confirm.seeds: {self.confirm.seeds} is invalid: seeds {reused} are train.seeds "
+                                 "of the search; the confirm stage needs fresh seeds")
+            tried = self.random.trials * self.random.rounds
+            if self.confirm.top > tried:
+                raise ValueError(f"confirm.top: {self.confirm.top} is invalid: more than the {tried} configurations "
+                                 "the search tries (random.trials x random.rounds)")
+        prune = self.random.prune if self.random else None
+        if prune is not None:
+            unit = "epochs" if self.train.steps is None else "steps"
+            length = self.train.epochs if self.train.steps is None else self.train.steps
+            if prune.every % self.train.eval_every:
+                raise ValueError(f"random.prune.every: {prune.every} is invalid: pruning decides at evaluations, "
+                                 f"so it must be a multiple of train.eval_every ({self.train.eval_every} {unit})")
+            if prune.every >= length:  # type: ignore[operator]
+                raise ValueError(f"random.prune.every: {prune.every} is invalid: runs train {length} {unit}, so "
+                                 "it would never prune; use fewer")
+        return self
+
+    @model_validator(mode="after")
     def _model_fits_data(self) -> "Config":
         info = DATASETS[self.data.dataset].info
         if self.model.kind == "cnn":
@@ -377,7 +442,7 @@ SECTIONS: dict[str, type[Section]] = {
     if isinstance(f.annotation, type) and issubclass(f.annotation, Section)
 }
 SWEEPABLE = [n for n in Config.model_fields
-             if n not in ("name", "description", "grid", "random", "cases", "task", "plots")]
+             if n not in ("name", "description", "grid", "random", "confirm", "cases", "task", "plots")]
 
 
 def field_at(key: str) -> type[Section] | None:
@@ -418,7 +483,7 @@ def explain(err: ValidationError, prefix: str = "") -> str:
         allowed = ", ".join(parent.model_fields) if parent else ""
         return f"{path}: unknown key; allowed keys here: {allowed}"
     msg = msg.removeprefix("Value error, ")
-    if not loc and msg.split(".", 1)[0] in SECTIONS:  # a cross-section check names its own field
+    if not loc and re.split(r"[.:]", msg, maxsplit=1)[0] in Config.model_fields:  # a cross-section check names its field
         return prefix + msg
     if loc and msg.startswith(".".join(loc) + "."):  # a section's own check names its field
         return prefix + msg
@@ -436,10 +501,11 @@ def _section_for(loc: list[str]) -> type[BaseModel] | None:
         ann = f.annotation
         if get_origin(ann) is list and isinstance(get_args(ann)[0], type):
             ann = get_args(ann)[0]
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            model = ann
-        elif part == "random":
-            model = RandomSearch
+        # an optional section (random, confirm, random.prune) is a Union with None
+        options = get_args(ann) if get_origin(ann) in (Union, UnionType) else (ann,)
+        sections = [a for a in options if isinstance(a, type) and issubclass(a, BaseModel)]
+        if sections:
+            model = sections[0]
         else:
             return Distribution if model is RandomSearch else None
     return model

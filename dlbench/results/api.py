@@ -47,7 +47,7 @@ def _conditions(given: Conditions | None, option: str, alternatives: bool) -> li
 
 # the report's options (`dlbench report --at ... --losses`) and their defaults
 OPTIONS = {"at": "final", "metric": "val_acc", "baseline": None, "target": None, "group_by": None, "where": None,
-           "losses": False}
+           "losses": False, "adjust": "holm"}
 
 
 def _report(roots: list[Path], options: dict[str, Any]) -> report_mod.Report:
@@ -59,7 +59,7 @@ def _report(roots: list[Path], options: dict[str, Any]) -> report_mod.Report:
     groups = [group_by] if isinstance(group_by, str) else list(group_by or [])
     return report_mod.report(roots, at=o["at"], metric=o["metric"], target=target, group_by=groups or None,
                              baseline=_conditions(o["baseline"], "baseline", False),
-                             filters=_conditions(o["where"], "where", True), show_losses=bool(o["losses"]))
+                             filters=_conditions(o["where"], "where", True), show_losses=bool(o["losses"]), adjust=o["adjust"])
 
 
 def _plain_frame(table: Table) -> pd.DataFrame:
@@ -131,15 +131,16 @@ class Results:
 
     def table(self, *, at: str = "final", metric: str = "val_acc", baseline: Conditions | None = None,
               target: float | None = None, group_by: str | Sequence[str] | None = None,
-              where: Conditions | None = None, losses: bool = False) -> pd.DataFrame:
+              where: Conditions | None = None, losses: bool = False, adjust: str = "holm") -> pd.DataFrame:
         """The report as numbers (`dlbench report --format csv` with these options): one row per
         configuration, ranked on validation accuracy, compared with the best (or `baseline`).
 
         baseline / where: {"optimizer.name": "sgd"} or the CLI's "optimizer.name=sgd" strings; in
         `where`, a list value means any of these values. A task that trains nothing (optimizer
-        paths, activations) has its own table, which takes no options."""
+        paths, activations) has its own table, which takes no options. adjust: "holm" (p_adjusted,
+        and the verdicts from it) or "none"."""
         options = dict(at=at, metric=metric, baseline=baseline, target=target, group_by=group_by, where=where,
-                       losses=losses)
+                       losses=losses, adjust=adjust)
         if self.task != "train":
             given = [name for name, value in options.items() if value != OPTIONS[name]]
             if given:

@@ -58,6 +58,7 @@ class Results:
 
     root: Path
     view: dict[str, Any]
+    target: float | None = None  # validation accuracy for time-to-target figures (dlbench plot --target)
 
     @property
     def name(self) -> str:
@@ -229,7 +230,7 @@ def gap(res: Results) -> Figure | None:
 
 
 def _not_ok(row: pd.Series) -> str:
-    return ", ".join(f"{row[s]} {s}" for s in ("diverged", "failed") if row[s])
+    return ", ".join(f"{row[s]} {s}" for s in ("diverged", "failed", "pruned") if row.get(s))
 
 
 @PLOTS.register("panels", "one panel of train-accuracy curves per value of the first swept key", task="train")
@@ -453,9 +454,9 @@ def histograms(res: Results) -> Figure | None:
 # ---------------------------------------------------------------- entry point
 
 
-def load(root: Path) -> Results:
+def load(root: Path, target: float | None = None) -> Results:
     """A results folder's view for figures and task tables."""
-    return Results(Path(root), read_view(Path(root)))
+    return Results(Path(root), read_view(Path(root)), target)
 
 
 def _save(fig: Figure, path: Path) -> None:
@@ -467,10 +468,16 @@ def _save(fig: Figure, path: Path) -> None:
 def write(res: Results) -> list[Path]:
     """Draw the experiment's figures into its folder; returns the PNGs written (none when nothing finished)."""
     written = []
-    for name in res.view.get("plots") or DEFAULT_PLOTS[res.task]:
+    names = res.view.get("plots") or DEFAULT_PLOTS[res.task]
+    if res.target is not None:  # and the figures that need a target
+        names = [*names, *(e.name for e in PLOTS if e.info.get("target") and e.info["task"] == res.task)]
+    for name in names:
         fig = PLOTS[name].builder(res)
         if fig is not None:
             path = res.root / f"{name}.png"
             _save(fig, path)
             written.append(path)
     return written
+
+
+from dlbench.results import tuning_figures  # noqa: E402,F401  (registers sensitivity; it draws with the helpers above)

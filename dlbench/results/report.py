@@ -30,6 +30,7 @@ from rich.text import Text
 from dlbench.config.keys import flatten
 from dlbench.config.yaml_io import parse_yaml, read_written
 from dlbench.errors import ConfigError
+from dlbench.results.adjust import ADJUSTMENTS, Adjustment, adjust
 from dlbench.results.store import METRICS, Store, atomic_write
 
 ACCURACIES = ["train_acc", "val_acc", "test_acc", "gap"]
@@ -41,6 +42,8 @@ FORMATS = ("table", "csv", "markdown", "json", "latex")
 SUFFIXES = {".csv": "csv", ".json": "json", ".md": "markdown", ".tex": "latex", ".txt": "table", ".html": "html"}
 CONFIDENCE = 0.95
 ALPHA = 0.05
+TROUBLE = ("diverged", "failed", "pruned")  # statuses counted in the status column, never averaged
+STAGE = "stage"  # a staged search's key: search | confirm | defaults
 EXPERIMENT = "experiment"  # the key column that tells experiments apart when several folders are compared
 TOO_FEW = "too few seeds"
 MISSING = "–"
@@ -164,7 +167,8 @@ def aggregate(runs: pd.DataFrame, keys: list[str], at: str = "final") -> pd.Data
         ok = g[g["status"] == "ok"]
         row: dict[str, Any] = dict(zip(keys, values))
         row.update(n=len(ok), diverged=int((g["status"] == "diverged").sum()),
-                   failed=int((g["status"] == "failed").sum()), runs=len(g), at=at)
+                   failed=int((g["status"] == "failed").sum()), pruned=int((g["status"] == "pruned").sum()),
+                   runs=len(g), at=at)
         for m in ["epoch", *METRICS]:
             row.update({f"{m}_{k}": v for k, v in describe(_values(ok, f"{at}.{m}"), POSSIBLE[m]).items()})
         if "ttt.step" in g:
@@ -242,10 +246,19 @@ class Report:
     reference_text: str  # the same, in words for the caption
     target: float | None = None
     show: tuple[str, ...] = tuple(ACCURACIES)  # metrics shown in the tables (csv / json carry all)
+    adjust: Adjustment = "holm"  # how the p-values are adjusted for the many comparisons
+
+    def confirmed(self) -> bool:
+        """Whether a confirm stage is in the table: the best then comes from its runs (fresh seeds)."""
+        return STAGE in self.keys and bool((self.summary[STAGE] == "confirm").any())
 
     def best(self) -> pd.DataFrame:
-        """The configuration with the highest mean validation accuracy (per experiment)."""
+        """The configuration with the highest mean validation accuracy (per experiment); with
+        a confirm stage, among its reruns only (a search's best is optimistic: picked on the
+        same runs it is measured on)."""
         ranked = self.summary.dropna(subset=["val_acc_mean"])
+        if self.confirmed():
+            ranked = ranked[ranked[STAGE] == "confirm"]
         if EXPERIMENT in self.keys:
             return ranked.sort_values("val_acc_mean", ascending=False, kind="stable").groupby(
                 EXPERIMENT, sort=False).head(1)
@@ -322,9 +335,20 @@ def _compare(runs: pd.DataFrame, summary: pd.DataFrame, keys: list[str], at: str
     return summary.assign(delta=delta, p_value=p, verdict=verdict)
 
 
+def _adjusted(summary: pd.DataFrame, method: Adjustment) -> pd.DataFrame:
+    """p_adjusted beside p_value; the verdict of every test from the adjusted p-value."""
+    p_adjusted = adjust(summary["p_value"].to_numpy(dtype=float), method)
+    tested = summary["verdict"].isin(["significant", "not significant"]).to_numpy() & ~np.isnan(p_adjusted)
+    verdict = np.where(tested, np.where(p_adjusted < ALPHA, "significant", "not significant"), summary["verdict"])
+    return summary.assign(p_adjusted=p_adjusted, verdict=verdict)
+
+
 def build(runs: pd.DataFrame, keys: list[str], *, at: str = "final", metric: str = "val_acc",
-          baseline: list[str] | None = None, target: float | None = None, show_losses: bool = False) -> Report:
+          baseline: list[str] | None = None, target: float | None = None, show_losses: bool = False,
+          adjust: str = "holm") -> Report:
     """Aggregate, rank on validation accuracy and compare with the reference."""
+    if adjust not in ADJUSTMENTS:
+        raise ConfigError(f"--adjust: {adjust!r} is invalid; allowed: {', '.join(ADJUSTMENTS)}")
     if at not in AT:
         raise ConfigError(f"--at: {at!r} is invalid; allowed: {', '.join(AT)}")
     if metric not in METRICS:
@@ -333,9 +357,9 @@ def build(runs: pd.DataFrame, keys: list[str], *, at: str = "final", metric: str
     first = summary[EXPERIMENT].iloc[0] if EXPERIMENT in keys else None  # folders keep the order given
     summary = _rank(summary, keys, first).reset_index(drop=True)
     references, reference, reference_text = _references(summary, keys, baseline or [], first)
-    summary = _compare(runs, summary, keys, at, metric, references)
+    summary = _adjusted(_compare(runs, summary, keys, at, metric, references), adjust)
     show = [*ACCURACIES, *(m for m in METRICS if m not in ACCURACIES and (show_losses or m == metric))]
-    return Report(summary, keys, at, metric, reference, reference_text, target, tuple(show))
+    return Report(summary, keys, at, metric, reference, reference_text, target, tuple(show), adjust)
 
 
 def _label(path: Path, paths: list[Path]) -> str:
@@ -346,7 +370,7 @@ def _label(path: Path, paths: list[Path]) -> str:
 
 def report(results_dirs: list[Path], *, at: str = "final", metric: str = "val_acc", baseline: list[str] | None = None,
            target: float | None = None, group_by: list[str] | None = None, filters: list[str] | None = None,
-           show_losses: bool = False) -> Report:
+           show_losses: bool = False, adjust: str = "holm") -> Report:
     """The report of one results folder, or of several side by side (keys must line up)."""
     if len(set(map(Path.resolve, results_dirs))) < len(results_dirs):
         raise ConfigError("report: the same results folder is given twice")
@@ -374,7 +398,7 @@ def report(results_dirs: list[Path], *, at: str = "final", metric: str = "val_ac
                               f"({', '.join(keys) or 'none'} vs {', '.join(other) or 'none'}); {hint}")
     runs = pd.concat(frames, ignore_index=True)
     return build(runs, [EXPERIMENT, *keys] if len(results_dirs) > 1 else keys, at=at, metric=metric,
-                 baseline=baseline, target=target, show_losses=show_losses)
+                 baseline=baseline, target=target, show_losses=show_losses, adjust=adjust)
 
 
 def write_tables(results_dir: Path) -> Report:
@@ -411,7 +435,11 @@ def _scale(metric: str) -> tuple[float, int]:
     return (100.0, 1) if metric in ACCURACIES else (1.0, 3)
 
 
-def _versus(row: pd.Series, metric: str) -> str:
+def _p(p: float) -> str:
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _versus(row: pd.Series, metric: str, method: Adjustment) -> str:
     verdict = row["verdict"]
     if verdict in ("reference", "no reference", TOO_FEW):
         return verdict
@@ -419,12 +447,15 @@ def _versus(row: pd.Series, metric: str) -> str:
     delta = f"{scale * row['delta']:+.{digits}f}" if not math.isnan(row["delta"]) else MISSING
     if verdict == "identical":
         return f"{delta}, identical"
-    p = row["p_value"]
-    return f"{delta}, p{'<0.001' if p < 0.001 else f'={p:.3f}'}" + (" *" if verdict == "significant" else "")
+    p = _p(row["p_value"])
+    shown = f"{delta}, p{p if p.startswith('<') else '=' + p}"
+    if method == "holm" and not math.isnan(row["p_adjusted"]):
+        shown += f" (Holm {_p(row['p_adjusted'])})"
+    return shown + (" *" if verdict == "significant" else "")
 
 
 def _status(row: pd.Series) -> str:
-    parts = [f"{row[s]} {s}" for s in ("diverged", "failed") if row[s]]
+    parts = [f"{row[s]} {s}" for s in TROUBLE if row[s]]
     return ", ".join(parts) or "ok"
 
 
@@ -442,12 +473,12 @@ def display_rows(rep: Report) -> tuple[list[str], list[list[str]]]:
     header = [*rep.keys, "n", "epoch", *(LABELS[m] for m in rep.show), f"vs {rep.reference}"]
     if rep.target is not None:
         header += [f"reached {rep.target:g}", *(f"{u} to {rep.target:g}" for u in ("epochs", "steps", "seconds"))]
-    troubled = bool(rep.summary[["diverged", "failed"]].to_numpy().any())  # a status column only when needed
+    troubled = bool(rep.summary[list(TROUBLE)].to_numpy().any())  # a status column only when needed
     header += ["status"] * troubled
     rows = []
     for _, r in rep.summary.iterrows():
         row = [*(value_text(r[k]) for k in rep.keys), str(r["n"]), _epoch(r),
-               *(_stat(r, m, *_scale(m)) for m in rep.show), _versus(r, rep.metric)]
+               *(_stat(r, m, *_scale(m)) for m in rep.show), _versus(r, rep.metric, rep.adjust)]
         if rep.target is not None:
             row += [f"{r['reached']}/{r['runs']}", _stat(r, "ttt_epoch", 1, 1), _stat(r, "ttt_step", 1, 0),
                     _stat(r, "ttt_seconds", 1, 1)]
@@ -467,7 +498,9 @@ def caption(rep: Report) -> list[str]:
         f"0-100 %, losses and times >= 0] at {AT[rep.at]} of each run; n = runs that finished ok; "
         "ranked by validation accuracy.",
         f"vs: difference in {_difference(rep.metric)} from {rep.reference_text}; * p < {ALPHA} (Welch's t-test, "
-        f"{n_tests} comparisons, not corrected for multiple testing).",
+        f"{n_tests} comparisons, " + ("p Holm-adjusted for the comparisons made, beside the raw p; * from the "
+                                      "adjusted p)." if rep.adjust == "holm" else
+                                      "not corrected for multiple testing)."),
     ]
     if rep.target is not None:
         lines.append(f"time to target: first evaluation with validation accuracy >= {rep.target:g}, "
@@ -479,7 +512,9 @@ def caption(rep: Report) -> list[str]:
         name = ", ".join(f"{k}={r[k]}" for k in rep.keys) or "the only configuration"
         test = _stat(r, "test_acc", 100.0, 1).replace("\n", " ")
         warn = f" ({_status(r)} among {r['runs']} runs)" if _status(r) != "ok" else ""
-        lines.append(f"best by validation accuracy: {name}: test accuracy {test} % (n = {r['n']}){warn}.")
+        how = ("best by validation accuracy among the confirm runs (configurations chosen on the search's "
+               "validation accuracy, rerun on fresh seeds)" if rep.confirmed() else "best by validation accuracy")
+        lines.append(f"{how}: {name}: test accuracy {test} % (n = {r['n']}){warn}.")
     return lines
 
 
@@ -577,7 +612,7 @@ def export(rep: Report, fmt: str) -> str:
         return rep.summary.to_csv(index=False)
     if fmt == "json":
         meta = {"at": rep.at, "ranked_by": "val_acc", "compared_on": rep.metric, "reference": rep.reference_text,
-                "alpha": ALPHA, "confidence": CONFIDENCE, "target": rep.target, "keys": rep.keys}
+                "alpha": ALPHA, "adjust": rep.adjust, "confidence": CONFIDENCE, "target": rep.target, "keys": rep.keys}
         doc = {**meta, "best": json.loads(rep.best().to_json(orient="records", double_precision=15)),
                "configurations": json.loads(rep.summary.to_json(orient="records", double_precision=15))}
         return json.dumps(doc, indent=2) + "\n"

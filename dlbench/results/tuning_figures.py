@@ -20,7 +20,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from dlbench.results.plots import _colors, _figure, _legend
+from dlbench.errors import ConfigError
+from dlbench.results.plots import PLOTS, Results, _colors, _figure, _legend
+from dlbench.results.report import time_to_target
 from dlbench.results.report import value_text as _fmt
 
 NOT_OK_MARK = "x"  # a configuration none of whose seeds trained (all diverged or failed)
@@ -212,3 +214,46 @@ def profile(runs: pd.DataFrame, method: str, settings: Sequence[str], configurat
     ax.set_title(title or f"performance profile: {len(ratios.columns)} methods over {n} setting{'s' * (n != 1)}{where}",
                  fontsize="medium")
     return fig
+
+
+STAGE_KEYS = ("stage", "round")  # a staged search's labels, not hyperparameters
+
+
+@PLOTS.register("sensitivity", "validation accuracy against each searched hyperparameter (search runs), "
+                "one colour per case", task="train")
+def sensitivity_plot(res: Results) -> Figure | None:
+    space = res.view.get("space") or {}
+    if not space:
+        raise ConfigError("plots: 'sensitivity' draws a random: search; this sweep has no random: section")
+    runs = res.runs
+    if runs.empty:
+        return None
+    if "stage" in runs:  # confirm / defaults reruns are not points of the search
+        runs = runs[runs["stage"] == "search"]
+    keys = [k for k in res.keys if k not in STAGE_KEYS]
+    others = [k for k in keys if k not in space]
+    by = "case" if "case" in others else (others[0] if others else None)
+    order = list(dict.fromkeys(p.get(by) for p in res.points)) if by else None
+    return sensitivity(runs, keys, space, by=by, order=order,
+                       title=f"{res.name}: validation accuracy over the searched values")
+
+
+@PLOTS.register("profile", "performance profile: the fraction of settings where each case reaches the target "
+                "(plot --target) within tau x the fastest case's steps", task="train", target=True)
+def profile_plot(res: Results) -> Figure | None:
+    if res.target is None:
+        raise ConfigError("plot 'profile': needs a target validation accuracy; use: dlbench plot DIR --target 0.6")
+    runs = res.runs
+    if runs.empty:
+        return None
+    if "stage" in runs:  # each case as tuned by its search
+        runs = runs[runs["stage"] == "search"]
+    keys = [k for k in res.keys if k not in STAGE_KEYS]
+    if not keys:
+        raise ConfigError("plot 'profile': compares methods (cases or a swept key); this sweep sweeps nothing")
+    method = "case" if "case" in keys else keys[0]
+    space = res.view.get("space") or {}
+    settings = [k for k in keys if k != method and k not in space]
+    order = list(dict.fromkeys(p.get(method) for p in res.points))
+    return profile(time_to_target(res.root, runs, res.target), method, settings, keys, order=order,
+                   target=res.target, title=f"{res.name}: performance profile (validation accuracy {res.target:g})")

@@ -46,6 +46,7 @@ from dlbench.components.augment import AUGMENTATIONS
 from dlbench.components.optimizers import (StackedOptimizer, clip_grad_norms_, is_weight, set_lr_multipliers,
                                            to_eval_weights, to_train_weights)
 from dlbench.components.schedules import StackedSchedule
+from dlbench import search
 from dlbench.sweep import RunSpec, identity
 from dlbench.training import checkpoint, diagnostics
 from dlbench.training.run import EVAL_CHUNK, SPLITS, Progress, RunResult, schedule, summarize
@@ -476,10 +477,28 @@ class Stack:
                 patience = run.spec.config.regularization.early_stopping
                 if patience is not None and run.since_best >= patience:
                     done[j] = ("ok", None, True)
+        done.update(self._pruned(done))
         if progress:
             progress(self.step, self.total, len(self.runs) - len(done))
         if done:
             yield from self._finish(done)
+
+    def _pruned(self, done: dict[int, tuple[str, int | None, bool]]) -> dict[int, tuple[str, int | None, bool]]:
+        """Successive halving of the stack's search runs (random.prune) at this evaluation:
+        the runs that do not stay are finished as pruned, so they cost no more steps."""
+        alive = [j for j, run in enumerate(self.runs) if j not in done and run.spec.pruning is not None]
+        if not alive:
+            return {}
+        pruning = self.runs[alive[0]].spec.pruning
+        assert pruning is not None
+        unit = 1 if self.runs[0].spec.config.train.steps is not None else self.per_epoch  # eval_every's unit
+        if not search.prune_due(self.step / unit, pruning.every, self.total / unit):
+            return {}
+        specs = [self.runs[j].spec for j in alive]
+        stay = search.survivors([self.runs[j].metrics[-1]["val_acc"] for j in alive], pruning.keep,
+                                point=[s.pruning.point for s in specs],  # type: ignore[union-attr]
+                                bracket=[s.pruning.group for s in specs])  # type: ignore[union-attr]
+        return {j: ("pruned", None, False) for i, j in enumerate(alive) if i not in stay}
 
     # ------------------------------------------------------------------ checkpoints
 
