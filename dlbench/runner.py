@@ -94,6 +94,10 @@ def plan(config: Path | Mapping[str, Any], sets: list[str], *, out: Path, device
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers: {workers} is invalid: at least 1")
     cfg, specs, raw = load(config, [*sets, *([f"train.device={device}"] if device else [])], max_runs, yes)
+    if executor == "serial" and cfg.random is not None and cfg.random.prune is not None:
+        raise ConfigError("--executor serial: trains stacks of one run, where random.prune (successive halving "
+                          "among the runs of a stack) cannot act; use --executor auto, local, processes or ray, "
+                          "or leave out random.prune")
     store = Store(Path(out) / cfg.name)  # cfg.name: one plain path component
     options = Options(workers, address, checkpoint.folder(store.root))
     launcher = resolve(executor, options)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import sys
@@ -92,6 +93,10 @@ def test_runs_differing_only_in_values_share_a_stack(data_root: Path) -> None:
     assert [len(g) for g in engine.stacks(specs, max_stack=20)] == [16, 16, 16, 16]
     # every worker busy: a 64-run stack on 2 workers is two stacks of 32
     assert [len(job.stack) for job in shares(specs, 2)] == [32, 32]
+    # ... but a search round that prunes stays whole: halving compares the runs of one stack
+    pruning = sweep.Pruning(every=1, keep=0.5, group="g", point="p")
+    searched = [dataclasses.replace(s, pruning=pruning) for s in specs[:16]] + specs[16:]
+    assert sorted(len(job.stack) for job in shares(searched, 2)) == [16, 24, 24]
 
 
 @pytest.mark.parametrize("key, values", [

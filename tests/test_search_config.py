@@ -1,7 +1,4 @@
-"""random: method / rounds / keep / prune and confirm: (issue 13) — valid configs and one-line refusals.
-
-Phase 2: move to tests/ once notes/phase2/schema.diff is applied.
-"""
+"""random: method / rounds / keep / prune and confirm: (issue 13) — valid configs and one-line refusals."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from dlbench import search
-from tests.sweep_util import dlbench, one_thread, run_dirs, summary, tiny_config, write_config  # noqa: F401
+from sweep_util import dlbench, one_thread, run_dirs, summary, tiny_config, write_config  # noqa: F401
 
 SPACE = {"optimizer.lr": {"log_uniform": [1.0e-3, 1.0]}}
 
@@ -192,3 +192,12 @@ def test_dry_run_says_later_stages_are_planned_from_results(tmp_path: Path, data
     # 2 cases x 4 points in round 1 now; round 2 (8) and confirm + defaults (2 x 2 x 2) later
     assert result.exit_code == 0 and "8 runs: 0 finished, 8 to train" in result.output, result.output
     assert "up to 16 more runs in later rounds and the confirm stage" in result.output
+
+
+def test_serial_refuses_pruning_it_could_not_apply(tmp_path: Path, data_root: Path) -> None:
+    """Stacks of one run have nothing to halve: refused in one line, never silently unpruned."""
+    cfg = write_config(tmp_path / "c.yaml", pruned_config(data_root))
+    result = dlbench("run", cfg, "--out", tmp_path / "out", "--executor", "serial")
+    assert result.exit_code == 2
+    assert result.error_line.startswith("error: --executor serial: trains stacks of one run, where random.prune")
+    assert not (tmp_path / "out").exists()

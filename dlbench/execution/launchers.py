@@ -139,8 +139,12 @@ def serial(specs: list[RunSpec], device: torch.device, on_start: StartStack | No
 
 
 def shares(specs: list[RunSpec], slots: int, options: Options = Options()) -> list[Job]:
-    """Stacks split so that `slots` workers are all busy: no stack larger than an equal share of the runs."""
-    return jobs(specs, options, max_stack=min(engine.MAX_STACK, max(1, math.ceil(len(specs) / slots))))
+    """Stacks split so that `slots` workers are all busy: no stack larger than an equal share of the runs.
+    Search runs that prune (random.prune) stay in whole stacks: successive halving compares the runs of
+    one stack, so a split round would halve each part on its own."""
+    share = min(engine.MAX_STACK, max(1, math.ceil(len(specs) / slots)))
+    pruned = [s for s in specs if s.pruning is not None]
+    return [*jobs([s for s in specs if s.pruning is None], options, max_stack=share), *jobs(pruned, options)]
 
 
 def _worker(job: Job, device: str, threads: int) -> list[RunResult]:
