@@ -141,7 +141,11 @@ def test_loss_values(name: str) -> None:
         "bce": -(one_hot * torch.log(torch.sigmoid(logits))
                  + (1 - one_hot) * torch.log(1 - torch.sigmoid(logits))).mean(),
     }[name]
-    value = LOSSES[name].builder(logits.requires_grad_(), targets)
-    torch.testing.assert_close(value, expected)
-    value.backward()
+    per_sample = LOSSES[name].builder(logits.requires_grad_(), targets)
+    assert per_sample.shape == (6,)
+    torch.testing.assert_close(per_sample.mean(), expected)
+    # a stack's layout: (runs, classes, samples) -> (runs, samples), each run as on its own
+    stacked = LOSSES[name].builder(torch.stack([logits, 2 * logits]).transpose(1, 2), targets.expand(2, -1))
+    torch.testing.assert_close(stacked, torch.stack([per_sample, LOSSES[name].builder(2 * logits, targets)]))
+    per_sample.mean().backward()
     assert torch.isfinite(logits.grad).all()

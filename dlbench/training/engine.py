@@ -49,11 +49,14 @@ from dlbench.components.schedules import StackedSchedule
 from dlbench import search
 from dlbench.sweep import RunSpec, identity
 from dlbench.training import checkpoint, diagnostics
-from dlbench.training.run import EVAL_CHUNK, SPLITS, Progress, RunResult, schedule, summarize
+from dlbench.training.run import SPLITS, Progress, RunResult, schedule, summarize
 
 MAX_STACK = 256  # runs per stack; larger groups are split into equal stacks
-# activation elements per evaluation forward: cache-sized on CPU (2x faster than one big
-# forward), large on GPUs, which want big kernels
+# evaluation forwards: samples per forward (fixed per device, so losses sum alike in any stack) and
+# activation elements per forward, which set the runs per forward: cache-sized on CPU (2x faster
+# than one big forward), large on GPUs, which want big kernels
+EVAL_SAMPLES = {"cpu": 512}
+EVAL_SAMPLES_DEFAULT = 8192
 EVAL_ELEMENTS = {"cpu": 1 << 20}
 EVAL_ELEMENTS_DEFAULT = 1 << 26
 PER_RUN_SECTIONS = ("optimizer", "schedule", "init", "regularization", "diagnostics")  # may differ inside a stack
@@ -233,22 +236,23 @@ class Stack:
         self.batch_count = 0
 
     def _forwards(self, runs: int) -> None:
-        """The per-run training losses and evaluation logits: vmap over the stack, or the plain module for one run."""
-        def loss(p: dict[str, Tensor], b: dict[str, Tensor], x: Tensor, y: Tensor, smoothing: Tensor) -> Tensor:
-            out = functional_call(self.template, (p, b), (x,))
-            return losses.smoothed_cross_entropy(out, y, smoothing) if self.smooths else self.loss_fn(out, y)
-
+        """The stack's logits (runs, samples, classes): vmap over the stack, or the plain module for one run."""
         def logits(p: dict[str, Tensor], b: dict[str, Tensor], x: Tensor) -> Tensor:
             return functional_call(self.template, (p, b), (x,))
 
         if runs > 1:
-            self.train_losses = vmap(loss)
+            self.train_logits = vmap(logits)
             self.eval_logits = vmap(logits, in_dims=(0, 0, None))
-            self.eval_losses = vmap(self.loss_fn, in_dims=(0, None))
         else:
-            self.train_losses = lambda p, b, x, y, s: loss(_first(p), _first(b), x[0], y[0], s[0]).unsqueeze(0)
+            self.train_logits = lambda p, b, x: logits(_first(p), _first(b), x[0]).unsqueeze(0)
             self.eval_logits = lambda p, b, x: logits(_first(p), _first(b), x).unsqueeze(0)
-            self.eval_losses = lambda out, y: self.loss_fn(out[0], y).unsqueeze(0)
+
+    def _per_sample_losses(self, logits: Tensor, targets: Tensor, smoothing: Tensor | None = None) -> Tensor:
+        """Per-run, per-sample losses (runs, samples) of stacked logits (runs, samples, classes)."""
+        by_class = logits.transpose(1, 2)  # the losses' layout, classes on dim 1 (see losses.py)
+        if smoothing is not None:
+            return losses.smoothed_cross_entropy(by_class, targets, smoothing.view(-1, 1))
+        return self.loss_fn(by_class, targets)
 
     def _per_run_values(self) -> None:
         regs = [r.spec.config.regularization for r in self.runs]
@@ -310,8 +314,9 @@ class Stack:
     def _losses(self, idx: Tensor) -> Tensor:
         """Per-run training losses of one batch (with the L1 term where a run has one)."""
         xb = self._inputs(idx)
-        losses_ = self.train_losses(self.params, {**self.buffers, **self._masks(idx.shape[1])}, xb,
-                                    self.splits.y_train[idx], self.smoothing)
+        logits = self.train_logits(self.params, {**self.buffers, **self._masks(idx.shape[1])}, xb)
+        losses_ = self._per_sample_losses(logits, self.splits.y_train[idx],
+                                          self.smoothing if self.smooths else None).mean(1)
         if any(self.l1):
             losses_ = losses_ + self.l1_col * self._l1_penalty()
         return losses_
@@ -320,28 +325,29 @@ class Stack:
 
     @torch.no_grad()
     def _evaluate(self, rows: list[int]) -> list[dict[str, float]]:
-        """Mean loss and accuracy per split for the given runs, in eval mode."""
+        """Mean loss and accuracy per split for the given runs, in eval mode.
+
+        Forwards of a fixed number of samples (so a run's loss sums the same way in every
+        stack), as many runs per forward as fit the device's activation budget."""
         index = torch.tensor(rows, device=self.device)
         params = {k: v.detach()[index] for k, v in self.params.items()}
         buffers = {k: v[index] for k, v in self.buffers.items()}
-        budget = EVAL_ELEMENTS.get(self.device.type, EVAL_ELEMENTS_DEFAULT) // self.widest
-        per_call = max(64, budget // len(rows))  # samples per forward
-        runs_per_call = max(1, budget // per_call)
+        per_call = EVAL_SAMPLES.get(self.device.type, EVAL_SAMPLES_DEFAULT)
+        runs_per_call = max(1, EVAL_ELEMENTS.get(self.device.type, EVAL_ELEMENTS_DEFAULT) // (per_call * self.widest))
         out: list[dict[str, float]] = [{} for _ in rows]
         self.template.eval()
         for name in SPLITS:
             x, y = self.splits.split(name)
-            loss_sum = torch.zeros(len(rows), device=self.device)
+            loss_sum = torch.zeros(len(rows), device=self.device, dtype=torch.float64)
             correct = torch.zeros(len(rows), device=self.device, dtype=torch.long)
-            for i in range(0, len(x), EVAL_CHUNK):  # fixed chunks: the loss sums the same way in every stack
-                xc, yc = x[i:i + EVAL_CHUNK], y[i:i + EVAL_CHUNK]
-                for a in range(0, len(rows), runs_per_call):
-                    b = a + runs_per_call
-                    p, bufs = {k: v[a:b] for k, v in params.items()}, {k: v[a:b] for k, v in buffers.items()}
-                    logits = torch.cat([self.eval_logits(p, bufs, xc[j:j + per_call])
-                                        for j in range(0, len(xc), per_call)], dim=1)
-                    loss_sum[a:b] += self.eval_losses(logits, yc) * len(yc)
-                    correct[a:b] += (logits.argmax(-1) == yc).sum(-1)
+            for a in range(0, len(rows), runs_per_call):
+                b = min(a + runs_per_call, len(rows))
+                p, bufs = {k: v[a:b] for k, v in params.items()}, {k: v[a:b] for k, v in buffers.items()}
+                for i in range(0, len(x), per_call):
+                    xc, yc = x[i:i + per_call], y[i:i + per_call].expand(b - a, -1)
+                    logits = self.eval_logits(p, bufs, xc)
+                    loss_sum[a:b] += self._per_sample_losses(logits, yc).sum(1, dtype=torch.float64)
+                    correct[a:b] += (logits.argmax(-1) == yc).sum(1)
             for row, s, c in zip(out, loss_sum.tolist(), correct.tolist()):
                 row[f"{name}_loss"], row[f"{name}_acc"] = (s / len(x), c / len(x)) if len(x) else (math.nan, math.nan)
         self.template.train()

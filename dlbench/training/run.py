@@ -18,7 +18,6 @@ from dlbench.config.schema import ConfigError
 from dlbench.results.store import SPLITS
 from dlbench.sweep import RunSpec
 
-EVAL_CHUNK = 8192
 
 Progress = Callable[[int, int, int], None]  # (steps done, total steps, runs still training)
 
