@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any, Hashable, Iterable, Literal, Mapping, Sequence
 
 import numpy as np
-from scipy.stats import qmc
 
 Kind = Literal["log_uniform", "uniform", "int_uniform", "choice"]
 KINDS: tuple[Kind, ...] = ("log_uniform", "uniform", "int_uniform", "choice")
@@ -138,6 +137,8 @@ def _key(value: Any) -> str:
 
 def _unit_points(method: Method, n: int, d: int, seed: int, round_: int) -> np.ndarray:
     """n scrambled quasi-random points in [0, 1)^d, determined by (seed, round)."""
+    from scipy.stats import qmc  # here, not at the top: scipy.stats costs every `dlbench run` 0.6 s of start-up
+
     rng = np.random.default_rng([seed % 2**64, round_])
     engine = qmc.Sobol(d, scramble=True, rng=rng) if method == "sobol" else qmc.Halton(d, scramble=True, rng=rng)
     with warnings.catch_warnings():

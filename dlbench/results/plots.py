@@ -17,18 +17,20 @@ import io
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 import pandas as pd
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
 
 from dlbench.errors import ConfigError
 from dlbench.results import report
 from dlbench.results.report import value_text
 from dlbench.registry import Registry
 from dlbench.results.store import atomic_write, read_view
+
+if TYPE_CHECKING:  # matplotlib loads when a figure is drawn: `run --no-plots` and task tables start without it
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 DEFAULT_PLOTS = {"train": ["curves", "gap"], "function": ["paths"], "activations": ["histograms"]}
 # keys whose values read on their own in a legend ("sgd", "he_normal"); others show as key=value
@@ -131,12 +133,14 @@ class Results:
         return textwrap.fill(", ".join(keys if keys is not None else self.keys), 40)
 
 
-PlotFn = Callable[[Results], Figure | None]  # None: nothing to draw (e.g. no finished runs)
+PlotFn = Callable[[Results], "Figure | None"]  # None: nothing to draw (e.g. no finished runs)
 PLOTS: Registry[PlotFn] = Registry("plot")
 
 
 def _figure(rows: int = 1, cols: int = 1, size: tuple[float, float] = (4.5, 3.4), **shared: Any
             ) -> tuple[Figure, np.ndarray]:
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(size[0] * cols, size[1] * rows), dpi=DPI, layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False, **shared)
     return fig, axes
@@ -416,6 +420,8 @@ def histograms(res: Results) -> Figure | None:
         df["label"] = [label(r, res.keys) for r in df[res.keys].to_dict("records")] if res.keys else "defaults"
     labels = res.labels_in(hist)
     n_layers = int(hist["layer"].max())
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(1.9 * n_layers + 1.6, 1.0 * len(labels) + 0.8), dpi=DPI)
     axes = fig.subplots(len(labels), n_layers, squeeze=False)
     fig.subplots_adjust(left=1.6 / (1.9 * n_layers + 1.6), right=0.99, bottom=0.2 / (1.0 * len(labels) + 0.8),

@@ -93,8 +93,12 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+# libyaml's emitter where PyYAML was built with it: the same text as yaml.safe_dump, ~4x faster
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
 def dump_yaml(data: Any) -> str:
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
+    return yaml.dump(data, Dumper=_DUMPER, sort_keys=False, default_flow_style=None)
 
 
 def metrics_csv(rows: list[dict[str, float]]) -> str:

@@ -12,18 +12,19 @@ from __future__ import annotations
 
 import math
 import textwrap
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 
 from dlbench.errors import ConfigError
 from dlbench.results.plots import PLOTS, Results, _colors, _figure, _legend
 from dlbench.results.report import time_to_target
 from dlbench.results.report import value_text as _fmt
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 NOT_OK_MARK = "x"  # a configuration none of whose seeds trained (all diverged or failed)
 
@@ -143,6 +144,8 @@ def sensitivity(runs: pd.DataFrame, keys: Sequence[str], space: Mapping[str, Map
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel(f"{_METRIC.get(metric, metric)} %")
     handles = [*axes[0, 0].get_legend_handles_labels()[0]]
+    from matplotlib.lines import Line2D
+
     extra = []
     if (~stats["trained"]).any():
         extra.append(Line2D([], [], ls="", marker=NOT_OK_MARK, color="0.3", label="no seed trained (diverged / failed)"))
