@@ -12,6 +12,8 @@ wall time), so imports, data loading, result writing and the report count too.
   launchers: `--executor serial`, `processes --workers 2`, `ray --workers 1`.
 - resume: grid64 killed (SIGKILL) at 60 % of its full local time, with
   `train.checkpoint_seconds=2`; the resumed run's time against the full time.
+- against (with `--against PATH`, another checkout of dlbench, e.g. the previous release): its
+  `dlbench run` of grid64 beside this one's, alternating, twice each, in the same venv.
 - drift: the same grid64 runs trained in stacks of one (serial) against the one stack
   (local): the largest relative difference of the final losses, and of accuracies.
 """
@@ -74,6 +76,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs-64", type=int, default=20, help="epochs of the 64-run grid")
     parser.add_argument("--no-ray", action="store_true", help="leave out the Ray launcher")
+    parser.add_argument("--against", type=Path, default=None, metavar="CHECKOUT",
+                        help="also time grid64 with the dlbench of another checkout (e.g. the previous release)")
     args = parser.parse_args()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     work = Path(tempfile.mkdtemp(prefix="dlbench-bench-"))
@@ -107,6 +111,15 @@ def main() -> None:
     for label, extra in launchers:
         times[label] = timed(dlbench(paths["grid64"], work / label.split()[0], *extra), env)
         row("grid64", f"dlbench {label}", times[label], times["serial"] / times[label])
+
+    if args.against:
+        old_env = {**env, "PYTHONPATH": str(args.against.resolve())}
+        old, new = [], []
+        for i in range(2):  # alternating, so that the machine's drift touches both alike
+            old.append(timed(dlbench(paths["grid64"], work / f"against{i}"), old_env))
+            new.append(timed(dlbench(paths["grid64"], work / f"this{i}"), env))
+        print(f"against {args.against}: grid64 whole process {min(old):.1f} s there, {min(new):.1f} s here "
+              f"(best of 2 each, alternating): {min(old) / min(new):.2f}x")
 
     # resume after a kill at 60 % of the full time
     proc = subprocess.Popen(dlbench(paths["grid64"], work / "killed", "--set", "train.checkpoint_seconds=2"), env=env,

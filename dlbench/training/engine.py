@@ -247,12 +247,25 @@ class Stack:
             self.train_logits = lambda p, b, x: logits(_first(p), _first(b), x[0]).unsqueeze(0)
             self.eval_logits = lambda p, b, x: logits(_first(p), _first(b), x).unsqueeze(0)
 
-    def _per_sample_losses(self, logits: Tensor, targets: Tensor, smoothing: Tensor | None = None) -> Tensor:
-        """Per-run, per-sample losses (runs, samples) of stacked logits (runs, samples, classes)."""
-        by_class = logits.transpose(1, 2)  # the losses' layout, classes on dim 1 (see losses.py)
-        if smoothing is not None:
-            return losses.smoothed_cross_entropy(by_class, targets, smoothing.view(-1, 1))
-        return self.loss_fn(by_class, targets)
+    def _per_sample_losses(self, logits: Tensor, targets: Tensor, smoothing: Tensor | None = None, *,
+                           rows: bool = False) -> Tensor:
+        """Per-run, per-sample losses (runs, samples) of stacked logits (runs, samples, classes).
+
+        rows=True hands the loss runs x samples rows of classes: its gradient is then bit for bit
+        that of the loss vmapped run by run, so training keeps the numbers of earlier versions.
+        Otherwise the logits go in as (runs, classes, samples), the layout in which the class
+        reductions run ~10x faster on CPU: evaluation, with its thousands of samples per run."""
+        runs, samples, classes = logits.shape
+        if rows:
+            by_class, targets = logits.reshape(runs * samples, classes), targets.reshape(runs * samples)
+            per_run = None if smoothing is None else smoothing.repeat_interleave(samples)
+        else:
+            by_class, per_run = logits.transpose(1, 2), None if smoothing is None else smoothing.view(-1, 1)
+        if per_run is not None:
+            out = losses.smoothed_cross_entropy(by_class, targets, per_run)
+        else:
+            out = self.loss_fn(by_class, targets)
+        return out.view(runs, samples)
 
     def _per_run_values(self) -> None:
         regs = [r.spec.config.regularization for r in self.runs]
@@ -316,7 +329,7 @@ class Stack:
         xb = self._inputs(idx)
         logits = self.train_logits(self.params, {**self.buffers, **self._masks(idx.shape[1])}, xb)
         losses_ = self._per_sample_losses(logits, self.splits.y_train[idx],
-                                          self.smoothing if self.smooths else None).mean(1)
+                                          self.smoothing if self.smooths else None, rows=True).mean(1)
         if any(self.l1):
             losses_ = losses_ + self.l1_col * self._l1_penalty()
         return losses_
