@@ -52,5 +52,10 @@ bench: install  ## time dlbench against an idiomatic PyTorch loop (quickstart + 
 bench-whole: install  ## whole-process timings: dlbench vs idiomatic, the launchers, resume after a kill, stack drift
 	$(BIN)/python bench/whole.py
 
+.PHONY: bench-engine
+bench-engine: install  ## the engine's parts: throughput vs stack size, optimizer updates vs torch.optim's (foreach, fused)
+	$(BIN)/python bench/stacks.py
+	$(BIN)/python bench/updates.py
+
 clean:
 	rm -rf results/*/ .pytest_cache
