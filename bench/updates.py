@@ -8,7 +8,8 @@ parameters, side by side in one process:
   (c) torch.optim fused with the grid's learning rates: one optimizer per group of runs that
       share an lr, over those runs' rows of the stack (the public API's way to per-run lrs);
 
-and the engine's whole training step (forward + backward + update) for scale.
+and the engine's whole training step (forward + backward + update) for scale, beside the same
+step with a 4-unit hidden layer, where the matmuls cost next to nothing (the per-step overhead).
 
     python bench/updates.py [--runs 64] [--threads N] [--steps 200]
 
@@ -20,6 +21,7 @@ run its own lr, betas or weight decay; it shows the floor a fused kernel would r
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from pathlib import Path
@@ -44,6 +46,14 @@ def per_call(fn: Callable[[], object], steps: int) -> float:
             fn()
         best = min(best, (time.perf_counter() - start) / steps * 1e3)
     return best
+
+
+def train_step(stack: engine.Stack, perms: torch.Tensor) -> None:
+    """One training step of the stack on the first batch of `perms`: forward, backward, update."""
+    for p in stack.params.values():
+        p.grad = None
+    stack._losses(perms[:, :stack.bs]).sum().backward()
+    stack.optimizer.step()
 
 
 def main() -> None:
@@ -95,20 +105,18 @@ def main() -> None:
         rows.append((name, f"torch.optim fused, one per lr ({len(groups)} groups of runs)",
                      per_call(lambda: [o.step() for o in optimizers], args.steps)))
 
-    # the whole training step, for scale
+    # the whole training step, for scale, and the same step with a 4-unit hidden layer, where the
+    # matmuls cost next to nothing: the per-step overhead
     perms = torch.stack([torch.randperm(len(stack.splits.x_train), generator=r.order) for r in stack.runs])
-
-    def train_step() -> None:
-        for p in stack.params.values():
-            p.grad = None
-        stack._losses(perms[:, :stack.bs]).sum().backward()
-        stack.optimizer.step()
-
-    step_ms = per_call(train_step, max(20, args.steps // 10))
+    tiny = engine.Stack(lr_seed_grid(args.runs, [f"data.root={ROOT / 'data'}", "model.hidden=[4]"]),
+                        torch.device("cpu"))
+    step_ms, overhead_ms = (per_call(functools.partial(train_step, s, perms), max(20, args.steps // 10))
+                            for s in (stack, tiny))
     print("| optimizer | update | ms per update | share of a training step |\n|---|---|---|---|")
     for name, what, ms in rows:
         print(f"| {name} | {what} | {ms:.3f} | {100 * ms / step_ms:.0f} % |")
-    print(f"training step of the stack (forward + backward + Adam update): {step_ms:.2f} ms")
+    print(f"training step of the stack (forward + backward + Adam update): {step_ms:.2f} ms; the same step with a "
+          f"4-unit hidden layer (what is left without the matmuls' work): {overhead_ms:.2f} ms")
 
 
 if __name__ == "__main__":
