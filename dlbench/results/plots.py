@@ -411,6 +411,8 @@ def paths(res: Results) -> Figure | None:
 @PLOTS.register("histograms", "activation histograms: one row per configuration, one column per layer",
                 task="activations")
 def histograms(res: Results) -> Figure | None:
+    from matplotlib.figure import Figure
+
     hist_file = res.root / "histograms.csv"
     if not hist_file.is_file():
         return None
@@ -420,8 +422,6 @@ def histograms(res: Results) -> Figure | None:
         df["label"] = [label(r, res.keys) for r in df[res.keys].to_dict("records")] if res.keys else "defaults"
     labels = res.labels_in(hist)
     n_layers = int(hist["layer"].max())
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=(1.9 * n_layers + 1.6, 1.0 * len(labels) + 0.8), dpi=DPI)
     axes = fig.subplots(len(labels), n_layers, squeeze=False)
     fig.subplots_adjust(left=1.6 / (1.9 * n_layers + 1.6), right=0.99, bottom=0.2 / (1.0 * len(labels) + 0.8),

@@ -258,13 +258,12 @@ class Stack:
         runs, samples, classes = logits.shape
         if rows:
             by_class, targets = logits.reshape(runs * samples, classes), targets.reshape(runs * samples)
-            per_run = None if smoothing is None else smoothing.repeat_interleave(samples)
+            smoothing = None if smoothing is None else smoothing.repeat_interleave(samples)  # one per row
         else:
-            by_class, per_run = logits.transpose(1, 2), None if smoothing is None else smoothing.view(-1, 1)
-        if per_run is not None:
-            out = losses.smoothed_cross_entropy(by_class, targets, per_run)
-        else:
-            out = self.loss_fn(by_class, targets)
+            by_class = logits.transpose(1, 2)
+            smoothing = None if smoothing is None else smoothing.view(-1, 1)  # one per run
+        out = (self.loss_fn(by_class, targets) if smoothing is None
+               else losses.smoothed_cross_entropy(by_class, targets, smoothing))
         return out.view(runs, samples)
 
     def _per_run_values(self) -> None:
