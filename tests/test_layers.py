@@ -261,7 +261,11 @@ def test_the_report_table_fits_the_terminal_without_cutting(finished: Path, widt
     console.print(report.rich_table(rep, "tiny", width), crop=False)
     text = console.file.getvalue()
     assert max(map(len, text.splitlines())) <= width
-    assert "vs best" in text and "left out to fit" in text
+    assert "vs best" in text and f"left out to fit {width} columns" in text and "--format csv" in text
+    # the asked-for columns (losses, time to target) and the gap and test accuracy are all there
+    for header in ("gap", "test", "loss", "steps", "seconds", "reached"):
+        assert header in text, header
+    assert "…" not in text
     assert report.rich_table(rep, "tiny", 10**4).columns[-1].header == "seconds to 0.2"  # wide: all columns
 
 

@@ -258,14 +258,19 @@ def test_baseline_is_the_reference(grid: Path) -> None:
     assert "optimizer.name=sgd" in rp.caption(rep)[1]
 
 
-def test_without_validation_data_nothing_is_picked(tmp_path: Path) -> None:
+def test_without_validation_data_the_metric_asked_ranks(tmp_path: Path) -> None:
+    """data.val_size: 0 -> ranked by test accuracy (or --metric), and the caption says so."""
     for seed in range(2):
-        for opt in ("sgd", "adam"):
-            final = block(math.nan, 0.5 + 0.1 * seed, 0.6, 5, seed)
+        for opt, test in (("sgd", 0.5), ("adam", 0.7)):
+            final = block(math.nan, test + 0.01 * seed, 0.8, 5, seed)
             write_run(tmp_path / "noval", f"{opt}{seed}", {"optimizer.name": opt}, seed, final=final)
     rep = rp.report([tmp_path / "noval"])
-    assert rep.best().empty and set(rep.summary["verdict"]) == {"no reference"}
-    assert "none is picked as best" in rp.caption(rep)[-1]
+    assert list(rep.summary["optimizer.name"]) == ["adam", "sgd"] and rep.metric == "test_acc"
+    assert rep.best()["optimizer.name"].item() == "adam"
+    assert "ranked by test accuracy (no validation split" in rp.caption(rep)[0]
+    by_loss = rp.report([tmp_path / "noval"], metric="test_loss")  # lower is better
+    assert list(by_loss.summary["optimizer.name"]) == ["adam", "sgd"]
+    assert "ranked by test loss" in rp.caption(by_loss)[0]
 
 
 @pytest.mark.parametrize("baseline, message", [

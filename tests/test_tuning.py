@@ -107,6 +107,11 @@ def test_the_reported_best_comes_from_the_confirm_runs(swept: tuple[Path, Path, 
                    and s["params"]["case"] == best["case"] and s["status"] == "ok")
     assert seeds == [10, 11]
     assert "among the confirm runs" in rp.caption(rep)[-1] and "fresh seeds" in rp.caption(rep)[-1]
+    # by default the confirm and defaults runs are compared (each on 2 seeds), with the best confirm row
+    assert set(rep.summary["stage"]) == {"confirm", "defaults"} and rep.summary.iloc[0]["verdict"] == "reference"
+    assert rp.TOO_FEW not in set(rep.summary["verdict"])
+    assert any("search runs are left out (see them with --where stage=search" in line for line in rp.caption(rep))
+    assert "search" in set(rp.report([root], filters=["stage=search"]).summary["stage"])
 
 
 def pruned_config(data_root: Path) -> dict[str, Any]:

@@ -15,14 +15,16 @@ from __future__ import annotations
 import io
 import json
 import math
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
 from scipy import special
 import yaml
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -247,6 +249,15 @@ class Report:
     target: float | None = None
     show: tuple[str, ...] = tuple(ACCURACIES)  # metrics shown in the tables (csv / json carry all)
     adjust: Adjustment = "holm"  # how the p-values are adjusted for the many comparisons
+    rank_by: str = "val_acc"  # validation accuracy; without a validation split, the metric asked
+    notes: list[str] = field(default_factory=list)  # what the caption adds (rows left out)
+
+    def ranked_text(self) -> str:
+        if self.rank_by == "val_acc":
+            return "validation accuracy"
+        return (f"{_WORDS[self.rank_by]} (no validation split: data.val_size is 0; a best picked on the "
+                "test set is an optimistic estimate)" if self.rank_by == "test_acc" else
+                f"{_WORDS[self.rank_by]} (no validation split: data.val_size is 0)")
 
     def confirmed(self) -> bool:
         """Whether a confirm stage is in the table: the best then comes from its runs (fresh seeds)."""
@@ -256,24 +267,42 @@ class Report:
         """The configuration with the highest mean validation accuracy (per experiment); with
         a confirm stage, among its reruns only (a search's best is optimistic: picked on the
         same runs it is measured on)."""
-        ranked = self.summary.dropna(subset=["val_acc_mean"])
+        ranked = self.summary.dropna(subset=[f"{self.rank_by}_mean"])
         if self.confirmed():
             ranked = ranked[ranked[STAGE] == "confirm"]
         if EXPERIMENT in self.keys:
-            return ranked.sort_values("val_acc_mean", ascending=False, kind="stable").groupby(
+            return ranked.sort_values(f"{self.rank_by}_mean", ascending=not _higher_is_better(self.rank_by),
+                                      kind="stable").groupby(
                 EXPERIMENT, sort=False).head(1)
         return ranked.head(1)
 
 
-def _rank(summary: pd.DataFrame, keys: list[str], first: str | None) -> pd.DataFrame:
-    """Best validation accuracy first. When comparing experiments, the rows of one
+_WORDS = {"train_acc": "train accuracy", "val_acc": "validation accuracy", "test_acc": "test accuracy",
+          "gap": "the train-test gap", "train_loss": "train loss", "val_loss": "validation loss",
+          "test_loss": "test loss"}
+
+
+def _higher_is_better(metric: str) -> bool:
+    return metric in ("train_acc", "val_acc", "test_acc")
+
+
+def _rank_by(summary: pd.DataFrame, metric: str) -> str:
+    """Validation accuracy ranks; without a validation split the metric asked (test accuracy by default)."""
+    if summary["val_acc_mean"].notna().any():
+        return "val_acc"
+    return "test_acc" if metric == "val_acc" else metric
+
+
+def _rank(summary: pd.DataFrame, keys: list[str], first: str | None, rank_by: str = "val_acc") -> pd.DataFrame:
+    """Best first (by `rank_by`). When comparing experiments, the rows of one
     configuration stay together, ordered as the folders were given, and configurations
     are ranked on the `first` experiment."""
+    sign = 1.0 if _higher_is_better(rank_by) else -1.0
     if first is None:
-        return summary.sort_values("val_acc_mean", ascending=False, na_position="last", kind="stable")
+        return summary.sort_values(f"{rank_by}_mean", ascending=sign < 0, na_position="last", kind="stable")
     configs = [tuple(r) for r in summary[keys[1:]].itertuples(index=False)]
     experiments = list(summary[EXPERIMENT])
-    score = {c: v for c, e, v in zip(configs, experiments, summary["val_acc_mean"]) if e == first}
+    score = {c: sign * v for c, e, v in zip(configs, experiments, summary[f"{rank_by}_mean"]) if e == first}
     order = {c: i for i, c in enumerate(dict.fromkeys(configs))}
     position = {e: i for i, e in enumerate(dict.fromkeys(experiments))}
 
@@ -285,7 +314,7 @@ def _rank(summary: pd.DataFrame, keys: list[str], first: str | None) -> pd.DataF
 
 
 def _references(summary: pd.DataFrame, keys: list[str], baseline: list[str],
-                first: str | None) -> tuple[list[int | None], str, str]:
+                first: str | None, rank_by: str = "val_acc") -> tuple[list[int | None], str, str]:
     """For each row the position of the row it is compared with; that reference, short and in words."""
     if first is not None:
         if baseline:
@@ -296,9 +325,14 @@ def _references(summary: pd.DataFrame, keys: list[str], baseline: list[str],
         return ([at.get(tuple(r[k] for k in keys[1:])) for _, r in summary.iterrows()], first,
                 f"the same configuration in {first}")
     if not baseline:
-        best = np.flatnonzero(summary["val_acc_mean"].notna().to_numpy())
+        ranked = summary[f"{rank_by}_mean"].notna().to_numpy()
+        if STAGE in keys and (summary[STAGE] == "confirm").any():  # a search point has one seed: not a reference
+            best = np.flatnonzero(ranked & (summary[STAGE] == "confirm").to_numpy())
+            return ([int(best[0]) if len(best) else None] * len(summary), "best",
+                    f"the best confirm run by {_WORDS[rank_by]}")
+        best = np.flatnonzero(ranked)
         return ([int(best[0]) if len(best) else None] * len(summary), "best",
-                "the best configuration by validation accuracy")
+                f"the best configuration by {_WORDS[rank_by]}")
     hit = np.ones(len(summary), dtype=bool)
     for item in baseline:
         key, value = _split(item, "--baseline")
@@ -355,11 +389,14 @@ def build(runs: pd.DataFrame, keys: list[str], *, at: str = "final", metric: str
         raise ConfigError(f"--metric: {metric!r} is invalid; allowed: {', '.join(METRICS)}")
     summary = aggregate(runs, keys, at)
     first = summary[EXPERIMENT].iloc[0] if EXPERIMENT in keys else None  # folders keep the order given
-    summary = _rank(summary, keys, first).reset_index(drop=True)
-    references, reference, reference_text = _references(summary, keys, baseline or [], first)
+    rank_by = _rank_by(summary, metric)
+    if rank_by != "val_acc" and metric == "val_acc":  # no validation split: compare on what ranks
+        metric = rank_by
+    summary = _rank(summary, keys, first, rank_by).reset_index(drop=True)
+    references, reference, reference_text = _references(summary, keys, baseline or [], first, rank_by)
     summary = _adjusted(_compare(runs, summary, keys, at, metric, references), adjust)
     show = [*ACCURACIES, *(m for m in METRICS if m not in ACCURACIES and (show_losses or m == metric))]
-    return Report(summary, keys, at, metric, reference, reference_text, target, tuple(show), adjust)
+    return Report(summary, keys, at, metric, reference, reference_text, target, tuple(show), adjust, rank_by)
 
 
 def _label(path: Path, paths: list[Path]) -> str:
@@ -374,7 +411,7 @@ def report(results_dirs: list[Path], *, at: str = "final", metric: str = "val_ac
     """The report of one results folder, or of several side by side (keys must line up)."""
     if len(set(map(Path.resolve, results_dirs))) < len(results_dirs):
         raise ConfigError("report: the same results folder is given twice")
-    frames, all_keys = [], []
+    frames, all_keys, hidden = [], [], []
     for d in results_dirs:
         runs, keys = load_runs(d)
         if runs.empty:
@@ -383,6 +420,12 @@ def report(results_dirs: list[Path], *, at: str = "final", metric: str = "val_ac
             runs = where(runs, keys, filters)
         if target is not None:
             runs = time_to_target(d, runs, target)
+        if STAGE in keys and not filters and not group_by and (runs[STAGE] == "confirm").any():
+            # a staged search: the confirm and defaults runs are the comparison (fresh seeds);
+            # the search's one-seed points are in summary.csv, or shown with --where stage=search
+            searched = int((runs[STAGE] == "search").sum())
+            runs = runs[runs[STAGE] != "search"]
+            hidden.append(searched)
         if group_by:  # a config key that was not swept becomes a column under its own name
             runs = runs.assign(**{k: runs[_column(runs, k, keys, "--group-by")] for k in group_by})
             keys = list(group_by)
@@ -397,8 +440,12 @@ def report(results_dirs: list[Path], *, at: str = "final", metric: str = "val_ac
             raise ConfigError(f"{results_dirs[0]} and {d} sweep different keys "
                               f"({', '.join(keys) or 'none'} vs {', '.join(other) or 'none'}); {hint}")
     runs = pd.concat(frames, ignore_index=True)
-    return build(runs, [EXPERIMENT, *keys] if len(results_dirs) > 1 else keys, at=at, metric=metric,
-                 baseline=baseline, target=target, show_losses=show_losses, adjust=adjust)
+    result = build(runs, [EXPERIMENT, *keys] if len(results_dirs) > 1 else keys, at=at, metric=metric,
+                   baseline=baseline, target=target, show_losses=show_losses, adjust=adjust)
+    if hidden:
+        result.notes.append(f"the confirm and defaults stages; {sum(hidden)} search runs are left out "
+                            "(see them with --where stage=search, or in summary.csv).")
+    return result
 
 
 def write_tables(results_dir: Path) -> Report:
@@ -496,7 +543,7 @@ def caption(rep: Report) -> list[str]:
     lines = [
         f"mean ± std over seeds [{CONFIDENCE:.0%} CI, t-distribution, clipped to what is possible: accuracy "
         f"0-100 %, losses and times >= 0] at {AT[rep.at]} of each run; n = runs that finished ok; "
-        "ranked by validation accuracy.",
+        f"ranked by {rep.ranked_text()}.",
         f"vs: difference in {_difference(rep.metric)} from {rep.reference_text}; * p < {ALPHA} (Welch's t-test, "
         f"{n_tests} comparisons, " + ("p Holm-adjusted for the comparisons made, beside the raw p; * from the "
                                       "adjusted p)." if rep.adjust == "holm" else
@@ -506,70 +553,180 @@ def caption(rep: Report) -> list[str]:
         lines.append(f"time to target: first evaluation with validation accuracy >= {rep.target:g}, "
                      "over the runs that reached it; seconds are the wall clock of the stack that trained "
                      "the run, shared by the runs trained together (compare steps and epochs).")
+    lines += rep.notes
     if rep.best().empty:
         lines.append("no configuration has a validation accuracy (data.val_size: 0?): none is picked as best.")
     for _, r in rep.best().iterrows():
-        name = ", ".join(f"{k}={r[k]}" for k in rep.keys) or "the only configuration"
+        name = ", ".join(f"{k}={value_text(r[k])}" for k in rep.keys) or "the only configuration"
         test = _stat(r, "test_acc", 100.0, 1).replace("\n", " ")
         warn = f" ({_status(r)} among {r['runs']} runs)" if _status(r) != "ok" else ""
         how = ("best by validation accuracy among the confirm runs (configurations chosen on the search's "
-               "validation accuracy, rerun on fresh seeds)" if rep.confirmed() else "best by validation accuracy")
+               "validation accuracy, rerun on fresh seeds)" if rep.confirmed() else f"best by {_WORDS[rep.rank_by]}")
         lines.append(f"{how}: {name}: test accuracy {test} % (n = {r['n']}){warn}.")
     return lines
 
 
-# shorter headers for a narrow terminal (after the interval lines are gone)
-_SHORT = {"train acc %": "train %", "val acc %": "val %", "test acc %": "test %", "gap (train-test) %": "gap %"}
+@dataclass(frozen=True)
+class _Layout:
+    """How the terminal table is drawn; rich_table tries these from the whole table down."""
+
+    compact: bool = False  # no vertical rules; headers and the comparison over several lines
+    intervals: bool = True  # the 95% interval on a second line
+    std: str = "inline"  # '74.4 ± 0.1' | 'below' ('74.4' over '±0.1') | 'none'
+    narrow_vs: bool = False  # the comparison over three lines
+    dropped: tuple[str, ...] = ()  # columns left out
 
 
-def _rich(rep: Report, title: str, header: list[str], rows: list[list[str]], notes: list[str]) -> Table:
-    table = Table(title=title, caption="\n".join([*caption(rep), *notes]), caption_justify="left")
-    for i, h in enumerate(header):
-        # in a narrow terminal cells wrap between words, never cut to '…'
-        words = max(len(w) for text in [h, *(r[i] for r in rows)] for w in text.split())
-        table.add_column(h, justify="left" if i < len(rep.keys) else "right", overflow="fold", min_width=words)
+def _stat_cell(row: pd.Series, prefix: str, scale: float, digits: int, layout: _Layout) -> str:
+    mean, std = row[f"{prefix}_mean"], row[f"{prefix}_std"]
+    if math.isnan(mean):
+        return MISSING
+    text = _num(mean, scale, digits)
+    if math.isnan(std) or layout.std == "none":
+        return text
+    if layout.std == "below":
+        text += f"\n±{_num(std, scale, digits)}"
+    else:
+        text += f" ± {_num(std, scale, digits)}"
+    if layout.intervals:
+        text += f"\n[{_num(row[f'{prefix}_ci_low'], scale, digits)}, {_num(row[f'{prefix}_ci_high'], scale, digits)}]"
+    return text
+
+
+def _versus_cell(row: pd.Series, metric: str, method: Adjustment, layout: _Layout) -> str:
+    line = _versus(row, metric, method)
+    if not layout.compact or ", p" not in line:
+        return line
+    star = " *" if line.endswith(" *") else ""
+    delta, _, rest = line.removesuffix(star).partition(", ")
+    p, _, holm = rest.partition(" (")
+    holm = f"({holm}" if holm else ""
+    if layout.narrow_vs:
+        return "\n".join(part for part in (delta + star, p, holm) if part)
+    return f"{delta}, {p}" + (f"\n{holm}{star}" if holm else star)
+
+
+def _layout_columns(rep: Report, layout: _Layout) -> list[tuple[str, str, list[str]]]:
+    """(column id, header, cells) of the terminal table in this layout."""
+    rows = [r for _, r in rep.summary.iterrows()]
+    cols: list[tuple[str, str, list[str]]] = [(k, k, [value_text(r[k]) for r in rows]) for k in rep.keys]
+    cols += [("n", "n", [str(r["n"]) for r in rows]), ("epoch", "epoch", [_epoch(r) for r in rows])]
+    cols += [(m, LABELS[m], [_stat_cell(r, m, *_scale(m), layout) for r in rows]) for m in rep.show]
+    cols.append(("vs", f"vs {rep.reference}", [_versus_cell(r, rep.metric, rep.adjust, layout) for r in rows]))
+    if rep.target is not None:
+        t = f"{rep.target:.4g}"
+        cols.append(("reached", f"reached {t}", [f"{r['reached']}/{r['runs']}" for r in rows]))
+        cols += [(f"ttt_{u}", f"{u}s to {t}" if u != "seconds" else f"seconds to {t}",
+                  [_stat_cell(r, f"ttt_{u}", 1, d, layout) for r in rows]) for u, d in (("epoch", 1), ("step", 0),
+                                                                                        ("seconds", 1))]
+    if rep.summary[list(TROUBLE)].to_numpy().any():  # a status column only when needed
+        cols.append(("status", "status", [_status(r) for r in rows]))
+    return [c for c in cols if c[0] not in layout.dropped]
+
+
+_BREAK = r"(?<=[ .-])"  # a header breaks after a space, a dot or a hyphen
+
+
+def _wrap_header(header: str, width: int) -> str:
+    """The header over lines no wider than its column, broken after spaces and dots."""
+    words = [w for w in re.split(_BREAK, header) if w]
+    lines = [""]
+    for w in words:
+        if lines[-1] and len((lines[-1] + w).rstrip()) > width:
+            lines.append("")
+        lines[-1] += w
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _draw(rep: Report, title: str | None, cols: list[tuple[str, str, list[str]]], layout: _Layout,
+          notes: list[str]) -> Table:
+    n_keys = sum(c[0] in rep.keys for c in cols)
+    tall = any("\n" in cell for c in cols for cell in c[2])
+    # compact: two spaces between columns, a blank line between rows of several lines
+    options: dict[str, Any] = dict(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0),
+                                   show_lines=tall) if layout.compact else {}
+    table = Table(title=title, caption="\n".join([*caption(rep), *notes]) if notes is not None else None,
+                  caption_justify="left", **options)
+    for i, (_, header, cells) in enumerate(cols):
+        if layout.compact:
+            widest = max((len(line) for cell in cells for line in cell.split("\n")), default=1)
+            header = _wrap_header(header, max(widest, *(len(w) for w in re.split(_BREAK, header))))
+        table.add_column(header, justify="left" if i < n_keys else "right", no_wrap=True)
     comparing = EXPERIMENT in rep.keys
+    rows = list(zip(*(c[2] for c in cols)))
     for i, row in enumerate(rows):
         # when comparing experiments, a rule after the rows of each configuration
-        last = i + 1 == len(rows) or rows[i + 1][1:len(rep.keys)] != row[1:len(rep.keys)]
-        table.add_row(*(Text(c) for c in row), end_section=comparing and last)
+        last = i + 1 == len(rows) or rows[i + 1][1:n_keys] != row[1:n_keys]
+        table.add_row(*(Text(c) for c in row), end_section=comparing and last and not layout.compact)
     return table
 
 
-def rich_table(rep: Report, title: str, width: int | None = None) -> Table:
-    """The terminal table; given the terminal's width, it folds before anything is cut: the
-    interval lines go first, then the headers shorten, then the least telling columns go
-    (each step said in the caption); the comparison column stays."""
-    header, rows = display_rows(rep)
-    table = _rich(rep, title, header, rows, [])
-    if width is None or _fits(table, width):
-        return table
-    rows = [[cell.split("\n")[0] for cell in row] for row in rows]
-    notes = [f"{CONFIDENCE:.0%} intervals left out to fit the terminal: widen it, or see --format csv."]
-    table = _rich(rep, title, header, rows, notes)
-    if _fits(table, width):
-        return table
-    header = [_SHORT.get(h, h) for h in header]
-    last_parts = [k.rsplit(".", 1)[-1] for k in rep.keys]
-    if len(set(last_parts)) == len(last_parts):  # 'optimizer.name' -> 'name' when no other key ends so
-        header[:len(rep.keys)] = last_parts
-    dropped: list[str] = []
-    droppable = [h for h in header if h.startswith(("seconds to", "epochs to"))] + ["epoch", "n"]
-    droppable += [h for h in header if h.endswith(" loss") or h.startswith("reached")] + ["gap %"]
-    while True:
-        table = _rich(rep, title, header, rows, notes + ([f"left out to fit: {', '.join(dropped)}."] if dropped else []))
-        if _fits(table, width) or not droppable:
-            return table
-        i = header.index(droppable.pop(0))
-        dropped.append(header.pop(i))
-        rows = [row[:i] + row[i + 1:] for row in rows]
-
-
-def _fits(table: Table, width: int) -> bool:
-    """Whether rich draws the table within `width` columns (it crops what does not fit)."""
-    console = Console(width=width, file=io.StringIO(), color_system=None)
+def _width(table: Table) -> int:
+    """The columns a table takes, drawn as wide as it needs (its caption wraps to it)."""
+    console = Console(width=10**4, file=io.StringIO(), color_system=None)
     console.print(table, crop=False)
-    return max(map(len, console.file.getvalue().splitlines()), default=0) <= width
+    return max(map(len, console.file.getvalue().splitlines()), default=0)
+
+
+def _layouts(rep: Report) -> Iterator[_Layout]:
+    """From the whole table down: lossless steps first, then what is least telling. Columns
+    the user asked for (losses, time to target, the compared metric) never go; the gap and
+    test accuracy stay."""
+    layout = _Layout()
+    yield layout
+    for change in ({"compact": True}, {"intervals": False}, {"std": "below"}, {"narrow_vs": True},
+                   {"dropped": ("epoch",)}, {"dropped": ("epoch", "n")}, {"std": "none"}):
+        layout = replace(layout, **change)
+        yield layout
+    if rep.metric != "train_acc" and "train_acc" in rep.show:  # train = gap + test
+        yield replace(layout, dropped=(*layout.dropped, "train_acc"))
+
+
+def _given_up(rep: Report, layout: _Layout) -> str:
+    parts = ([f"{CONFIDENCE:.0%} intervals"] * (not layout.intervals) + ["± std"] * (layout.std == "none")
+             + [{"n": "n (runs ok)", "train_acc": "train acc (= gap + test)"}.get(d, d) for d in layout.dropped])
+    return ", ".join(parts)
+
+
+def rich_table(rep: Report, title: str, width: int | None = None) -> Table:
+    """The terminal table. Given the terminal's width, it fits without cutting anything:
+    rules and headers compact first, then the interval lines, the std and the least telling
+    columns go (the caption says which, and how to see them); if the table is still too
+    wide, its columns are split over several tables, each with the configuration's keys."""
+    layouts = list(_layouts(rep))
+    if width is None:
+        return _draw(rep, title, _layout_columns(rep, layouts[0]), layouts[0], [])
+    for layout in layouts:
+        notes = []
+        if _given_up(rep, layout):
+            notes = [f"left out to fit {width} columns: {_given_up(rep, layout)}; see everything with "
+                     "--format csv (or markdown), or in a wider terminal."]
+        table = _draw(rep, title, _layout_columns(rep, layout), layout, notes)
+        if _width(table) <= width:
+            return table
+    # still too wide: every column kept (only the intervals go), over several tables
+    split = replace(layouts[0], compact=True, intervals=False, std="below", narrow_vs=True)
+    return _split_table(rep, title, split, [f"left out to fit {width} columns: {_given_up(rep, split)}; see them with "
+                                      "--format csv (or markdown), or in a wider terminal."], width)
+
+
+def _split_table(rep: Report, title: str, layout: _Layout, notes: list[str], width: int) -> Table:
+    """The narrowest layout's columns over several tables, each with the keys: nothing dropped."""
+    cols = _layout_columns(rep, layout)
+    keys, rest = cols[:len(rep.keys)], cols[len(rep.keys):]
+    parts: list[list[tuple[str, str, list[str]]]] = [[]]
+    for col in rest:
+        if parts[-1] and _width(_draw(rep, None, keys + parts[-1] + [col], layout, None)) > width:
+            parts.append([])
+        parts[-1].append(col)
+    outer = Table.grid()
+    outer.title, outer.caption, outer.caption_justify = title, "\n".join([*caption(rep), *notes,
+                                                                         f"the columns continue in {len(parts)} "
+                                                                         "tables, each with the keys."]), "left"
+    outer.add_column(no_wrap=True)
+    for part in parts:
+        outer.add_row(_draw(rep, None, keys + part, layout, None))
+    return outer
 
 
 def render(rep: Report, title: str) -> str:
@@ -611,7 +768,7 @@ def export(rep: Report, fmt: str) -> str:
     if fmt == "csv":
         return rep.summary.to_csv(index=False)
     if fmt == "json":
-        meta = {"at": rep.at, "ranked_by": "val_acc", "compared_on": rep.metric, "reference": rep.reference_text,
+        meta = {"at": rep.at, "ranked_by": rep.rank_by, "compared_on": rep.metric, "reference": rep.reference_text,
                 "alpha": ALPHA, "adjust": rep.adjust, "confidence": CONFIDENCE, "target": rep.target, "keys": rep.keys}
         doc = {**meta, "best": json.loads(rep.best().to_json(orient="records", double_precision=15)),
                "configurations": json.loads(rep.summary.to_json(orient="records", double_precision=15))}
