@@ -7,13 +7,15 @@ import os
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Callable, NoReturn, Optional, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Callable, NoReturn, Optional, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
+from dlbench import __version__
 from dlbench.errors import ConfigError
 from dlbench.results.adjust import ADJUSTMENTS
 from dlbench.results.store import METRICS, check_folder
@@ -67,6 +69,18 @@ Adjust = Enum("Adjust", {a: a for a in ADJUSTMENTS}, type=str)  # type: ignore[m
 Metric = Enum("Metric", {m: m for m in METRICS}, type=str)  # type: ignore[misc]
 
 
+def _version(show: bool) -> None:
+    if show:
+        console.print(f"dlbench {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                   help="Print dlbench's version and exit.")] = False) -> None:
+    """dlbench: compare how neural networks train. One YAML file in, runs trained, a table out."""
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
     """Inside a command: one line on stderr, then exit."""
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
@@ -93,7 +107,7 @@ SetOption = Annotated[
 ]
 
 
-MaxRunsOption = Annotated[int, typer.Option("--max-runs", min=1,
+MaxRunsOption = Annotated[int, typer.Option("--max-runs", min=1, metavar="N",
                                              help="A sweep of more runs than this needs --yes.")]
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Go ahead with a sweep over --max-runs runs.")]
 
@@ -119,21 +133,21 @@ def run(
     config: Annotated[Path, typer.Argument(help="Experiment config (YAML).", show_default=False)],
     sets: SetOption = None,
     device: Annotated[Optional[Device], typer.Option(help="Where to train; overrides train.device.")] = None,
-    out: Annotated[Path, typer.Option(help="Results root; runs go to OUT/<name>/.")] = Path("results"),
+    out: Annotated[Path, typer.Option(metavar="DIR", help="Results root; runs go to DIR/<name>/.")] = Path("results"),
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the expanded runs and train nothing.")] = False,
     rerun: Annotated[Optional[Rerun], typer.Option(help="Train again finished runs that failed, or all.")] = None,
     fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop at the first failed run.")] = False,
-    force_new: Annotated[bool, typer.Option("--force-new", help="Move OUT/<name>/ aside and start afresh.")] = False,
+    force_new: Annotated[bool, typer.Option("--force-new", help="Move DIR/<name>/ aside and start afresh.")] = False,
     max_runs: MaxRunsOption = DEFAULT_MAX_RUNS,
     yes: YesOption = False,
     plots: Annotated[bool, typer.Option(help="Draw the experiment's figures (PNG) into the results folder.")] = True,
     executor: Annotated[str, typer.Option(
-        help="Where stacks of runs train: auto (= local), local (this process), serial (stacks of one run), "
+        metavar="NAME", help="Where stacks of runs train: auto (= local), local (this process), serial (stacks of one run), "
              "processes (a process pool), ray (Ray tasks).")] = "auto",
     workers: Annotated[Optional[int], typer.Option(
-        min=1, help="Tasks at a time for --executor processes / ray (default: one per CPU).")] = None,
+        min=1, metavar="N", help="Tasks at a time for --executor processes / ray (default: one per CPU).")] = None,
     address: Annotated[Optional[str], typer.Option(
-        help="Ray cluster address for --executor ray (default: start a local Ray instance).")] = None,
+        metavar="HOST:PORT", help="Ray cluster address for --executor ray (default: start a local Ray instance).")] = None,
 ) -> None:
     """Expand CONFIG into runs, train them, save results/<name>/ and print the comparison table.
 
@@ -178,14 +192,24 @@ def _warn(text: str) -> None:
 
 @app.command()
 @user_errors
-def plot(results_dir: Annotated[Path, typer.Argument(help="An experiment folder, e.g. results/quickstart.")],
+def plot(results_dir: Annotated[Path, typer.Argument(help="An experiment folder, e.g. results/quickstart.",
+                                                    show_default=False)],
+         names: Annotated[Optional[list[str]], typer.Argument(
+             metavar="NAME", help="Draw only these figures, e.g. curves gap (`dlbench list` names every plot); "
+                                  "default: the config's `plots:` list.", show_default=False)] = None,
          target: Annotated[Optional[float], typer.Option(
              help="Also draw the figures that need a target validation accuracy (0..1): profile.")] = None) -> None:
-    """Draw the experiment's figures (the config's `plots:` list) as PNGs into RESULTS_DIR, from the folder alone."""
+    """Draw the experiment's figures as PNGs into RESULTS_DIR, from the folder alone: the config's
+    `plots:` list (or the NAMEs given)."""
     from dlbench.results import plots as plots_mod
 
     check_folder(results_dir)
-    written = plots_mod.write(plots_mod.load(results_dir, target))
+    written = plots_mod.write(plots_mod.load(results_dir, target), names or None)
+    if names and len(written) < len(names):
+        drawn = {p.stem for p in written}
+        missing = next(n for n in names if n not in drawn)
+        needs = " (it needs --target)" if plots_mod.PLOTS[missing].info.get("target") and target is None else ""
+        fail(f"plot {missing}: nothing to draw from {results_dir}{needs}: {plots_mod.PLOTS[missing].help}")
     if not written:
         fail(f"{results_dir}: nothing to plot yet (no finished runs)")
     for path in written:
@@ -196,13 +220,15 @@ def plot(results_dir: Annotated[Path, typer.Argument(help="An experiment folder,
 @user_errors
 def report(
     results_dirs: Annotated[list[Path], typer.Argument(
-        help="An experiment folder, e.g. results/quickstart; several folders with the same swept keys are "
+        metavar="RESULTS_DIR", help="An experiment folder, e.g. results/quickstart; several folders with the same swept keys are "
              "compared side by side.", show_default=False)],
     format: Annotated[Optional[Format], typer.Option(
-        "--format", "-f", help="Output format [default: from the --output suffix, else table].",
+        "--format", "-f", help="Output format; by default the --output suffix's (.csv -> csv, .md -> markdown, "
+                               ".tex -> latex, ...), else table.",
         show_default=False)] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to FILE instead of stdout.",
-                                                   metavar="FILE")] = None,
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", metavar="FILE", help="Write to FILE instead of stdout; its suffix names the format: "
+                                               ".csv .json .md .tex .txt .html.")] = None,
     at: Annotated[At, typer.Option(help="Numbers from each run's final or best-validation evaluation.")] = At.final,
     metric: Annotated[Metric, typer.Option(help="Metric the significance tests compare.")] = Metric.val_acc,
     baseline: Annotated[Optional[list[str]], typer.Option(
@@ -304,17 +330,23 @@ def validate(config: Annotated[Path, typer.Argument(help="Experiment config (YAM
 
     from dlbench.training.run import resolve_device
 
+    from dlbench import sweep
+
     cfg, specs, _ = runner.load(config, sets or [], max_runs, yes)
     for name in {s.config.train.device for s in specs}:
         resolve_device(name)  # refuses cuda on a machine without it
     if TASKS[cfg.task].trains:  # the function and activations tasks read no data
         runner.prepare_data(specs, "cpu")
-    console.print(f"{config}: ok — experiment {cfg.name!r}, {len(specs)} runs")
+    later = runner.planned_runs(cfg) - len(specs) if sweep.staged(cfg) else 0
+    more = f" now, up to {later} more in later rounds and the confirm stage" if later > 0 else ""
+    console.print(f"{config}: ok — experiment {cfg.name!r}, {len(specs)} runs{more}")
 
 
 @app.command("list")
 def list_registries() -> None:
-    """List the datasets, models, model presets, activations, norms, poolings, init schemes, optimizers, losses."""
+    """List every name a config can use, with what it reads: datasets, models, model presets, activations,
+    norms, poolings, init schemes, optimizers, schedules, losses, augmentations, test functions (task:
+    function) and plots."""
     from dlbench.components import catalogue
 
     for registry in catalogue.read():  # the registries' names, help and facts, without importing torch
@@ -335,9 +367,37 @@ def _exit(message: str, code: int) -> NoReturn:
     sys.exit(code)
 
 
+def command() -> TyperGroup:
+    """The click command behind `dlbench`, its help in the user's words: arguments as CONFIG
+    and RESULTS_DIR... (not {config} <path>), flags without a value placeholder (--dry-run,
+    not --dry-run <bool>)."""
+    cmd = typer.main.get_command(app)
+    assert isinstance(cmd, TyperGroup)
+    for sub in [cmd, *cmd.commands.values()]:
+        for param in sub.params:
+            if isinstance(param, TyperArgument):
+                name = (param.metavar or param.name or "").upper() + ("..." if param.nargs != 1 else "")
+                param.metavar = name
+                usage = name if param.required else f"[{name}]"
+                param._usage_display_name = lambda usage=usage: usage  # type: ignore[attr-defined]
+                param.display_type_rich = lambda ctx: None  # type: ignore[attr-defined]
+            elif isinstance(param, TyperOption) and param.is_flag:
+                param.display_type_rich = lambda ctx: None  # type: ignore[attr-defined]
+        sub.get_help_option = functools.partial(_help_option, sub.get_help_option)  # type: ignore[method-assign]
+    return cmd
+
+
+def _help_option(make: Callable[[Any], Any], ctx: Any) -> Any:
+    """--help, shown as the flag it is (click makes it per context)."""
+    option = make(ctx)
+    if option is not None:
+        option.display_type_rich = lambda ctx: None
+    return option
+
+
 def main() -> None:
     try:
-        app(standalone_mode=True)
+        command()(standalone_mode=True)
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)

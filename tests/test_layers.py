@@ -330,3 +330,14 @@ def test_a_new_run_leaves_the_engine_checkpoints_alone(finished: Path) -> None:
     kept = [p for p in (checkpoint, checkpoint.with_name(checkpoint.name + ".bad")) if p.exists()]
     assert [p.read_bytes() for p in kept] == [b"state"]
     assert not (finished / "tiny" / "runs" / ".half-written").exists()
+
+
+def test_plot_draws_only_the_named_figures(finished: Path) -> None:
+    folder = finished / "tiny"
+    for png in folder.glob("*.png"):
+        png.unlink()
+    res = dlbench("plot", folder, "gap")
+    assert res.code == 0 and sorted(p.name for p in folder.glob("*.png")) == ["gap.png"]
+    assert "unknown figure" in dlbench("plot", folder, "nope").error_line
+    assert "it needs --target" in dlbench("plot", folder, "profile").error_line or \
+        "needs a target" in dlbench("plot", folder, "profile").error_line

@@ -471,12 +471,22 @@ def _save(fig: Figure, path: Path) -> None:
     atomic_write(path, png.getvalue())
 
 
-def write(res: Results) -> list[Path]:
-    """Draw the experiment's figures into its folder; returns the PNGs written (none when nothing finished)."""
+def write(res: Results, only: list[str] | None = None) -> list[Path]:
+    """Draw the experiment's figures into its folder (or only the named ones); returns the PNGs
+    written (none when nothing finished)."""
     written = []
     names = res.view.get("plots") or DEFAULT_PLOTS[res.task]
     if res.target is not None:  # and the figures that need a target
         names = [*names, *(e.name for e in PLOTS if e.info.get("target") and e.info["task"] == res.task)]
+    if only:
+        unknown = [n for n in only if n not in PLOTS]
+        if unknown:
+            raise ConfigError(f"plot {unknown[0]}: unknown figure; figures: {', '.join(e.name for e in PLOTS)}")
+        wrong = [n for n in only if PLOTS[n].info.get("task", "train") != res.task]
+        if wrong:
+            raise ConfigError(f"plot {wrong[0]}: not a figure of a task: {res.task} experiment; its figures: "
+                              f"{', '.join(e.name for e in PLOTS if e.info.get('task', 'train') == res.task)}")
+        names = list(only)
     for name in names:
         fig = PLOTS[name].builder(res)
         if fig is not None:
