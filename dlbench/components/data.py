@@ -267,7 +267,8 @@ def _prepare(cfg: "DataConfig", device: str) -> Splits:
         if cfg.train_size > len(x):
             raise DataError(f"data.train_size: {cfg.train_size} is invalid: {cfg.dataset} has only {len(x)} "
                             "training samples")
-        order = order[: cfg.train_size]
+        # the first N as stored (the textbook's x_train[:N]; validation drawn from them at random), or a random N
+        order = order[order < cfg.train_size] if cfg.train_subset == "first" else order[: cfg.train_size]
     n_val = _count(cfg.val_size, len(order))
     if n_val >= len(order):
         raise DataError(f"data.val_size: {cfg.val_size} is invalid: it leaves none of the {len(order)} "

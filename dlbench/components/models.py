@@ -61,7 +61,12 @@ def _activate(width: int, dims: int, cfg: "ModelConfig") -> list[nn.Module]:
     norm = NORMS[cfg.norm].builder
     layers: list[nn.Module] = [ACTIVATIONS[cfg.activation].builder()]
     if cfg.norm != "none":
-        layers.insert(0 if cfg.norm_position == "pre" else 1, norm(width, dims))
+        module = norm(width, dims)
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):  # model.bn_*: torch's defaults or the textbook's
+            module.eps, module.momentum = cfg.bn_eps, cfg.bn_momentum
+            with torch.no_grad():
+                module.running_var.fill_(cfg.bn_running_var)
+        layers.insert(0 if cfg.norm_position == "pre" else 1, module)
     return layers
 
 

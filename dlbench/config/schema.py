@@ -82,6 +82,8 @@ class DataConfig(Section):
     val_size: Annotated[NonNegative, AfterValidator(_fraction_or_count("samples"))] = 0.1
     preprocess: Annotated[str, _in(PREPROCESSING)] = "standardize"
     seed: Seed = 0
+    # which train_size samples: a random N (from data.seed) | the first N as stored (the textbook's x_train[:N])
+    train_subset: Literal["random", "first"] = "random"
     # toy sets only (xor, spiral, blobs); null = the dataset's default, see `dlbench list`
     samples: Annotated[int, Field(gt=0)] | None = None  # points generated per split (train and test)
     noise: NonNegative | None = None  # std of the Gaussian noise added to each coordinate
@@ -96,6 +98,13 @@ class DataConfig(Section):
             allowed = f"it takes {', '.join(takes)}" if takes else "only the toy sets take it"
             raise ValueError(f"dataset {dataset!r} has no option {info.field_name} ({allowed})")
         return v
+
+    @model_validator(mode="after")
+    def _subset_needs_size(self) -> "DataConfig":
+        if self.train_subset != "random" and self.train_size is None:
+            raise ValueError(f"data.train_subset: {self.train_subset!r} is invalid without data.train_size "
+                             "(it says which train_size samples to keep; set data.train_size, or drop it)")
+        return self
 
 
 class ConvLayer(Section):
@@ -114,6 +123,14 @@ class ModelConfig(Section):
     norm: Annotated[str, _in(NORMS)] = "none"
     norm_position: Literal["pre", "post"] = "pre"
     dropout: Probability = 0.0
+    # inverted: kept units x 1/(1 - p) in training, identity at evaluation (torch) | test: kept units
+    # unscaled in training, every unit x (1 - p) at evaluation (the textbook's Dropout layer)
+    dropout_scaling: Literal["inverted", "test"] = "inverted"
+    # norm: batch only. torch's defaults; the textbook's BatchNormalization: eps 1e-6 (10e-7), momentum 0.1
+    # (its "momentum=0.9" weights the old statistics), running variance starting at 0
+    bn_eps: Annotated[Finite, Field(gt=0)] = 1e-5
+    bn_momentum: Annotated[Finite, Field(gt=0, le=1)] = 0.1  # weight of each batch in the running statistics
+    bn_running_var: NonNegative = 1.0  # the running variance before the first batch (the running mean starts at 0)
     residual: bool = False
     conv: list[ConvLayer] = []  # cnn: conv blocks before the dense layers (model.hidden)
     preset: Annotated[str, _in(PRESETS)] | None = None  # a named architecture; keys given beside it win
@@ -124,6 +141,17 @@ class ModelConfig(Section):
         if isinstance(data, dict) and isinstance(data.get("preset"), str) and data["preset"] in PRESETS:
             return {**PRESETS[data["preset"]].builder(), **data}
         return data
+
+    @model_validator(mode="after")
+    def _conventions_have_a_layer(self) -> "ModelConfig":
+        if self.dropout_scaling != "inverted" and self.dropout == 0:
+            raise ValueError(f"model.dropout_scaling: {self.dropout_scaling!r} is invalid with model.dropout 0 "
+                             "(it says how dropout scales; set model.dropout, or drop it)")
+        for key in ("bn_eps", "bn_momentum", "bn_running_var"):
+            if self.norm != "batch" and getattr(self, key) != type(self).model_fields[key].default:
+                raise ValueError(f"model.{key}: {getattr(self, key)!r} is invalid with model.norm {self.norm!r} "
+                                 "(it sets BatchNorm; set model.norm: batch, or drop it)")
+        return self
 
     @field_validator("conv")
     @classmethod
@@ -191,6 +219,9 @@ class RegularizationConfig(Section):
     early_stopping: Annotated[int, Field(gt=0)] | None = None
     label_smoothing: Probability = 0.0  # cross_entropy / nll targets: (1 - s) one-hot + s / classes
     augment: Annotated[str, _in(AUGMENTATIONS)] = "none"  # images only, drawn per run
+    # true: the reported training batch loss adds 1/2 optimizer.weight_decay sum ||w||^2 over the tensors the
+    # decay acts on, as the textbook's loss does (reported only: the decay itself acts in the update)
+    penalty_in_loss: bool = False
 
 
 class TrainConfig(Section):
@@ -200,7 +231,9 @@ class TrainConfig(Section):
     eval_every: Annotated[int, Field(gt=0)] = 1
     seeds: Annotated[list[Seed], Field(min_length=1)] = [0, 1, 2]
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    order: Literal["shuffle", "sequential"] = "shuffle"  # batches: reshuffled every epoch | one fixed order
+    # batches: reshuffled every epoch | one fixed order | each drawn with replacement (the textbook's
+    # np.random.choice: an "epoch" is then n / batch_size such draws)
+    order: Literal["shuffle", "sequential", "replacement"] = "shuffle"
     checkpoint_seconds: NonNegative | None = 60.0  # stack checkpoints every this many seconds; null: never
 
     @model_validator(mode="after")
@@ -382,6 +415,13 @@ class Config(Section):
         for key in sorted(set(changed) - {"name", *reads}):
             raise ValueError(f"optimizer.{key}: {getattr(opt, key)!r} is invalid: {opt.name} does not read "
                              f"{key}; it reads {', '.join(reads)}")
+        return self
+
+    @model_validator(mode="after")
+    def _penalty_has_decay(self) -> "Config":
+        if self.regularization.penalty_in_loss and not self.optimizer.weight_decay:
+            raise ValueError("regularization.penalty_in_loss: True is invalid with optimizer.weight_decay 0 "
+                             "(the penalty is 1/2 weight_decay ||w||^2; set optimizer.weight_decay, or drop it)")
         return self
 
     @model_validator(mode="after")

@@ -122,14 +122,20 @@ def generator(seed: int, stream: int, device: torch.device) -> torch.Generator:
 
 
 class MaskedDropout(nn.Module):
-    """Dropout whose mask (already scaled by 1 / (1 - p)) is passed in, one per run, as the buffer `mask`."""
+    """Dropout whose mask is passed in, one per run, as the buffer `mask`: scaled by 1 / (1 - p)
+    (model.dropout_scaling: inverted), or 0 / 1 with every unit times the run's `scale` = 1 - p at
+    evaluation (test: the textbook's layer)."""
 
-    def __init__(self) -> None:
+    def __init__(self, at_test: bool = False) -> None:
         super().__init__()
+        self.at_test = at_test
         self.register_buffer("mask", torch.ones(()), persistent=False)
+        self.register_buffer("scale", torch.ones(()), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        return x * self.mask if self.training else x
+        if self.training:
+            return x * self.mask
+        return x * self.scale if self.at_test else x
 
 
 @dataclass
@@ -144,13 +150,13 @@ class _Run:
     recorder: diagnostics.Recorder | None = None
 
 
-def _template(run_models: list[nn.Module], dropouts: list[float]) -> nn.Module:
+def _template(run_models: list[nn.Module], dropouts: list[float], at_test: bool = False) -> nn.Module:
     """A copy of the model (with dropout layers if any run drops out) whose dropout takes masks from outside."""
     template = copy.deepcopy(run_models[max(range(len(dropouts)), key=dropouts.__getitem__)])
     for name, module in list(template.named_modules()):
         if type(module) is nn.Dropout:
             parent, _, child = name.rpartition(".")
-            setattr(template.get_submodule(parent), child, MaskedDropout())
+            setattr(template.get_submodule(parent), child, MaskedDropout(at_test))
         elif isinstance(module, nn.modules.dropout._DropoutNd) and len(run_models) > 1:
             raise Unstackable(f"{type(module).__name__} draws masks the stack does not draw")
     shapes = {k: v.shape for k, v in template.state_dict().items()}
@@ -213,7 +219,8 @@ class Stack:
             self.runs.append(_Run(spec, generator(spec.seed, ORDER_STREAM, torch.device("cpu")),
                                   generator(spec.seed, NOISE_STREAM, device),
                                   generator(spec.seed, AUGMENT_STREAM, device), recorder=recorder))
-        template = _template(run_models, [s.config.model.dropout for s in specs])
+        self.at_test = cfg.model.dropout_scaling == "test"  # in the stack key: the same for every run
+        template = _template(run_models, [s.config.model.dropout for s in specs], self.at_test)
         self.dropout_calls, self.widest = _probe(template, self.splits.x_train[:1])
         self.n_params = models.count_parameters(run_models[0])
         # a real copy for diagnostics, which look at one run at a time as a plain module
@@ -221,8 +228,11 @@ class Stack:
         self.template = template.to("meta")
         self.params, self.buffers = stack_module_state(run_models)
         del run_models
+        if self.at_test:  # each run's keep probability, applied at evaluation; kept and checkpointed as a buffer
+            keep = torch.tensor([1 - s.config.model.dropout for s in specs], device=device)
+            self.buffers.update({f"{name}.scale": keep for name, _ in self.dropout_calls})
         self.optimizer = StackedOptimizer(list(self.params.values()), [s.config.optimizer for s in specs])
-        self.sequential = cfg.train.order == "sequential"
+        self.order = cfg.train.order
         schedules = [s.config.schedule for s in specs]
         self.schedule = StackedSchedule(schedules, self.total, self.per_epoch)
         self.scheduled = any(c.name != "constant" or c.warmup for c in schedules)  # else lr stays optimizer.lr
@@ -280,6 +290,11 @@ class Stack:
         clip = [r.spec.config.optimizer.clip_norm for r in self.runs]
         self.clip_col = torch.tensor([math.inf if c is None else c for c in clip], device=self.device)
         self.clips = any(c is not None for c in clip)
+        opts = [r.spec.config.optimizer for r in self.runs]
+        self.penalized = any(reg.penalty_in_loss for reg in regs)
+        self.penalty_col = torch.tensor([o.weight_decay if reg.penalty_in_loss else 0.0 for o, reg in zip(opts, regs)],
+                                        device=self.device)
+        self.decay_biases_col = torch.tensor([float(o.decay_biases) for o in opts], device=self.device)
 
     def _set_lrs(self, k: int) -> None:
         """Each run's lr for update k (0-based) from its schedule; `lrs` is what the metrics' lr column shows."""
@@ -314,7 +329,13 @@ class Stack:
             per_run = []
             for r, p in zip(self.runs, self.dropout):
                 m = torch.empty((batch, *shape), device=self.device)
-                per_run.append(m.bernoulli_(1 - p, generator=r.rng).div_(1 - p) if p > 0 else m.fill_(1.0))
+                if p == 0:
+                    m.fill_(1.0)
+                else:
+                    m.bernoulli_(1 - p, generator=r.rng)
+                    if not self.at_test:
+                        m.div_(1 - p)
+                per_run.append(m)
             masks[f"{name}.mask"] = torch.stack(per_run)
         return masks
 
@@ -322,6 +343,13 @@ class Stack:
         """Per run: the sum of |w| over its weights (not biases or norm parameters)."""
         weights = [p for p in self.params.values() if is_weight(p)]
         return torch.stack([p.abs().flatten(1).sum(1) for p in weights]).sum(0)
+
+    @torch.no_grad()
+    def _l2_penalty(self) -> Tensor:
+        """Per run: 1/2 weight_decay sum ||p||^2 over the tensors its decay acts on (regularization.penalty_in_loss)."""
+        weights = sum(p.pow(2).flatten(1).sum(1) for p in self.params.values() if is_weight(p))
+        others = sum(p.pow(2).flatten(1).sum(1) for p in self.params.values() if not is_weight(p))
+        return 0.5 * self.penalty_col * (weights + self.decay_biases_col * others)
 
     def _losses(self, idx: Tensor) -> Tensor:
         """Per-run training losses of one batch (with the L1 term where a run has one)."""
@@ -450,8 +478,7 @@ class Stack:
         while self.step < self.total and self.runs:
             position = self.step % self.per_epoch
             if position == 0:  # a new epoch: each run's own order, or the samples as stored (train.order)
-                self.perms = torch.stack([torch.arange(n) if self.sequential else torch.randperm(n, generator=r.order)
-                                          for r in self.runs]).to(self.device)
+                self.perms = torch.stack([self._epoch_order(n, r.order) for r in self.runs]).to(self.device)
             for p in self.params.values():
                 p.grad = None
             losses_ = self._losses(self.perms[:, position * self.bs:(position + 1) * self.bs])
@@ -467,17 +494,26 @@ class Stack:
                 yield from self._finish({i: ("diverged", self.step, False) for i in bad})
                 if not self.runs:
                     return
+            reported = losses_.detach() + self._l2_penalty() if self.penalized else losses_.detach()
             if self.clips:
                 clip_grad_norms_([p.grad for p in self.params.values() if p.grad is not None], self.clip_col)
             self._set_lrs(self.step - 1)
             self.optimizer.step()
-            self.batch_loss_sum += losses_.detach().double()
+            self.batch_loss_sum += reported.double()
             self.batch_count += 1
             if self.step % self.eval_interval == 0 or self.step == self.total:
                 yield from self._evaluation(progress)
             if after_step and self.runs:
                 after_step(self)
         yield from self._finish({i: ("ok", None, False) for i in range(len(self.runs))})
+
+    def _epoch_order(self, n: int, g: torch.Generator) -> Tensor:
+        """One run's sample indices for an epoch (train.order)."""
+        if self.order == "sequential":
+            return torch.arange(n)
+        if self.order == "replacement":  # every batch drawn with replacement, full size (np.random.choice)
+            return torch.randint(n, (self.per_epoch * self.bs,), generator=g)
+        return torch.randperm(n, generator=g)
 
     def _evaluation(self, progress: Progress | None) -> Iterator[RunResult]:
         self._record(list(range(len(self.runs))), self._mean_batch_loss())
