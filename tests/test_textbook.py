@@ -235,3 +235,28 @@ def test_bn_running_var_start_changes_the_first_evaluation(data_root: Path) -> N
     # before any update the running variance is all BN has: 1 -> near the plain net, 0 -> inputs / sqrt(eps)
     assert first["book"] > 10 * first["torch"]
     assert np.isfinite(first["book"])
+
+
+def test_a_checkpointed_stack_resumes_with_the_textbook_settings(data_root: Path) -> None:
+    """Dropout scaled at test time (its per-run scale is a stack buffer), batches with replacement and the
+    penalty in the loss: a stack restored from its state mid-epoch continues exactly as one never stopped."""
+    import copy
+
+    raw = _book_like(data_root)
+    raw["model"] = {"hidden": [16, 16], "dropout": 0.3, "dropout_scaling": "test"}
+    raw["train"]["seeds"] = [0, 1]
+    raw["train"]["eval_every"] = 2
+    whole = {r.spec.seed: r.metrics for r in Stack(_specs(raw), CPU).run()}
+    saved: list[dict[str, Any]] = []
+
+    def keep_state(s: Stack) -> None:
+        if s.step == 4:
+            saved.append(copy.deepcopy(s.state()))
+
+    list(Stack(_specs(raw), CPU).run(after_step=keep_state))
+    resumed = Stack(_specs(raw), CPU)
+    resumed.restore(saved[0])
+    for result in resumed.run():
+        ours = [{k: v for k, v in row.items() if k != "seconds"} for row in result.metrics]
+        theirs = [{k: v for k, v in row.items() if k != "seconds"} for row in whole[result.spec.seed]]
+        assert ours == theirs

@@ -27,13 +27,15 @@ INITS.register("constant", "all weights init.value")(lambda w, cfg: nn.init.cons
 INITS.register("normal", "N(0, init.std^2)")(lambda w, cfg: nn.init.normal_(w, 0.0, cfg.std))
 INITS.register("uniform", "U(-a, a) with standard deviation init.std (a = sqrt(3) std)")(
     lambda w, cfg: nn.init.uniform_(w, -math.sqrt(3) * cfg.std, math.sqrt(3) * cfg.std))
-INITS.register("xavier_normal", "Glorot: N(0, 2 / (fan_in + fan_out))")(lambda w, cfg: nn.init.xavier_normal_(w))
+INITS.register("xavier_normal", "Glorot: N(0, 2 / (fan_in + fan_out)); the same as lecun_normal only where "
+               "fan_in = fan_out (the textbook's 'Xavier' is lecun_normal)")(lambda w, cfg: nn.init.xavier_normal_(w))
 INITS.register("xavier_uniform", "Glorot: U(+-sqrt(6 / (fan_in + fan_out)))")(lambda w, cfg: nn.init.xavier_uniform_(w))
 INITS.register("he_normal", "He/Kaiming: N(0, 2 / fan_in), for ReLU")(
     lambda w, cfg: nn.init.kaiming_normal_(w, mode="fan_in", nonlinearity="relu"))
 INITS.register("he_uniform", "He/Kaiming: U(+-sqrt(6 / fan_in)), for ReLU")(
     lambda w, cfg: nn.init.kaiming_uniform_(w, mode="fan_in", nonlinearity="relu"))
-INITS.register("lecun_normal", "LeCun: N(0, 1 / fan_in)")(
+INITS.register("lecun_normal", "LeCun: N(0, 1 / fan_in); what the notes and Saito's textbook call 'Xavier' "
+               "(std 1 / sqrt(n), n the previous layer's width)")(
     lambda w, cfg: nn.init.kaiming_normal_(w, mode="fan_in", nonlinearity="linear"))
 INITS.register("orthogonal", "a (semi-)orthogonal weight matrix (Saxe et al.)")(lambda w, cfg: nn.init.orthogonal_(w))
 
