@@ -7,12 +7,15 @@ a run finished).
 from __future__ import annotations
 
 import contextlib
+import datetime
 import functools
+import time
 import warnings
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TextColumn
+from rich.table import Column
 
 if TYPE_CHECKING:
     from dlbench.sweep import RunSpec
@@ -26,14 +29,14 @@ class Bars(Protocol):
 
     def __exit__(self, *exc: object) -> None: ...
 
-    def started(self, label: str) -> None:
-        """A stack of runs started training."""
+    def started(self, label: str, runs: int) -> None:
+        """A stack of `runs` runs started: it is being built, then trains."""
 
     def relabel(self, label: str) -> None:
         """The training stack's label changed (runs finished early)."""
 
-    def steps(self, done: int, total: int) -> None:
-        """Its steps so far."""
+    def steps(self, done: int, total: int, training: int) -> None:
+        """Its steps so far (the first report: where it starts), `training` runs still training."""
 
     def finished(self) -> None:
         """One more run is finished."""
@@ -42,15 +45,68 @@ class Bars(Protocol):
 Show = Callable[[str, int], Bars]  # (title, runs to train) -> a display
 
 
+class Eta:
+    """The sweep's time left, from measured step times: the work is run-steps (a stack of
+    12 runs at step 100 has done 1200), timed from the first step reported this session, so
+    a resumed stack's earlier steps do not count as fast ones; the runs not started yet are
+    costed at the mean steps per run seen so far. No window, no smoothing: it moves only as
+    the measured rate does."""
+
+    def __init__(self, runs: int) -> None:
+        self.runs = runs
+        self.started_runs = 0
+        self.steps_seen: list[int] = []  # each started run's total steps
+        self.finished_work = 0.0  # run-steps of stacks done this session
+        self.stack_runs = 0
+        self.stack_first = self.stack_done = self.stack_total = 0
+        self.t0: float | None = None
+
+    def stack(self, runs: int) -> None:
+        self.finished_work += self.stack_runs * (self.stack_done - self.stack_first)
+        self.stack_runs, self.started_runs = runs, self.started_runs + runs
+        self.stack_first = self.stack_done = self.stack_total = 0
+
+    def steps(self, done: int, total: int, training: int, now: float) -> None:
+        if self.stack_total == 0:  # the stack's first report: where it starts (0, or a checkpoint's step)
+            self.stack_first = done
+            self.steps_seen += [total] * self.stack_runs
+        self.stack_done, self.stack_total, self.stack_runs = done, total, training
+        if self.t0 is None:
+            self.t0 = now
+
+    def seconds_left(self, now: float) -> float | None:
+        done = self.finished_work + self.stack_runs * (self.stack_done - self.stack_first)
+        if self.t0 is None or done <= 0 or now <= self.t0:
+            return None
+        mean_steps = sum(self.steps_seen) / len(self.steps_seen) if self.steps_seen else 0
+        left = self.stack_runs * (self.stack_total - self.stack_done) + (self.runs - self.started_runs) * mean_steps
+        return left / (done / (now - self.t0))
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "-:--:--"
+    return str(datetime.timedelta(seconds=round(seconds)))
+
+
 class TerminalBars:
-    """Two rich bars on a console: runs finished, and the steps of the run training now."""
+    """Two rich bars on a console, within its width: the sweep (runs finished, time left from
+    measured step times) and the stack training now (its label wraps, it is never cut)."""
 
     def __init__(self, title: str, total: int, console: Console) -> None:
-        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TimeRemainingColumn()]
+        label = TextColumn("{task.description}", table_column=Column(overflow="fold", no_wrap=False, ratio=1))
+        columns = [label, BarColumn(bar_width=16), TextColumn("{task.fields[count]}"),
+                   TextColumn("{task.fields[clock]}")]
+        self.console = console
         self.progress = Progress(*columns, console=console, transient=False)
-        self.runs = self.progress.add_task(title, total=total)
-        self.run = self.progress.add_task("run", total=1, visible=False)
+        self.total = total
+        self.finished_runs = 0
+        self.eta = Eta(total)
+        self.runs = self.progress.add_task(title, total=total, count=f"0/{total} runs", clock="")
+        self.run = self.progress.add_task("run", total=1, visible=False, count="", clock="")
+        self.label = ""
+        self.stack_size = 0
+        self.first: tuple[int, float] | None = None  # the stack's first (step, time) reported
 
     def __enter__(self) -> TerminalBars:
         self.progress.start()
@@ -60,17 +116,34 @@ class TerminalBars:
         self.progress.update(self.run, visible=False)
         self.progress.stop()
 
-    def started(self, label: str) -> None:
-        self.progress.reset(self.run, total=1, description=f"  {label}"[:70], visible=True)
+    def started(self, label: str, runs: int = 1) -> None:
+        self.label, self.stack_size, self.first = label, runs, None
+        self.eta.stack(runs)
+        self.progress.reset(self.run, total=1, description=f"  {label}: preparing data and models...",
+                            visible=True, count="", clock="")
 
     def relabel(self, label: str) -> None:
-        self.progress.update(self.run, description=f"  {label}"[:70])
+        self.label = label
+        self.progress.update(self.run, description=f"  {label}")
 
-    def steps(self, done: int, total: int) -> None:
-        self.progress.update(self.run, completed=done, total=total)
+    def steps(self, done: int, total: int, training: int | None = None) -> None:
+        now = time.monotonic()
+        if self.first is None:
+            self.first = (done, now)
+            if done > 0:  # the stack's first report is where it starts: a checkpoint's step
+                runs = self.stack_size
+                self.progress.console.print(f"{runs} run{'s' * (runs != 1)} resume from a checkpoint at step "
+                                            f"{done} of {total}", highlight=False)
+        self.eta.steps(done, total, self.stack_size if training is None else training, now)
+        first_done, t0 = self.first
+        stack_left = (total - done) * (now - t0) / (done - first_done) if done > first_done else None
+        self.progress.update(self.run, completed=done, total=total, description=f"  {self.label}",
+                             count=f"{done}/{total} steps", clock=f"{_clock(stack_left)} left")
+        self.progress.update(self.runs, clock=f"{_clock(self.eta.seconds_left(now))} left")
 
     def finished(self) -> None:
-        self.progress.advance(self.runs)
+        self.finished_runs += 1
+        self.progress.update(self.runs, advance=1, count=f"{self.finished_runs}/{self.total} runs")
 
 
 class NotebookBars:
@@ -89,14 +162,14 @@ class NotebookBars:
         self.run.close()
         self.runs.close()
 
-    def started(self, label: str) -> None:
+    def started(self, label: str, runs: int = 1) -> None:
         self.run.reset(total=1)
         self.run.set_description(label[:70])
 
     def relabel(self, label: str) -> None:
         self.run.set_description(label[:70])
 
-    def steps(self, done: int, total: int) -> None:
+    def steps(self, done: int, total: int, training: int | None = None) -> None:
         if self.run.total != total:
             self.run.reset(total=total)
         self.run.update(done - self.run.n)  # tqdm redraws at most every 0.1 s
@@ -136,14 +209,14 @@ def launching(launcher: Callable[..., Iterator[Any]], options: Any, device: Any,
             """A stack starts: name it (its run count and the values varying inside it)."""
             assert bars is not None
             label = describe(stack)
-            bars.started(label)
+            bars.started(label, len(stack))
             shown = [len(stack)]
 
             def on_step(done: int, total: int, training: int) -> None:
                 if training != shown[0]:  # runs that stopped early (diverged, early stopping, pruned)
                     shown[0] = training
                     bars.relabel(f"{label}, {len(stack) - training} finished early")
-                bars.steps(done, total)
+                bars.steps(done, total, training)
             return on_step
 
         with bars or contextlib.nullcontext(), \

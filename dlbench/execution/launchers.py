@@ -221,14 +221,18 @@ def ray_launcher(specs: list[RunSpec], device: torch.device, on_start: StartStac
             ray.shutdown()
 
 
+def _short(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)  # a searched lr: 0.004114, not 17 digits
+
+
 def describe(stack: list[RunSpec]) -> str:
     """A stack for a progress line: its run count and the values that vary inside it."""
     if len(stack) == 1:
         spec = stack[0]
-        return ", ".join([*(f"{k}={v}" for k, v in spec.params.items()), f"seed={spec.seed}"])
+        return ", ".join([*(f"{k}={_short(v)}" for k, v in spec.params.items()), f"seed={spec.seed}"])
     varying = []
     for key in dict.fromkeys(k for s in stack for k in s.params):
-        values = list(dict.fromkeys(str(s.params.get(key)) for s in stack))
+        values = list(dict.fromkeys(_short(s.params.get(key)) for s in stack))
         if len(values) > 1:
             varying.append(f"{key}={'|'.join(values)}" if len(values) <= 3 else f"{key}: {len(values)} values")
     seeds = len({s.seed for s in stack})

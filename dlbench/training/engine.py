@@ -473,6 +473,8 @@ class Stack:
         """Train all runs; yield each result as its run finishes. `after_step` is called between
         steps, where the state is whole (checkpoints)."""
         n = len(self.splits.x_train)
+        if progress:  # where the stack starts (0, or a checkpoint's step): the display's first word
+            progress(self.step, self.total, len(self.runs))
         if self.step == 0:
             self._record(list(range(len(self.runs))), self._mean_batch_loss())
         while self.step < self.total and self.runs:
