@@ -69,19 +69,31 @@ def test_tensorboard_scalars_and_hparams(sweep: Path, tmp_path: Path) -> None:
     out = tmp_path / "tb"
     for _ in range(2):  # exporting again replaces the event files: nothing doubles
         assert dlbench("export", sweep, "--to", "tensorboard", "-o", out).code == 0
-    assert {d.name for d in out.iterdir() if d.is_dir()} == set(run_dirs(sweep))
-    for run_id, run_dir in run_dirs(sweep).items():
-        assert len(list((out / run_id).iterdir())) == 1
-        events = EventAccumulator(str(out / run_id))
+    assert [d.name for d in out.iterdir()] == ["lrs"]  # the experiment's own folder in the logdir
+    out = out / "lrs"
+    names = {f"optimizer.lr={summary(d)['params']['optimizer.lr']} "
+             f"model.hidden={json.dumps(summary(d)['params']['model.hidden'])} seed=0": run_id
+             for run_id, d in run_dirs(sweep).items()}
+    assert {d.name for d in out.iterdir() if d.is_dir()} == set(names)  # runs named by their labels
+    for name, run_id in names.items():
+        run_dir = run_dirs(sweep)[run_id]
+        assert len(list((out / name).iterdir())) == 1
+        events = EventAccumulator(str(out / name), size_guidance={"tensors": 0})
         events.Reload()
         metrics, s = pd.read_csv(run_dir / "metrics.csv"), summary(run_dir)
         assert set(events.Tags()["scalars"]) == ({*scalar_columns(metrics), "gap"} if len(metrics) else set())
+        [status] = events.Tensors("status")
+        assert status.tensor_proto.string_val[0].decode().startswith(s["status"])
+        end = metadata.parse_session_end_info_plugin_data(
+            events.PluginTagToContent(metadata.PLUGIN_NAME)[metadata.SESSION_END_INFO_TAG])
+        assert end.status == (api_pb2.STATUS_FAILURE if s["status"] == "failed" else api_pb2.STATUS_SUCCESS)
         for column in scalar_columns(metrics) if len(metrics) else []:  # a failed run's metrics.csv: header only
             points = events.Scalars(column)
-            assert [p.step for p in points] == metrics["step"].tolist()
-            np.testing.assert_array_equal([p.value for p in points], metrics[column].to_numpy(np.float32))
+            kept = metrics[~((metrics["step"] == 0) & metrics[column].isna())]  # no NaN at step 0 (no batch yet)
+            assert [p.step for p in points] == kept["step"].tolist()
+            np.testing.assert_array_equal([p.value for p in points], kept[column].to_numpy(np.float32))
             # the points keep the run's own timing: wall times apart as its seconds column
-            np.testing.assert_allclose(np.diff([p.wall_time for p in points]), np.diff(metrics["seconds"]), atol=1e-3)
+            np.testing.assert_allclose(np.diff([p.wall_time for p in points]), np.diff(kept["seconds"]), atol=1e-3)
         if s["status"] != "failed":
             [gap] = events.Scalars("gap")
             assert gap.step == s["final"]["step"] and gap.value == np.float32(s["final"]["gap"])
@@ -135,8 +147,9 @@ def test_mlflow_runs_params_metrics_tags(sweep: Path, tmp_path: Path) -> None:
         metrics = pd.read_csv(run_dir / "metrics.csv")
         for column in scalar_columns(metrics):
             history = sorted(client.get_metric_history(run.info.run_id, column), key=lambda m: m.step)
-            assert [m.step for m in history] == metrics["step"].tolist()
-            np.testing.assert_array_equal([m.value for m in history], metrics[column].to_numpy())
+            kept = metrics[~((metrics["step"] == 0) & metrics[column].isna())]
+            assert [m.step for m in history] == kept["step"].tolist()
+            np.testing.assert_array_equal([m.value for m in history], kept[column].to_numpy())
         assert run.data.metrics.get("gap") == (s["final"]["gap"] if "final" in s else None)
 
 
@@ -151,11 +164,25 @@ def test_missing_extra_is_one_line(sweep: Path, tmp_path: Path, monkeypatch: pyt
                                   f"install it with: pip install 'dlbench[{target}]'")
 
 
+def test_two_experiments_in_one_logdir_stay_apart(sweep: Path, tmp_path: Path) -> None:
+    import shutil
+
+    other = tmp_path / "results" / "lrs2"
+    shutil.copytree(sweep, other)
+    for config in other.glob("runs/*/config.yaml"):
+        config.write_text(config.read_text().replace("name: lrs", "name: lrs2"))
+    for folder in (sweep, other):
+        assert dlbench("export", folder, "--to", "tensorboard", "-o", tmp_path / "tb").code == 0
+    assert sorted(d.name for d in (tmp_path / "tb").iterdir()) == ["lrs", "lrs2"]
+    assert len(list((tmp_path / "tb" / "lrs").iterdir())) == 5  # 4 runs and the experiment's record
+
+
 def test_refusals(sweep: Path, tmp_path: Path) -> None:
-    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "lrs").mkdir()
+    (tmp_path / "lrs" / "notes.txt").write_text("mine")
     assert "holds files other than TensorBoard event files" in \
         dlbench("export", sweep, "--to", "tensorboard", "-o", tmp_path).error_line
-    assert (tmp_path / "notes.txt").read_text() == "mine"
+    assert (tmp_path / "lrs" / "notes.txt").read_text() == "mine"
     assert "not a results folder" in dlbench("export", tmp_path, "--to", "mlflow", "-o", tmp_path / "m").error_line
     assert dlbench("export", sweep, "--to", "wandb", "-o", tmp_path / "w").code == 2
 

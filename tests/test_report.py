@@ -538,3 +538,18 @@ def test_report_of_a_real_sweep(tmp_path: Path, tiny: dict[str, Any]) -> None:
 def test_epoch_column_shows_sensible_precision(mean: float, std: float, shown: str) -> None:
     """Whole epochs as integers; a step-based run ends mid-epoch (68.96551724 -> 69.0), never 6 digits."""
     assert rp._epoch(pd.Series({"epoch_mean": mean, "epoch_std": std})) == shown
+
+
+def test_results_files_write_a_missing_value_one_way(tmp_path: Path) -> None:
+    """A key one configuration has not got (a case leaves it out): an empty cell in runs.csv and summary.csv."""
+    import csv
+
+    for seed in range(2):
+        write_run(tmp_path / "m", f"a{seed}", {"optimizer.name": "adam", "optimizer.momentum": 0.9}, seed,
+                  final=block(0.5, 0.5, 0.6, 5, seed))
+        write_run(tmp_path / "m", f"s{seed}", {"optimizer.name": "sgd"}, seed, final=block(0.4, 0.4, 0.6, 5, seed))
+    rp.write_tables(tmp_path / "m")
+    for name in ("runs.csv", "summary.csv"):
+        with open(tmp_path / "m" / name) as f:
+            cells = {r["optimizer.momentum"] for r in csv.DictReader(f) if r["optimizer.name"] == "sgd"}
+        assert cells == {""}, name

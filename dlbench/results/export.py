@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -42,11 +43,19 @@ class Run:
     end: float  # when the run was stored (seconds since the epoch)
     start: float  # `end` less the run's wall time (a failed run has none: its start is its end)
 
+    @property
+    def name(self) -> str:
+        """The run as people name it: its swept values and seed (MLflow's run name, TensorBoard's run)."""
+        return " ".join([*(f"{k}={_text(v)}" for k, v in self.swept.items()), f"seed={self.seed}"])
+
     def times(self) -> Iterator[tuple[int, float, dict[str, float]]]:
-        """(step, wall time, scalars) per evaluation; the last evaluation ends at `end`."""
+        """(step, wall time, scalars) per evaluation; the last evaluation ends at `end`. A value
+        the evaluation has not got is left out (train_batch_loss at step 0: no batch yet), while
+        a diverged run's inf and NaN after step 0 are kept: they are what happened."""
         last = self.metrics["seconds"].iloc[-1] if len(self.metrics) else 0.0
         for row in self.metrics.to_dict("records"):
-            scalars = {k: float(v) for k, v in row.items() if k not in TIME_COLUMNS}
+            scalars = {k: float(v) for k, v in row.items() if k not in TIME_COLUMNS
+                       and not (row["step"] == 0 and math.isnan(float(v)))}
             yield int(row["step"]), self.end - (last - row["seconds"]), scalars
 
 
@@ -85,16 +94,22 @@ EXPORTS: Registry[ExportFn] = Registry("export target")
 
 
 def _clear_events(folder: Path) -> None:
-    """Remove the event files an earlier export wrote here; refuse a folder holding anything else."""
+    """Remove an earlier export of this experiment (its event files, in run folders); refuse a
+    folder holding anything else."""
     if not folder.exists():
         return
-    if folder.is_dir() and all(p.name.startswith(_EVENT_FILE) for p in folder.iterdir() if p.is_file()):
-        for p in folder.iterdir():
-            if p.is_file():
-                p.unlink()
+    if folder.is_dir() and all(p.name.startswith(_EVENT_FILE) and len(p.relative_to(folder).parts) <= 2
+                               for p in folder.rglob("*") if not p.is_dir()):
+        shutil.rmtree(folder)
         return
     raise ConfigError(f"--output: {folder} holds files other than TensorBoard event files; "
                       "choose another --output folder")
+
+
+def _folder_names(exported: list[Run]) -> list[str]:
+    """Each run's TensorBoard folder: its name (a '/' would nest it), the run id when two share one."""
+    names = [run.name.replace("/", "∕") for run in exported]
+    return [f"{n} {run.run_id}" if names.count(n) > 1 else n for n, run in zip(names, exported)]
 
 
 def _hparam(value: Any) -> bool | float | str:
@@ -102,31 +117,47 @@ def _hparam(value: Any) -> bool | float | str:
     return value if isinstance(value, (bool, str)) else float(value) if isinstance(value, (int, float)) else str(value)
 
 
-@EXPORTS.register("tensorboard", "one event folder per run: metrics.csv as scalars by step; swept values "
-                                 "and final metrics in the HParams view", extra="tensorboard")
+@EXPORTS.register("tensorboard", "OUT/<experiment>/<swept values seed=N>/: metrics.csv as scalars by step; "
+                                 "swept values, status and final metrics in the HParams view", extra="tensorboard")
 def tensorboard(root: Path, out: Path) -> str:
     from tensorboard.compat.proto import event_pb2, summary_pb2
+    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
     from tensorboard.plugins.hparams import summary_v2 as hp
+    from tensorboard.compat.proto import tensor_pb2, types_pb2
+    from tensorboard.plugins.text import metadata as text_metadata
     from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
     exported = runs(root)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--output: {out} is a file; TensorBoard's logdir is a folder")
+    top = out / exported[0].sweep  # experiments exported into one logdir stay apart, by name
+    names = _folder_names(exported)
     domains: dict[str, set[Any]] = {}
     for run in exported:
         for k, v in run.swept.items():
             domains.setdefault(k, set()).add(_hparam(v))
-    for run_dir in [out, *(out / run.run_id for run in exported)]:
-        _clear_events(run_dir)
-    for run in exported:
-        writer = EventFileWriter(str(out / run.run_id))
+    _clear_events(top)
+    for run, name in zip(exported, names):
+        writer = EventFileWriter(str(top / name))
         hparams = {k: _hparam(v) for k, v in run.swept.items()}  # no trial id: seeds of one configuration group
         start = hp.hparams_pb(hparams, start_time_secs=run.start)
         writer.add_event(event_pb2.Event(wall_time=run.start, summary=start))
+        status = run.status + (f": {run.error}" if run.error else "")
+        text = summary_pb2.Summary(value=[summary_pb2.Summary.Value(  # the Text tab (text_pb needs TensorFlow)
+            tag="status", metadata=text_metadata.create_summary_metadata(display_name=None, description=None),
+            tensor=tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, string_val=[status.encode()]))])
+        writer.add_event(event_pb2.Event(wall_time=run.end, step=0, summary=text))
         for step, wall_time, scalars in run.times():
             values = [summary_pb2.Summary.Value(tag=k, simple_value=v) for k, v in scalars.items()]
             writer.add_event(event_pb2.Event(wall_time=wall_time, step=step, summary=summary_pb2.Summary(value=values)))
         if run.gap is not None:
             gap = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag="gap", simple_value=run.gap)])
             writer.add_event(event_pb2.Event(wall_time=run.end, step=int(run.metrics["step"].iloc[-1]), summary=gap))
+        end = hp._summary_pb(metadata.SESSION_END_INFO_TAG, plugin_data_pb2.HParamsPluginData(  # (v1's needs TF)
+            session_end_info=plugin_data_pb2.SessionEndInfo(
+                status=api_pb2.STATUS_FAILURE if run.status == "failed" else api_pb2.STATUS_SUCCESS,
+                end_time_secs=run.end)))
+        writer.add_event(event_pb2.Event(wall_time=run.end, summary=end))
         writer.close()
     # one experiment record at the top: the HParams view's columns, and its filters over the swept values
     experiment = hp.hparams_config_pb(
@@ -134,10 +165,10 @@ def tensorboard(root: Path, out: Path) -> str:
                  for k, v in domains.items()],
         metrics=[hp.Metric(m, display_name=report.LABELS[m].removesuffix(" %")) for m in report.METRICS],
         time_created_secs=min(run.start for run in exported))
-    writer = EventFileWriter(str(out))
+    writer = EventFileWriter(str(top))
     writer.add_event(event_pb2.Event(wall_time=min(run.start for run in exported), summary=experiment))
     writer.close()
-    return f"{len(exported)} runs of {exported[0].sweep} -> {out} (view: tensorboard --logdir {out})"
+    return f"{len(exported)} runs of {exported[0].sweep} -> {top} (view: tensorboard --logdir {out})"
 
 
 # ---------------------------------------------------------------- MLflow
@@ -180,13 +211,15 @@ def mlflow(root: Path, out: Path) -> str:
         # exporting again replaces the runs exported before (a rerun may have changed them)
         for old in client.search_runs([experiment_id], filter_string=f"tags.run_id = '{run.run_id}'"):
             client.delete_run(old.info.run_id)
-        tags = {"run_id": run.run_id, "sweep": sweep, "status": run.status}
+        # a staged search's stage and round are swept values, not config keys: params and tags too
+        staged = {k: v for k, v in run.swept.items() if k in ("stage", "round", "case") and k not in run.config}
+        tags = {"run_id": run.run_id, "sweep": sweep, "status": run.status, **{k: _text(v) for k, v in staged.items()}}
         if run.error:
             tags["error"] = run.error
-        name = " ".join(f"{k}={_text(v)}" for k, v in run.swept.items()) + f" seed={run.seed}"
-        created = client.create_run(experiment_id, start_time=int(1000 * run.start), tags=tags, run_name=name.strip())
+        created = client.create_run(experiment_id, start_time=int(1000 * run.start), tags=tags, run_name=run.name)
         run_id = created.info.run_id
-        for batch in _batches([Param(k, _text(v)) for k, v in run.config.items()], MAX_PARAMS_TAGS_PER_BATCH):
+        params = [Param(k, _text(v)) for k, v in {**run.config, **staged}.items()]
+        for batch in _batches(params, MAX_PARAMS_TAGS_PER_BATCH):
             client.log_batch(run_id, params=batch)
         metrics = [Metric(k, v, int(1000 * t), step) for step, t, scalars in run.times() for k, v in scalars.items()]
         if run.gap is not None:

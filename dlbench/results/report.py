@@ -455,8 +455,14 @@ def write_tables(results_dir: Path) -> Report:
         raise ConfigError(f"{results_dir}: no finished runs yet")
     result = build(runs, keys)
     atomic_write(results_dir / "runs.csv", runs.to_csv(index=False))
-    atomic_write(results_dir / "summary.csv", result.summary.to_csv(index=False))
+    atomic_write(results_dir / "summary.csv", _csv(result))
     return result
+
+
+def _csv(rep: Report) -> str:
+    """The summary as csv; a key a configuration has not got is an empty cell, as in runs.csv."""
+    keys = [k for k in rep.keys if k in rep.summary]
+    return rep.summary.assign(**{k: rep.summary[k].replace(MISSING, None) for k in keys}).to_csv(index=False)
 
 
 # ---------------------------------------------------------------- display
@@ -766,7 +772,7 @@ def latex(rep: Report) -> str:
 def export(rep: Report, fmt: str) -> str:
     """The report as text: csv / json carry every number, the others the display table."""
     if fmt == "csv":
-        return rep.summary.to_csv(index=False)
+        return _csv(rep)
     if fmt == "json":
         meta = {"at": rep.at, "ranked_by": rep.rank_by, "compared_on": rep.metric, "reference": rep.reference_text,
                 "alpha": ALPHA, "adjust": rep.adjust, "confidence": CONFIDENCE, "target": rep.target, "keys": rep.keys}
