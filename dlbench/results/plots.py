@@ -149,27 +149,79 @@ def _figure(rows: int = 1, cols: int = 1, size: tuple[float, float] = (4.5, 3.4)
 def _colors(n: int) -> list[Any]:
     from matplotlib import colormaps
 
-    cmap = colormaps["tab10" if n <= 10 else "tab20"]
+    cmap = colormaps["tab10"]  # ten colours that read apart; past ten lines the line style changes (_styles)
     return [cmap(i % cmap.N) for i in range(n)]
 
 
-def _band(ax: Axes, runs: pd.DataFrame, x: str, y: str, color: Any, name: str, style: str = "-") -> None:
-    """Mean over seeds of y at each evaluation, with a ± 1 std band."""
+def _styles(n: int) -> list[str]:
+    """Solid for the first ten lines, then dashed, dotted, dash-dot: with _colors, 40 lines stay apart."""
+    return [("-", "--", ":", "-.")[(i // 10) % 4] for i in range(n)]
+
+
+def _band(ax: Axes, runs: pd.DataFrame, x: str, y: str, color: Any, name: str, style: str = "-",
+          scale: float = 1.0) -> None:
+    """Mean over seeds of y (times `scale`: 100 for accuracies in %) at each evaluation, with a ± 1 std band."""
     g = runs.replace([np.inf, -np.inf], np.nan).groupby("idx")
-    xs, mean, std = g[x].mean(), g[y].mean(), g[y].std(ddof=1).fillna(0.0)
+    xs, mean, std = g[x].mean(), scale * g[y].mean(), scale * g[y].std(ddof=1).fillna(0.0)
     ax.plot(xs, mean, style, color=color, label=name, lw=1.4)
     ax.fill_between(xs, mean - std, mean + std, color=color, alpha=0.18, lw=0)
 
 
-def _legend(fig: Figure, axes: Iterable[Axes], title: str) -> None:
+def _legend_rows(n: int, cols: int) -> float:
+    return math.ceil(n / cols) + 1.5  # entries and the title, in lines of small text
+
+
+def _legend(fig: Figure, axes: Iterable[Axes], title: str, spare: Axes | None = None) -> None:
+    """The legend inside the figure: in a spare panel when there is one, else below the panels in
+    as many columns as it needs (the figure is made tall enough by its caller: _legend_height)."""
     handles, labels = next(iter(axes)).get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, title=title, loc="outside right upper", fontsize="small",
-                   title_fontsize="small", frameon=False)
+    if not handles:
+        return
+    if spare is not None:
+        spare.axis("off")
+        spare.legend(handles, labels, title=title, loc="upper left", fontsize="small", title_fontsize="small",
+                     frameon=False, ncols=1 if len(handles) <= 14 else 2)
+        return
+    fig.legend(handles, labels, title=title, loc="outside lower center", fontsize="small", title_fontsize="small",
+               frameon=False, ncols=_legend_cols(labels, fig.get_figwidth()))
+
+
+def _legend_cols(labels: list[str], width: float) -> int:
+    """As many columns as fit the figure's width (inches; small text is about 0.075 in a character)."""
+    longest = max((len(lab) for lab in labels), default=1)
+    return max(1, min(len(labels), int(width / (0.075 * longest + 0.6))))
+
+
+def _legend_height(labels: list[str], width: float) -> float:
+    """Inches the legend below the panels takes."""
+    return 0.2 * _legend_rows(len(labels), _legend_cols(labels, width))
+
+
+def _log_ticks(ax: Axes, values: pd.Series) -> None:
+    """A log axis with enough labelled ticks: within a decade 1..9 x 10^k, within two 1, 2, 5 x 10^k."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    finite = values[np.isfinite(values) & (values > 0)]
+    if finite.empty:
+        return
+    decades = math.log10(finite.max() / finite.min()) if finite.min() > 0 else math.inf
+    if decades > 2:
+        return  # matplotlib labels each decade
+    subs = tuple(range(1, 10)) if decades < 1 else (1.0, 2.0, 5.0)
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=subs))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 _X_LABEL = {"step": "step", "epoch": "epoch", "seconds": "wall time since the first evaluation (s)"}
-_CURVE_PANELS = [("train_loss", "train loss"), ("train_acc", "train accuracy"), ("test_acc", "test accuracy")]
+# (column, title, scale): accuracies in %, as in the tables; validation accuracy ranks the table
+_CURVE_PANELS = [("train_loss", "train loss", 1.0), ("train_acc", "train accuracy %", 100.0),
+                 ("val_acc", "validation accuracy % (ranks the table)", 100.0), ("test_acc", "test accuracy %", 100.0),
+                 ("lr", "learning rate", 1.0)]
+
+
+def _varies_over_steps(metrics: pd.DataFrame, column: str) -> bool:
+    return column in metrics and bool((metrics.groupby("run_id")[column].nunique() > 1).any())
 
 
 def curves(res: Results, x: str = "step") -> Figure | None:
@@ -178,20 +230,31 @@ def curves(res: Results, x: str = "step") -> Figure | None:
         return None
     # time since the run's first evaluation: loading the data is no part of training
     metrics["seconds"] -= metrics.groupby("run_id")["seconds"].transform("first")
-    fig, axes = _figure(1, 3)
+    shown = [p for p in _CURVE_PANELS if p[0] in metrics and metrics[p[0]].notna().any()
+             and (p[0] != "lr" or _varies_over_steps(metrics, "lr"))]  # the lr panel: a schedule changes it
     labels = res.labels_in(metrics)
-    for lab, color in zip(labels, _colors(len(labels))):
+    cols = 3 if len(shown) >= 5 or len(shown) == 3 else 2
+    rows = math.ceil((len(shown) + 1) / cols)  # one spare panel for the legend
+    fig, axes = _figure(rows, cols, (4.2, 3.0))
+    panels = list(axes.flat)
+    for lab, color, style in zip(labels, _colors(len(labels)), _styles(len(labels))):
         runs = metrics[metrics["label"] == lab]
-        for ax, (col, _) in zip(axes[0], _CURVE_PANELS):
-            _band(ax, runs, x, col, color, lab)
-    for ax, (_, title) in zip(axes[0], _CURVE_PANELS):
+        for ax, (col, _, scale) in zip(panels, shown):
+            _band(ax, runs, x, col, color, lab, style, scale)
+    for ax, (col, title, _) in zip(panels, shown):
         ax.set(title=title, xlabel=_X_LABEL[x])
+        ax.title.set_fontsize("medium")
         ax.grid(alpha=0.3)
-    axes[0, 0].set_yscale("log")
+        ax.margins(x=0)
+        if col in ("train_loss", "lr"):
+            ax.set_yscale("log")
+            _log_ticks(ax, metrics[col])
     if x == "epoch" and metrics["epoch"].max() > 50 * max(metrics.loc[metrics["epoch"] > 0, "epoch"].min(), 1e-9):
-        for ax in axes[0]:
+        for ax in panels[:len(shown)]:
             ax.set_xscale("log")
-    _legend(fig, axes[0], res.legend_title())
+    for ax in panels[len(shown) + 1:]:
+        ax.set_visible(False)
+    _legend(fig, panels[:1], res.legend_title(), spare=panels[len(shown)])
     fig.suptitle(f"{res.name}: learning curves (mean ± std over seeds)")
     return fig
 
@@ -213,21 +276,24 @@ def gap(res: Results) -> Figure | None:
     fig, axes = _figure(1, 1, (7.5, 0.45 * len(labels) + 1.4))
     ax = axes[0, 0]
     y = np.arange(len(labels))
+    top = 0.0
     for offset, split, color in ((-0.2, "train", "tab:blue"), (0.2, "test", "tab:orange")):
         mean = 100 * summary.loc[labels, f"{split}_acc_mean"]
         std = 100 * summary.loc[labels, f"{split}_acc_std"].fillna(0.0)  # one seed: no spread to draw
         ax.barh(y + offset, mean, 0.4, xerr=std, color=color, label=f"{split} accuracy", capsize=2)
+        top = max(top, float((mean + std).max(skipna=True)) if mean.notna().any() else 0.0)
     for i, lab in enumerate(labels):
         row = summary.loc[lab]
-        if row["n"]:  # ok runs
+        if row["n"]:  # ok runs: the gap beside the axes, at its row (the axis stays within accuracy)
             spread = "" if math.isnan(row["gap_std"]) else f" ± {100 * row['gap_std']:.1f}"
-            ax.text(100 * max(row["train_acc_mean"], row["test_acc_mean"]) + 2, i,
-                    f"gap {100 * row['gap_mean']:.1f}{spread}", va="center", fontsize="small")
+            ax.text(1.01, i, f"gap {100 * row['gap_mean']:.1f}{spread}", va="center", fontsize="small",
+                    transform=ax.get_yaxis_transform())
         else:
             ax.text(1, i, f"no run finished ok ({_not_ok(row)})", va="center", fontsize="small")
     ax.set_yticks(y, labels)
     ax.invert_yaxis()
-    ax.set(xlim=(0, 125), xlabel="accuracy % at the final evaluation (mean ± std over seeds)",
+    ax.set(xlim=(0, min(100.0, 10 * math.ceil(top / 10 + 0.01)) if top > 0 else 100.0),
+           xlabel="accuracy % at the final evaluation (mean ± std over seeds)",
            title=f"{res.name}: train vs test accuracy")
     fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize="small")
     return fig
@@ -252,28 +318,32 @@ def panels(res: Results) -> Figure | None:
     rows = math.ceil(len(panel_values) / cols)
     fig, axes = _figure(rows, cols, (3.2, 2.6), sharex=True, sharey=True)  # shared: fewer tick labels to draw
     colors = dict(zip(lines, _colors(len(lines))))
+    styles = dict(zip(lines, _styles(len(lines))))
     status = res.runs.assign(panel=[value_text(v) for v in res.runs[first]],
                              line=[label(r, rest) for r in res.runs[rest].to_dict("records")])
     for ax, value in zip(axes.flat, panel_values):
         for line in lines:
             sel = metrics[(metrics["panel"] == value) & (metrics["line"] == line)]
             if not sel.empty:
-                _band(ax, sel, "step", "train_acc", colors[line], line)
+                _band(ax, sel, "step", "train_acc", colors[line], line, styles[line], 100.0)
         runs = status[status["panel"] == value]
         gone = [f"{line}: {', '.join(sorted(set(g['status'])))}" for line, g in runs.groupby("line", sort=False)
                 if (g["status"] != "ok").all()]
         if gone:
             ax.text(0.03, 0.97, "\n".join(gone), transform=ax.transAxes, va="top", fontsize="small")
         ax.set_title(f"{first} = {value}", fontsize="medium")
-        ax.set_ylim(0, 1)
+        ax.set_ylim(0, 100)
         ax.grid(alpha=0.3)
     for ax in axes.flat[len(panel_values):]:
         ax.set_visible(False)
     for ax in axes.flat[:len(panel_values)]:
         ax.set_xlabel("step")
     for ax in axes[:, 0]:
-        ax.set_ylabel("train accuracy")
-    _legend(fig, axes.flat, res.legend_title(rest))
+        ax.set_ylabel("train accuracy %")
+    spare = axes.flat[len(panel_values)] if len(panel_values) < axes.size else None
+    if spare is not None:
+        spare.set_visible(True)
+    _legend(fig, axes.flat, res.legend_title(rest), spare=spare)
     fig.suptitle(f"{res.name}: train accuracy (mean ± std over seeds)")
     return fig
 

@@ -256,7 +256,10 @@ def profile_plot(res: Results) -> Figure | None:
         raise ConfigError("plot 'profile': compares methods (cases or a swept key); this sweep sweeps nothing")
     method = "case" if "case" in keys else keys[0]
     space = res.view.get("space") or {}
-    settings = [k for k in keys if k != method and k not in space]
+    # a key that moves with the method (grid: optimizer: [{name: sgd, lr: 0.1}, ...]: one lr per
+    # optimizer) is part of the method as written, not a setting the methods are compared in
+    tied = [k for k in keys if k != method and runs.groupby(method, dropna=False)[k].nunique(dropna=False).max() <= 1]
+    settings = [k for k in keys if k != method and k not in space and k not in tied]
     order = list(dict.fromkeys(p.get(method) for p in res.points))
     return profile(time_to_target(res.root, runs, res.target), method, settings, keys, order=order,
                    target=res.target, title=f"{res.name}: performance profile (validation accuracy {res.target:g})")

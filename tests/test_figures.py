@@ -1,0 +1,74 @@
+"""Figures that can be read: legends inside, many lines apart, accuracy in %, the lr when it
+changes, axes within the data. Drawn from small results folders written by hand."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dlbench.results import plots
+
+HEADER = "epoch,step,train_batch_loss,train_loss,train_acc,val_loss,val_acc,test_loss,test_acc,lr,seconds"
+
+
+def folder(root: Path, n: int, schedule: bool) -> Path:
+    """n configurations (optimizer.lr values) x 2 seeds, 5 evaluations each; the lr decays when `schedule`."""
+    for i in range(n):
+        lr = 0.001 * (i + 1)
+        for seed in range(2):
+            d = root / "runs" / f"r{i}s{seed}"
+            d.mkdir(parents=True)
+            rows = [HEADER]
+            for e in range(5):
+                acc = 0.1 + 0.15 * e + 0.01 * i + 0.005 * seed
+                rows.append(f"{e},{10 * e},{'nan' if e == 0 else 1.0},{2.0 / (e + 1)},{acc},1.0,{acc - 0.05},1.0,"
+                            f"{acc - 0.08},{lr * (0.5 ** e if schedule else 1.0)},{e}")
+            (d / "metrics.csv").write_text("\n".join(rows) + "\n")
+            final = {"epoch": 4, "step": 40, "train_acc": acc, "val_acc": acc - 0.05, "test_acc": acc - 0.08,
+                     "gap": 0.08, "train_loss": 0.4, "val_loss": 1.0, "test_loss": 1.0}
+            (d / "summary.json").write_text(json.dumps({"run_id": d.name, "seed": seed, "status": "ok",
+                                                        "params": {"optimizer.lr": lr}, "final": final,
+                                                        "best": final, "wall_time": 1.0}))
+            (d / "config.yaml").write_text(f"optimizer: {{name: sgd, lr: {lr}}}\n")
+    (root / "view.json").write_text(json.dumps({"name": "t", "task": "train", "keys": ["optimizer.lr"],
+                                                "points": [{"optimizer.lr": 0.001 * (i + 1)} for i in range(n)]}))
+    return root
+
+
+def inside(fig, artist) -> bool:  # type: ignore[no-untyped-def]
+    fig.canvas.draw() if hasattr(fig.canvas, "draw") else None
+    renderer = fig.canvas.get_renderer()
+    box, page = artist.get_window_extent(renderer), fig.bbox
+    return box.x0 >= page.x0 - 1 and box.y0 >= page.y0 - 1 and box.x1 <= page.x1 + 1 and box.y1 <= page.y1 + 1
+
+
+@pytest.mark.parametrize("n", [4, 18])
+def test_curves_legend_inside_and_every_line_apart(tmp_path: Path, n: int) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = plots.curves(plots.load(folder(tmp_path, n, schedule=False)))
+    FigureCanvasAgg(fig)
+    legends = [ax.get_legend() for ax in fig.axes if ax.get_legend()] + list(fig.legends)
+    [legend] = legends
+    assert len(legend.get_texts()) == n and inside(fig, legend)
+    lines = fig.axes[0].get_lines()
+    assert len({(str(line.get_color()), line.get_linestyle()) for line in lines}) == n
+    titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+    assert any(t.startswith("validation accuracy %") for t in titles)  # what ranks the table
+    assert "learning rate" not in titles  # a constant lr: no panel
+    for ax in fig.axes:
+        if ax.get_title().endswith("%") or "accuracy %" in ax.get_title():
+            low, high = ax.get_ylim()
+            assert 1 < high <= 105  # percent, as in the tables
+
+
+def test_an_lr_schedule_gets_its_panel(tmp_path: Path) -> None:
+    fig = plots.curves(plots.load(folder(tmp_path, 3, schedule=True)))
+    assert "learning rate" in [ax.get_title() for ax in fig.axes]
+
+
+def test_the_gap_axis_stays_within_accuracy(tmp_path: Path) -> None:
+    fig = plots.gap(plots.load(folder(tmp_path, 3, schedule=False)))
+    assert fig.axes[0].get_xlim()[1] <= 100
