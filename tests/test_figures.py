@@ -57,7 +57,7 @@ def test_curves_legend_inside_and_every_line_apart(tmp_path: Path, n: int) -> No
     assert len({(str(line.get_color()), line.get_linestyle()) for line in lines}) == n
     titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
     assert any(t.startswith("validation accuracy %") for t in titles)  # what ranks the table
-    assert "learning rate" not in titles  # a constant lr: no panel
+    assert not any(t.startswith("learning rate") for t in titles)  # a constant lr: no panel
     for ax in fig.axes:
         if ax.get_title().endswith("%") or "accuracy %" in ax.get_title():
             low, high = ax.get_ylim()
@@ -66,7 +66,7 @@ def test_curves_legend_inside_and_every_line_apart(tmp_path: Path, n: int) -> No
 
 def test_an_lr_schedule_gets_its_panel(tmp_path: Path) -> None:
     fig = plots.curves(plots.load(folder(tmp_path, 3, schedule=True)))
-    assert "learning rate" in [ax.get_title() for ax in fig.axes]
+    assert any(ax.get_title().startswith("learning rate") for ax in fig.axes)
 
 
 def test_the_gap_axis_stays_within_accuracy(tmp_path: Path) -> None:

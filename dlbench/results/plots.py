@@ -217,7 +217,7 @@ _X_LABEL = {"step": "step", "epoch": "epoch", "seconds": "wall time since the fi
 # (column, title, scale): accuracies in %, as in the tables; validation accuracy ranks the table
 _CURVE_PANELS = [("train_loss", "train loss", 1.0), ("train_acc", "train accuracy %", 100.0),
                  ("val_acc", "validation accuracy % (ranks the table)", 100.0), ("test_acc", "test accuracy %", 100.0),
-                 ("lr", "learning rate", 1.0)]
+                 ("lr_of_peak", "learning rate ÷ its peak (the schedule)", 1.0)]
 
 
 def _varies_over_steps(metrics: pd.DataFrame, column: str) -> bool:
@@ -230,8 +230,9 @@ def curves(res: Results, x: str = "step") -> Figure | None:
         return None
     # time since the run's first evaluation: loading the data is no part of training
     metrics["seconds"] -= metrics.groupby("run_id")["seconds"].transform("first")
-    shown = [p for p in _CURVE_PANELS if p[0] in metrics and metrics[p[0]].notna().any()
-             and (p[0] != "lr" or _varies_over_steps(metrics, "lr"))]  # the lr panel: a schedule changes it
+    if _varies_over_steps(metrics, "lr"):  # a schedule: its shape, on one scale for every optimizer's lr
+        metrics["lr_of_peak"] = metrics["lr"] / metrics.groupby("run_id")["lr"].transform("max")
+    shown = [p for p in _CURVE_PANELS if p[0] in metrics and metrics[p[0]].notna().any()]
     labels = res.labels_in(metrics)
     cols = 3 if len(shown) >= 5 or len(shown) == 3 else 2
     rows = math.ceil((len(shown) + 1) / cols)  # one spare panel for the legend
@@ -246,7 +247,7 @@ def curves(res: Results, x: str = "step") -> Figure | None:
         ax.title.set_fontsize("medium")
         ax.grid(alpha=0.3)
         ax.margins(x=0)
-        if col in ("train_loss", "lr"):
+        if col == "train_loss":
             ax.set_yscale("log")
             _log_ticks(ax, metrics[col])
     if x == "epoch" and metrics["epoch"].max() > 50 * max(metrics.loc[metrics["epoch"] > 0, "epoch"].min(), 1e-9):
