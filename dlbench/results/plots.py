@@ -234,8 +234,8 @@ def curves(res: Results, x: str = "step") -> Figure | None:
         metrics["lr_of_peak"] = metrics["lr"] / metrics.groupby("run_id")["lr"].transform("max")
     shown = [p for p in _CURVE_PANELS if p[0] in metrics and metrics[p[0]].notna().any()]
     labels = res.labels_in(metrics)
-    cols = 3 if len(shown) >= 5 or len(shown) == 3 else 2
-    rows = math.ceil((len(shown) + 1) / cols)  # one spare panel for the legend
+    cols = 2 if len(shown) + 1 <= 4 else 3  # one spare panel for the legend
+    rows = math.ceil((len(shown) + 1) / cols)
     fig, axes = _figure(rows, cols, (4.2, 3.0))
     panels = list(axes.flat)
     for lab, color, style in zip(labels, _colors(len(labels)), _styles(len(labels))):
@@ -254,7 +254,7 @@ def curves(res: Results, x: str = "step") -> Figure | None:
         for ax in panels[:len(shown)]:
             ax.set_xscale("log")
     for ax in panels[len(shown) + 1:]:
-        ax.set_visible(False)
+        fig.delaxes(ax)
     _legend(fig, panels[:1], res.legend_title(), spare=panels[len(shown)])
     fig.suptitle(f"{res.name}: learning curves (mean ± std over seeds)")
     return fig
