@@ -194,7 +194,7 @@ def test_progress_names_the_stack_and_what_varies_in_it(data_root: Path) -> None
     assert describe(specs[:1]) == "optimizer.name=sgd, optimizer.lr=0.1, seed=0"
     steps: list[tuple[int, int, int]] = []
     list(EXECUTORS["local"].builder(specs, CPU, lambda stack: lambda *a: steps.append(a)))
-    assert steps == [(4, 12, 8), (8, 12, 8), (12, 12, 8)]
+    assert steps == [(0, 12, 8), (4, 12, 8), (8, 12, 8), (12, 12, 8)]  # first: where the stack starts
 
 
 # ------------------------------------------------------------------ the CLI and the files
