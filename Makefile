@@ -10,7 +10,7 @@ EXPERIMENTS := optimizer_paths optimizer_paths_rosenbrock optimizers init_activa
 	batchnorm overfitting losses batch_size random_search l1_sparsity batchnorm_batch_size preprocessing xor \
 	schedules optimizers_modern bias_decay tuning
 
-.PHONY: install system-deps quickstart mnist1d-reference test clean experiments $(EXPERIMENTS)
+.PHONY: install system-deps quickstart mnist1d-reference test docs clean experiments $(EXPERIMENTS)
 
 install: $(VENV)/.installed
 
@@ -24,7 +24,7 @@ $(VENV)/.installed: pyproject.toml
 quickstart: install  ## train the quickstart grid on MNIST-1D and print the table
 	$(BIN)/dlbench run configs/quickstart.yaml
 
-mnist1d-reference: install  ## the MNIST-1D paper's logreg / MLP / CNN benchmark, 5 seeds (README table)
+mnist1d-reference: install  ## the MNIST-1D paper's logreg / MLP / CNN benchmark, 5 seeds (docs/mnist1d-reference.md)
 	$(BIN)/dlbench run configs/mnist1d_reference.yaml
 
 $(EXPERIMENTS): install  ## run one experiment: table, figures and runs in results/<name>/
@@ -62,6 +62,9 @@ test: install system-deps  ## run the test suite
 	# one thread per process: the tests' models are tiny, and threads only contend on a small CI machine
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -q
 
+docs: install  ## build the docs site into site/ (reference pages generated from the code; also run by make test)
+	PYTHONPATH=. $(BIN)/mkdocs build --strict
+
 .PHONY: bench
 bench: install  ## time dlbench against an idiomatic PyTorch loop (quickstart + 64-run grid), print the table
 	$(BIN)/python bench/bench.py
@@ -76,4 +79,4 @@ bench-engine: install  ## the engine's parts: throughput vs stack size, optimize
 	$(BIN)/python bench/updates.py
 
 clean:
-	rm -rf results/*/ .pytest_cache
+	rm -rf results/*/ .pytest_cache site/

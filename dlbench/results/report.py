@@ -69,6 +69,12 @@ def _cell(value: Any) -> Any:
     return json.dumps(value) if isinstance(value, (list, dict)) else value
 
 
+# runs.csv: each run's summary.json facts beside its flattened config (config.<key>), its swept
+# values and its metrics at the final and best-validation evaluations (final.<metric>, best.<metric>)
+RUN_COLUMNS = ("run_id", "seed", "status", "error", "diverged_step", "stopped_early", "steps", "epochs", "wall_time",
+               "n_params", "device")
+
+
 def load_runs(results_dir: Path) -> tuple[pd.DataFrame, list[str]]:
     """One row per finished run: flattened config + summary. Also returns the swept keys."""
     store = Store(results_dir)
@@ -79,8 +85,7 @@ def load_runs(results_dir: Path) -> tuple[pd.DataFrame, list[str]]:
         row = {f"config.{k}": _cell(v) for k, v in flatten(config).items()}
         keys.update(dict.fromkeys(s.get("params", {})))
         row.update({k: _cell(v) for k, v in s.get("params", {}).items()})
-        for k in ("run_id", "seed", "status", "error", "diverged_step", "stopped_early", "steps", "epochs",
-                  "wall_time", "n_params", "device"):
+        for k in RUN_COLUMNS:
             row[k] = s.get(k)
         for at in AT:
             for k, v in (s.get(at) or {}).items():
