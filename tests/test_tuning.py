@@ -206,3 +206,19 @@ def test_serial_refuses_pruning_it_could_not_apply(tmp_path: Path, data_root: Pa
     assert result.exit_code == 2
     assert result.error_line.startswith("error: --executor serial: trains stacks of one run, where random.prune")
     assert not (tmp_path / "out").exists()
+
+
+def test_mlflow_gets_the_stage_and_round(swept: tuple[Path, Path, dict[str, dict]], tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    _, root, runs = swept
+    assert dlbench("export", root, "--to", "mlflow", "-o", tmp_path / "m").exit_code == 0
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'm' / 'mlflow.db'}")
+    exported = client.search_runs([client.get_experiment_by_name("tiny").experiment_id], max_results=1000)
+    assert len(exported) == len(runs)
+    for run in exported:
+        params = runs[run.data.tags["run_id"]]["params"]
+        assert run.data.params["stage"] == run.data.tags["stage"] == params["stage"]
+        assert run.data.params["case"] == params["case"]
+        if "round" in params and params["round"] is not None:
+            assert run.data.params["round"] == str(params["round"])

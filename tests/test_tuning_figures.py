@@ -152,3 +152,16 @@ def test_sensitivity_without_a_validation_set_says_why() -> None:
     runs = search_runs().assign(**{"final.val_acc": math.nan})
     with pytest.raises(ValueError, match=r"no run has a final.val_acc to draw \(data.val_size: 0"):
         sensitivity(runs, KEYS, SPACE, by="case")
+
+
+def test_a_section_grids_entries_are_the_profiles_methods() -> None:
+    """grid: optimizer: [{name: sgd, lr: 0.1}, {name: adam, lr: 0.001}] x init.scheme: the lr moves with
+    the optimizer (part of the method), the init scheme is the setting the methods are compared in."""
+    import pandas as pd
+
+    from dlbench.results.tuning_figures import profile_settings
+
+    runs = pd.DataFrame([{"optimizer.name": name, "optimizer.lr": lr, "init.scheme": scheme}
+                         for name, lr in (("sgd", 0.1), ("adam", 0.001)) for scheme in ("he", "xavier", "normal")])
+    assert profile_settings(runs, "optimizer.name", ["optimizer.name", "optimizer.lr", "init.scheme"]) == \
+        ["init.scheme"]

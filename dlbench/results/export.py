@@ -10,6 +10,7 @@ run's status. The viewers' packages are optional extras, imported only here.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import shutil
@@ -78,7 +79,9 @@ def runs(root: Path) -> list[Run]:
         metrics = pd.read_csv(metrics_file) if metrics_file.is_file() else pd.DataFrame(columns=list(TIME_COLUMNS))
         end = (folder / "summary.json").stat().st_mtime  # the run was stored when it finished
         config = {k.removeprefix("config."): _value(v) for k, v in row.items() if k.startswith("config.")}
-        swept = {k: v for k in keys if (v := _value(row.get(k))) is not None}
+        # the swept values as the run recorded them (a column with gaps would make round 2 a float)
+        params = json.loads((folder / "summary.json").read_text()).get("params") or {}
+        swept = {k: params[k] for k in keys if params.get(k) is not None}
         out.append(Run(run_id=row["run_id"], sweep=str(config.get("name") or root.name), seed=int(row["seed"]),
                        status=row["status"], error=_value(row.get("error")), swept=swept, config=config,
                        metrics=metrics, gap=_value(row.get("final.gap")), end=end,

@@ -241,6 +241,14 @@ def sensitivity_plot(res: Results) -> Figure | None:
                        title=f"{res.name}: validation accuracy over the searched values")
 
 
+def profile_settings(runs: pd.DataFrame, method: str, keys: Sequence[str]) -> list[str]:
+    """The keys the methods are compared across. A key that moves with the method (a section
+    grid, `optimizer: [{name: sgd, lr: 0.1}, ...]`: one lr per optimizer) is part of the method
+    as written, not a setting: each of its values would be a case only one method has."""
+    return [k for k in keys if k != method
+            and runs.groupby(method, dropna=False)[k].nunique(dropna=False).max() > 1]
+
+
 @PLOTS.register("profile", "performance profile: the fraction of settings where each case reaches the target "
                 "(plot --target) within tau x the fastest case's steps", task="train", target=True)
 def profile_plot(res: Results) -> Figure | None:
@@ -256,10 +264,7 @@ def profile_plot(res: Results) -> Figure | None:
         raise ConfigError("plot 'profile': compares methods (cases or a swept key); this sweep sweeps nothing")
     method = "case" if "case" in keys else keys[0]
     space = res.view.get("space") or {}
-    # a key that moves with the method (grid: optimizer: [{name: sgd, lr: 0.1}, ...]: one lr per
-    # optimizer) is part of the method as written, not a setting the methods are compared in
-    tied = [k for k in keys if k != method and runs.groupby(method, dropna=False)[k].nunique(dropna=False).max() <= 1]
-    settings = [k for k in keys if k != method and k not in space and k not in tied]
+    settings = profile_settings(runs, method, [k for k in keys if k not in space])
     order = list(dict.fromkeys(p.get(method) for p in res.points))
     return profile(time_to_target(res.root, runs, res.target), method, settings, keys, order=order,
                    target=res.target, title=f"{res.name}: performance profile (validation accuracy {res.target:g})")
