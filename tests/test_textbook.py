@@ -260,3 +260,25 @@ def test_a_checkpointed_stack_resumes_with_the_textbook_settings(data_root: Path
         ours = [{k: v for k, v in row.items() if k != "seconds"} for row in result.metrics]
         theirs = [{k: v for k, v in row.items() if k != "seconds"} for row in whole[result.spec.seed]]
         assert ours == theirs
+
+
+# ------------------------------------------------------------------ the shipped configs/textbook/
+
+TEXTBOOK = Path(__file__).resolve().parent.parent / "configs" / "textbook"
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in TEXTBOOK.glob("*.yaml")))
+def test_textbook_configs_run_on_mnist1d_where_mnist_is_missing(cli: Any, data_root: Path, name: str) -> None:
+    """Each is commented, has its make target (which falls back to MNIST-1D, saying so) and runs there."""
+    text = (TEXTBOOK / f"{name}.yaml").read_text()
+    assert text.startswith("# The textbook's") and "Shows:" in text
+    makefile = (TEXTBOOK.parent.parent / "Makefile").read_text()
+    assert f"textbook-{name}" in makefile and "running on the" in makefile
+    shrink = ["train.steps=4", "train.eval_every=2"] if "steps:" in text else ["train.epochs=1"]
+    args = ["--set", f"data.root={data_root}", "--set", "data.dataset=mnist1d", "--set", "train.device=cpu",
+            "--set", "train.seeds=[0]"]
+    for s in shrink:
+        args += ["--set", s]
+    out = cli("run", TEXTBOOK / f"{name}.yaml", "--out", cli.tmp_path / "results", *args)
+    assert out.exit_code == 0, out.output
+    assert (cli.tmp_path / "results" / f"textbook_{name}" / "summary.csv").is_file()
