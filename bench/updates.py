@@ -75,7 +75,7 @@ def main() -> None:
         params = [p.detach().clone().requires_grad_() for p in stack.params.values()]
         for p in params:
             p.grad = torch.randn_like(p)
-        configs = [r.spec.config.optimizer.model_copy(update={"name": name}) for r in stack.runs]
+        configs = [spec.config.optimizer.model_copy(update={"name": name}) for spec in stack.runs]
         ours = StackedOptimizer(params, configs)
         rows.append((name, "dlbench stacked rule (per-run columns)", per_call(ours.step, args.steps)))
         extra = {"momentum": 0.9} if name == "momentum" else {}
@@ -107,7 +107,7 @@ def main() -> None:
 
     # the whole training step, for scale, and the same step with a 4-unit hidden layer, where the
     # matmuls cost next to nothing: the per-step overhead
-    perms = torch.stack([torch.randperm(len(stack.splits.x_train), generator=r.order) for r in stack.runs])
+    perms = torch.stack([torch.randperm(len(stack.splits.x_train), generator=g) for g in stack.v.order])
     tiny = engine.Stack(lr_seed_grid(args.runs, [f"data.root={ROOT / 'data'}", "model.hidden=[4]"]),
                         torch.device("cpu"))
     step_ms, overhead_ms = (per_call(functools.partial(train_step, s, perms), max(20, args.steps // 10))

@@ -165,6 +165,8 @@ def run(
         dry = runner.dry_run(plan, force_new=force_new, rerun=rerun and rerun.value)
         console.print(_runs_table(plan.specs, dry.costs, dry.finished))
         console.print(dry.line)
+        if dry.stacks:
+            console.print(dry.stacks)
         return
     outcome = runner.execute(plan, show=progress.terminal(err_console), force_new=force_new,
                              rerun=rerun and rerun.value, fail_fast=fail_fast, figures=plots, say=_say, warn=_warn)

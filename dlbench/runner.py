@@ -34,13 +34,13 @@ from dlbench.config import schema
 from dlbench.config.keys import pop_path
 from dlbench.config.schema import Config
 from dlbench.errors import ConfigError
-from dlbench.execution.launchers import Launcher, Options, resolve
+from dlbench.execution.launchers import Launcher, Options, planned, resolve
 from dlbench.results import plots
 from dlbench.results.report import Report, write_tables
 from dlbench.results.store import Store
-from dlbench.training import checkpoint
+from dlbench.training import checkpoint, memory
 from dlbench.results.tables import table as task_table
-from dlbench.training.run import resolve_device, schedule
+from dlbench.training.run import check_precision, resolve_device, schedule
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -85,6 +85,7 @@ class Plan:
     store: Store
     launcher: Launcher
     options: Options
+    executor: str = "auto"
 
 
 def plan(config: Path | Mapping[str, Any], sets: list[str], *, out: Path, device: str | None = None,
@@ -102,7 +103,7 @@ def plan(config: Path | Mapping[str, Any], sets: list[str], *, out: Path, device
     options = Options(workers, address, checkpoint.folder(store.root))
     launcher = resolve(executor, options)
     check_address(executor, address)
-    return Plan(cfg, specs, raw, store, launcher, options)
+    return Plan(cfg, specs, raw, store, launcher, options, executor)
 
 
 def check_address(executor: str, address: str | None, timeout_s: float = 3.0) -> None:
@@ -156,6 +157,12 @@ def prepare_data(specs: list[sweep.RunSpec], device: str) -> None:
                               f"of {spec.config.data.dataset}; use at most {n_train:,} or 'full'")
 
 
+def check_device(specs: list[sweep.RunSpec], device: torch.device) -> None:
+    """Refuse settings the device cannot honour (train.precision) before anything trains."""
+    for precision in dict.fromkeys(s.config.train.precision for s in specs):
+        check_precision(precision, device)
+
+
 def view(cfg: Config, specs: list[sweep.RunSpec]) -> dict[str, Any]:
     return tasks.view(cfg, specs, sweep.swept_keys(specs))
 
@@ -200,22 +207,27 @@ class DryRun:
     finished: dict[str, str]  # run id -> status of the runs already in the folder
     costs: list[Cost]
     line: str  # the bottom line: run counts, parameters x steps to train
+    stacks: str = ""  # the stacks to train and each one's memory estimate beside the device's free memory
 
 
 def dry_run(run: Plan, *, force_new: bool = False, rerun: str | None = None) -> DryRun:
     """What `execute` would do, checked and estimated on the data it would load; trains nothing."""
     trains = tasks.TASKS[run.cfg.task].trains
+    dev = resolve_device(run.cfg.train.device) if trains else torch.device("cpu")
     if trains:
+        check_device(run.specs, dev)
         prepare_data(run.specs, "cpu")
     finished = {} if force_new else run.store.finished()
     if not force_new:
         run.store.check(experiment_record(run.cfg, run.specs))
     run_costs = costs(run.specs) if trains else [Cost()] * len(run.specs)  # nothing trains: no cost
-    line = describe(run.specs, select(run.specs, finished, rerun), run_costs)
+    todo = select(run.specs, finished, rerun)
+    line = describe(run.specs, todo, run_costs)
+    stacks = memory.describe(planned(run.executor, todo, dev, run.options), dev) if trains and todo else ""
     later = planned_runs(run.cfg) - len(run.specs) if sweep.staged(run.cfg) else 0
     if later > 0:  # a staged search plans its next rounds from the results of these
         line += f"; up to {later} more runs in later rounds and the confirm stage, planned from these runs' results"
-    return DryRun(finished, run_costs, line)
+    return DryRun(finished, run_costs, line, stacks)
 
 
 def execute(run: Plan, *, show: progress.Show | None, force_new: bool = False, rerun: str | None = None,
@@ -226,6 +238,7 @@ def execute(run: Plan, *, show: progress.Show | None, force_new: bool = False, r
     check_rerun(rerun)  # before the folder is touched
     if tasks.TASKS[run.cfg.task].trains:
         dev = resolve_device(run.cfg.train.device)
+        check_device(run.specs, dev)
         prepare_data(run.specs, str(dev))
         launch = progress.launching(run.launcher, run.options, dev, show, f"{run.cfg.name} on {dev.type}")
         outcome = train(run.cfg, run.specs, run.raw, run.store, launch, force_new=force_new, rerun=rerun,

@@ -39,7 +39,7 @@ _ADDED_KEYS = [("optimizer", "rho"), ("optimizer", "clip_norm"), ("optimizer", "
                ("model", "bn_running_var"),
                ("data", "train_subset"),
                ("regularization", "penalty_in_loss"),
-               ]
+               ("train", "precision")]
 
 
 @dataclass(frozen=True)

@@ -235,6 +235,7 @@ class TrainConfig(Section):
     # np.random.choice: an "epoch" is then n / batch_size such draws)
     order: Literal["shuffle", "sequential", "replacement"] = "shuffle"
     checkpoint_seconds: NonNegative | None = 60.0  # stack checkpoints every this many seconds; null: never
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # bf16 / fp16: autocast on CUDA (fp16 with loss scaling)
 
     @model_validator(mode="after")
     def _epochs_xor_steps(self) -> "TrainConfig":

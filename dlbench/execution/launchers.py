@@ -31,7 +31,7 @@ import torch
 from dlbench.registry import Registry
 from dlbench.config.schema import ConfigError
 from dlbench.sweep import RunSpec
-from dlbench.training import checkpoint, engine
+from dlbench.training import checkpoint, engine, memory
 from dlbench.training.run import Progress, RunResult, failed
 
 StartStack = Callable[[list[RunSpec]], Progress | None]  # called when a stack starts; returns its step callback
@@ -76,16 +76,40 @@ class Job:
     wanted: frozenset[str] | None = None  # None: every run of the stack
 
 
-def jobs(specs: list[RunSpec], options: Options, max_stack: int = engine.MAX_STACK) -> list[Job]:
-    """Unfinished stacks resumed from their checkpoints first, then the other runs in new stacks."""
+def jobs(specs: list[RunSpec], options: Options, max_stack: int = engine.MAX_STACK, device: torch.device | None = None,
+         concurrent: int = 1) -> list[Job]:
+    """Unfinished stacks resumed from their checkpoints first, then the other runs in new stacks, split
+    where they would not fit in the memory `device` has free (`concurrent` stacks at a time)."""
     out, wanted = [], {s.run_id for s in specs}
     for path, held, state in checkpoint.resumable(options.checkpoints, specs):
         out.append(Job(held, path, state, frozenset(wanted & {s.run_id for s in held})))
         wanted -= {s.run_id for s in held}
-    for stack in engine.stacks([s for s in specs if s.run_id in wanted], max_stack):
+    for stack in new_stacks([s for s in specs if s.run_id in wanted], max_stack, device, concurrent):
         saves = checkpoint.path_for(options.checkpoints, stack) if options.checkpoints else None
         out.append(Job(stack, saves))
     return out
+
+
+def new_stacks(specs: list[RunSpec], max_stack: int, device: torch.device | None,
+               concurrent: int = 1) -> list[list[RunSpec]]:
+    """engine.stacks, split further to fit in memory (device None: not)."""
+    stacks = engine.stacks(specs, max_stack)
+    return stacks if device is None else [p.runs for p in memory.plan(stacks, device, concurrent)]
+
+
+def planned(executor: str, specs: list[RunSpec], device: torch.device, options: Options) -> list[memory.Planned]:
+    """The new stacks --executor EXECUTOR would train, with their memory estimates (for --dry-run)."""
+    name = "local" if executor == "auto" else executor
+    if name in ("local", "serial"):
+        return memory.plan(engine.stacks(specs, 1 if name == "serial" else engine.MAX_STACK), device)
+    slots = options.workers or os.cpu_count() or 1
+    concurrent = 1 if name == "ray" and device.type == "cuda" else slots  # ray: one GPU per task
+    share = min(engine.MAX_STACK, max(1, math.ceil(len(specs) / slots)))
+    return memory.plan(engine.stacks(specs, share), device, concurrent)
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    return isinstance(e, torch.OutOfMemoryError) or (isinstance(e, RuntimeError) and "can't allocate memory" in str(e))
 
 
 def train_stack(job: Job, device: torch.device, on_start: StartStack | None = None,
@@ -104,9 +128,12 @@ def train_stack(job: Job, device: torch.device, on_start: StartStack | None = No
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as e:  # noqa: BLE001 - isolation: a crashing run is recorded, not fatal
+        unfinished = [s for s in stack if s.run_id not in finished and (job.wanted is None or s.run_id in job.wanted)]
+        if _out_of_memory(e) and len(stack) > 1:
+            yield from _split(job, saves, unfinished, device, on_start, interrupt, e)
+            return
         if saves:
             saves.remove()
-        unfinished = [s for s in stack if s.run_id not in finished and (job.wanted is None or s.run_id in job.wanted)]
         if len(stack) == 1:
             yield from (failed(s, e, device) for s in unfinished)
             return
@@ -116,6 +143,33 @@ def train_stack(job: Job, device: torch.device, on_start: StartStack | None = No
         for spec in unfinished:
             saves_one = checkpoint.path_for(job.saves.parent, [spec]) if job.saves else None
             yield from train_stack(Job([spec], saves_one), device, on_start, interrupt)
+
+
+def _split(job: Job, saves: checkpoint.Checkpoint | None, unfinished: list[RunSpec], device: torch.device,
+           on_start: StartStack | None, interrupt: checkpoint.Interrupt | None, error: BaseException
+           ) -> Iterator[RunResult]:
+    """A stack that ran out of memory, as two equal stacks resumed from its last state (its latest
+    checkpoint, else the state it resumed from, else the start)."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    state, held = job.resume, job.stack
+    if saves is not None and saves.path.exists():
+        loaded = checkpoint.read(saves.path)
+        if loaded is not None:
+            held, state = loaded
+        saves.remove()
+    if state is None:
+        held = job.stack
+    wanted = {s.run_id for s in unfinished}
+    halves = memory.split(held, math.ceil(len(held) / 2))
+    step = state["step"] if state is not None else 0
+    warnings.warn(f"stack of {len(held)} runs ran out of memory ({type(error).__name__}); resuming it as "
+                  f"{len(halves)} stacks of {len(halves[0])} runs from step {step}", RuntimeWarning, stacklevel=3)
+    for half in halves:
+        keep = frozenset(s.run_id for s in half) & wanted
+        if keep:
+            where = checkpoint.path_for(job.saves.parent, half) if job.saves else None
+            yield from train_stack(Job(half, where, state, keep), device, on_start, interrupt)
 
 
 def _in_this_process(jobs_: list[Job], device: torch.device, on_start: StartStack | None) -> Iterator[RunResult]:
@@ -128,23 +182,25 @@ def _in_this_process(jobs_: list[Job], device: torch.device, on_start: StartStac
 def local(specs: list[RunSpec], device: torch.device, on_start: StartStack | None = None,
           options: Options = Options()) -> Iterator[RunResult]:
     """stacks of compatible runs (differing only in values), one stack after another in this process"""
-    yield from _in_this_process(jobs(specs, options), device, on_start)
+    yield from _in_this_process(jobs(specs, options, device=device), device, on_start)
 
 
 @EXECUTORS.register("serial")
 def serial(specs: list[RunSpec], device: torch.device, on_start: StartStack | None = None,
            options: Options = Options()) -> Iterator[RunResult]:
     """stacks of one run, one after another in this process"""
-    yield from _in_this_process(jobs(specs, options, max_stack=1), device, on_start)
+    yield from _in_this_process(jobs(specs, options, max_stack=1, device=device), device, on_start)
 
 
-def shares(specs: list[RunSpec], slots: int, options: Options = Options()) -> list[Job]:
+def shares(specs: list[RunSpec], slots: int, options: Options = Options(), device: torch.device | None = None,
+           concurrent: int = 1) -> list[Job]:
     """Stacks split so that `slots` workers are all busy: no stack larger than an equal share of the runs.
     Search runs that prune (random.prune) stay in whole stacks: successive halving compares the runs of
     one stack, so a split round would halve each part on its own."""
     share = min(engine.MAX_STACK, max(1, math.ceil(len(specs) / slots)))
     pruned = [s for s in specs if s.pruning is not None]
-    return [*jobs([s for s in specs if s.pruning is None], options, max_stack=share), *jobs(pruned, options)]
+    return [*jobs([s for s in specs if s.pruning is None], options, share, device, concurrent),
+            *jobs(pruned, options, device=device, concurrent=concurrent)]
 
 
 def _worker(job: Job, device: str, threads: int) -> list[RunResult]:
@@ -170,7 +226,8 @@ def processes(specs: list[RunSpec], device: torch.device, on_start: StartStack |
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
     try:
         pending: dict[Future[list[RunResult]], list[RunSpec]] = {
-            pool.submit(_worker, job, str(device), threads): _wanted(job) for job in shares(specs, workers, options)}
+            pool.submit(_worker, job, str(device), threads): _wanted(job)
+            for job in shares(specs, workers, options, device, concurrent=workers)}
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
@@ -205,7 +262,8 @@ def ray_launcher(specs: list[RunSpec], device: torch.device, on_start: StartStac
         # a remote cluster's nodes do not see this machine's results folder: no checkpoints there
         local_options = options if options.address is None else replace(options, checkpoints=None)
         pending.update({task.remote(job, str(device), threads): _wanted(job)
-                        for job in shares(specs, slots, local_options)})
+                        for job in shares(specs, slots, local_options, None if options.address else device,
+                                          concurrent=1 if device.type == "cuda" else slots)})
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             stack = pending.pop(done[0])

@@ -23,6 +23,7 @@ augmentation, batch order, noise, dropout, L1, diagnostics and checkpoints live 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import ctypes
 import functools
@@ -30,7 +31,6 @@ import json
 import math
 import sys
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -48,8 +48,9 @@ from dlbench.components.optimizers import (StackedOptimizer, clip_grad_norms_, i
 from dlbench.components.schedules import StackedSchedule
 from dlbench import search
 from dlbench.sweep import RunSpec, identity
-from dlbench.training import checkpoint, diagnostics
-from dlbench.training.run import SPLITS, Progress, RunResult, schedule, summarize
+from dlbench.training import checkpoint
+from dlbench.training.per_run import AUGMENT_STREAM, NOISE_STREAM, ORDER_STREAM, PerRun, generator  # noqa: F401 - re-exported
+from dlbench.training.run import AUTOCAST, SPLITS, Progress, RunResult, check_precision, schedule, summarize
 
 MAX_STACK = 256  # runs per stack; larger groups are split into equal stacks
 # evaluation forwards: samples per forward (fixed per device, so losses sum alike in any stack) and
@@ -60,9 +61,12 @@ EVAL_SAMPLES_DEFAULT = 8192
 EVAL_ELEMENTS = {"cpu": 1 << 20}
 EVAL_ELEMENTS_DEFAULT = 1 << 26
 PER_RUN_SECTIONS = ("optimizer", "schedule", "init", "regularization", "diagnostics")  # may differ inside a stack
-# a run's generators: batch order; input noise and dropout masks; augmentation (a stream of its own,
-# so that runs without augmentation draw exactly what they drew before it existed)
-ORDER_STREAM, NOISE_STREAM, AUGMENT_STREAM = 0, 1, 2
+# devices whose divergence check reads the losses every step: on a CPU that read costs nothing (its ops have
+# run by then) and a diverged run ends with its parameters before the step; elsewhere it would stall the
+# device's queue every step, so it is read at evaluations (see Stack.run)
+DIVERGENCE_EVERY_STEP = frozenset({"cpu"})
+# fp16 loss scaling, per run, as torch.amp.GradScaler scales (its defaults)
+SCALE_GROWTH_INTERVAL, SCALE_GROWTH, SCALE_BACKOFF = 2000, 2.0, 0.5
 
 
 class Unstackable(Exception):
@@ -111,16 +115,6 @@ def stacks(specs: list[RunSpec], max_stack: int = MAX_STACK) -> list[list[RunSpe
     return out
 
 
-def generator(seed: int, stream: int, device: torch.device) -> torch.Generator:
-    """A run's own generator for one stream, seeded from its seed (streams independent of each other).
-    The batch order keeps the plain seed, as dlbench always seeded it: runs without dropout or
-    input noise reproduce the numbers of earlier versions."""
-    if stream == ORDER_STREAM:
-        return torch.Generator(device).manual_seed(seed)
-    state = np.random.SeedSequence([seed, stream]).generate_state(2, np.uint32)
-    return torch.Generator(device).manual_seed(int(state[0]) << 32 | int(state[1]))
-
-
 class MaskedDropout(nn.Module):
     """Dropout whose mask is passed in, one per run, as the buffer `mask`: scaled by 1 / (1 - p)
     (model.dropout_scaling: inverted), or 0 / 1 with every unit times the run's `scale` = 1 - p at
@@ -136,18 +130,6 @@ class MaskedDropout(nn.Module):
         if self.training:
             return x * self.mask
         return x * self.scale if self.at_test else x
-
-
-@dataclass
-class _Run:
-    spec: RunSpec
-    order: torch.Generator  # batch order
-    rng: torch.Generator  # input noise and dropout masks
-    augment: torch.Generator  # augmentation
-    metrics: list[dict[str, float]] = field(default_factory=list)
-    best: dict[str, float] | None = None
-    since_best: int = 0
-    recorder: diagnostics.Recorder | None = None
 
 
 def _template(run_models: list[nn.Module], dropouts: list[float], at_test: bool = False) -> nn.Module:
@@ -205,26 +187,23 @@ class Stack:
         self.loss_fn = losses.LOSSES[cfg.loss].builder
         self.bs, self.per_epoch, self.total = schedule(len(self.splits.x_train), cfg.train)
         self.eval_interval = cfg.train.eval_every * (self.per_epoch if cfg.train.steps is None else 1)
+        self.precision = cfg.train.precision  # one per stack: part of the stack key
+        check_precision(self.precision, device)
 
-        run_models, self.runs = [], []
+        run_models = []
         for spec in specs:
             with torch.random.fork_rng(devices=[]):  # the init draws from the seed, the caller's RNG is untouched
                 torch.manual_seed(spec.seed)
                 model = models.build(spec.config.model, self.splits.sample_shape, self.splits.num_classes)
                 inits.initialize(model, spec.config.init)
             run_models.append(model.to(device))
-            diag = spec.config.diagnostics
-            recorder = (diagnostics.Recorder(diag, spec.config.model.activation, self.splits.x_train)
-                        if diag.enabled() else None)
-            self.runs.append(_Run(spec, generator(spec.seed, ORDER_STREAM, torch.device("cpu")),
-                                  generator(spec.seed, NOISE_STREAM, device),
-                                  generator(spec.seed, AUGMENT_STREAM, device), recorder=recorder))
+        self.v = PerRun.build(specs, self)
         self.at_test = cfg.model.dropout_scaling == "test"  # in the stack key: the same for every run
-        template = _template(run_models, [s.config.model.dropout for s in specs], self.at_test)
+        template = _template(run_models, self.v.dropout, self.at_test)
         self.dropout_calls, self.widest = _probe(template, self.splits.x_train[:1])
         self.n_params = models.count_parameters(run_models[0])
         # a real copy for diagnostics, which look at one run at a time as a plain module
-        self.inspected = copy.deepcopy(template) if any(r.recorder for r in self.runs) else None
+        self.inspected = copy.deepcopy(template) if any(self.v.recorder) else None
         self.template = template.to("meta")
         self.params, self.buffers = stack_module_state(run_models)
         del run_models
@@ -236,14 +215,20 @@ class Stack:
         schedules = [s.config.schedule for s in specs]
         self.schedule = StackedSchedule(schedules, self.total, self.per_epoch)
         self.scheduled = any(c.name != "constant" or c.warmup for c in schedules)  # else lr stays optimizer.lr
-        self.lrs = self.optimizer.lrs()
         self._set_lrs(0)
-        self._per_run_values()
         self._forwards(len(specs))
         self.step = 0
-        self.perms = torch.empty(0, dtype=torch.long)
-        self.batch_loss_sum = torch.zeros(len(self.runs), dtype=torch.float64, device=device)
         self.batch_count = 0
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """Forwards in train.precision: autocast to bf16 / fp16 (parameters, gradients, optimizer state stay fp32)."""
+        dtype = AUTOCAST[self.precision]
+        return contextlib.nullcontext() if dtype is None else torch.autocast(self.device.type, dtype=dtype)
+
+    @property
+    def runs(self) -> list[RunSpec]:
+        """The runs still training, in the stack's order."""
+        return self.v.spec
 
     def _forwards(self, runs: int) -> None:
         """The stack's logits (runs, samples, classes): vmap over the stack, or the plain module for one run."""
@@ -276,63 +261,43 @@ class Stack:
                else losses.smoothed_cross_entropy(by_class, targets, smoothing))
         return out.view(runs, samples)
 
-    def _per_run_values(self) -> None:
-        regs = [r.spec.config.regularization for r in self.runs]
-        self.noise = [reg.input_noise for reg in regs]
-        self.l1 = [reg.l1 for reg in regs]
-        self.dropout = [r.spec.config.model.dropout for r in self.runs]
-        self.noise_col = torch.tensor(self.noise, device=self.device)
-        self.l1_col = torch.tensor(self.l1, device=self.device)
-        # training loss only: evaluation reports the plain loss, comparable across runs
-        self.smoothing = torch.tensor([reg.label_smoothing for reg in regs], device=self.device)
-        self.smooths = bool(self.smoothing.any())
-        self.augment = [reg.augment for reg in regs]
-        clip = [r.spec.config.optimizer.clip_norm for r in self.runs]
-        self.clip_col = torch.tensor([math.inf if c is None else c for c in clip], device=self.device)
-        self.clips = any(c is not None for c in clip)
-        opts = [r.spec.config.optimizer for r in self.runs]
-        self.penalized = any(reg.penalty_in_loss for reg in regs)
-        self.penalty_col = torch.tensor([o.weight_decay if reg.penalty_in_loss else 0.0 for o, reg in zip(opts, regs)],
-                                        device=self.device)
-        self.decay_biases_col = torch.tensor([float(o.decay_biases) for o in opts], device=self.device)
-
     def _set_lrs(self, k: int) -> None:
-        """Each run's lr for update k (0-based) from its schedule; `lrs` is what the metrics' lr column shows."""
+        """Each run's lr for update k (0-based) from its schedule; `v.lr` is what the metrics' lr column shows."""
         if self.scheduled:
-            self.lrs = set_lr_multipliers(self.optimizer, self.schedule(k)).tolist()
+            self.v.lr = set_lr_multipliers(self.optimizer, self.schedule(k)).tolist()
 
     # ------------------------------------------------------------------ one step
 
     def _augmented(self, xb: Tensor) -> Tensor:
         """The batches with each run's augmentation, drawn from its own generator (runs grouped by augmentation)."""
-        for name in set(self.augment) - {"none"}:
-            rows = [i for i, a in enumerate(self.augment) if a == name]
+        for name in set(self.v.augmentation) - {"none"}:
+            rows = [i for i, a in enumerate(self.v.augmentation) if a == name]
             index = torch.tensor(rows, device=self.device)
-            xb = xb.index_copy(0, index, AUGMENTATIONS[name].builder(xb[index], [self.runs[i].augment for i in rows]))
+            xb = xb.index_copy(0, index, AUGMENTATIONS[name].builder(xb[index], [self.v.augment[i] for i in rows]))
         return xb
 
     def _inputs(self, idx: Tensor) -> Tensor:
         """The runs' batches, augmented, then with each run's input noise drawn from its own generator."""
         xb = self._augmented(self.splits.x_train[idx])
-        if not any(self.noise):
+        if not any(self.v.input_noise):
             return xb
         noise = torch.stack([
-            torch.randn(xb.shape[1:], generator=r.rng, device=self.device) if std > 0
+            torch.randn(xb.shape[1:], generator=rng, device=self.device) if std > 0
             else torch.zeros(xb.shape[1:], device=self.device)
-            for r, std in zip(self.runs, self.noise)])
-        return xb + self.noise_col.view(-1, *[1] * (xb.dim() - 1)) * noise
+            for rng, std in zip(self.v.rng, self.v.input_noise)])
+        return xb + self.v.column("input_noise").view(-1, *[1] * (xb.dim() - 1)) * noise
 
     def _masks(self, batch: int) -> dict[str, Tensor]:
         """Each dropout layer's masks, drawn run by run from the run's generator."""
         masks = {}
         for name, shape in self.dropout_calls:
             per_run = []
-            for r, p in zip(self.runs, self.dropout):
+            for rng, p in zip(self.v.rng, self.v.dropout):
                 m = torch.empty((batch, *shape), device=self.device)
                 if p == 0:
                     m.fill_(1.0)
                 else:
-                    m.bernoulli_(1 - p, generator=r.rng)
+                    m.bernoulli_(1 - p, generator=rng)
                     if not self.at_test:
                         m.div_(1 - p)
                 per_run.append(m)
@@ -349,62 +314,82 @@ class Stack:
         """Per run: 1/2 weight_decay sum ||p||^2 over the tensors its decay acts on (regularization.penalty_in_loss)."""
         weights = sum(p.pow(2).flatten(1).sum(1) for p in self.params.values() if is_weight(p))
         others = sum(p.pow(2).flatten(1).sum(1) for p in self.params.values() if not is_weight(p))
-        return 0.5 * self.penalty_col * (weights + self.decay_biases_col * others)
+        return 0.5 * self.v.column("penalty") * (weights + self.v.column("decay_biases") * others)
 
     def _losses(self, idx: Tensor) -> Tensor:
         """Per-run training losses of one batch (with the L1 term where a run has one)."""
         xb = self._inputs(idx)
         logits = self.train_logits(self.params, {**self.buffers, **self._masks(idx.shape[1])}, xb)
-        losses_ = self._per_sample_losses(logits, self.splits.y_train[idx],
-                                          self.smoothing if self.smooths else None, rows=True).mean(1)
-        if any(self.l1):
-            losses_ = losses_ + self.l1_col * self._l1_penalty()
+        smoothing = self.v.column("label_smoothing") if any(self.v.label_smoothing) else None
+        losses_ = self._per_sample_losses(logits, self.splits.y_train[idx], smoothing, rows=True).mean(1)
+        if any(self.v.l1):
+            losses_ = losses_ + self.v.column("l1") * self._l1_penalty()
         return losses_
 
     # ------------------------------------------------------------------ evaluation
 
     @torch.no_grad()
-    def _evaluate(self, rows: list[int]) -> list[dict[str, float]]:
-        """Mean loss and accuracy per split for the given runs, in eval mode.
+    def _evaluate(self, rows: list[int]) -> Tensor:
+        """Summed loss and number correct per split for the given runs, in eval mode, on the device:
+        float64 [2 x splits, runs], rows train loss, train correct, val loss, ...
 
         Forwards of a fixed number of samples (so a run's loss sums the same way in every
         stack), as many runs per forward as fit the device's activation budget."""
-        index = torch.tensor(rows, device=self.device)
-        params = {k: v.detach()[index] for k, v in self.params.items()}
-        buffers = {k: v[index] for k, v in self.buffers.items()}
+        index = self._index(rows)
+        params = {k: v.detach() if index is None else v.detach()[index] for k, v in self.params.items()}
+        buffers = self.buffers if index is None else {k: v[index] for k, v in self.buffers.items()}
+        sums = torch.zeros(2 * len(SPLITS), len(rows), device=self.device, dtype=torch.float64)
+        self.template.eval()
+        with self._autocast():
+            self._evaluate_into(sums, params, buffers, len(rows))
+        self.template.train()
+        return sums
+
+    def _evaluate_into(self, sums: Tensor, params: dict[str, Tensor], buffers: dict[str, Tensor], runs: int) -> None:
         per_call = EVAL_SAMPLES.get(self.device.type, EVAL_SAMPLES_DEFAULT)
         runs_per_call = max(1, EVAL_ELEMENTS.get(self.device.type, EVAL_ELEMENTS_DEFAULT) // (per_call * self.widest))
-        out: list[dict[str, float]] = [{} for _ in rows]
-        self.template.eval()
-        for name in SPLITS:
+        for s, name in enumerate(SPLITS):
             x, y = self.splits.split(name)
-            loss_sum = torch.zeros(len(rows), device=self.device, dtype=torch.float64)
-            correct = torch.zeros(len(rows), device=self.device, dtype=torch.long)
-            for a in range(0, len(rows), runs_per_call):
-                b = min(a + runs_per_call, len(rows))
+            loss_sum, correct = sums[2 * s], torch.zeros(runs, device=self.device, dtype=torch.long)
+            for a in range(0, runs, runs_per_call):
+                b = min(a + runs_per_call, runs)
                 p, bufs = {k: v[a:b] for k, v in params.items()}, {k: v[a:b] for k, v in buffers.items()}
                 for i in range(0, len(x), per_call):
                     xc, yc = x[i:i + per_call], y[i:i + per_call].expand(b - a, -1)
                     logits = self.eval_logits(p, bufs, xc)
                     loss_sum[a:b] += self._per_sample_losses(logits, yc).sum(1, dtype=torch.float64)
                     correct[a:b] += (logits.argmax(-1) == yc).sum(1)
-            for row, s, c in zip(out, loss_sum.tolist(), correct.tolist()):
-                row[f"{name}_loss"], row[f"{name}_acc"] = (s / len(x), c / len(x)) if len(x) else (math.nan, math.nan)
-        self.template.train()
-        return out
+            sums[2 * s + 1] = correct
 
-    def _record(self, rows: list[int], batch_loss: list[float]) -> None:
+    def _index(self, rows: list[int]) -> Tensor | None:
+        """Rows as an index tensor on the device; None when they are all runs in order (no copy needed)."""
+        return None if rows == list(range(len(self.v))) else torch.tensor(rows, device=self.device)
+
+    def _record(self, rows: list[int]) -> list[int]:
+        """Evaluate these runs and append a metrics row to each; returns the step at which each diverged
+        (0: it has not). What the rows need comes to the host in one copy."""
         to_eval_weights(self.optimizer)  # schedule-free runs are evaluated at their averaged weights
         try:
-            evaluated = self._evaluate(rows)
+            sums = self._evaluate(rows)
+            index = self._index(rows)
+            batch_loss = (self.v.batch_loss_sum / self.batch_count if self.batch_count
+                          else torch.full_like(self.v.batch_loss_sum, math.nan))
+            tail = torch.stack([batch_loss, self.v.diverged_at.double()])
+            host = torch.cat([sums, tail if index is None else tail[:, index]]).tolist()
             seconds = time.perf_counter() - self.start
-            for i, split_metrics in zip(rows, evaluated):
-                run = self.runs[i]
-                run.metrics.append({"epoch": self.step / self.per_epoch, "step": self.step,
-                                    "train_batch_loss": batch_loss[i], **split_metrics, "lr": self.lrs[i],
-                                    "seconds": seconds})
-                if run.recorder:
-                    run.recorder.record(self._one_run(i), self.step)
+            sizes = [len(self.splits.split(name)[1]) for name in SPLITS]
+            for j, i in enumerate(rows):
+                split_metrics = {}
+                for s, (name, n) in enumerate(zip(SPLITS, sizes)):
+                    split_metrics[f"{name}_loss"], split_metrics[f"{name}_acc"] = (
+                        (host[2 * s][j] / n, host[2 * s + 1][j] / n) if n else (math.nan, math.nan))
+                self.v.metrics[i].append({"epoch": self.step / self.per_epoch, "step": self.step,
+                                          "train_batch_loss": host[-2][j] if self.batch_count else math.nan, **split_metrics, "lr": self.v.lr[i],
+                                          "seconds": seconds})
+                recorder = self.v.recorder[i]
+                if recorder:
+                    recorder.record(self._one_run(i), self.step)
+            return [int(d) for d in host[-1]]
         finally:
             to_train_weights(self.optimizer)
 
@@ -422,17 +407,18 @@ class Stack:
 
     # ------------------------------------------------------------------ finishing runs
 
-    def _result(self, run: _Run, status: str, diverged_step: int | None, stopped_early: bool) -> RunResult:
-        summary = summarize(run.spec, run.metrics, run.best, status=status, diverged_step=diverged_step,
+    def _result(self, i: int, status: str, diverged_step: int | None, stopped_early: bool) -> RunResult:
+        v, recorder = self.v, self.v.recorder[i]
+        summary = summarize(v.spec[i], v.metrics[i], v.best[i], status=status, diverged_step=diverged_step,
                             stopped_early=stopped_early, step=self.step, per_epoch=self.per_epoch,
                             batch_size=self.bs, wall_time=time.perf_counter() - self.start,
                             n_params=self.n_params, device=self.device)
-        if run.recorder:
-            summary["diagnostics"] = run.recorder.final()
-        return RunResult(run.spec, status, run.metrics, summary, run.recorder.files() if run.recorder else {})
+        if recorder:
+            summary["diagnostics"] = recorder.final()
+        return RunResult(v.spec[i], status, v.metrics[i], summary, recorder.files() if recorder else {})
 
     def _keep(self, rows: list[int]) -> None:
-        """Continue with these runs only (the others finished)."""
+        """Continue with these runs only (the others finished), in this order."""
         index = torch.tensor(rows, device=self.device)
         kept = {}
         for k, p in self.params.items():
@@ -442,72 +428,105 @@ class Stack:
         self.params = kept
         self.buffers = {k: v[index] for k, v in self.buffers.items()}
         self.optimizer.keep(index, list(kept.values()))
-        self.runs = [self.runs[i] for i in rows]
         self.schedule.keep(rows)
-        self.lrs = [self.lrs[i] for i in rows]
-        self.batch_loss_sum = self.batch_loss_sum[index]
-        if self.perms.numel():
-            self.perms = self.perms[index.to(self.perms.device)]
-        self._per_run_values()
+        self.v.keep(rows)
         self._forwards(len(rows))
 
     def _finish(self, done: dict[int, tuple[str, int | None, bool]]) -> Iterator[RunResult]:
         """Yield the results of runs i -> (status, diverged step, stopped early) and drop them."""
-        results = [self._result(self.runs[i], *done[i]) for i in sorted(done)]
-        keep = [i for i in range(len(self.runs)) if i not in done]
+        results = [self._result(i, *done[i]) for i in sorted(done)]
+        keep = [i for i in range(len(self.v)) if i not in done]
         if keep:
             self._keep(keep)
         else:
-            self.runs = []
+            self.v.keep([])
         yield from results
-
-    def _mean_batch_loss(self) -> list[float]:
-        if not self.batch_count:
-            return [math.nan] * len(self.runs)
-        return (self.batch_loss_sum / self.batch_count).tolist()
 
     # ------------------------------------------------------------------ the loop
 
     def run(self, progress: Progress | None = None,
             after_step: Callable[["Stack"], None] | None = None) -> Iterator[RunResult]:
         """Train all runs; yield each result as its run finishes. `after_step` is called between
-        steps, where the state is whole (checkpoints)."""
+        steps, where the state is whole (checkpoints).
+
+        The step itself reads nothing back from the device: where divergence is not checked every
+        step (DIVERGENCE_EVERY_STEP), the step a run's loss first goes non-finite is kept in a
+        device tensor and read at the next evaluation, with the metrics (one copy)."""
         n = len(self.splits.x_train)
+        every_step = self.device.type in DIVERGENCE_EVERY_STEP
         if progress:  # where the stack starts (0, or a checkpoint's step): the display's first word
-            progress(self.step, self.total, len(self.runs))
+            progress(self.step, self.total, len(self.v))
         if self.step == 0:
-            self._record(list(range(len(self.runs))), self._mean_batch_loss())
-        while self.step < self.total and self.runs:
+            self._record(list(range(len(self.v))))
+        while self.step < self.total and self.v:
             position = self.step % self.per_epoch
             if position == 0:  # a new epoch: each run's own order, or the samples as stored (train.order)
-                self.perms = torch.stack([self._epoch_order(n, r.order) for r in self.runs]).to(self.device)
+                self.v.perms = _to_device(torch.stack([self._epoch_order(n, g) for g in self.v.order]), self.device)
             for p in self.params.values():
                 p.grad = None
-            losses_ = self._losses(self.perms[:, position * self.bs:(position + 1) * self.bs])
+            with self._autocast():
+                losses_ = self._losses(self.v.perms[:, position * self.bs:(position + 1) * self.bs])
             self.step += 1
             finite = torch.isfinite(losses_.detach())
-            all_finite = bool(finite.all())
-            total_loss = losses_.sum() if all_finite else torch.where(finite, losses_, 0.0).sum()
-            total_loss.backward()
-            if not all_finite:  # diverged runs: final row with their parameters before this step
-                bad = (~finite).nonzero().flatten().tolist()
-                self._record(bad, self._mean_batch_loss())
-                losses_ = losses_[finite]
-                yield from self._finish({i: ("diverged", self.step, False) for i in bad})
-                if not self.runs:
-                    return
-            reported = losses_.detach() + self._l2_penalty() if self.penalized else losses_.detach()
-            if self.clips:
-                clip_grad_norms_([p.grad for p in self.params.values() if p.grad is not None], self.clip_col)
+            scaled = losses_ * self.v.loss_scale if self.precision == "fp16" else losses_
+            torch.where(finite, scaled, 0.0).sum().backward()  # a diverged run's gradients stay its own
+            if every_step:
+                if not bool(finite.all()):  # diverged runs: final row with their parameters before this step
+                    bad = (~finite).nonzero().flatten().tolist()
+                    self._record(bad)
+                    losses_ = losses_[finite]
+                    yield from self._finish({i: ("diverged", self.step, False) for i in bad})
+                    if not self.v:
+                        return
+            else:
+                first = self.v.diverged_at
+                self.v.diverged_at = torch.where(finite | (first > 0), first, self.step)
+            reported = losses_.detach() + self._l2_penalty() if any(self.v.penalty_in_loss) else losses_.detach()
+            if self.precision == "fp16":
+                overflow = self._unscale()
+            if any(math.isfinite(c) for c in self.v.clip_norm):
+                clip_grad_norms_([p.grad for p in self.params.values() if p.grad is not None],
+                                 self.v.column("clip_norm"))
             self._set_lrs(self.step - 1)
-            self.optimizer.step()
-            self.batch_loss_sum += reported.double()
+            if self.precision == "fp16":
+                self._scaled_update(overflow)
+            else:
+                self.optimizer.step()
+            self.v.batch_loss_sum += reported.double()
             self.batch_count += 1
             if self.step % self.eval_interval == 0 or self.step == self.total:
                 yield from self._evaluation(progress)
-            if after_step and self.runs:
+            if after_step and self.v:
                 after_step(self)
-        yield from self._finish({i: ("ok", None, False) for i in range(len(self.runs))})
+        yield from self._finish({i: ("ok", None, False) for i in range(len(self.v))})
+
+    @torch.no_grad()
+    def _unscale(self) -> Tensor:
+        """fp16: the gradients back to their true scale; returns which runs' gradients overflowed (their
+        gradients are zeroed, their update is undone in `_scaled_update`)."""
+        grads = [p.grad for p in self.params.values() if p.grad is not None]
+        overflow = torch.stack([~torch.isfinite(g).flatten(1).all(1) for g in grads]).any(0)
+        inverse = 1.0 / self.v.loss_scale  # powers of two: exact
+        for g in grads:
+            shape = (-1, *[1] * (g.dim() - 1))
+            g.mul_(inverse.view(shape)).masked_fill_(overflow.view(shape), 0.0)
+        return overflow
+
+    @torch.no_grad()
+    def _scaled_update(self, overflow: Tensor) -> None:
+        """fp16: the optimizer step, kept only by the runs whose gradients did not overflow, and each run's
+        loss scale adjusted as torch.amp.GradScaler adjusts its one scale (halved on an overflow, doubled after
+        SCALE_GROWTH_INTERVAL steps without). Unlike GradScaler, which skips the whole optimizer step, a run
+        that overflowed keeps its weights but its optimizer state takes one step of zero gradient."""
+        before = [p.detach().clone() for p in self.params.values()]
+        self.optimizer.step()
+        for p, old in zip(self.params.values(), before):
+            p.detach().copy_(torch.where(overflow.view(-1, *[1] * (p.dim() - 1)), old, p.detach()))
+        good = torch.where(overflow, 0, self.v.good_steps + 1)
+        grow = good >= SCALE_GROWTH_INTERVAL
+        scale = self.v.loss_scale
+        self.v.loss_scale = torch.where(overflow, scale * SCALE_BACKOFF, torch.where(grow, scale * SCALE_GROWTH, scale))
+        self.v.good_steps = torch.where(grow, 0, good)
 
     def _epoch_order(self, n: int, g: torch.Generator) -> Tensor:
         """One run's sample indices for an epoch (train.order)."""
@@ -518,42 +537,43 @@ class Stack:
         return torch.randperm(n, generator=g)
 
     def _evaluation(self, progress: Progress | None) -> Iterator[RunResult]:
-        self._record(list(range(len(self.runs))), self._mean_batch_loss())
-        self.batch_loss_sum.zero_()
+        diverged_at = self._record(list(range(len(self.v))))
+        self.v.batch_loss_sum.zero_()
         self.batch_count = 0
         done: dict[int, tuple[str, int | None, bool]] = {}
-        for j, run in enumerate(self.runs):
-            row = run.metrics[-1]
-            if not all(math.isfinite(row[f"train_{m}"]) for m in ("loss", "acc")):
-                done[j] = ("diverged", self.step, False)
-            elif run.best is None or row["val_acc"] > run.best["val_acc"]:
-                run.best, run.since_best = row, 0
+        for j in range(len(self.v)):
+            row = self.v.metrics[j][-1]
+            if diverged_at[j] or not all(math.isfinite(row[f"train_{m}"]) for m in ("loss", "acc")):
+                done[j] = ("diverged", diverged_at[j] or self.step, False)
+            elif self.v.best[j] is None or row["val_acc"] > self.v.best[j]["val_acc"]:  # type: ignore[index]
+                self.v.best[j], self.v.since_best[j] = row, 0
             else:
-                run.since_best += 1
-                patience = run.spec.config.regularization.early_stopping
-                if patience is not None and run.since_best >= patience:
+                self.v.since_best[j] += 1
+                patience = self.v.patience[j]
+                if patience is not None and self.v.since_best[j] >= patience:
                     done[j] = ("ok", None, True)
         done.update(self._pruned(done))
         if progress:
-            progress(self.step, self.total, len(self.runs) - len(done))
+            progress(self.step, self.total, len(self.v) - len(done))
         if done:
             yield from self._finish(done)
 
     def _pruned(self, done: dict[int, tuple[str, int | None, bool]]) -> dict[int, tuple[str, int | None, bool]]:
         """Successive halving of the stack's search runs (random.prune) at this evaluation:
         the runs that do not stay are finished as pruned, so they cost no more steps."""
-        alive = [j for j, run in enumerate(self.runs) if j not in done and run.spec.pruning is not None]
+        specs = self.v.spec
+        alive = [j for j, spec in enumerate(specs) if j not in done and spec.pruning is not None]
         if not alive:
             return {}
-        pruning = self.runs[alive[0]].spec.pruning
+        pruning = specs[alive[0]].pruning
         assert pruning is not None
-        unit = 1 if self.runs[0].spec.config.train.steps is not None else self.per_epoch  # eval_every's unit
+        unit = 1 if specs[0].config.train.steps is not None else self.per_epoch  # eval_every's unit
         if not search.prune_due(self.step / unit, pruning.every, self.total / unit):
             return {}
-        specs = [self.runs[j].spec for j in alive]
-        stay = search.survivors([self.runs[j].metrics[-1]["val_acc"] for j in alive], pruning.keep,
-                                point=[s.pruning.point for s in specs],  # type: ignore[union-attr]
-                                bracket=[s.pruning.group for s in specs])  # type: ignore[union-attr]
+        pruned = [specs[j] for j in alive]
+        stay = search.survivors([self.v.metrics[j][-1]["val_acc"] for j in alive], pruning.keep,
+                                point=[s.pruning.point for s in pruned],  # type: ignore[union-attr]
+                                bracket=[s.pruning.group for s in pruned])  # type: ignore[union-attr]
         return {j: ("pruned", None, False) for i, j in enumerate(alive) if i not in stay}
 
     # ------------------------------------------------------------------ checkpoints
@@ -561,38 +581,38 @@ class Stack:
     def state(self) -> dict[str, Any]:
         """The whole training state between two steps (tensors, numbers, strings, lists and dicts only)."""
         return {
-            "runs_held": checkpoint.describe_runs([r.spec for r in self.runs]), "step": self.step,
+            "runs_held": checkpoint.describe_runs(self.runs), "step": self.step,
             "params": {k: v.detach() for k, v in self.params.items()}, "buffers": self.buffers,
-            "optimizer": self.optimizer.state_dict(), "perms": self.perms,
-            "batch_loss_sum": self.batch_loss_sum, "batch_count": self.batch_count,
-            "runs": [{"order": r.order.get_state(), "rng": r.rng.get_state(), "augment": r.augment.get_state(),
-                      "metrics": r.metrics,
-                      "best": r.best, "since_best": r.since_best,
-                      "recorder": r.recorder.state() if r.recorder else None} for r in self.runs],
+            "optimizer": self.optimizer.state_dict(), "batch_count": self.batch_count, **self.v.state(),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
-        """Continue from `state()` of a stack of these runs; the runs it no longer held finished before."""
-        keep = [self.run_ids.index(r["run_id"]) for r in state["runs_held"]]
-        self._keep(keep)
-        self.step, self.perms = state["step"], state["perms"].to(self.device)
-        self.batch_loss_sum, self.batch_count = state["batch_loss_sum"].to(self.device), state["batch_count"]
+        """Continue from `state()` of a stack that held these runs, or more (a stack split after it ran
+        out of memory resumes in parts); the runs it no longer held finished before."""
+        held = [r["run_id"] for r in state["runs_held"]]
+        rows = [i for i, run_id in enumerate(held) if run_id in self.run_ids]
+        self._keep([self.run_ids.index(held[i]) for i in rows])
+        index = torch.tensor(rows)
+        self.step, self.batch_count = state["step"], state["batch_count"]
         with torch.no_grad():
             for k, v in state["params"].items():
-                self.params[k].copy_(v)
+                self.params[k].copy_(v[index.to(v.device)])
             for k, v in state["buffers"].items():
-                self.buffers[k].copy_(v)
+                self.buffers[k].copy_(v[index.to(v.device)])
+        self.v.restore(state, rows)
         self._set_lrs(max(self.step - 1, 0))  # the lr column of the last update
-        self.optimizer.load_state_dict({"steps": state["optimizer"]["steps"], "state": {
-            k: [None if t is None else t.to(self.device) for t in v] for k, v in state["optimizer"]["state"].items()},
-            "scalars": state["optimizer"].get("scalars", {})})
-        for run, saved in zip(self.runs, state["runs"]):
-            run.order.set_state(saved["order"])
-            run.rng.set_state(saved["rng"])
-            run.augment.set_state(saved["augment"])
-            run.metrics, run.best, run.since_best = saved["metrics"], saved["best"], saved["since_best"]
-            if run.recorder:
-                run.recorder.restore(saved["recorder"])
+        saved = state["optimizer"]
+        self.optimizer.load_state_dict({"steps": saved["steps"], "state": {
+            k: [None if t is None else t[index.to(t.device)].to(self.device) for t in v]
+            for k, v in saved["state"].items()},
+            "scalars": {k: v[index] for k, v in saved.get("scalars", {}).items()}})
+
+
+def _to_device(t: Tensor, device: torch.device) -> Tensor:
+    """A host tensor onto the device; to a GPU without waiting for it (pinned memory, asynchronous copy)."""
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
 
 
 def train(specs: list[RunSpec], device: torch.device, progress: Progress | None = None,

@@ -39,6 +39,20 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+# train.precision -> the dtype autocast computes in (fp32: no autocast)
+AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """Refuse a train.precision the device cannot honour (before anything trains)."""
+    if precision == "fp16" and device.type != "cuda":
+        raise ConfigError(f"train.precision: 'fp16' is invalid on {device.type}: float16 training with loss "
+                          "scaling runs on CUDA GPUs; use fp32 or bf16 here")
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ConfigError(f"train.precision: 'bf16' is invalid on {torch.cuda.get_device_name(device)}: it has no "
+                          "bfloat16 support; use fp16 or fp32")
+
+
 def versions() -> dict[str, str]:
     import numpy
 
@@ -66,7 +80,8 @@ def summarize(spec: RunSpec, metrics: list[dict[str, float]], best: dict[str, fl
         "status": status, "error": None, "diverged_step": diverged_step, "stopped_early": stopped_early,
         "steps": step, "epochs": step / per_epoch, "batch_size": batch_size,
         "final": _with_gap(final), "best": _with_gap(best or final),
-        "wall_time": wall_time, "n_params": n_params, "device": _device_name(device), "versions": versions(),
+        "wall_time": wall_time, "n_params": n_params, "device": _device_name(device),
+        "precision": spec.config.train.precision, "versions": versions(),
     }
 
 
