@@ -65,6 +65,11 @@ test: install system-deps  ## run the test suite
 docs: install  ## build the docs site into site/ (reference pages generated from the code; also run by make test)
 	PYTHONPATH=. $(BIN)/mkdocs build --strict
 
+.PHONY: test-gpu
+test-gpu: install  ## the CUDA tests (tests marked cuda; skipped without a GPU)
+	# cuBLAS needs this workspace setting for deterministic results (docs/gpu.md); set before CUDA starts
+	CUBLAS_WORKSPACE_CONFIG=:4096:8 $(BIN)/python -m pytest -q -m cuda
+
 .PHONY: bench
 bench: install  ## time dlbench against an idiomatic PyTorch loop (quickstart + 64-run grid), print the table
 	$(BIN)/python bench/bench.py
@@ -72,6 +77,10 @@ bench: install  ## time dlbench against an idiomatic PyTorch loop (quickstart + 
 .PHONY: bench-whole
 bench-whole: install  ## whole-process timings: dlbench vs idiomatic, the launchers, resume after a kill, stack drift
 	$(BIN)/python bench/whole.py
+
+.PHONY: bench-gpu
+bench-gpu: install  ## dlbench on one GPU: 256-run stack vs the idiomatic loop, stack sizes, a CIFAR-shaped CNN, compile / graphs
+	$(BIN)/python bench/gpu.py
 
 .PHONY: bench-engine
 bench-engine: install  ## the engine's parts: throughput vs stack size, optimizer updates vs torch.optim's (foreach, fused)

@@ -231,3 +231,42 @@ def test_a_stack_out_of_memory_resumes_in_halves_from_its_checkpoint(data_root: 
         assert resumed[run_id][0] == status == "ok"
         _assert_close(resumed[run_id][1], rows)  # other stack sizes: float rounding only
     assert list((tmp_path / "ck").iterdir()) == []
+
+
+# ------------------------------------------------------------------ per-run randomness, batched
+
+
+def test_counter_streams_are_each_runs_own_and_reproducible() -> None:
+    from dlbench.training import streams
+
+    keys = torch.tensor([streams.key(seed, 1) for seed in (0, 1, 2)])
+    together = streams.uniform(keys, 1000, (64, 10))
+    alone = streams.uniform(keys[1:2], 1000, (64, 10))
+    assert torch.equal(together[1:2], alone)  # a run's numbers do not depend on its stack-mates
+    assert torch.equal(streams.uniform(keys, 1000, (64, 10)), together)
+    assert not torch.equal(together[0], together[1])
+    # the stream continues: positions 1000.. then 1640.. are one sequence
+    assert torch.equal(torch.cat([together, streams.uniform(keys, 1640, (64, 10))], 1),
+                       streams.uniform(keys, 1000, (128, 10)))
+    u = streams.uniform(keys, 0, (100_000,))
+    assert 0 <= float(u.min()) and float(u.max()) < 1 and abs(float(u.mean()) - 0.5) < 0.01
+    z = streams.normal(keys, 0, (100_000,))
+    assert abs(float(z.mean())) < 0.02 and abs(float(z.std()) - 1) < 0.02
+
+
+def test_batched_dropout_and_noise_keep_each_runs_numbers_its_own(data_root: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the masks and noise drawn for the whole stack at once (as on a GPU), a run trains to the same
+    numbers alone or beside others (up to the float rounding of batched matmuls), and to identical
+    numbers twice."""
+    monkeypatch.setattr(engine, "LOOPED_RANDOMNESS", frozenset())
+    raw = tiny_config(data_root, model={"hidden": [16, 16], "dropout": 0.3}, regularization={"input_noise": 0.2},
+                      grid={"optimizer.lr": [0.05, 0.1, 0.2]})
+    specs = _specs(raw)
+    stacked = _untimed(list(engine.train(specs, CPU)))
+    assert _untimed(list(engine.train(specs, CPU))) == stacked
+    alone = _untimed(list(engine.train(specs[1:2], CPU)))
+    (run_id, (status, rows)), = alone.items()
+    _assert_close(stacked[run_id][1], rows)
+    monkeypatch.setattr(engine, "LOOPED_RANDOMNESS", frozenset({"cpu"}))  # other numbers: the batched path ran
+    assert _untimed(list(engine.train(specs[1:2], CPU)))[run_id][1][-1] != rows[-1]

@@ -48,8 +48,9 @@ from dlbench.components.optimizers import (StackedOptimizer, clip_grad_norms_, i
 from dlbench.components.schedules import StackedSchedule
 from dlbench import search
 from dlbench.sweep import RunSpec, identity
-from dlbench.training import checkpoint
-from dlbench.training.per_run import AUGMENT_STREAM, NOISE_STREAM, ORDER_STREAM, PerRun, generator  # noqa: F401 - re-exported
+from dlbench.training import checkpoint, streams
+from dlbench.training.per_run import (AUGMENT_STREAM, NOISE_STREAM, ORDER_STREAM, PerRun,  # noqa: F401 - re-exported
+                                      generator, to_device)
 from dlbench.training.run import AUTOCAST, SPLITS, Progress, RunResult, check_precision, schedule, summarize
 
 MAX_STACK = 256  # runs per stack; larger groups are split into equal stacks
@@ -65,6 +66,10 @@ PER_RUN_SECTIONS = ("optimizer", "schedule", "init", "regularization", "diagnost
 # run by then) and a diverged run ends with its parameters before the step; elsewhere it would stall the
 # device's queue every step, so it is read at evaluations (see Stack.run)
 DIVERGENCE_EVERY_STEP = frozenset({"cpu"})
+# devices whose dropout masks and input noise come from each run's torch.Generator, run by run: the numbers
+# of earlier versions, and on a CPU a loop costs no kernel launches. Elsewhere they are drawn for the whole
+# stack at once from counter-based streams (training.streams), each run's still its own.
+LOOPED_RANDOMNESS = frozenset({"cpu"})
 # fp16 loss scaling, per run, as torch.amp.GradScaler scales (its defaults)
 SCALE_GROWTH_INTERVAL, SCALE_GROWTH, SCALE_BACKOFF = 2000, 2.0, 0.5
 
@@ -198,6 +203,7 @@ class Stack:
                 inits.initialize(model, spec.config.init)
             run_models.append(model.to(device))
         self.v = PerRun.build(specs, self)
+        self._cache: dict[Any, Tensor] = {}  # device tensors derived from the runs held, until they change
         self.at_test = cfg.model.dropout_scaling == "test"  # in the stack key: the same for every run
         template = _template(run_models, self.v.dropout, self.at_test)
         self.dropout_calls, self.widest = _probe(template, self.splits.x_train[:1])
@@ -272,15 +278,24 @@ class Stack:
         """The batches with each run's augmentation, drawn from its own generator (runs grouped by augmentation)."""
         for name in set(self.v.augmentation) - {"none"}:
             rows = [i for i, a in enumerate(self.v.augmentation) if a == name]
-            index = torch.tensor(rows, device=self.device)
+            index = self._rows(tuple(rows))
             xb = xb.index_copy(0, index, AUGMENTATIONS[name].builder(xb[index], [self.v.augment[i] for i in rows]))
         return xb
+
+    def _rows(self, rows: tuple[int, ...]) -> Tensor:
+        """Rows as an index on the device, made once per set of runs (a copy to a GPU waits for it)."""
+        key = ("rows", rows)
+        if key not in self._cache:
+            self._cache[key] = to_device(torch.tensor(rows), self.device)
+        return self._cache[key]
 
     def _inputs(self, idx: Tensor) -> Tensor:
         """The runs' batches, augmented, then with each run's input noise drawn from its own generator."""
         xb = self._augmented(self.splits.x_train[idx])
         if not any(self.v.input_noise):
             return xb
+        if self.device.type not in LOOPED_RANDOMNESS:
+            return xb + self.v.column("input_noise").view(-1, *[1] * (xb.dim() - 1)) * self._draw(xb.shape[1:], True)
         noise = torch.stack([
             torch.randn(xb.shape[1:], generator=rng, device=self.device) if std > 0
             else torch.zeros(xb.shape[1:], device=self.device)
@@ -288,8 +303,15 @@ class Stack:
         return xb + self.v.column("input_noise").view(-1, *[1] * (xb.dim() - 1)) * noise
 
     def _masks(self, batch: int) -> dict[str, Tensor]:
-        """Each dropout layer's masks, drawn run by run from the run's generator."""
+        """Each dropout layer's masks: run by run from each run's generator (LOOPED_RANDOMNESS), else for the
+        stack at once."""
         masks = {}
+        if self.device.type not in LOOPED_RANDOMNESS:
+            for name, shape in self.dropout_calls:
+                keep = (1 - self.v.column("dropout")).view(-1, *[1] * (len(shape) + 1))
+                mask = (self._draw((batch, *shape), False) < keep).float()
+                masks[f"{name}.mask"] = mask if self.at_test else mask / keep
+            return masks
         for name, shape in self.dropout_calls:
             per_run = []
             for rng, p in zip(self.v.rng, self.v.dropout):
@@ -303,6 +325,14 @@ class Stack:
                 per_run.append(m)
             masks[f"{name}.mask"] = torch.stack(per_run)
         return masks
+
+    def _draw(self, shape: tuple[int, ...], normal: bool) -> Tensor:
+        """[runs, *shape] uniforms (or normals) of every run's counter-based stream, at once."""
+        position = self.v.drawn[0]  # the runs of a stack draw in step: one position for all
+        out = (streams.normal if normal else streams.uniform)(self.v.noise_key, position, tuple(shape))
+        used = math.prod(shape) * (2 if normal else 1)
+        self.v.drawn = [d + used for d in self.v.drawn]
+        return out
 
     def _l1_penalty(self) -> Tensor:
         """Per run: the sum of |w| over its weights (not biases or norm parameters)."""
@@ -363,7 +393,7 @@ class Stack:
 
     def _index(self, rows: list[int]) -> Tensor | None:
         """Rows as an index tensor on the device; None when they are all runs in order (no copy needed)."""
-        return None if rows == list(range(len(self.v))) else torch.tensor(rows, device=self.device)
+        return None if rows == list(range(len(self.v))) else to_device(torch.tensor(rows), self.device)
 
     def _record(self, rows: list[int]) -> list[int]:
         """Evaluate these runs and append a metrics row to each; returns the step at which each diverged
@@ -419,7 +449,7 @@ class Stack:
 
     def _keep(self, rows: list[int]) -> None:
         """Continue with these runs only (the others finished), in this order."""
-        index = torch.tensor(rows, device=self.device)
+        index = to_device(torch.tensor(rows), self.device)
         kept = {}
         for k, p in self.params.items():
             kept[k] = p.detach()[index].requires_grad_()
@@ -430,6 +460,7 @@ class Stack:
         self.optimizer.keep(index, list(kept.values()))
         self.schedule.keep(rows)
         self.v.keep(rows)
+        self._cache.clear()
         self._forwards(len(rows))
 
     def _finish(self, done: dict[int, tuple[str, int | None, bool]]) -> Iterator[RunResult]:
@@ -461,7 +492,7 @@ class Stack:
         while self.step < self.total and self.v:
             position = self.step % self.per_epoch
             if position == 0:  # a new epoch: each run's own order, or the samples as stored (train.order)
-                self.v.perms = _to_device(torch.stack([self._epoch_order(n, g) for g in self.v.order]), self.device)
+                self.v.perms = to_device(torch.stack([self._epoch_order(n, g) for g in self.v.order]), self.device)
             for p in self.params.values():
                 p.grad = None
             with self._autocast():
@@ -606,13 +637,6 @@ class Stack:
             k: [None if t is None else t[index.to(t.device)].to(self.device) for t in v]
             for k, v in saved["state"].items()},
             "scalars": {k: v[index] for k, v in saved.get("scalars", {}).items()}})
-
-
-def _to_device(t: Tensor, device: torch.device) -> Tensor:
-    """A host tensor onto the device; to a GPU without waiting for it (pinned memory, asynchronous copy)."""
-    if device.type == "cuda":
-        return t.pin_memory().to(device, non_blocking=True)
-    return t.to(device)
 
 
 def train(specs: list[RunSpec], device: torch.device, progress: Progress | None = None,

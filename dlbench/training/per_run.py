@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from dlbench.sweep import RunSpec
-from dlbench.training import diagnostics
+from dlbench.training import diagnostics, streams
 
 if TYPE_CHECKING:
     from dlbench.training.engine import Stack
@@ -96,13 +96,21 @@ def _number(value: Any, dtype: torch.dtype, device: torch.device) -> Tensor:
     return value.to(device) if isinstance(value, Tensor) else torch.tensor(value, dtype=dtype, device=device)
 
 
+def to_device(t: Tensor, device: torch.device) -> Tensor:
+    """A host tensor onto the device; to a GPU without waiting for it (pinned memory, asynchronous copy:
+    a plain copy would wait for every kernel queued before it)."""
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
 @dataclass
 class PerRun:
     """Every value a stack holds per run (see the module docstring); add a value here and nowhere else."""
 
     spec: list[RunSpec] = per_run(lambda s, st: s)
     # from the config: rebuilt on resume, not saved
-    dropout: list[float] = per_run(lambda s, st: s.config.model.dropout)
+    dropout: list[float] = per_run(lambda s, st: s.config.model.dropout, column=torch.float32)
     input_noise: list[float] = per_run(lambda s, st: s.config.regularization.input_noise, column=torch.float32)
     l1: list[float] = per_run(lambda s, st: s.config.regularization.l1, column=torch.float32)
     # training loss only: evaluation reports the plain loss, comparable across runs
@@ -125,6 +133,11 @@ class PerRun:
     rng: list[torch.Generator] = per_run(lambda s, st: generator(s.seed, NOISE_STREAM, st.device), save=GENERATOR)
     augment: list[torch.Generator] = per_run(lambda s, st: generator(s.seed, AUGMENT_STREAM, st.device),
                                              save=GENERATOR)
+    # the counter-based stream of dropout masks and input noise where they are drawn for the stack at once
+    # (training.streams; elsewhere `rng`): the run's key, and how many numbers it has drawn
+    noise_key: Tensor = stacked(lambda s, st: torch.tensor(streams.key(s.seed, NOISE_STREAM), device=st.device),
+                                save=False)
+    drawn: list[int] = per_run(lambda s, st: 0, save=PLAIN)
     # progress
     metrics: list[list[dict[str, float]]] = per_run(lambda s, st: [], save=PLAIN)
     best: list[dict[str, float] | None] = per_run(lambda s, st: None, save=PLAIN)
@@ -156,7 +169,7 @@ class PerRun:
         if name not in self._columns:
             f = next(f for f in _declared() if f.name == name)
             device = self.batch_loss_sum.device
-            self._columns[name] = torch.tensor(getattr(self, name), dtype=f.metadata["column"], device=device)
+            self._columns[name] = to_device(torch.tensor(getattr(self, name), dtype=f.metadata["column"]), device)
         return self._columns[name]
 
     def keep(self, rows: list[int]) -> None:
@@ -164,7 +177,8 @@ class PerRun:
         index = torch.tensor(rows, dtype=torch.long)
         for f in _declared():
             value = getattr(self, f.name)
-            setattr(self, f.name, value[index.to(value.device)] if f.metadata["stacked"] else [value[i] for i in rows])
+            setattr(self, f.name, value[to_device(index, value.device)] if f.metadata["stacked"]
+                    else [value[i] for i in rows])
         self._columns.clear()
 
     def state(self) -> dict[str, Any]:
