@@ -183,7 +183,7 @@ def test_test_scaling_evaluates_every_unit_times_keep(data_root: Path, runs: int
     def after(s: Stack) -> None:
         if s.step == 4:
             expected = [_eval_reference(s, i, p) for i in range(len(s.runs))]
-            got = [(r.metrics[-1]["train_loss"], r.metrics[-1]["train_acc"]) for r in s.runs]
+            got = [(m[-1]["train_loss"], m[-1]["train_acc"]) for m in s.v.metrics]
             seen.append((s.step, got))
             for (loss, acc), (ref_loss, ref_acc) in zip(got, expected):
                 assert loss == pytest.approx(ref_loss, rel=1e-5)
