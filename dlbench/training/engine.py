@@ -513,13 +513,12 @@ class Stack:
                 first = self.v.diverged_at
                 self.v.diverged_at = torch.where(finite | (first > 0), first, self.step)
             reported = losses_.detach() + self._l2_penalty() if any(self.v.penalty_in_loss) else losses_.detach()
-            if self.precision == "fp16":
-                overflow = self._unscale()
+            overflow = self._unscale() if self.precision == "fp16" else None
             if any(math.isfinite(c) for c in self.v.clip_norm):
                 clip_grad_norms_([p.grad for p in self.params.values() if p.grad is not None],
                                  self.v.column("clip_norm"))
             self._set_lrs(self.step - 1)
-            if self.precision == "fp16":
+            if overflow is not None:
                 self._scaled_update(overflow)
             else:
                 self.optimizer.step()

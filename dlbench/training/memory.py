@@ -110,14 +110,17 @@ def _status_kb(key: str) -> int:
     return 0
 
 
-def estimate(spec: RunSpec, device: torch.device) -> Estimate:
-    """The peak memory of a stack of runs like `spec` (they share model, data and batch size) on `device`."""
+def estimate(stack: RunSpec | list[RunSpec], device: torch.device) -> Estimate:
+    """The peak memory of a stack of these runs (or of runs like this one) on `device`: they share model,
+    data and batch size; their optimizers may differ (the one with the most state counts)."""
+    specs = stack if isinstance(stack, list) else [stack]
+    spec = specs[0]
     cfg = spec.config
     splits = data_mod.prepare(cfg.data, device)
     bs = min(len(splits.x_train), len(splits.x_train) if cfg.train.batch_size == "full" else cfg.train.batch_size)
     n_params, largest, activations, widest, dropped = _model_sizes(spec, splits.sample_shape, splits.num_classes)
     sample = math.prod(splits.sample_shape)
-    slots = optimizer_slots(cfg.optimizer)
+    slots = max(optimizer_slots(s.config.optimizer) for s in specs)
     # parameters, gradients, optimizer state; the update's temporaries (one tensor at a time, a few of
     # them); fp16: the weights kept from before the step
     per_run = (2 + slots + (1 if cfg.train.precision == "fp16" else 0)) * n_params + 3 * largest
@@ -158,7 +161,7 @@ def _model_sizes(spec: RunSpec, shape: tuple[int, ...], classes: int) -> tuple[i
 
 def optimizer_slots(cfg: "OptimizerConfig") -> int:
     """State tensors the optimizer keeps per parameter (Adam: 2), counted by stepping it on a tiny stack."""
-    return _slots(cfg.model_dump_json())
+    return _slots(cfg.model_dump_json(exclude={"lr"}))  # an lr grid: one count
 
 
 @functools.cache
@@ -204,7 +207,7 @@ def plan(stacks: list[list[RunSpec]], device: torch.device, concurrent: int = 1,
     out = []
     for stack in stacks:
         try:
-            est = estimate(stack[0], device)
+            est = estimate(stack, device)
         except Exception:  # noqa: BLE001 - a model that cannot be built fails its runs, with the reason, later
             out.append(Planned(stack, None, budget))
             continue
