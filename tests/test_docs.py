@@ -31,10 +31,7 @@ import outputs  # noqa: E402 - docs/outputs.py, the script that writes the outpu
 FENCE = re.compile(r"(?:<!-- (output|not run|not checked): ?(.*?) -->\n)?^```(\w*)\n(.*?)^```", re.S | re.M)
 COMMAND = ("dlbench ", "make ", "$ ")
 MAKEFILE = (REPO / "Makefile").read_text()
-# commands the suite cannot run: they set up the machine, are the suite, or start a server
-SETUP = {"make install", "make test", "make docs", "make system-deps", "make experiments", "make bench",
-         "make bench-whole", "make bench-engine", "make mnist1d-reference"}
-EXTERNAL = ("pip ", "tensorboard ", "mlflow ", "jupyter ")
+EXTERNAL = ("pip ", "tensorboard ", "mlflow ", "jupyter ")  # other programs: not run here
 
 
 @dataclass
@@ -119,21 +116,22 @@ def _command(line: str) -> str:
     return line.split("  #", 1)[0].split(" # ", 1)[0].strip()
 
 
-def _run(command: str, workdir: Path) -> str | None:
+def _run(command: str, workdir: Path, session: bool = False) -> str | None:
     """Run one documented command as a user would after `make quickstart`; its output, or None
-    when it is one the suite cannot run (checked otherwise)."""
-    if command in SETUP:
-        assert re.search(rf"(?m)^{re.escape(command.split()[1])}:", MAKEFILE), command
-        return None
+    when it is one the suite cannot run (checked otherwise). Outside a session it must succeed;
+    in a session what it prints is the check (a refusal's one line included)."""
     if command.startswith(EXTERNAL):
         return None
     if command.startswith("make "):
         target = command.split()[1]
+        assert re.search(rf"(?m)^{re.escape(target)}:", MAKEFILE) or target in MAKEFILE.split("EXPERIMENTS :=")[1]\
+            .split("\n\n")[0], f"{command}: no such make target"
         if target == "quickstart":
             args = ["run", "configs/quickstart.yaml"]
-        else:  # an experiment: minutes at full size; its target exists and its config validates
-            assert target in MAKEFILE.split("EXPERIMENTS :=")[1].split("\n\n")[0], command
+        elif (REPO / "configs" / f"{target}.yaml").is_file():  # an experiment: minutes at full size; it validates
             args = ["validate", f"configs/{target}.yaml"]
+        else:  # setup, the suite itself, downloads, long benchmarks: the target exists
+            return None
     else:
         assert command.startswith("dlbench "), command
         args = shlex.split(command)[1:]
@@ -143,7 +141,7 @@ def _run(command: str, workdir: Path) -> str | None:
         res = dlbench(*args)
     finally:
         os.chdir(cwd)
-    assert res.code == 0, f"{command}: exit {res.code}\n{res.err[-2000:]}"
+    assert session or res.code == 0, f"{command}: exit {res.code}\n{res.err[-2000:]}"
     return res.output
 
 
@@ -159,7 +157,7 @@ def test_shell_examples_run(block: Block, workdir: Path) -> None:
         if not chunk.strip():
             continue
         first, _, shown = chunk.partition("\n")
-        printed = _run(_command(first), workdir)
+        printed = _run(_command(first), workdir, session=True)
         if printed is not None:
             assert [line.rstrip() for line in printed.splitlines()] == shown.rstrip("\n").splitlines(), first
 
