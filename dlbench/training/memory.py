@@ -134,11 +134,23 @@ def estimate(stack: RunSpec | list[RunSpec], device: torch.device) -> Estimate:
                     eval_runs=eval_runs)
 
 
+# models up to this many parameters are probed on the CPU (a real forward of one sample, milliseconds);
+# larger ones on the meta device, whose first forward imports torch's meta kernels (about 1-4 s, once)
+PROBE_ON_CPU = 50_000_000
+
+
 def _model_sizes(spec: RunSpec, shape: tuple[int, ...], classes: int) -> tuple[int, int, int, int, int]:
     """(parameters, largest parameter tensor, activation elements per sample of all modules, the widest
-    activation per sample, dropout inputs per sample), from the model built and run on the meta device."""
+    activation per sample, dropout inputs per sample), from one forward of the model."""
     with torch.device("meta"):
         model = models.build(spec.config.model, shape, classes)
+    params = list(model.parameters())
+    n_params = sum(p.numel() for p in params)
+    where = "meta"
+    if n_params <= PROBE_ON_CPU:
+        with torch.random.fork_rng(devices=[]):  # the build's init draws: the caller's RNG is untouched
+            model = models.build(spec.config.model, shape, classes)
+        where = "cpu"
     sizes: list[int] = []
     dropped: list[int] = []
 
@@ -150,13 +162,13 @@ def _model_sizes(spec: RunSpec, shape: tuple[int, ...], classes: int) -> tuple[i
 
     leaves = [m for m in model.modules() if not list(m.children())]
     handles = [m.register_forward_hook(hook) for m in leaves]
+    model.eval()
     with torch.no_grad():
-        model(torch.empty((1, *shape), device="meta"))
+        model(torch.zeros((1, *shape), device=where))
     for h in handles:
         h.remove()
-    params = list(model.parameters())
-    return (sum(p.numel() for p in params), max((p.numel() for p in params), default=0), sum(sizes),
-            max([math.prod(shape), *sizes]), sum(dropped))
+    return (n_params, max((p.numel() for p in params), default=0), sum(sizes), max([math.prod(shape), *sizes]),
+            sum(dropped))
 
 
 def optimizer_slots(cfg: "OptimizerConfig") -> int:
