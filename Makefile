@@ -87,5 +87,9 @@ bench-engine: install  ## the engine's parts: throughput vs stack size, optimize
 	$(BIN)/python bench/stacks.py
 	$(BIN)/python bench/updates.py
 
+.PHONY: schema
+schema: install  ## rewrite configs/schema.json (the JSON Schema the configs' modeline names) from the catalog
+	$(BIN)/dlbench schema > configs/schema.json
+
 clean:
 	rm -rf results/*/ .pytest_cache site/

@@ -39,7 +39,6 @@ from dlbench.config import schema as config
 from dlbench.components import data
 from dlbench.components import inits
 from dlbench.components import models
-from dlbench.components.optimizers import momentum_of
 from dlbench import sweep
 from dlbench.execution.launchers import Options, resolve
 from dlbench.training.run import RunResult, resolve_device, schedule
@@ -88,8 +87,8 @@ def lr_seed_grid(runs: int, overrides: list[str]) -> list[sweep.RunSpec]:
 
 # the torch.optim optimizer an idiomatic loop would use for each optimizer the workloads train
 TORCH_OPTIMIZERS = {
-    "sgd": lambda params, c: torch.optim.SGD(params, lr=c.lr, momentum=momentum_of(c)),
-    "momentum": lambda params, c: torch.optim.SGD(params, lr=c.lr, momentum=momentum_of(c)),
+    "sgd": lambda params, c: torch.optim.SGD(params, lr=c.lr, momentum=c.momentum),
+    "momentum": lambda params, c: torch.optim.SGD(params, lr=c.lr, momentum=c.momentum),
     "adagrad": lambda params, c: torch.optim.Adagrad(params, lr=c.lr, eps=c.eps),
     "adam": lambda params, c: torch.optim.Adam(params, lr=c.lr, betas=c.betas, eps=c.eps),
 }

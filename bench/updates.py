@@ -32,6 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import ROOT, lr_seed_grid  # noqa: E402
 
+from dlbench.config.schema import section  # noqa: E402
 from dlbench.components.optimizers import StackedOptimizer  # noqa: E402
 from dlbench.training import engine  # noqa: E402
 
@@ -75,7 +76,7 @@ def main() -> None:
         params = [p.detach().clone().requires_grad_() for p in stack.params.values()]
         for p in params:
             p.grad = torch.randn_like(p)
-        configs = [spec.config.optimizer.model_copy(update={"name": name}) for spec in stack.runs]
+        configs = [section("optimizer", name=name, lr=spec.config.optimizer.lr) for spec in stack.runs]
         ours = StackedOptimizer(params, configs)
         rows.append((name, "dlbench stacked rule (per-run columns)", per_call(ours.step, args.steps)))
         extra = {"momentum": 0.9} if name == "momentum" else {}

@@ -17,6 +17,9 @@ from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from dlbench import __version__
 from dlbench.errors import ConfigError
+
+_KINDS = ("dataset", "preprocessing", "model", "preset", "activation", "norm", "pooling", "init", "loss",
+          "optimizer", "schedule", "augmentation", "task", "plot", "function", "export", "executor")  # as the catalog orders them
 from dlbench.results.adjust import ADJUSTMENTS
 from dlbench.results.store import METRICS, check_folder
 
@@ -345,23 +348,48 @@ def validate(config: Annotated[Path, typer.Argument(help="Experiment config (YAM
 
 
 @app.command("list")
-def list_registries() -> None:
-    """List every name a config can use, with what it reads: datasets, models, model presets, activations,
-    norms, poolings, init schemes, optimizers, schedules, losses, augmentations, test functions (task:
-    function) and plots."""
-    from dlbench.components import catalogue
+def list_registries(
+    kind: Annotated[Optional[str], typer.Argument(help="Only this kind: " + ", ".join(_KINDS) + ".",
+                                                  show_default=False)] = None,
+) -> None:
+    """List every component a config can name, kind by kind, with the settings each reads and their defaults."""
+    from dlbench.catalog import CATALOG, SECTIONS, type_text
 
-    for registry in catalogue.read():  # the registries' names, help and facts, without importing torch
-        kind = registry["kind"]
-        table = Table(title=kind + ("es" if kind.endswith("s") else "s"), title_justify="left", show_header=False,
-                      box=None)
-        table.add_column(style="bold cyan")
+    if kind is not None and kind not in CATALOG.kinds():
+        _exit(f"list: {kind!r} is invalid: allowed kinds: {', '.join(CATALOG.kinds())}", 2)
+    chosen_by = {s.chooses: f"{s.name}.{s.key}" for s in SECTIONS.values() if s.chooses}
+    for registry in CATALOG:  # the catalog's records: names, summaries, settings, facts; no torch
+        if kind is not None and registry.kind != kind:
+            continue
+        where = f" ({chosen_by[registry.kind]})" if registry.kind in chosen_by else ""
+        plural = registry.label + ("es" if registry.label.endswith("s") else "s")
+        table = Table(title=f"{plural}{where}", title_justify="left", show_header=False, box=None)
+        table.add_column(style="bold cyan", no_wrap=True)
         table.add_column()
-        for entry in registry["entries"]:
-            extra = "; ".join(f"{k}: {v}" for k, v in entry["facts"].items())
-            table.add_row(escape(entry["name"]), escape(entry["help"]) + (f" [dim]({escape(extra)})[/]" if extra else ""))
+        for c in registry:
+            lines = [escape(c.summary)]
+            for s in c.settings:
+                default = "required" if s.required else f"default {s.default!r}"
+                lines.append(f"  [green]{escape(s.name)}[/]: {escape(type_text(s.type))}, {escape(default)} "
+                             f"[dim]- {escape(s.doc)}[/]")
+            facts = "; ".join(f"{k}: {v}" for k, v in c.facts.items() if k not in ("values",))
+            if facts:
+                lines.append(f"  [dim]{escape(facts)}[/]")
+            if c.source != "built in":
+                lines.append(f"  [dim]from {escape(c.source)}[/]")
+            table.add_row(escape(c.name), "\n".join(lines))
         console.print(table)
         console.print()
+
+
+@app.command("schema")
+def print_schema() -> None:
+    """Print the JSON Schema of a config file (for editors: the YAML language server's $schema modeline)."""
+    import json
+
+    from dlbench.config.schema import json_schema
+
+    print(json.dumps(json_schema(), indent=1))
 
 
 def _exit(message: str, code: int) -> NoReturn:

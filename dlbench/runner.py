@@ -33,6 +33,7 @@ from dlbench.components import data
 from dlbench.config import schema
 from dlbench.config.keys import pop_path
 from dlbench.config.schema import Config
+from dlbench.catalog.status import STATUSES
 from dlbench.errors import ConfigError
 from dlbench.execution.launchers import Launcher, Options, planned, resolve
 from dlbench.results import plots
@@ -45,7 +46,8 @@ from dlbench.training.run import check_precision, resolve_device, schedule
 if TYPE_CHECKING:
     from rich.table import Table
 
-FINISHED = ("ok", "diverged", "failed", "pruned")
+FINISHED = STATUSES
+RUN_IDS = 2  # the version of run ids; see experiment_record
 
 
 def check_size(n_runs: int, max_runs: int, yes: bool, name: str) -> None:
@@ -341,7 +343,8 @@ def experiment_record(cfg: Config, specs: list[sweep.RunSpec]) -> dict[str, Any]
     del fixed["seed"]
     for key in swept:
         pop_path(fixed, key)
-    return {"swept": swept, "fixed": fixed}
+    # ids: how run ids are computed; 2 = from the catalog's key roles, every resolved setting included
+    return {"ids": RUN_IDS, "swept": swept, "fixed": fixed}
 
 
 @dataclass(frozen=True)

@@ -22,25 +22,10 @@ from typing import Any, Mapping
 
 from dlbench.config.keys import flatten, get_path, merge, set_path
 from dlbench import search
-from dlbench.config.schema import SECTIONS, Config, ScheduleConfig, field_at, validate
+from dlbench import catalog
+from dlbench.catalog import HASHED, SECTIONS, Role
+from dlbench.config.schema import field_at, validate
 from dlbench.errors import ConfigError
-
-# execution details that do not change what a run computes (task, function and activations
-# are read only by the non-training tasks, which have no run folders)
-_NOT_HASHED = {"name", "description", "grid", "random", "confirm", "cases", "task", "function", "activations", "plots"}
-_NOT_HASHED_PATHS = [("train", "device"), ("train", "seeds"), ("train", "checkpoint_seconds"), ("data", "root"),
-                     ("data", "download")]
-# keys added after results were first stored: at their defaults they leave a run's id as it was
-_ADDED_KEYS = [("optimizer", "rho"), ("optimizer", "clip_norm"), ("optimizer", "decay_biases"),
-               ("regularization", "label_smoothing"), ("regularization", "augment"), ("train", "order"),
-               ("model", "dropout_scaling"),
-               ("model", "bn_eps"),
-               ("model", "bn_momentum"),
-               ("model", "bn_running_var"),
-               ("data", "train_subset"),
-               ("regularization", "penalty_in_loss"),
-               ("train", "precision")]
-
 
 @dataclass(frozen=True)
 class Pruning:
@@ -57,7 +42,7 @@ class Pruning:
 class RunSpec:
     run_id: str
     seed: int
-    config: Config  # resolved: no grid / random, train.seeds == [seed]
+    config: Any  # resolved: no grid / random, train.seeds == [seed]
     params: dict[str, Any] = field(default_factory=dict)  # swept key -> value
     pruning: Pruning | None = None  # never for confirm / defaults runs
 
@@ -66,30 +51,28 @@ class RunSpec:
         return self.config.name
 
 
-def identity(config: Config, seed: int) -> dict[str, Any]:
-    """The part of a resolved config that determines a run's numbers."""
-    data = {k: v for k, v in config.model_dump(mode="json").items() if k not in _NOT_HASHED}
-    for section, key in _NOT_HASHED_PATHS:
-        data[section].pop(key, None)
-    if not config.diagnostics.enabled():  # off: the same id as before diagnostics existed
-        data.pop("diagnostics")
-    for section, key in _ADDED_KEYS:
-        if data[section][key] == SECTIONS[section].model_fields[key].default:
-            data[section].pop(key)
-    if config.schedule == ScheduleConfig():
-        data.pop("schedule")
-    if config.data.preprocess in ("standardize", "none"):  # what data.standardize: true / false did
-        data["data"]["standardize"] = data["data"].pop("preprocess") == "standardize"
+def identity(config: Any, seed: int, roles: tuple[Role, ...] = HASHED) -> dict[str, Any]:
+    """The part of a resolved config that determines a run's numbers: its keys whose role
+    (catalog) is in `roles` (stack and run keys by default; stack keys alone: what a stack shares)."""
+    role_of = catalog.roles()
+    data: dict[str, Any] = {}
+    for key, value in config.model_dump(mode="json").items():
+        if key in SECTIONS and isinstance(value, dict):
+            kept = {k: v for k, v in value.items() if role_of.get(f"{key}.{k}", SECTIONS[key].role) in roles}
+            if kept:
+                data[key] = kept
+        elif role_of.get(key) in roles:
+            data[key] = value
     data["seed"] = seed
     return data
 
 
-def run_id(config: Config, seed: int) -> str:
+def run_id(config: Any, seed: int) -> str:
     blob = json.dumps(identity(config, seed), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def points(config: Config) -> list[dict[str, Any]]:
+def points(config: Any) -> list[dict[str, Any]]:
     """Every grid point crossed with round 1 of the search, as {key: value}."""
     grid = grid_points(config)
     if config.random is None:
@@ -98,14 +81,14 @@ def points(config: Config) -> list[dict[str, Any]]:
     return [{**g, **t} for g in grid for t in search.sample(search.space_of(r.space), r.method, r.trials, r.seed)]
 
 
-def grid_points(config: Config) -> list[dict[str, Any]]:
+def grid_points(config: Any) -> list[dict[str, Any]]:
     grid_keys = list(config.grid)
     return [dict(zip(grid_keys, combo)) for combo in itertools.product(*config.grid.values())]
 
 
 def _apply(resolved: dict[str, Any], key: str, value: Any, where: str) -> bool:
     """Set one swept key (dotted field or whole section) in a raw config; True for a section."""
-    section = field_at(key) is not None
+    section = field_at(key)
     if section and isinstance(value, dict):
         resolved[key] = merge(resolved.get(key) or {}, value)
     elif section:
@@ -116,13 +99,13 @@ def _apply(resolved: dict[str, Any], key: str, value: Any, where: str) -> bool:
     return section
 
 
-def staged(config: Config) -> bool:
+def staged(config: Any) -> bool:
     """Whether the sweep comes in stages (search rounds, a confirm stage): its runs record
     `stage` and `round`, and later stages are planned from the finished runs of earlier ones."""
     return config.random is not None and (config.random.rounds > 1 or config.confirm is not None)
 
 
-def expand(config: Config, raw: dict[str, Any], results: Mapping[str, float] | None = None) -> list[RunSpec]:
+def expand(config: Any, raw: dict[str, Any], results: Mapping[str, float] | None = None) -> list[RunSpec]:
     """Resolve every (case, point, seed) into a validated RunSpec, in sweep order.
 
     A staged search is planned as far as `results` (run id -> final validation accuracy of
@@ -131,7 +114,7 @@ def expand(config: Config, raw: dict[str, Any], results: Mapping[str, float] | N
     its confirm runs once its last round is. A round is a pure function of the finished
     runs before it, so a resumed sweep plans the same points and run ids.
     """
-    base = {k: v for k, v in raw.items() if k not in ("grid", "random", "confirm", "cases")}
+    base = {k: v for k, v in raw.items() if k not in ("grid", "random", "confirm", "cases", "plots")}  # plots: the sweep's
     results = results or {}
     specs: list[RunSpec] = []
     cases = list(config.cases.items()) or [(None, {})]
@@ -150,7 +133,7 @@ def expand(config: Config, raw: dict[str, Any], results: Mapping[str, float] | N
     return specs
 
 
-def _search(config: Config, group: dict[str, Any], params: dict[str, Any],
+def _search(config: Any, group: dict[str, Any], params: dict[str, Any],
             results: Mapping[str, float]) -> list[RunSpec]:
     """One group's search runs, round by round while the rounds before are finished, then its confirm runs."""
     r = config.random

@@ -14,11 +14,11 @@ from sweep_util import Outcome, dlbench, tiny_config
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """MNIST-1D generated once per test session by the real loader (mnist1d.make_dataset)."""
-    from dlbench.config.schema import DataConfig
+    from dlbench.config.schema import section
     from dlbench.components.data import DATASETS
 
     root = tmp_path_factory.mktemp("data")
-    DATASETS["mnist1d"].builder(DataConfig(root=str(root)))
+    DATASETS["mnist1d"].builder(section("data", root=str(root)))
     return root
 
 

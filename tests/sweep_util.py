@@ -134,3 +134,14 @@ def comparable_summary(run_dir: Path) -> dict[str, Any]:
 def snapshot(root: Path) -> dict[str, tuple[int, bytes]]:
     """run id -> (inode, summary.json bytes): a finished run that is trained again gets a new inode."""
     return {rid: (os.stat(d).st_ino, (d / "summary.json").read_bytes()) for rid, d in run_dirs(root).items()}
+
+
+def reading(name: str, /, **values: Any) -> Any:
+    """Section `name` with those of `values` that its chosen component reads (a test that gives one set
+    of values to every component: init.std to every scheme, model.hidden to every kind)."""
+    from dlbench.catalog import SECTIONS
+    from dlbench.config.schema import MEMBERS, section
+
+    chosen = values.get(SECTIONS[name].key or "", SECTIONS[name].default)
+    reads = MEMBERS[name][chosen].model_fields
+    return section(name, **{k: v for k, v in values.items() if k in reads})

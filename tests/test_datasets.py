@@ -7,6 +7,8 @@ cannot match the real checksums). Every registered dataset is loaded.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pickle
 import shutil
 import struct
@@ -21,9 +23,9 @@ import torchvision.datasets.mnist
 
 from dlbench.config import schema as config
 from dlbench import sweep
-from dlbench.config.schema import DataConfig
+from dlbench.config.schema import section
 from dlbench.errors import ConfigError
-from dlbench.components.data import DATASETS, prepare, toy_options
+from dlbench.components.data import DATASETS, prepare
 from dlbench.components.models import MODELS, build, count_parameters
 from dlbench.training.engine import train
 
@@ -89,8 +91,8 @@ def cifar_md5_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda fpath, md5=None: Path(fpath).is_file())
 
 
-def data_cfg(name: str, root: Path, **kw: object) -> DataConfig:
-    return DataConfig(dataset=name, root=str(root), download=False, **kw)
+def data_cfg(name: str, root: Path, **kw: object) -> Any:
+    return section("data", dataset=name, root=str(root), download=False, **kw)
 
 
 @pytest.mark.parametrize("name", DATASETS.names())
@@ -157,7 +159,7 @@ NOISELESS = {
 
 @pytest.mark.parametrize("name", TOYS)
 def test_toy_sets_are_seeded_sized_and_shaped_by_their_options(name: str, tmp_path: Path) -> None:
-    opts = DATASETS[name].info.options
+    opts = DATASETS.record(name).defaults()  # samples, noise (and classes): each toy set's own defaults
     a = prepare(data_cfg(name, tmp_path, samples=50, val_size=0, preprocess="none"), "cpu")
     b = prepare(data_cfg(name, tmp_path, samples=50, val_size=0, preprocess="none", seed=0), "cpu")
     c = prepare(data_cfg(name, tmp_path, samples=50, val_size=0, preprocess="none", seed=1), "cpu")
@@ -169,7 +171,8 @@ def test_toy_sets_are_seeded_sized_and_shaped_by_their_options(name: str, tmp_pa
     if "classes" in opts:
         five = prepare(data_cfg(name, tmp_path, classes=5, val_size=0), "cpu")
         assert five.num_classes == 5 and set(five.y_train.tolist()) == set(range(5))
-    assert toy_options(data_cfg(name, tmp_path)) == opts
+    resolved = data_cfg(name, tmp_path)  # the defaults are resolved into the config a run records
+    assert {k: getattr(resolved, k) for k in opts} == opts
 
 
 @pytest.mark.parametrize("download", [False, True])
@@ -214,7 +217,8 @@ def test_every_model_kind_trains_on_every_dataset_or_is_refused(name: str, kind:
     shape = DATASETS[name].info.shape
     conv = [{"channels": 4, "kernel": 3, "padding": 1, "pool": "max"}]
     raw = {"name": "matrix", "data": {"dataset": name, "root": str(written[0]), "download": False},
-           "model": {"kind": kind, "hidden": [8], "conv": conv, "norm": "batch"},
+           "model": {"kind": kind} if kind == "logreg" else {"kind": kind, "hidden": [8], "norm": "batch",
+                                                                   **({"conv": conv} if kind == "cnn" else {})},
            "train": {"steps": 3, "batch_size": 16, "eval_every": 3, "seeds": [0]}}
     if kind == "cnn" and DATASETS[name].info.inputs == "points":
         with pytest.raises(ConfigError, match=r"^model\.kind: 'cnn' is invalid on data\.dataset"):

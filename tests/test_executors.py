@@ -15,11 +15,11 @@ import torch
 import yaml
 
 from dlbench.config import schema as config
+from dlbench.config.schema import section
 from dlbench import sweep
 from sweep_util import dlbench
 from dlbench.errors import ConfigError
 from dlbench.execution.launchers import EXECUTORS, Options, describe, resolve, shares
-from dlbench.registry import Registry
 from dlbench.training.run import RunResult
 from dlbench.training import engine
 
@@ -34,7 +34,7 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from dlbench.components.data import DATASETS
 
     root = tmp_path_factory.mktemp("data")
-    DATASETS["mnist1d"].builder(config.DataConfig(root=str(root)))
+    DATASETS["mnist1d"].builder(section("data", root=str(root)))
     return root
 
 

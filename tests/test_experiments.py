@@ -18,7 +18,8 @@ import yaml
 from test_datasets import write_idx
 
 from dlbench.config import schema as config
-from dlbench.results.plots import DEFAULT_PLOTS, PLOTS
+from dlbench.catalog import CATALOG
+from dlbench.results.plots import PLOTS
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 SHIPPED = sorted(p.stem for p in CONFIGS.glob("*.yaml"))
@@ -33,7 +34,7 @@ def run_config(cli, data_root: Path, name: str, *sets: str) -> tuple[str, Path]:
     assert result.exit_code == 0, result.output
     root = out / name
     cfg = config.validate(yaml.safe_load((root / "experiment.yaml").read_text()))
-    for plot in cfg.plots or DEFAULT_PLOTS[cfg.task]:
+    for plot in cfg.plots or CATALOG["task"].record(cfg.task).facts["plots"]:
         png = root / f"{plot}.png"
         assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", plot
     return result.stdout, root
@@ -66,9 +67,9 @@ def test_every_plot_is_drawn_by_some_shipped_config() -> None:
     drawn = set()
     for name in SHIPPED:
         cfg, _ = config.load(CONFIGS / f"{name}.yaml")
-        drawn.update(cfg.plots or DEFAULT_PLOTS[cfg.task])
+        drawn.update(cfg.plots or CATALOG["task"].record(cfg.task).facts["plots"])
     # a figure that needs a target (profile) is drawn by `dlbench plot DIR --target`, never from a config
-    assert drawn == {n for n in PLOTS.names() if not PLOTS[n].info.get("target")}
+    assert drawn == {n for n in PLOTS.names() if "target" not in PLOTS.record(n).facts["needs"]}
 
 
 # ---------------------------------------------------------------- 1. optimizer paths

@@ -98,7 +98,7 @@ def folders(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[s
                      "function": {"name": "elliptic", "start": [-7.0, 2.0], "steps": 10},
                      "grid": {"optimizer": [{"name": "sgd", "lr": 0.95}, {"name": "adam", "lr": 0.3}]}},
         "activations": {"name": "activations", "task": "activations", "train": {"seeds": [0]},
-                        "activations": {"samples": 100, "features": 20}, "diagnostics": {"bins": 10},
+                        "activations": {"samples": 100, "features": 20},
                         "model": {"kind": "mlp", "hidden": [20, 20]}, "grid": {"model.activation": ["tanh", "relu"]}},
     }
     for name, cfg in configs.items():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import math
 
 import pytest
@@ -10,7 +12,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlbench.components import models
-from dlbench.config.schema import InitConfig, ModelConfig, OptimizerConfig
+from sweep_util import reading
+
+from dlbench.errors import ConfigError
+from dlbench.config.schema import section
 from dlbench.components.inits import INITS, initialize
 from dlbench.components.losses import LOSSES
 from dlbench.components.models import ACTIVATIONS, MODELS, NORMS
@@ -41,7 +46,7 @@ def test_every_init_has_an_expectation() -> None:
 def test_init_scheme_statistics(scheme: str) -> None:
     torch.manual_seed(0)
     layer = nn.Linear(FAN_IN, FAN_OUT)
-    initialize(layer, InitConfig(scheme=scheme, std=0.05, value=0.25))
+    initialize(layer, reading("init", scheme=scheme, std=0.05, value=0.25))
     w = layer.weight.detach()
     if scheme == "constant":
         assert torch.all(w == 0.25)
@@ -57,8 +62,8 @@ def test_init_scheme_statistics(scheme: str) -> None:
 
 
 def test_init_leaves_norm_layers_alone() -> None:
-    net = models.build(ModelConfig(hidden=[8], norm="batch"), (4,), 3)
-    initialize(net, InitConfig(scheme="zeros"))
+    net = models.build(section("model", hidden=[8], norm="batch"), (4,), 3)
+    initialize(net, section("init", scheme="zeros"))
     bn = [m for m in net.modules() if isinstance(m, nn.BatchNorm1d)][0]
     assert torch.all(bn.weight == 1) and torch.all(bn.bias == 0)
 
@@ -80,7 +85,11 @@ def test_activation_values(name: str) -> None:
 @pytest.mark.parametrize("norm", NORMS.names())
 @pytest.mark.parametrize("position", ["pre", "post"])
 def test_norm_placement(norm: str, position: str) -> None:
-    block = models.dense_block(5, 7, ModelConfig(norm=norm, norm_position=position, activation="tanh"))
+    if norm == "none" and position == "post":  # no norm to place: refused, not ignored
+        with pytest.raises(ConfigError, match="model.norm_position: 'post' is invalid"):
+            section("model", norm=norm, norm_position=position)
+        return
+    block = models.dense_block(5, 7, section("model", norm=norm, norm_position=position, activation="tanh"))
     kinds = [type(m).__name__ for m in block]
     expected_norm = {"none": None, "batch": "BatchNorm1d", "layer": "LayerNorm"}[norm]
     if expected_norm is None:
@@ -103,14 +112,14 @@ MODEL_FIELDS = {"cnn": {"preset": "mnist1d_cnn"}}  # a cnn needs a conv stack
 @pytest.mark.parametrize("kind", MODELS.names())
 def test_model_shapes_and_parameter_counts(kind: str) -> None:
     fields = MODEL_FIELDS.get(kind, {"kind": kind, "hidden": [100, 100]})
-    net = models.build(ModelConfig.model_validate(fields), (40,), 10)
+    net = models.build(reading("model", **fields), (40,), 10)
     assert net(torch.randn(8, 40)).shape == (8, 10)
     if kind in EXPECTED_PARAMS:
         assert models.count_parameters(net) == EXPECTED_PARAMS[kind]
 
 
 def test_residual_and_dropout() -> None:
-    cfg = ModelConfig(hidden=[16, 16, 8], residual=True, dropout=0.5, activation="identity")
+    cfg = section("model", hidden=[16, 16, 8], residual=True, dropout=0.5, activation="identity")
     net = models.build(cfg, (4,), 3)
     assert net.skip == [False, True, False]  # skips only between equal widths
     assert sum(isinstance(m, nn.Dropout) for m in net.modules()) == 3

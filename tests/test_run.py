@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from dlbench.config.schema import Config, DataConfig
+from dlbench.config.schema import Config, section
 from dlbench.components.data import prepare
 from dlbench.results.store import METRIC_COLUMNS
 from dlbench.training.run import schedule
@@ -132,21 +132,21 @@ def test_full_batch_epochs_run(cli, tiny) -> None:
 
 
 def test_data_subset_split_and_standardize(data_root: Path) -> None:
-    splits = prepare(DataConfig(root=str(data_root), train_size=300, val_size=0.2), "cpu")
+    splits = prepare(section("data", root=str(data_root), train_size=300, val_size=0.2), "cpu")
     assert len(splits.x_train) == 240 and len(splits.x_val) == 60 and len(splits.x_test) == 1000
     assert splits.sample_shape == (40,) and splits.num_classes == 10
     # standardized with training statistics only: train is exactly zero-mean, the others only roughly
     assert splits.x_train.mean(0).abs().max() < 1e-5
     assert splits.x_train.std(0).sub(1).abs().max() < 1e-4
     assert splits.x_test.mean(0).abs().max() > 1e-4
-    full = prepare(DataConfig(root=str(data_root), val_size=500, preprocess="none"), "cpu")
+    full = prepare(section("data", root=str(data_root), val_size=500, preprocess="none"), "cpu")
     assert len(full.x_train) == 3500 and len(full.x_val) == 500
-    again = prepare(DataConfig(root=str(data_root), train_size=300, val_size=0.2, seed=1), "cpu")
+    again = prepare(section("data", root=str(data_root), train_size=300, val_size=0.2, seed=1), "cpu")
     assert not torch.equal(again.y_train, splits.y_train)  # data.seed picks the subset
 
 
 def test_mnist1d_is_the_papers_dataset(data_root: Path) -> None:
-    splits = prepare(DataConfig(root=str(data_root), val_size=0, preprocess="none"), "cpu")
+    splits = prepare(section("data", root=str(data_root), val_size=0, preprocess="none"), "cpu")
     assert splits.x_train.shape == (4000, 40) and splits.x_test.shape == (1000, 40)
     assert set(splits.y_train.tolist()) == set(range(10))
     assert len(splits.x_val) == 0

@@ -9,10 +9,12 @@ import torch
 from torch.optim import lr_scheduler
 
 from dlbench.components.schedules import SCHEDULES, StackedSchedule
-from dlbench.config.schema import ConfigError, ScheduleConfig, validate
+from sweep_util import reading
+
+from dlbench.config.schema import ConfigError, section, validate
 
 TOTAL, PER_EPOCH, LR = 60, 7, 0.5
-Scheduler = Callable[[torch.optim.Optimizer, ScheduleConfig, int], lr_scheduler.LRScheduler]
+Scheduler = Callable[[torch.optim.Optimizer, Any, int], lr_scheduler.LRScheduler]
 
 # name -> (settings to test it with, the torch scheduler over the `steps` after the warmup)
 REFERENCES: dict[str, tuple[dict[str, Any], Scheduler]] = {
@@ -32,7 +34,7 @@ REFERENCES: dict[str, tuple[dict[str, Any], Scheduler]] = {
 }
 
 
-def _torch_lrs(cfg: ScheduleConfig, warmup: int) -> list[float]:
+def _torch_lrs(cfg: Any, warmup: int) -> list[float]:
     """The lr torch uses for each of TOTAL updates: LinearLR warmup from ~0, then the schedule via SequentialLR."""
     opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=LR)
     main = REFERENCES[cfg.name][1](opt, cfg, TOTAL - warmup)
@@ -54,12 +56,12 @@ def test_every_schedule_has_a_torch_reference() -> None:
 
 # warmup as a step count and as a fraction, for every schedule that reads it (one_cycle rises by itself)
 CASES = [(name, warmup) for name in SCHEDULES.names() for warmup in (0, 10, 0.25)
-         if warmup == 0 or "warmup" in SCHEDULES[name].info["reads"]]
+         if warmup == 0 or "warmup" in SCHEDULES.record(name).reads()]
 
 
 @pytest.mark.parametrize("name, warmup", CASES)
 def test_schedule_matches_torch_step_by_step(name: str, warmup: float) -> None:
-    cfg = ScheduleConfig(name=name, warmup=warmup, **REFERENCES[name][0])
+    cfg = reading("schedule", name=name, warmup=warmup, **REFERENCES[name][0])  # one_cycle reads no warmup
     steps = round(warmup * TOTAL) if warmup < 1 else int(warmup)
     schedule = StackedSchedule([cfg], TOTAL, PER_EPOCH)
     ours = [LR * float(schedule(k)[0]) for k in range(TOTAL)]
@@ -67,8 +69,8 @@ def test_schedule_matches_torch_step_by_step(name: str, warmup: float) -> None:
 
 
 def test_runs_of_one_stack_follow_their_own_schedules() -> None:
-    configs = [ScheduleConfig(name=name, **REFERENCES[name][0]) for name in SCHEDULES.names()]
-    configs.append(ScheduleConfig(name="cosine", warmup=5))
+    configs = [section("schedule", name=name, **REFERENCES[name][0]) for name in SCHEDULES.names()]
+    configs.append(section("schedule", name="cosine", warmup=5))
     schedule = StackedSchedule(configs, TOTAL, PER_EPOCH)
     alone = [StackedSchedule([c], TOTAL, PER_EPOCH) for c in configs]
     for k in range(TOTAL):
@@ -79,7 +81,7 @@ def test_runs_of_one_stack_follow_their_own_schedules() -> None:
 
 def test_warmup_longer_than_the_run_is_refused() -> None:
     with pytest.raises(ValueError, match=r"schedule.warmup: 60 is invalid: 60 warmup steps leave none"):
-        StackedSchedule([ScheduleConfig(warmup=60)], TOTAL, PER_EPOCH)
+        StackedSchedule([section("schedule", warmup=60)], TOTAL, PER_EPOCH)
 
 
 @pytest.mark.parametrize("section, message", [
@@ -87,7 +89,7 @@ def test_warmup_longer_than_the_run_is_refused() -> None:
     ({"name": "step", "min_lr": 0.1}, "schedule.min_lr: 0.1 is invalid: schedule 'step' does not read it"),
     ({"name": "one_cycle", "warmup": 0.1}, "schedule.warmup: 0.1 is invalid: schedule 'one_cycle' does not read it"),
     ({"name": "constant", "peak": 0.3}, "schedule.peak: 0.3 is invalid: schedule 'constant' does not read it"),
-    ({"warmup": 2.5}, "schedule.warmup: 2.5 is invalid: must be a fraction in [0, 1) or a whole number of steps"),
+    ({"warmup": 2.5}, "schedule.warmup: 2.5 is invalid: must be int >= 0 | float >= 0 < 1 (linear warmup from 0: a fraction"),
     ({"name": "poly"}, "schedule.name: 'poly' is invalid: unknown schedule"),
 ])
 def test_settings_a_schedule_does_not_read_are_refused(section: dict[str, Any], message: str) -> None:

@@ -39,12 +39,12 @@ def test_pruning_every_steps_when_training_is_counted_in_steps() -> None:
 
 
 @pytest.mark.parametrize("delta, message", [
-    ({"random": {"method": "grid"}}, "random.method: 'grid' is invalid: Input should be 'random', 'sobol' or 'halton'"),
+    ({"random": {"method": "grid"}}, "random.method: 'grid' is invalid: must be 'random', 'sobol' or 'halton'"),
     ({"random": {"keep": 0.3}}, "random.keep: 0.3 is invalid: it narrows the ranges between rounds, and "
                                 "random.rounds is 1"),
-    ({"random": {"rounds": 2, "keep": 0}}, "random.keep: 0 is invalid: Input should be greater than 0"),
-    ({"random": {"rounds": 0}}, "random.rounds: 0 is invalid: Input should be greater than 0"),
-    ({"random": {"prune": {"every": 2, "keep": 1}}}, "random.prune.keep: 1 is invalid: Input should be less than 1"),
+    ({"random": {"rounds": 2, "keep": 0}}, "random.keep: 0 is invalid: must be greater than 0"),
+    ({"random": {"rounds": 0}}, "random.rounds: 0 is invalid: must be greater than 0"),
+    ({"random": {"prune": {"every": 2, "keep": 1}}}, "random.prune.keep: 1 is invalid: must be less than 1"),
     ({"random": {"prune": {"every": 2, "eta": 3}}}, "random.prune.eta: unknown key; allowed keys here: every, keep"),
     ({"random": {"prune": {"every": 10}}}, "random.prune.every: 10 is invalid: runs train 10 epochs, so it would "
                                            "never prune"),

@@ -20,14 +20,12 @@ from dlbench.components.optimizers import (
     OPTIMIZERS,
     StackedOptimizer,
     clip_grad_norms_,
-    info,
     is_weight,
-    momentum_of,
     set_lr_multipliers,
     to_eval_weights,
     to_train_weights,
 )
-from dlbench.config.schema import OptimizerConfig
+from dlbench.config.schema import section
 
 STEPS = 100
 TOLERANCE = 1e-6  # worst relative difference over STEPS steps (float32 rounding of the per-run columns)
@@ -39,44 +37,44 @@ LOOSER = {"muon": 1e-4}
 
 
 
-def _groups(params: list[nn.Parameter], cfg: OptimizerConfig) -> list[dict[str, Any]]:
+def _groups(params: list[nn.Parameter], cfg: Any) -> list[dict[str, Any]]:
     """Weight decay on weights, and on biases and norm parameters with decay_biases, as the stacked rules apply it."""
     return [{"params": [p for p in params if p.dim() > 1], "weight_decay": cfg.weight_decay},
             {"params": [p for p in params if p.dim() <= 1], "weight_decay": _bias_decay(cfg)}]
 
 
-def _bias_decay(cfg: OptimizerConfig) -> float:
+def _bias_decay(cfg: Any) -> float:
     return cfg.weight_decay if cfg.decay_biases else 0.0
 
 
-def _muon(params: list[nn.Parameter], c: OptimizerConfig) -> list[torch.optim.Optimizer]:
+def _muon(params: list[nn.Parameter], c: Any) -> list[torch.optim.Optimizer]:
     """torch.optim.Muon takes matrices only: biases and gains take AdamW without decay, as the rule does."""
     matrices, others = [p for p in params if p.dim() == 2], [p for p in params if p.dim() < 2]
-    return [torch.optim.Muon(matrices, lr=c.lr, weight_decay=c.weight_decay, momentum=momentum_of(c),
+    return [torch.optim.Muon(matrices, lr=c.lr, weight_decay=c.weight_decay, momentum=c.momentum,
                              adjust_lr_fn="match_rms_adamw"),
             torch.optim.AdamW(others, lr=c.lr, betas=c.betas, eps=c.eps, weight_decay=_bias_decay(c))]
 
 
-def _schedulefree(params: list[nn.Parameter], c: OptimizerConfig, warmup_steps: int = 0) -> list[torch.optim.Optimizer]:
+def _schedulefree(params: list[nn.Parameter], c: Any, warmup_steps: int = 0) -> list[torch.optim.Optimizer]:
     opt = AdamWScheduleFree(_groups(params, c), lr=c.lr, betas=c.betas, eps=c.eps, warmup_steps=warmup_steps)
     opt.train()
     return [opt]
 
 
-Reference = Callable[[list[nn.Parameter], OptimizerConfig], list[torch.optim.Optimizer]]
+Reference = Callable[[list[nn.Parameter], Any], list[torch.optim.Optimizer]]
 
 
-def _one(build: Callable[[list[dict[str, Any]], OptimizerConfig], torch.optim.Optimizer]) -> Reference:
+def _one(build: Callable[[list[dict[str, Any]], Any], torch.optim.Optimizer]) -> Reference:
     return lambda params, c: [build(_groups(params, c), c)]
 
 
 # name -> the reference optimizer(s) it must be, given the run's config (momentum resolved)
 REFERENCE: dict[str, Reference] = {
-    "sgd": _one(lambda g, c: torch.optim.SGD(g, lr=c.lr, momentum=momentum_of(c))),
-    "momentum": _one(lambda g, c: torch.optim.SGD(g, lr=c.lr, momentum=momentum_of(c))),
-    "nesterov": _one(lambda g, c: torch.optim.SGD(g, lr=c.lr, momentum=momentum_of(c), nesterov=True)),
+    "sgd": _one(lambda g, c: torch.optim.SGD(g, lr=c.lr, momentum=c.momentum)),
+    "momentum": _one(lambda g, c: torch.optim.SGD(g, lr=c.lr, momentum=c.momentum)),
+    "nesterov": _one(lambda g, c: torch.optim.SGD(g, lr=c.lr, momentum=c.momentum, nesterov=True)),
     "adagrad": _one(lambda g, c: torch.optim.Adagrad(g, lr=c.lr, eps=c.eps)),
-    "rmsprop": _one(lambda g, c: torch.optim.RMSprop(g, lr=c.lr, alpha=c.alpha, eps=c.eps, momentum=momentum_of(c))),
+    "rmsprop": _one(lambda g, c: torch.optim.RMSprop(g, lr=c.lr, alpha=c.alpha, eps=c.eps, momentum=c.momentum)),
     "adam": _one(lambda g, c: torch.optim.Adam(g, lr=c.lr, betas=c.betas, eps=c.eps)),
     "adamw": _one(lambda g, c: torch.optim.AdamW(g, lr=c.lr, betas=c.betas, eps=c.eps)),
     "nadam": _one(lambda g, c: torch.optim.NAdam(g, lr=c.lr, betas=c.betas, eps=c.eps)),
@@ -97,11 +95,11 @@ def _model() -> nn.Module:
     return nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.LayerNorm(8), nn.Linear(8, 3))
 
 
-def _configs(name: str) -> list[OptimizerConfig]:
+def _configs(name: str) -> list[Any]:
     """Four runs of one optimizer that differ in every hyperparameter it reads (weight decay included);
     one of them decays its biases and norm parameters too, beside runs that do not."""
-    reads = info(name).reads
-    lr = info(name).usual_lr
+    record = OPTIMIZERS.record(name)
+    reads, lr = record.reads(), record.facts["usual_lr"]
     variants = [
         {"lr": lr},
         {"lr": lr * 3, "momentum": 0.5, "betas": (0.8, 0.99), "alpha": 0.9, "eps": 1e-6, "weight_decay": 0.01,
@@ -109,13 +107,13 @@ def _configs(name: str) -> list[OptimizerConfig]:
         {"lr": lr / 2, "momentum": 0.95, "betas": (0.95, 0.9), "alpha": 0.5, "eps": 1e-3, "weight_decay": 0.1,
          "rho": 0.95},
         # momentum 0 beside momentum > 0 in one slice (sgd, rmsprop); nesterov needs a momentum
-        {"lr": lr, "momentum": 0.0 if info(name).usual_momentum == 0 else 0.3, "weight_decay": 0.05},
+        {"lr": lr, "momentum": 0.0 if "momentum" in reads and record.setting("momentum").default == 0 else 0.3, "weight_decay": 0.05},
     ]
-    return [OptimizerConfig(name=name, decay_biases=i == 2, **{k: v for k, v in v.items() if k in reads})
+    return [section("optimizer", name=name, decay_biases=i == 2, **{k: v for k, v in v.items() if k in reads})
             for i, v in enumerate(variants)]
 
 
-def _worst_difference(configs: list[OptimizerConfig], reference: Callable[..., list[torch.optim.Optimizer]] | None = None,
+def _worst_difference(configs: list[Any], reference: Callable[..., list[torch.optim.Optimizer]] | None = None,
                       lr_multiplier: Callable[[int], float] | None = None) -> float:
     """Worst relative difference between stacked and reference parameters over STEPS steps.
 
@@ -174,7 +172,7 @@ def test_mixed_optimizers_in_one_stack_match() -> None:
 
 
 def test_sgd_honours_momentum_as_torch_sgd() -> None:
-    configs = [OptimizerConfig(name="sgd", lr=0.05), OptimizerConfig(name="sgd", lr=0.05, momentum=0.9)]
+    configs = [section("optimizer", name="sgd", lr=0.05), section("optimizer", name="sgd", lr=0.05, momentum=0.9)]
     assert _worst_difference(configs) == 0.0  # the same arithmetic: bit for bit
 
 
@@ -182,7 +180,7 @@ def test_sgd_honours_momentum_as_torch_sgd() -> None:
 def test_muon_steps_match_torch_given_the_same_gradients(shape: tuple[int, ...]) -> None:
     """Matrices as torch.optim.Muon; conv kernels as Muon on their [out, in k k] matrix (Keller Jordan's reference)."""
     torch.manual_seed(0)
-    configs = [OptimizerConfig(name="muon", lr=0.01), OptimizerConfig(name="muon", lr=0.02, momentum=0.5,
+    configs = [section("optimizer", name="muon", lr=0.01), section("optimizer", name="muon", lr=0.02, momentum=0.5,
                                                                       weight_decay=0.1)]
     start = torch.randn(len(configs), *shape)
     stacked = start.clone().requires_grad_()
@@ -228,7 +226,7 @@ def test_clip_grad_norms_match_clip_grad_norm_run_by_run() -> None:
 
 
 def test_optimizer_runs_must_be_contiguous() -> None:
-    configs = [OptimizerConfig(name=n) for n in ("sgd", "adam", "sgd")]
+    configs = [section("optimizer", name=n) for n in ("sgd", "adam", "sgd")]
     with pytest.raises(ValueError, match="contiguous"):
         StackedOptimizer([torch.zeros(3, 2, requires_grad=True)], configs)
 
@@ -237,7 +235,7 @@ def test_weight_decay_skips_biases_and_adamw_decouples() -> None:
     weight = torch.ones(1, 2, 3, requires_grad=True)  # one run's 2x3 weight
     bias = torch.ones(1, 2, requires_grad=True)
     weight.grad, bias.grad = torch.zeros_like(weight), torch.zeros_like(bias)
-    StackedOptimizer([weight, bias], [OptimizerConfig(name="adamw", lr=0.1, weight_decay=0.5)]).step()
+    StackedOptimizer([weight, bias], [section("optimizer", name="adamw", lr=0.1, weight_decay=0.5)]).step()
     # zero gradient: Adam's step is 0, only decoupled decay moves the weights: w *= 1 - lr * wd
     assert torch.allclose(weight, torch.full_like(weight, 1 - 0.1 * 0.5))
     assert torch.equal(bias, torch.ones_like(bias))
@@ -245,17 +243,17 @@ def test_weight_decay_skips_biases_and_adamw_decouples() -> None:
 
 
 def test_momentum_default_depends_on_optimizer() -> None:
-    assert momentum_of(OptimizerConfig(name="momentum")) == 0.9
-    assert momentum_of(OptimizerConfig(name="rmsprop")) == 0.0
-    assert momentum_of(OptimizerConfig(name="sgd")) == 0.0
-    assert momentum_of(OptimizerConfig(name="nesterov", momentum=0.5)) == 0.5
+    assert section("optimizer", name="momentum").momentum == 0.9
+    assert section("optimizer", name="rmsprop").momentum == 0.0
+    assert section("optimizer", name="sgd").momentum == 0.0
+    assert section("optimizer", name="nesterov", momentum=0.5).momentum == 0.5
 
 
 def test_state_survives_a_round_trip() -> None:
     """A stepper restored from state_dict continues exactly as the original (checkpoints)."""
     torch.manual_seed(0)
     params = [torch.randn(2, 4, 3, requires_grad=True), torch.randn(2, 4, requires_grad=True)]
-    configs = [OptimizerConfig(name="adam", lr=0.01), OptimizerConfig(name="adam", lr=0.02)]
+    configs = [section("optimizer", name="adam", lr=0.01), section("optimizer", name="adam", lr=0.02)]
     first = StackedOptimizer(params, configs)
     grads = [[torch.randn_like(p) for p in params] for _ in range(4)]
     for g in grads[:2]:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from dlbench.components.data import prepare
-from dlbench.config.schema import ConfigError, DataConfig, validate
+from dlbench.config.schema import ConfigError, section, validate
 
 
 def test_defaults_are_accepted() -> None:
@@ -32,7 +32,7 @@ def test_defaults_are_accepted() -> None:
     ({"optimizer": {"clip_norm": 0}}, "optimizer.clip_norm: 0 is invalid"),
     ({"optimizer": {"rho": 1.5}}, "optimizer.rho: 1.5 is invalid"),
     ({"optimizer": {"name": "adam", "rho": 0.5}},
-     "optimizer.rho: 0.5 is invalid: adam does not read rho; it reads betas, eps, lr, weight_decay"),
+     "optimizer.rho: 0.5 is invalid: optimizer 'adam' does not read it (unknown key; it reads clip_norm, decay_biases, lr, betas, eps, weight_decay)"),
     ({"optimizer": {"name": "sgdw"}}, "optimizer.name: 'sgdw' is invalid: unknown optimizer; allowed: sgd,"),
     ({"train": {"order": "random"}}, "train.order: 'random' is invalid"),
     ({"data": {"preprocess": "whiten"}}, "data.preprocess: 'whiten' is invalid: unknown preprocessing"),
@@ -45,7 +45,7 @@ def test_invalid_values_are_refused_in_one_line(data: dict[str, Any], message: s
 
 def test_preprocess_standardize_none_positive(data_root: Path) -> None:
     def train_inputs(preprocess: str) -> tuple[torch.Tensor, torch.Tensor]:
-        s = prepare(DataConfig(root=str(data_root), val_size=0.2, preprocess=preprocess), "cpu")
+        s = prepare(section("data", root=str(data_root), val_size=0.2, preprocess=preprocess), "cpu")
         return s.x_train, s.x_test
 
     (raw, raw_test), (std, std_test), (pos, pos_test) = map(train_inputs, ("none", "standardize", "positive"))
@@ -56,13 +56,32 @@ def test_preprocess_standardize_none_positive(data_root: Path) -> None:
     torch.testing.assert_close(pos_test - std_test, shift[:1].expand_as(std_test))
 
 
-def test_run_ids_of_earlier_results_are_kept() -> None:
-    """The new keys at their defaults (and data.preprocess standardize / none, which were data.standardize
-    true / false) leave a run's id as it was, so results stored before them still count as done."""
+def test_run_ids_are_pinned_and_only_hashed_roles_change_them() -> None:
+    """Run ids (version 2: computed from the catalog's key roles, every resolved setting included) are
+    pinned, so a change that would orphan stored results fails here first; keys whose role is meta,
+    sweep or execution never change an id."""
     from dlbench.sweep import run_id
 
-    # the ids the version before these keys gave
-    assert run_id(validate({}), 0) == "5587300a1639"
+    assert run_id(validate({}), 0) == "deda61d59f1f"
     assert run_id(validate({"data": {"preprocess": "none"}, "optimizer": {"name": "sgd", "lr": 0.1}}), 3) == \
-        "d4a6738d6728"
-    assert run_id(validate({"data": {"preprocess": "positive"}}), 0) != "5587300a1639"
+        "49dc21a7ae95"
+    same = validate({"name": "other", "description": "x", "train": {"device": "cpu", "seeds": [5],
+                                                                    "checkpoint_seconds": None},
+                     "data": {"root": "elsewhere", "download": False}, "plots": ["gap"]})
+    assert run_id(same, 0) == "deda61d59f1f"
+    assert run_id(validate({"data": {"preprocess": "positive"}}), 0) != "deda61d59f1f"
+
+
+def test_a_folder_of_earlier_run_ids_is_read_but_not_extended(cli, tiny, tmp_path) -> None:
+    """Runs stored before the catalog (ids version 1) stay readable; `run` says why they are not reused."""
+    import json
+
+    config = cli.write(tiny)
+    assert cli("run", str(config), "--out", str(tmp_path)).code == 0
+    record = tmp_path / tiny["name"] / "experiment.json"
+    old = json.loads(record.read_text())
+    del old["ids"]  # what a folder written before the catalog holds
+    record.write_text(json.dumps(old))
+    again = cli("run", str(config), "--out", str(tmp_path))
+    assert again.code == 2 and "earlier dlbench" in again.err and "--force-new" in again.err
+    assert cli("report", str(tmp_path / tiny["name"])).code == 0

@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dlbench.registry import Registry
+from dlbench.catalog import CATALOG, Kind
 
 Augment = Callable[[Tensor, list[torch.Generator]], Tensor]
-AUGMENTATIONS: Registry[Augment] = Registry("augmentation")
+AUGMENTATIONS: Kind[Augment] = CATALOG["augmentation"]
 
 SHIFT = 2  # pixels, for 28 x 28 digits
 CROP_PADDING = 4  # pixels, for 32 x 32 CIFAR-10 images
@@ -48,13 +48,13 @@ def none(x: Tensor, generators: list[torch.Generator]) -> Tensor:
     return x
 
 
-@AUGMENTATIONS.register("shift", pixels=SHIFT)
+@AUGMENTATIONS.register("shift")
 def shift(x: Tensor, generators: list[torch.Generator]) -> Tensor:
     """random translation by up to 2 pixels each way, zeros filling in (digits)"""
     return _crop(x, SHIFT, _offsets(generators, x.shape[1], 2 * SHIFT + 1, x.device))
 
 
-@AUGMENTATIONS.register("crop_flip", padding=CROP_PADDING)
+@AUGMENTATIONS.register("crop_flip")
 def crop_flip(x: Tensor, generators: list[torch.Generator]) -> Tensor:
     """random crop after 4 pixels of zero padding, and a horizontal flip half the time (CIFAR-10)"""
     offsets = _offsets(generators, x.shape[1], 2 * CROP_PADDING + 1, x.device)

@@ -18,15 +18,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from dlbench.registry import Registry
+from dlbench.catalog import CATALOG, Kind
 
-if TYPE_CHECKING:
-    from dlbench.config.schema import DataConfig
 
 
 @dataclass(frozen=True)
@@ -64,25 +62,11 @@ class DatasetUnavailable(DataError):
     """The dataset's files are missing and cannot be fetched; the message says what to do."""
 
 
-@dataclass(frozen=True)
-class DatasetInfo:
-    """What a dataset is, before it is loaded (dry-runs count on the loaded data instead)."""
-
-    shape: tuple[int, ...]  # one sample
-    classes: int
-    inputs: str  # signal | image | points (points: no spatial axis for a CNN)
-    source: str
-    n_train: int | None = None  # None: toy sets, sized by data.samples
-    n_test: int | None = None
-    options: dict[str, Any] = field(default_factory=dict)  # toy sets: data.samples / noise / classes defaults
+DATASETS: Kind[Callable[[Any], RawData]] = CATALOG["dataset"]
 
 
-DATASETS: Registry[Callable[["DataConfig"], RawData]] = Registry("dataset")
-
-
-@DATASETS.register("mnist1d", info=DatasetInfo(shape=(40,), classes=10, n_train=4000, n_test=1000, inputs="signal",
-                   source="generated locally by the mnist1d package (make_dataset, default arguments)"))
-def mnist1d(cfg: "DataConfig") -> RawData:
+@DATASETS.register("mnist1d")
+def mnist1d(cfg: Any) -> RawData:
     """MNIST-1D: 40-long 1-D signals of the ten digit templates, shifted, scaled and noised."""
     cache = Path(cfg.root) / "mnist1d.npz"
     if not cache.is_file():
@@ -98,7 +82,7 @@ def mnist1d(cfg: "DataConfig") -> RawData:
                        f["x_test"].astype(np.float32), f["y_test"].astype(np.int64), 10)
 
 
-def _torchvision(name: str, cls: Any, cfg: "DataConfig", folder: Path, files: list[str], how: str) -> tuple[Any, Any]:
+def _torchvision(name: str, cls: Any, cfg: Any, folder: Path, files: list[str], how: str) -> tuple[Any, Any]:
     """Train and test set of a torchvision dataset class, or one line saying which files to put where."""
     try:
         # the first call downloads all files when allowed, so the second never needs to
@@ -119,7 +103,7 @@ def _unit(pixels: np.ndarray) -> np.ndarray:
     return out
 
 
-def _idx_images(name: str, cls: Any, cfg: "DataConfig") -> RawData:
+def _idx_images(name: str, cls: Any, cfg: Any) -> RawData:
     """MNIST-format (IDX) images: uint8 28x28 -> float (1, 28, 28) in [0, 1]."""
     folder = Path(cfg.root) / cls.__name__ / "raw"
     files = [Path(f).stem for f, _ in cls.resources]  # torchvision reads the gunzipped files
@@ -129,27 +113,24 @@ def _idx_images(name: str, cls: Any, cfg: "DataConfig") -> RawData:
                    test.targets.numpy(), len(cls.classes))
 
 
-@DATASETS.register("mnist", info=DatasetInfo(shape=(1, 28, 28), classes=10, n_train=60000, n_test=10000,
-                   inputs="image", source="torchvision.datasets.MNIST in data.root/MNIST/raw (IDX files)"))
-def mnist(cfg: "DataConfig") -> RawData:
+@DATASETS.register("mnist")
+def mnist(cfg: Any) -> RawData:
     """MNIST handwritten digits, 28x28 grayscale (LeCun et al. 1998)."""
     from torchvision.datasets import MNIST
 
     return _idx_images("mnist", MNIST, cfg)
 
 
-@DATASETS.register("fashion_mnist", info=DatasetInfo(shape=(1, 28, 28), classes=10, n_train=60000, n_test=10000,
-                   inputs="image", source="torchvision.datasets.FashionMNIST in data.root/FashionMNIST/raw (IDX files)"))
-def fashion_mnist(cfg: "DataConfig") -> RawData:
+@DATASETS.register("fashion_mnist")
+def fashion_mnist(cfg: Any) -> RawData:
     """Fashion-MNIST: 28x28 grayscale clothing images in MNIST's format (Xiao et al. 2017)."""
     from torchvision.datasets import FashionMNIST
 
     return _idx_images("fashion_mnist", FashionMNIST, cfg)
 
 
-@DATASETS.register("cifar10", info=DatasetInfo(shape=(3, 32, 32), classes=10, n_train=50000, n_test=10000,
-                   inputs="image", source="torchvision.datasets.CIFAR10 in data.root/cifar-10-batches-py (md5-checked pickles)"))
-def cifar10(cfg: "DataConfig") -> RawData:
+@DATASETS.register("cifar10")
+def cifar10(cfg: Any) -> RawData:
     """CIFAR-10: 32x32 colour images of 10 object classes (Krizhevsky 2009)."""
     from torchvision.datasets import CIFAR10
 
@@ -163,20 +144,13 @@ def cifar10(cfg: "DataConfig") -> RawData:
                    len(train.classes))
 
 
-def toy_options(cfg: "DataConfig") -> dict[str, Any]:
-    """samples / noise / classes of a toy set: the config's values, else the dataset's defaults."""
-    defaults = DATASETS[cfg.dataset].info.options
-    return {k: default if getattr(cfg, k) is None else getattr(cfg, k) for k, default in defaults.items()}
-
-
-def _toy(cfg: "DataConfig", make: Callable[[np.random.Generator, np.ndarray, int], np.ndarray],
+def _toy(cfg: Any, make: Callable[[np.random.Generator, np.ndarray, int], np.ndarray],
          classes: int) -> RawData:
     """2 x samples points from data.seed (balanced labels, Gaussian noise on each coordinate): half train, half test."""
-    opts = toy_options(cfg)
-    n = opts["samples"]
+    n = cfg.samples
     rng = np.random.default_rng(cfg.seed)
     y = rng.permutation(np.arange(2 * n) % classes)
-    x = make(rng, y, classes) + opts["noise"] * rng.standard_normal((2 * n, 2))
+    x = make(rng, y, classes) + cfg.noise * rng.standard_normal((2 * n, 2))
     x, y = x.astype(np.float32), y.astype(np.int64)
     return RawData(x[:n], y[:n], x[n:], y[n:], classes)
 
@@ -202,25 +176,22 @@ def _blobs(rng: np.random.Generator, y: np.ndarray, classes: int) -> np.ndarray:
 
 
 
-@DATASETS.register("xor", info=DatasetInfo(shape=(2,), classes=2, inputs="points",
-                   source="generated from data.seed", options={"samples": 1000, "noise": 0.25}))
-def xor(cfg: "DataConfig") -> RawData:
+@DATASETS.register("xor")
+def xor(cfg: Any) -> RawData:
     """XOR: Gaussian clouds at the four corners (+-1, +-1), opposite corners share a class."""
     return _toy(cfg, _xor, 2)
 
 
-@DATASETS.register("spiral", info=DatasetInfo(shape=(2,), classes=3, inputs="points",
-                   source="generated from data.seed", options={"samples": 1000, "noise": 0.05, "classes": 3}))
-def spiral(cfg: "DataConfig") -> RawData:
+@DATASETS.register("spiral")
+def spiral(cfg: Any) -> RawData:
     """Spiral: one arm per class winding out from the origin; needs a nonlinear boundary."""
-    return _toy(cfg, _spiral, toy_options(cfg)["classes"])
+    return _toy(cfg, _spiral, cfg.classes)
 
 
-@DATASETS.register("blobs", info=DatasetInfo(shape=(2,), classes=3, inputs="points",
-                   source="generated from data.seed", options={"samples": 1000, "noise": 0.3, "classes": 3}))
-def blobs(cfg: "DataConfig") -> RawData:
+@DATASETS.register("blobs")
+def blobs(cfg: Any) -> RawData:
     """Blobs: one Gaussian cloud per class, centres on the unit circle; (nearly) linearly separable."""
-    return _toy(cfg, _blobs, toy_options(cfg)["classes"])
+    return _toy(cfg, _blobs, cfg.classes)
 
 
 def _count(size: float, n: int) -> int:
@@ -228,7 +199,7 @@ def _count(size: float, n: int) -> int:
 
 
 Preprocess = Callable[..., list[torch.Tensor]]  # (train, *others) -> the same splits, transformed
-PREPROCESSING: Registry[Preprocess] = Registry("preprocessing")
+PREPROCESSING: Kind[Preprocess] = CATALOG["preprocessing"]
 
 
 def _dims(train: torch.Tensor) -> list[int]:
@@ -258,7 +229,7 @@ def _positive(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
     return [t - low for t in (train, *others)]
 
 
-def _prepare(cfg: "DataConfig", device: str) -> Splits:
+def _prepare(cfg: Any, device: str) -> Splits:
     raw = DATASETS[cfg.dataset].builder(cfg)
     x, y = torch.from_numpy(raw.x_train), torch.from_numpy(raw.y_train)
     g = torch.Generator().manual_seed(cfg.seed)
@@ -286,7 +257,7 @@ _CACHE: dict[tuple[str, str], Splits] = {}
 _CACHE_SIZE = 4  # datasets kept, most recently used last
 
 
-def prepare(cfg: "DataConfig", device: torch.device | str) -> Splits:
+def prepare(cfg: Any, device: torch.device | str) -> Splits:
     """Load, subset, split and standardize a dataset; cached per (config, device)."""
     key = (json.dumps(cfg.model_dump(mode="json"), sort_keys=True), str(device))
     splits = _CACHE.pop(key, None) or _prepare(cfg, str(device))

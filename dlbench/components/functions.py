@@ -9,36 +9,35 @@ Nothing here is random: `train.seeds` is ignored.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import pandas as pd
 import torch
 
 from dlbench.components.optimizers import StackedOptimizer
-from dlbench.registry import Registry
+from dlbench.catalog import CATALOG, Kind
 
 if TYPE_CHECKING:
-    from dlbench.config.schema import FunctionConfig, OptimizerConfig
     from dlbench.sweep import RunSpec
 
 Function = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-FUNCTIONS: Registry[Function] = Registry("function")
+FUNCTIONS: Kind[Function] = CATALOG["function"]
 
 
 # start: the usual starting point; view: (x range, y range) of the contour plot; minimum value is 0 for all
-@FUNCTIONS.register("elliptic", start=(-7.0, 2.0), minimum=(0.0, 0.0), view=((-10.0, 10.0), (-5.0, 5.0)))
+@FUNCTIONS.register("elliptic")
 def elliptic(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """f = x^2 / 20 + y^2: a bowl 20x flatter along x than y (Saito, Deep Learning from Scratch, ch. 6)"""
     return x**2 / 20 + y**2
 
 
-@FUNCTIONS.register("rosenbrock", start=(-1.5, 2.0), minimum=(1.0, 1.0), view=((-2.0, 2.0), (-1.0, 3.0)))
+@FUNCTIONS.register("rosenbrock")
 def rosenbrock(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """f = (1 - x)^2 + 100 (y - x^2)^2: a narrow curved valley, minimum 0 at (1, 1)"""
     return (1 - x) ** 2 + 100 * (y - x**2) ** 2
 
 
-def descend(fn: Function, start: tuple[float, float], opt: "OptimizerConfig", steps: int) -> pd.DataFrame:
+def descend(fn: Function, start: tuple[float, float], opt: Any, steps: int) -> pd.DataFrame:
     """The optimizer's path: one row per step (0 = start) with x, y and f(x, y); stops if f diverges."""
     point = torch.tensor([start], dtype=torch.float64, requires_grad=True)  # a stack of one run, float64
     optimizer = StackedOptimizer([point], [opt])
@@ -61,7 +60,7 @@ def run(specs: list["RunSpec"]) -> tuple[pd.DataFrame, pd.DataFrame]:
     for spec in (s for s in specs if s.seed == seed):
         cfg: FunctionConfig = spec.config.function
         entry = FUNCTIONS[cfg.name]
-        start = cfg.start or entry.info["start"]
+        start = cfg.start
         path = descend(entry.builder, start, spec.config.optimizer, cfg.steps)
         below = path.index[path["f"] < cfg.threshold]
         paths.append(path.assign(**spec.params))

@@ -21,10 +21,10 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from dlbench.registry import Registry
+from dlbench.catalog import CATALOG, Kind
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (logits (N, C, ...), targets (N, ...)) -> (N, ...)
-LOSSES: Registry[LossFn] = Registry("loss")
+LOSSES: Kind[LossFn] = CATALOG["loss"]
 
 
 def _one_hot(targets: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -62,7 +62,7 @@ def bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, _one_hot(targets, logits), reduction="none").mean(1)
 
 
-SMOOTHABLE = ("cross_entropy", "nll")  # the losses on log-softmax, whose targets can be smoothed
+SMOOTHABLE = tuple(c.name for c in LOSSES if c.facts.get("smoothable"))  # losses on log-softmax
 
 
 def smoothed_cross_entropy(logits: torch.Tensor, targets: torch.Tensor,

@@ -5,9 +5,10 @@ a `Slice`: the contiguous rows [start, stop) of the runs that use it, with one c
 per hyperparameter (a value per run). Runs are ordered so that the runs of one
 optimizer are contiguous, which makes every update an in-place op on a view.
 
-Adding an optimizer = one function registered in OPTIMIZERS with its `OptimizerInfo`:
+Adding an optimizer = its record in `dlbench.catalog.builtin` (the settings it reads, with their
+defaults) and one function registered here against that name:
 
-    @OPTIMIZERS.register("name", info=OptimizerInfo(reads=frozenset({"lr", ...}), usual_lr=1e-3))
+    @OPTIMIZERS.register("name")
     def name(s: Slice, t: int) -> None:      # t: the step number, starting at 1
         c = s.columns(neg_lr=-s.hyper["lr"])  # per-run coefficients, broadcast against any tensor
         for i, p, g, is_weight in s.tensors():  # parameter rows, gradient rows
@@ -26,28 +27,13 @@ where it is decoupled (Loshchilov & Hutter).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
 
-from dlbench.registry import Registry
+from dlbench.catalog import CATALOG, Kind
 
-if TYPE_CHECKING:
-    from dlbench.config.schema import OptimizerConfig
-
-
-@dataclass(frozen=True)
-class OptimizerInfo:
-    """What an optimizer reads from `optimizer:` and its usual values."""
-
-    reads: frozenset[str]  # OptimizerConfig fields the rule uses (name aside)
-    usual_lr: float
-    usual_momentum: float | None = None  # the value an empty `optimizer.momentum` means; None: not read
-
-    def __str__(self) -> str:  # for `dlbench list`
-        text = f"reads {', '.join(sorted(self.reads))}; usual lr {self.usual_lr:g}"
-        return text if self.usual_momentum is None else f"{text}, momentum {self.usual_momentum:g}"
 
 
 def is_weight(stacked: Tensor) -> bool:
@@ -118,18 +104,7 @@ class Slice:
 
 
 Rule = Callable[[Slice, int], None]  # (slice, step number starting at 1)
-OPTIMIZERS: Registry[Rule] = Registry("optimizer")
-
-
-def info(name: str) -> OptimizerInfo:
-    return OPTIMIZERS[name].info
-
-
-def momentum_of(cfg: "OptimizerConfig") -> float:
-    """optimizer.momentum, or the optimizer's usual value when empty (0 where it reads none)."""
-    if cfg.momentum is not None:
-        return cfg.momentum
-    return info(cfg.name).usual_momentum or 0.0
+OPTIMIZERS: Kind[Rule] = CATALOG["optimizer"]
 
 
 def _heavy_ball(s: Slice, nesterov: bool) -> None:
@@ -142,10 +117,9 @@ def _heavy_ball(s: Slice, nesterov: bool) -> None:
         p.addcmul_(step, c("neg_lr", p))
 
 
-_SGD_READS = frozenset({"lr", "momentum", "weight_decay"})
 
 
-@OPTIMIZERS.register("sgd", info=OptimizerInfo(_SGD_READS, usual_lr=0.1, usual_momentum=0.0))
+@OPTIMIZERS.register("sgd")
 def sgd(s: Slice, t: int) -> None:
     """(stochastic) gradient descent: w -= lr g; with optimizer.momentum set, as torch.optim.SGD(momentum=m)"""
     if bool((s.hyper["momentum"] != 0).any()):
@@ -156,19 +130,19 @@ def sgd(s: Slice, t: int) -> None:
         p.addcmul_(s.coupled_decay(p, g, w, c), c("neg_lr", p))
 
 
-@OPTIMIZERS.register("momentum", info=OptimizerInfo(_SGD_READS, usual_lr=0.01, usual_momentum=0.9))
+@OPTIMIZERS.register("momentum")
 def momentum(s: Slice, t: int) -> None:
     """heavy-ball momentum: v = m v + g; w -= lr v"""
     _heavy_ball(s, nesterov=False)
 
 
-@OPTIMIZERS.register("nesterov", info=OptimizerInfo(_SGD_READS, usual_lr=0.01, usual_momentum=0.9))
+@OPTIMIZERS.register("nesterov")
 def nesterov(s: Slice, t: int) -> None:
     """Nesterov momentum: v = m v + g; w -= lr (g + m v)"""
     _heavy_ball(s, nesterov=True)
 
 
-@OPTIMIZERS.register("adagrad", info=OptimizerInfo(frozenset({"lr", "eps", "weight_decay"}), usual_lr=0.01))
+@OPTIMIZERS.register("adagrad")
 def adagrad(s: Slice, t: int) -> None:
     """AdaGrad: G += g^2; w -= lr g / (sqrt(G) + eps)"""
     c = s.columns(neg_lr=-s.hyper["lr"], eps=s.hyper["eps"], weight_decay=s.hyper["weight_decay"])
@@ -179,8 +153,7 @@ def adagrad(s: Slice, t: int) -> None:
         p.addcmul_(g / total.sqrt().add_(c("eps", p)), c("neg_lr", p))
 
 
-@OPTIMIZERS.register("rmsprop", info=OptimizerInfo(
-    frozenset({"lr", "alpha", "eps", "momentum", "weight_decay"}), usual_lr=0.001, usual_momentum=0.0))
+@OPTIMIZERS.register("rmsprop")
 def rmsprop(s: Slice, t: int) -> None:
     """RMSprop: E = a E + (1 - a) g^2; v = m v + g / (sqrt(E) + eps); w -= lr v"""
     h = s.hyper
@@ -218,34 +191,31 @@ def _adam(s: Slice, t: int, decoupled: bool) -> None:
         p.addcmul_(exp_avg / denom, c("neg_step_size", p))
 
 
-_ADAM_READS = frozenset({"lr", "betas", "eps", "weight_decay"})
 
 
-@OPTIMIZERS.register("adam", info=OptimizerInfo(_ADAM_READS, usual_lr=0.001))
+@OPTIMIZERS.register("adam")
 def adam(s: Slice, t: int) -> None:
     """Adam: momentum + RMSprop scaling with bias correction; weight decay is L2 in the gradient"""
     _adam(s, t, decoupled=False)
 
 
-@OPTIMIZERS.register("adamw", info=OptimizerInfo(_ADAM_READS, usual_lr=0.001))
+@OPTIMIZERS.register("adamw")
 def adamw(s: Slice, t: int) -> None:
     """AdamW: Adam with decoupled weight decay (w -= lr * wd * w)"""
     _adam(s, t, decoupled=True)
 
 
-def hyperparameters(configs: list["OptimizerConfig"]) -> dict[str, Tensor]:
-    """Per-run hyperparameters as float64 host vectors (what torch.optim holds as Python floats)."""
-    columns = {
-        "lr": [c.lr for c in configs],
-        "momentum": [momentum_of(c) for c in configs],
-        "beta1": [c.betas[0] for c in configs],
-        "beta2": [c.betas[1] for c in configs],
-        "alpha": [c.alpha for c in configs],
-        "eps": [c.eps for c in configs],
-        "weight_decay": [c.weight_decay for c in configs],
-        "rho": [c.rho for c in configs],
-        "decay_biases": [float(c.decay_biases) for c in configs],
-    }
+def hyperparameters(configs: list[Any]) -> dict[str, Tensor]:
+    """Per-run hyperparameters of one optimizer's runs as float64 host vectors (what torch.optim holds as
+    Python floats): every setting it reads, betas as beta1 and beta2."""
+    columns: dict[str, list[float]] = {}
+    for cfg in configs:
+        for key, value in cfg.settings().items():
+            if key == "betas":
+                columns.setdefault("beta1", []).append(value[0])
+                columns.setdefault("beta2", []).append(value[1])
+            elif isinstance(value, (bool, int, float)) and key != "clip_norm":
+                columns.setdefault(key, []).append(float(value))
     return {k: torch.tensor(v, dtype=torch.float64) for k, v in columns.items()}
 
 
@@ -256,7 +226,7 @@ class StackedOptimizer:
     State tensors are allocated for all rows the first time a rule asks for them.
     """
 
-    def __init__(self, params: list[Tensor], configs: list["OptimizerConfig"]) -> None:
+    def __init__(self, params: list[Tensor], configs: list[Any]) -> None:
         names = [c.name for c in configs]
         if any(names[i] != names[i + 1] and names[i + 1] in names[:i] for i in range(len(names) - 1)):
             raise ValueError("runs of one optimizer must be contiguous")
@@ -337,7 +307,7 @@ class _Subset(Slice):
         return [item for item in super().tensors() if self._keep(item[1])]
 
 
-@OPTIMIZERS.register("nadam", info=OptimizerInfo(frozenset({"lr", "betas", "eps", "weight_decay"}), usual_lr=0.002))
+@OPTIMIZERS.register("nadam")
 def nadam(s: Slice, t: int) -> None:
     """Adam with Nesterov momentum (Dozat 2016), momentum warming up with 0.96^(t * 0.004) as torch.optim.NAdam"""
     h = s.hyper
@@ -361,7 +331,7 @@ def nadam(s: Slice, t: int) -> None:
         p.addcmul_(exp_avg / denom, c("avg_coef", p))
 
 
-@OPTIMIZERS.register("radam", info=OptimizerInfo(frozenset({"lr", "betas", "eps", "weight_decay"}), usual_lr=0.001))
+@OPTIMIZERS.register("radam")
 def radam(s: Slice, t: int) -> None:
     """Rectified Adam (Liu et al. 2020): momentum SGD until the variance estimate is trustworthy, then Adam"""
     h = s.hyper
@@ -387,7 +357,7 @@ def radam(s: Slice, t: int) -> None:
         p.add_(step)
 
 
-@OPTIMIZERS.register("adamax", info=OptimizerInfo(frozenset({"lr", "betas", "eps", "weight_decay"}), usual_lr=0.002))
+@OPTIMIZERS.register("adamax")
 def adamax(s: Slice, t: int) -> None:
     """Adam with the infinity norm: u = max(b2 u, |g| + eps); w -= lr / (1 - b1^t) m / u"""
     h = s.hyper
@@ -402,7 +372,7 @@ def adamax(s: Slice, t: int) -> None:
         p.addcmul_(exp_avg / exp_inf, c("neg_clr", p))
 
 
-@OPTIMIZERS.register("adadelta", info=OptimizerInfo(frozenset({"lr", "rho", "eps", "weight_decay"}), usual_lr=1.0))
+@OPTIMIZERS.register("adadelta")
 def adadelta(s: Slice, t: int) -> None:
     """AdaDelta (Zeiler 2012): steps scaled by RMS(past steps) / RMS(gradients), both decaying with optimizer.rho"""
     h = s.hyper
@@ -417,7 +387,7 @@ def adadelta(s: Slice, t: int) -> None:
         p.addcmul_(delta, c("neg_lr", p))
 
 
-@OPTIMIZERS.register("lion", info=OptimizerInfo(frozenset({"lr", "betas", "weight_decay"}), usual_lr=1e-4))
+@OPTIMIZERS.register("lion")
 def lion(s: Slice, t: int) -> None:
     """Lion (Chen et al. 2023): w -= lr sign(b1 m + (1 - b1) g); m = b2 m + (1 - b2) g; decoupled decay"""
     h = s.hyper
@@ -453,8 +423,7 @@ def _orthogonalize(update: Tensor) -> Tensor:
     return x.mT if tall else x
 
 
-@OPTIMIZERS.register("muon", info=OptimizerInfo(
-    frozenset({"lr", "momentum", "betas", "eps", "weight_decay"}), usual_lr=0.001, usual_momentum=0.95))
+@OPTIMIZERS.register("muon")
 def muon(s: Slice, t: int) -> None:
     """Muon (Jordan et al. 2024): Nesterov momentum, orthogonalized per weight matrix; biases and gains by AdamW
 
@@ -481,8 +450,7 @@ def muon(s: Slice, t: int) -> None:
     _adam(_Subset(s, lambda p: p.dim() <= 2), t, decoupled=True)
 
 
-@OPTIMIZERS.register("adamw_schedulefree", info=OptimizerInfo(
-    frozenset({"lr", "betas", "eps", "weight_decay"}), usual_lr=0.0025))
+@OPTIMIZERS.register("adamw_schedulefree")
 def adamw_schedulefree(s: Slice, t: int) -> None:
     """Schedule-free AdamW (Defazio et al. 2024): no decay schedule needed; evaluates an average of the iterates
 

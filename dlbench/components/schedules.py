@@ -6,8 +6,8 @@ Every schedule starts with an optional linear warmup from 0 over W steps
 schedule proper then runs over the remaining steps. Runs in one stack may use
 different schedules, so `StackedSchedule` gives a vector of multipliers per step.
 
-Each entry's info record says which settings it reads (`reads`) and their usual
-values (`defaults`); the config refuses a setting the chosen schedule does not read.
+Each schedule's catalog record says which settings it reads and their defaults; the config
+refuses a setting the chosen schedule does not read.
 The tests check every entry step by step against `torch.optim.lr_scheduler`
 (LinearLR for the warmup, SequentialLR into the schedule proper).
 """
@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
 
-from dlbench.registry import Registry
+from dlbench.catalog import CATALOG, Kind
 
-if TYPE_CHECKING:
-    from dlbench.config.schema import ScheduleConfig
 
 
 @dataclass(frozen=True)
@@ -36,42 +34,37 @@ class Phase:
     per_epoch: int  # steps per epoch (step / exponential count in epochs)
 
 
-Multiplier = Callable[["ScheduleConfig", Phase], float]
-SCHEDULES: Registry[Multiplier] = Registry("schedule")
+Multiplier = Callable[[Any, Phase], float]
+SCHEDULES: Kind[Multiplier] = CATALOG["schedule"]
 
 
-def setting(cfg: "ScheduleConfig", name: str) -> float:
-    """A schedule setting: the config's value, else the schedule's usual one."""
-    value = getattr(cfg, name)
-    return SCHEDULES[cfg.name].info["defaults"][name] if value is None else value
 
-
-@SCHEDULES.register("constant", reads=("warmup",), defaults={})
-def constant(cfg: "ScheduleConfig", at: Phase) -> float:
+@SCHEDULES.register("constant")
+def constant(cfg: Any, at: Phase) -> float:
     """optimizer.lr throughout (after the warmup, if any)"""
     return 1.0
 
 
-@SCHEDULES.register("step", reads=("warmup", "every", "gamma"), defaults={"every": 10, "gamma": 0.1})
-def step(cfg: "ScheduleConfig", at: Phase) -> float:
+@SCHEDULES.register("step")
+def step(cfg: Any, at: Phase) -> float:
     """multiplied by schedule.gamma every schedule.every epochs (torch StepLR)"""
-    return setting(cfg, "gamma") ** (at.step // (int(setting(cfg, "every")) * at.per_epoch))
+    return cfg.gamma ** (at.step // (int(cfg.every) * at.per_epoch))
 
 
-@SCHEDULES.register("exponential", reads=("warmup", "gamma"), defaults={"gamma": 0.9})
-def exponential(cfg: "ScheduleConfig", at: Phase) -> float:
+@SCHEDULES.register("exponential")
+def exponential(cfg: Any, at: Phase) -> float:
     """multiplied by schedule.gamma per epoch, smoothly at every step (torch ExponentialLR)"""
-    return setting(cfg, "gamma") ** (at.step / at.per_epoch)
+    return cfg.gamma ** (at.step / at.per_epoch)
 
 
-@SCHEDULES.register("cosine", reads=("warmup", "min_lr"), defaults={})
-def cosine(cfg: "ScheduleConfig", at: Phase) -> float:
+@SCHEDULES.register("cosine")
+def cosine(cfg: Any, at: Phase) -> float:
     """half a cosine from 1 down to schedule.min_lr at the last step (torch CosineAnnealingLR)"""
     return cfg.min_lr + (1 - cfg.min_lr) * (1 + math.cos(math.pi * at.step / at.steps)) / 2
 
 
-@SCHEDULES.register("linear", reads=("warmup", "min_lr"), defaults={})
-def linear(cfg: "ScheduleConfig", at: Phase) -> float:
+@SCHEDULES.register("linear")
+def linear(cfg: Any, at: Phase) -> float:
     """straight down from 1 to schedule.min_lr at the last step (torch LinearLR)"""
     return 1 + (cfg.min_lr - 1) * at.step / at.steps
 
@@ -80,10 +73,10 @@ ONE_CYCLE_START = 1 / 25  # torch OneCycleLR: starts at max_lr / div_factor (25)
 ONE_CYCLE_END = ONE_CYCLE_START / 1e4  # ... ends at that / final_div_factor (1e4)
 
 
-@SCHEDULES.register("one_cycle", reads=("peak",), defaults={"peak": 0.3})
-def one_cycle(cfg: "ScheduleConfig", at: Phase) -> float:
+@SCHEDULES.register("one_cycle")
+def one_cycle(cfg: Any, at: Phase) -> float:
     """up from lr/25 to lr at schedule.peak (fraction of steps), then down to lr/25e4; cosine both ways (OneCycleLR)"""
-    rise_end = float(setting(cfg, "peak") * at.steps) - 1  # OneCycleLR's phase boundaries, in steps
+    rise_end = float(cfg.peak * at.steps) - 1  # OneCycleLR's phase boundaries, in steps
     last = at.steps - 1
     if at.step <= rise_end:
         start, end, pct = ONE_CYCLE_START, 1.0, at.step / rise_end
@@ -92,16 +85,17 @@ def one_cycle(cfg: "ScheduleConfig", at: Phase) -> float:
     return end + (start - end) / 2 * (math.cos(math.pi * pct) + 1)
 
 
-def warmup_steps(cfg: "ScheduleConfig", total: int) -> int:
+def warmup_steps(cfg: Any, total: int) -> int:
     """schedule.warmup in steps: a fraction (< 1) of all steps, or a count."""
-    steps = round(cfg.warmup * total) if cfg.warmup < 1 else int(cfg.warmup)
+    warmup = cfg.settings().get("warmup", 0.0)  # one_cycle has a rise of its own, and no warmup
+    steps = round(warmup * total) if warmup < 1 else int(warmup)
     if steps >= total:
-        raise ValueError(f"schedule.warmup: {cfg.warmup:g} is invalid: {steps} warmup steps leave none of the "
+        raise ValueError(f"schedule.warmup: {warmup:g} is invalid: {steps} warmup steps leave none of the "
                          f"run's {total} steps to the schedule")
     return steps
 
 
-def multiplier(cfg: "ScheduleConfig", k: int, total: int, per_epoch: int) -> float:
+def multiplier(cfg: Any, k: int, total: int, per_epoch: int) -> float:
     """The lr multiplier for update k (0-based) of a run of `total` steps."""
     warm = warmup_steps(cfg, total)
     if k < warm:
@@ -112,7 +106,7 @@ def multiplier(cfg: "ScheduleConfig", k: int, total: int, per_epoch: int) -> flo
 class StackedSchedule:
     """Per-run lr multipliers of a stack: `schedule(k)` is a float64 [R] vector for update k."""
 
-    def __init__(self, configs: list["ScheduleConfig"], total: int, per_epoch: int) -> None:
+    def __init__(self, configs: list[Any], total: int, per_epoch: int) -> None:
         for cfg in configs:
             warmup_steps(cfg, total)  # refuse an impossible warmup before training starts
         self.configs, self.total, self.per_epoch = configs, total, per_epoch

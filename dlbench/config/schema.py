@@ -1,256 +1,154 @@
-"""The config schema (the user-facing contract), YAML loading and --set overrides.
+"""The config schema, generated from the catalog: the user-facing contract.
 
-All defaults live in the models below; `dlbench validate` and `dlbench run` turn
-every problem into a `ConfigError`: one line naming the field path, the bad value
-and what is allowed.
+Every section that chooses a component (`optimizer.name`, `init.scheme`, `model.kind`,
+`schedule.name`, `data.dataset`, `function.name`) is a tagged union: one pydantic model
+per component, accepting the section's own settings plus exactly the settings its
+component reads, with that component's defaults. Values are checked strictly (no bool
+for a number, no string for an integer) and every problem becomes a `ConfigError`: one
+line naming the key, the bad value and what is allowed. The same models give the JSON
+Schema that `dlbench schema` prints.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
+import typing
 from pathlib import Path
-from types import UnionType
-from typing import Annotated, Any, Callable, Literal, Mapping, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Mapping, Union
 
+from annotated_types import MinLen
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
+    TypeAdapter,
     ValidationError,
-    ValidationInfo,
+    create_model,
     field_validator,
     model_validator,
 )
 
-from dlbench.components.augment import AUGMENTATIONS
-from dlbench.components.data import DATASETS, PREPROCESSING
-from dlbench.components.functions import FUNCTIONS
-from dlbench.components.inits import INITS
-from dlbench.components.losses import LOSSES, SMOOTHABLE
-from dlbench.components.models import ACTIVATIONS, MODELS, NORMS, POOLS, PRESETS, feature_shape
-from dlbench.components.optimizers import OPTIMIZERS
-from dlbench.components.optimizers import info as optimizer_info
-from dlbench.registry import Registry
-from dlbench.components.schedules import SCHEDULES
-
-from dlbench.config.keys import merge, set_path  # noqa: F401 - re-exported: older callers
+from dlbench.catalog import CATALOG, SECTIONS, TOP, Section, Setting, type_text
+from dlbench.catalog.shapes import feature_shape
+from dlbench.config.keys import flatten, merge, set_path  # noqa: F401 - merge, set_path: re-exported
 from dlbench.config.yaml_io import apply_overrides, read_config
 from dlbench.errors import ConfigError
 
 
-def _in(registry: Registry[Any], kind: str | None = None) -> AfterValidator:
-    def check(name: str) -> str:
-        if name not in registry:
-            raise ValueError(f"unknown {kind or registry.kind}; allowed: {', '.join(registry.names())}")
+class Base(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False, frozen=False)
+
+    def settings(self) -> dict[str, Any]:
+        """The values as a plain mapping (what a builder reads)."""
+        return dict(self)
+
+
+class _Diagnostics(Base):
+    def enabled(self) -> bool:
+        """Whether any diagnostic is recorded."""
+        return bool(getattr(self, "activations") or getattr(self, "gradients") or getattr(self, "weights"))
+
+
+_BASES: dict[str, type[Base]] = {"diagnostics": _Diagnostics}  # sections with methods of their own
+
+
+def _names_of(kind: str) -> AfterValidator:
+    def check(name: str | None) -> str | None:
+        if name is not None and name not in CATALOG[kind]:
+            raise ValueError(f"unknown {CATALOG[kind].label}; allowed: {', '.join(CATALOG[kind].names())}")
         return name
 
     return AfterValidator(check)
 
 
-def _finite(x: float) -> float:
-    if not math.isfinite(x):
-        raise ValueError("must be a finite number")
-    return x
+def _annotation(s: Setting, where: str) -> Any:
+    if s.items:
+        item = _named(create_model(f"{where}_{s.name}_item", __base__=Base,
+                                   **{i.name: _field(i, where) for i in s.items}))  # type: ignore[call-overload]
+        return Annotated[list[item], MinLen(1)] if s.required else list[item]  # type: ignore[valid-type]
+    if s.choices:
+        return Annotated[s.type, _names_of(s.choices)]
+    return s.type
 
 
-def _fraction_or_count(unit: str) -> Callable[[float], float]:
-    def check(v: float) -> float:
-        if v >= 1 and v != int(v):
-            raise ValueError(f"must be a fraction in [0, 1) or a whole number of {unit}")
-        return v
-
-    return check
+def _field(s: Setting, where: str) -> Any:
+    return (_annotation(s, where), Field(... if s.required else s.default, description=s.doc))
 
 
-Finite = Annotated[float, AfterValidator(_finite)]
-NonNegative = Annotated[Finite, Field(ge=0)]
-Seed = Annotated[int, Field(ge=0, lt=2**63)]  # what torch.manual_seed and torch.Generator accept
-Probability = Annotated[Finite, Field(ge=0, lt=1)]
+def _section_model(section: Section, extra: tuple[Setting, ...] = (), name: str | None = None,
+                   tag: str | None = None) -> type[Base]:
+    fields: dict[str, Any] = {}
+    if section.key is not None and tag is not None:
+        fields[section.key] = (Literal[tag], Field(tag, description=f"the {CATALOG[section.chooses or ''].label}"))
+    for s in (*section.settings, *extra):
+        fields[s.name] = _field(s, name or section.name)
+    return _named(create_model(name or f"{section.name.title()}Config", __base__=_BASES.get(section.name, Base),
+                               **fields))  # type: ignore[call-overload]
 
 
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+def _named(model: type[Base]) -> type[Base]:
+    """A generated model as an attribute of this module, where pickle looks for it (process and Ray workers)."""
+    globals()[model.__name__] = model
+    return model
 
 
-class DataConfig(Section):
-    dataset: Annotated[str, _in(DATASETS)] = "mnist1d"
-    root: str = "data"
-    download: bool = True
-    train_size: Annotated[int, Field(gt=0)] | None = None
-    val_size: Annotated[NonNegative, AfterValidator(_fraction_or_count("samples"))] = 0.1
-    preprocess: Annotated[str, _in(PREPROCESSING)] = "standardize"
-    seed: Seed = 0
-    # which train_size samples: a random N (from data.seed) | the first N as stored (the textbook's x_train[:N])
-    train_subset: Literal["random", "first"] = "random"
-    # toy sets only (xor, spiral, blobs); null = the dataset's default, see `dlbench list`
-    samples: Annotated[int, Field(gt=0)] | None = None  # points generated per split (train and test)
-    noise: NonNegative | None = None  # std of the Gaussian noise added to each coordinate
-    classes: Annotated[int, Field(ge=2)] | None = None  # spiral arms / blobs
-
-    @field_validator("samples", "noise", "classes")
-    @classmethod
-    def _toy_option(cls, v: Any, info: ValidationInfo) -> Any:
-        dataset = info.data.get("dataset")
-        takes = DATASETS[dataset].info.options if dataset in DATASETS else {}
-        if v is not None and info.field_name not in takes:
-            allowed = f"it takes {', '.join(takes)}" if takes else "only the toy sets take it"
-            raise ValueError(f"dataset {dataset!r} has no option {info.field_name} ({allowed})")
-        return v
-
-    @model_validator(mode="after")
-    def _subset_needs_size(self) -> "DataConfig":
-        if self.train_subset != "random" and self.train_size is None:
-            raise ValueError(f"data.train_subset: {self.train_subset!r} is invalid without data.train_size "
-                             "(it says which train_size samples to keep; set data.train_size, or drop it)")
-        return self
+def _apply_preset(data: Any) -> Any:
+    """model.preset fills in an architecture; keys written next to it win."""
+    if isinstance(data, dict) and isinstance(data.get("preset"), str) and data["preset"] in CATALOG["preset"]:
+        return {**CATALOG["preset"].record(data["preset"]).facts["values"], **data}
+    return data
 
 
-class ConvLayer(Section):
-    channels: Annotated[int, Field(gt=0)]
-    kernel: Annotated[int, Field(gt=0)] = 3  # square kernels on images
-    stride: Annotated[int, Field(gt=0)] = 1
-    padding: Annotated[int, Field(ge=0)] = 0  # zeros added on each side
-    pool: Annotated[str, _in(POOLS)] = "none"  # after the activation
-    pool_size: Annotated[int, Field(gt=1)] = 2  # window and stride of the pool
+def _norm_placed(model: Any) -> Any:
+    if getattr(model, "norm", "none") == "none" and getattr(model, "norm_position", "pre") != "pre":
+        raise ValueError("model.norm_position: 'post' is invalid: model.norm is 'none', so there is no norm to "
+                         "place (set model.norm: batch or layer, or drop norm_position)")
+    return model
 
 
-class ModelConfig(Section):
-    kind: Annotated[str, _in(MODELS)] = "mlp"
-    hidden: list[Annotated[int, Field(gt=0)]] = [100, 100]
-    activation: Annotated[str, _in(ACTIVATIONS)] = "relu"
-    norm: Annotated[str, _in(NORMS)] = "none"
-    norm_position: Literal["pre", "post"] = "pre"
-    dropout: Probability = 0.0
-    # inverted: kept units x 1/(1 - p) in training, identity at evaluation (torch) | test: kept units
-    # unscaled in training, every unit x (1 - p) at evaluation (the textbook's Dropout layer)
-    dropout_scaling: Literal["inverted", "test"] = "inverted"
-    # norm: batch only. torch's defaults; the textbook's BatchNormalization: eps 1e-6 (10e-7), momentum 0.1
-    # (its "momentum=0.9" weights the old statistics), running variance starting at 0
-    bn_eps: Annotated[Finite, Field(gt=0)] = 1e-5
-    bn_momentum: Annotated[Finite, Field(gt=0, le=1)] = 0.1  # weight of each batch in the running statistics
-    bn_running_var: NonNegative = 1.0  # the running variance before the first batch (the running mean starts at 0)
-    residual: bool = False
-    conv: list[ConvLayer] = []  # cnn: conv blocks before the dense layers (model.hidden)
-    preset: Annotated[str, _in(PRESETS)] | None = None  # a named architecture; keys given beside it win
-
-    @model_validator(mode="before")
-    @classmethod
-    def _apply_preset(cls, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("preset"), str) and data["preset"] in PRESETS:
-            return {**PRESETS[data["preset"]].builder(), **data}
-        return data
-
-    @model_validator(mode="after")
-    def _conventions_have_a_layer(self) -> "ModelConfig":
-        if self.dropout_scaling != "inverted" and self.dropout == 0:
-            raise ValueError(f"model.dropout_scaling: {self.dropout_scaling!r} is invalid with model.dropout 0 "
-                             "(it says how dropout scales; set model.dropout, or drop it)")
-        for key in ("bn_eps", "bn_momentum", "bn_running_var"):
-            if self.norm != "batch" and getattr(self, key) != type(self).model_fields[key].default:
-                raise ValueError(f"model.{key}: {getattr(self, key)!r} is invalid with model.norm {self.norm!r} "
-                                 "(it sets BatchNorm; set model.norm: batch, or drop it)")
-        return self
-
-    @field_validator("conv")
-    @classmethod
-    def _cnn_has_conv(cls, v: list[ConvLayer], info: ValidationInfo) -> list[ConvLayer]:
-        if info.data.get("kind") == "cnn" and not v:
-            raise ValueError("kind cnn needs conv layers, e.g. [{channels: 32, kernel: 3, pool: max}], "
-                             f"or a model.preset ({', '.join(PRESETS.names())})")
-        return v
+MEMBERS: dict[str, dict[str, type[Base]]] = {}  # section -> component name -> its model
 
 
-class InitConfig(Section):
-    scheme: Annotated[str, _in(INITS)] = "default"
-    std: Annotated[Finite, Field(gt=0)] = 0.01
-    value: Finite = 0.0
+def _union(section: Section) -> Any:
+    """The section as a tagged union over its kind's components (built-ins and plugins alike)."""
+    kind = section.chooses
+    assert kind is not None and section.key is not None and section.default is not None
+    members = {c.name: _section_model(section, c.settings, f"{section.name}_{c.name}", c.name)
+               for c in CATALOG[kind]}
+    MEMBERS[section.name] = members
+    key, default = section.key, section.default
+
+    def tag(value: Any) -> str | None:
+        name = value.get(key, default) if isinstance(value, dict) else getattr(value, key, None)
+        return name if isinstance(name, str) else None
+
+    union = Union[tuple(Annotated[m, Tag(n)] for n, m in members.items())]  # type: ignore[valid-type]
+    annotated: Any = Annotated[union, Discriminator(tag)]
+    if section.name == "model":
+        annotated = Annotated[annotated, BeforeValidator(_apply_preset), AfterValidator(_norm_placed)]
+    return annotated
 
 
-class OptimizerConfig(Section):
-    name: Annotated[str, _in(OPTIMIZERS)] = "adam"
-    lr: Annotated[Finite, Field(gt=0)] = 0.001
-    momentum: Probability | None = None
-    betas: tuple[Probability, Probability] = (0.9, 0.999)
-    alpha: Probability = 0.99
-    eps: Annotated[Finite, Field(gt=0)] = 1e-8
-    weight_decay: NonNegative = 0.0
-    rho: Probability = 0.9  # adadelta: decay of its two running averages
-    clip_norm: Annotated[Finite, Field(gt=0)] | None = None  # each run's global gradient norm clipped to this
-    decay_biases: bool = False  # weight decay on biases and norm parameters too
+def section_default(name: str) -> BaseModel:
+    """A section at its defaults (its default component's)."""
+    section = SECTIONS[name]
+    if section.chooses:
+        return MEMBERS[name][section.default or ""]()
+    return SECTION_MODELS[name]()
 
 
-class ScheduleConfig(Section):
-    """The learning-rate multiplier at every step; settings a schedule does not read are refused."""
-
-    name: Annotated[str, _in(SCHEDULES)] = "constant"
-    # linear warmup from 0: a fraction (< 1) of all steps, or a number of steps
-    warmup: Annotated[NonNegative, AfterValidator(_fraction_or_count("steps"))] = 0.0
-    min_lr: Annotated[Finite, Field(ge=0, le=1)] = 0.0  # cosine / linear end value, as a fraction of optimizer.lr
-    every: Annotated[int, Field(gt=0)] | None = None  # step: epochs between decays; null = 10
-    gamma: Annotated[Finite, Field(gt=0, le=1)] | None = None  # step: factor per decay (null = 0.1);
-    #                                                       exponential: factor per epoch (null = 0.9)
-    peak: Annotated[Finite, Field(gt=0, lt=1)] | None = None  # one_cycle: lr peaks at this fraction; null = 0.3
-
-    @field_validator("warmup", "min_lr", "every", "gamma", "peak")
-    @classmethod
-    def _read_by_schedule(cls, v: Any, info: ValidationInfo) -> Any:
-        name = info.data.get("name")
-        unset = cls.model_fields[info.field_name].default
-        if name in SCHEDULES and v != unset and info.field_name not in SCHEDULES[name].info["reads"]:
-            reads = SCHEDULES[name].info["reads"]
-            raise ValueError(f"schedule {name!r} does not read it (it reads {', '.join(reads) or 'nothing'})")
-        return v
+# ---------------------------------------------------------------- the search (sweep machinery, not vocabulary)
 
 
-# engine steps around every optimizer's rule (clipping before it, which tensors decay)
-_EVERY_OPTIMIZER = ("clip_norm", "decay_biases")
-
-
-def optimizer_reads(name: str) -> tuple[str, ...]:
-    """The settings an optimizer acts on (any other setting given for it is refused)."""
-    return tuple(sorted(optimizer_info(name).reads)) + _EVERY_OPTIMIZER
-
-
-class RegularizationConfig(Section):
-    l1: NonNegative = 0.0
-    input_noise: NonNegative = 0.0
-    early_stopping: Annotated[int, Field(gt=0)] | None = None
-    label_smoothing: Probability = 0.0  # cross_entropy / nll targets: (1 - s) one-hot + s / classes
-    augment: Annotated[str, _in(AUGMENTATIONS)] = "none"  # images only, drawn per run
-    # true: the reported training batch loss adds 1/2 optimizer.weight_decay sum ||w||^2 over the tensors the
-    # decay acts on, as the textbook's loss does (reported only: the decay itself acts in the update)
-    penalty_in_loss: bool = False
-
-
-class TrainConfig(Section):
-    epochs: Annotated[int, Field(gt=0)] | None = None
-    steps: Annotated[int, Field(gt=0)] | None = None
-    batch_size: Annotated[int, Field(gt=0)] | Literal["full"] = 100
-    eval_every: Annotated[int, Field(gt=0)] = 1
-    seeds: Annotated[list[Seed], Field(min_length=1)] = [0, 1, 2]
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    # batches: reshuffled every epoch | one fixed order | each drawn with replacement (the textbook's
-    # np.random.choice: an "epoch" is then n / batch_size such draws)
-    order: Literal["shuffle", "sequential", "replacement"] = "shuffle"
-    checkpoint_seconds: NonNegative | None = 60.0  # stack checkpoints every this many seconds; null: never
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # bf16 / fp16: autocast on CUDA (fp16 with loss scaling)
-
-    @model_validator(mode="after")
-    def _epochs_xor_steps(self) -> "TrainConfig":
-        if self.epochs is not None and self.steps is not None:
-            raise ValueError("set exactly one of epochs and steps, not both")
-        if self.epochs is None and self.steps is None:
-            self.epochs = 20
-        if len(set(self.seeds)) != len(self.seeds):
-            raise ValueError("seeds must be distinct")
-        return self
-
-
-class Distribution(Section):
-    log_uniform: tuple[Annotated[Finite, Field(gt=0)], Annotated[Finite, Field(gt=0)]] | None = None
-    uniform: tuple[Finite, Finite] | None = None
+class Distribution(Base):
+    log_uniform: tuple[Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)]] | None = None
+    uniform: tuple[float, float] | None = None
     int_uniform: tuple[int, int] | None = None
     choice: Annotated[list[Any], Field(min_length=1)] | None = None
 
@@ -265,20 +163,20 @@ class Distribution(Section):
         return self
 
 
-class Prune(Section):
+class Prune(Base):
     """Successive halving inside a stack: at every `every` (in the unit of train.eval_every:
     epochs, or steps with train.steps) each search group keeps its best `keep` fraction of
     points by validation accuracy; the others stop there and are recorded as pruned."""
 
     every: Annotated[int, Field(gt=0)]
-    keep: Annotated[Finite, Field(gt=0, lt=1)] = 0.5
+    keep: Annotated[float, Field(gt=0, lt=1)] = 0.5
 
 
-class RandomSearch(Section):
+class RandomSearch(Base):
     method: Literal["random", "sobol", "halton"] = "random"  # sobol / halton: scrambled, seeded (scipy.stats.qmc)
     trials: Annotated[int, Field(gt=0)] = 20  # per round (Sobol' points are best balanced at powers of 2)
     rounds: Annotated[int, Field(gt=0)] = 1  # > 1: each round narrows the ranges to the best `keep` of the last
-    keep: Annotated[Finite, Field(gt=0, le=1)] = 0.25
+    keep: Annotated[float, Field(gt=0, le=1)] = 0.25
     prune: Prune | None = None
     seed: int = 0
     space: Annotated[dict[str, Distribution], Field(min_length=1)]
@@ -291,12 +189,12 @@ class RandomSearch(Section):
         return space
 
 
-class Confirm(Section):
+class Confirm(Base):
     """After the search: rerun the `top` configurations of each search group, chosen on
     validation accuracy, on fresh seeds; the report's best and its test accuracy come from these."""
 
     top: Annotated[int, Field(gt=0)] = 3
-    seeds: Annotated[list[Seed], Field(min_length=1)] = [100, 101, 102]
+    seeds: Annotated[list[Annotated[int, Field(ge=0, lt=2**63)]], Field(min_length=1)] = [100, 101, 102]
     # also run every case / grid point as written, the searched keys left at its own values
     # (its usual defaults), on the same seeds: the untuned baseline beside the tuned one
     defaults: bool = False
@@ -309,201 +207,252 @@ class Confirm(Section):
         return v
 
 
-class FunctionConfig(Section):
-    """task: function — optimizers on a 2-D test function instead of a network."""
+# ---------------------------------------------------------------- the sections and the config
 
-    name: Annotated[str, _in(FUNCTIONS)] = "elliptic"
-    start: tuple[Finite, Finite] | None = None  # None: the function's usual starting point
-    steps: Annotated[int, Field(gt=0)] = 30
-    threshold: Annotated[Finite, Field(gt=0)] = 1e-3  # report the first step with f - f_min below this
+SECTION_MODELS: dict[str, type[Base]] = {
+    s.name: _section_model(s) for s in SECTIONS.values() if not s.chooses and s.role != "sweep"}
 
-
-class ActivationsConfig(Section):
-    """task: activations — the untrained net (model + init) fed Gaussian noise."""
-
-    samples: Annotated[int, Field(gt=1)] = 1000
-    features: Annotated[int, Field(gt=0)] = 100  # input width; the samples are N(0, 1) in every feature
-
-
-class DiagnosticsConfig(Section):
-    """Per-layer statistics recorded at every evaluation of a training run (all off by default)."""
-
-    activations: bool = False  # activation mean / std / saturated and zero fractions, histograms
-    gradients: bool = False  # gradient norm of each weight tensor on the last training batch
-    weights: bool = False  # weight norm, fraction of near-zero weights, histograms of log10 |w|
-    samples: Annotated[int, Field(gt=1)] = 512  # training samples fed for activation statistics
-    near_zero: Annotated[Finite, Field(gt=0)] = 1e-3  # |w| below this counts as a near-zero weight
-    bins: Annotated[int, Field(gt=1, le=1000)] = 30  # histogram bins
-
-    def enabled(self) -> bool:
-        return self.activations or self.gradients or self.weights
-
+TrainConfig = SECTION_MODELS["train"]
+RegularizationConfig = SECTION_MODELS["regularization"]
+DiagnosticsConfig = SECTION_MODELS["diagnostics"]
+ActivationsConfig = SECTION_MODELS["activations"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
-class Config(Section):
-    name: str = "experiment"
-    description: str = ""
-    data: DataConfig = DataConfig()
-    model: ModelConfig = ModelConfig()
-    init: InitConfig = InitConfig()
-    optimizer: OptimizerConfig = OptimizerConfig()
-    schedule: ScheduleConfig = ScheduleConfig()
-    regularization: RegularizationConfig = RegularizationConfig()
-    loss: Annotated[str, _in(LOSSES)] = "cross_entropy"
-    train: TrainConfig = TrainConfig()
-    grid: dict[str, Annotated[list[Any], Field(min_length=1)]] = {}
-    random: RandomSearch | None = None
-    confirm: Confirm | None = None  # needs random: the search it confirms
-    # named variants that each set several keys at once (crossed with grid, random and seeds)
-    cases: dict[str, dict[str, Any]] = {}
-    task: Literal["train", "function", "activations"] = "train"
-    function: FunctionConfig = FunctionConfig()
-    activations: ActivationsConfig = ActivationsConfig()
-    diagnostics: DiagnosticsConfig = DiagnosticsConfig()
-    plots: list[str] | None = None  # figures `dlbench plot` draws; None: the task's usual ones
+SECTION_TYPES: dict[str, Any] = {}  # section -> its type as built (a union keeps its discriminator here)
 
-    @field_validator("cases")
-    @classmethod
-    def _case_keys_exist(cls, cases: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        for case in cases.values():
-            for key in case:
-                field_at(key)
-        return cases
 
-    @field_validator("plots")
-    @classmethod
-    def _known_plots(cls, v: list[str] | None, info: ValidationInfo) -> list[str] | None:
-        # imported here: plots reads results through the modules that import this one
-        from dlbench.results.plots import PLOTS
+def _config_fields() -> dict[str, Any]:
+    fields: dict[str, Any] = {s.name: _field(s, "config") for s in TOP.settings}
+    for section in SECTIONS.values():
+        if section.role == "sweep":
+            continue
+        annotation = _union(section) if section.chooses else SECTION_MODELS[section.name]
+        SECTION_TYPES[section.name] = annotation
+        if section.optional:
+            fields[section.name] = (annotation | None, Field(None, description=section.summary))
+        else:
+            fields[section.name] = (annotation, Field(default_factory=lambda n=section.name: section_default(n),
+                                                      description=section.summary))
+    fields["grid"] = (dict[str, Annotated[list[Any], Field(min_length=1)]], Field({}, description=SECTIONS["grid"].summary))
+    fields["random"] = (RandomSearch | None, Field(None, description=SECTIONS["random"].summary))
+    fields["confirm"] = (Confirm | None, Field(None, description=SECTIONS["confirm"].summary))
+    fields["cases"] = (dict[str, dict[str, Any]], Field({}, description=SECTIONS["cases"].summary))
+    return fields
 
-        task, diagnostics = info.data.get("task"), info.data.get("diagnostics")
-        for name in v or []:
-            if name not in PLOTS:
-                raise ValueError(f"unknown plot {name!r}; allowed: {', '.join(PLOTS.names())}")
-            if PLOTS[name].info["task"] != task:
-                raise ValueError(f"{name!r} draws task {PLOTS[name].info['task']!r} results, this is task {task!r}")
-            if PLOTS[name].info.get("target"):
-                raise ValueError(f"{name!r} needs a target validation accuracy, which a config does not give; "
-                                 f"draw it after the run with: dlbench plot DIR --target 0.6")
-            needs = PLOTS[name].info.get("needs")
-            if needs and diagnostics is not None and not getattr(diagnostics, needs):
-                raise ValueError(f"{name!r} needs diagnostics.{needs}: true")
-        return v
 
-    @field_validator("name")
+class _Rules(Base):
+    """Rules across sections; each refusal names the key, the value and what is allowed."""
+
+    @field_validator("name", check_fields=False)
     @classmethod
     def _safe_name(cls, v: str) -> str:
         if not _NAME.match(v) or ".." in v:
             raise ValueError("must be 1-100 letters, digits, '_', '-' or '.', starting with a letter or digit")
         return v
 
-    @field_validator("grid")
+    @field_validator("grid", "cases", check_fields=False)
     @classmethod
-    def _grid_keys_exist(cls, grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        for key in grid:
+    def _swept_keys_exist(cls, v: dict[str, Any], info: Any) -> dict[str, Any]:
+        keys = v if info.field_name == "grid" else [k for case in v.values() for k in case]
+        for key in keys:
             field_at(key)
-        return grid
+        return v
 
     @model_validator(mode="after")
-    def _optimizer_reads_its_settings(self) -> "Config":
-        """A setting the optimizer does not read is refused, never ignored."""
-        opt = self.optimizer
-        reads = optimizer_reads(opt.name)
-        # compared with the default, not "given": a resolved config.yaml lists every field
-        changed = [k for k, f in OptimizerConfig.model_fields.items() if getattr(opt, k) != f.default]
-        for key in sorted(set(changed) - {"name", *reads}):
-            raise ValueError(f"optimizer.{key}: {getattr(opt, key)!r} is invalid: {opt.name} does not read "
-                             f"{key}; it reads {', '.join(reads)}")
-        return self
-
-    @model_validator(mode="after")
-    def _penalty_has_decay(self) -> "Config":
-        if self.regularization.penalty_in_loss and not self.optimizer.weight_decay:
-            raise ValueError("regularization.penalty_in_loss: True is invalid with optimizer.weight_decay 0 "
-                             "(the penalty is 1/2 weight_decay ||w||^2; set optimizer.weight_decay, or drop it)")
-        return self
-
-    @model_validator(mode="after")
-    def _search_fits_training(self) -> "Config":
-        if self.random is not None and "keep" in self.random.model_fields_set and self.random.rounds == 1:
-            raise ValueError(f"random.keep: {self.random.keep!r} is invalid: it narrows the ranges between rounds, "
-                             "and random.rounds is 1 (set rounds: 2 or more, or drop keep)")
-        if self.confirm is not None:
-            if self.random is None:
-                raise ValueError("confirm: it reruns the best configurations of a search, and there is no "
-                                 "random: section (add one, or drop confirm)")
-            reused = sorted(set(self.confirm.seeds) & set(self.train.seeds))
-            if reused:
-                raise ValueError(f"confirm.seeds: {self.confirm.seeds} is invalid: seeds {reused} are train.seeds "
-                                 "of the search; the confirm stage needs fresh seeds")
-            tried = self.random.trials * self.random.rounds
-            if self.confirm.top > tried:
-                raise ValueError(f"confirm.top: {self.confirm.top} is invalid: more than the {tried} configurations "
-                                 "the search tries (random.trials x random.rounds)")
-        prune = self.random.prune if self.random else None
-        if prune is not None:
-            unit = "epochs" if self.train.steps is None else "steps"
-            length = self.train.epochs if self.train.steps is None else self.train.steps
-            if prune.every % self.train.eval_every:
-                raise ValueError(f"random.prune.every: {prune.every} is invalid: pruning decides at evaluations, "
-                                 f"so it must be a multiple of train.eval_every ({self.train.eval_every} {unit})")
-            if prune.every >= length:  # type: ignore[operator]
-                raise ValueError(f"random.prune.every: {prune.every} is invalid: runs train {length} {unit}, so "
-                                 "it would never prune; use fewer")
-        return self
-
-    @model_validator(mode="after")
-    def _model_fits_data(self) -> "Config":
-        info = DATASETS[self.data.dataset].info
-        if self.model.kind == "cnn":
-            if info.inputs == "points":
-                raise ValueError(f"model.kind: 'cnn' is invalid on data.dataset {self.data.dataset!r}: its samples "
-                                 "are 2-D points with no spatial axis to convolve; use mlp or logreg")
-            feature_shape(self.model.conv, info.shape)
-        return self
-
-    @model_validator(mode="after")
-    def _regularization_fits(self) -> "Config":
-        reg = self.regularization
-        if reg.label_smoothing and self.loss not in SMOOTHABLE:
-            raise ValueError(f"regularization.label_smoothing: {reg.label_smoothing} is invalid with loss "
-                             f"{self.loss!r}; only {', '.join(SMOOTHABLE)} take it")
-        inputs = DATASETS[self.data.dataset].info.inputs
-        if reg.augment != "none" and inputs != "image":
-            raise ValueError(f"regularization.augment: {reg.augment!r} is invalid on data.dataset "
-                             f"{self.data.dataset!r}: its samples are {inputs}s, augmentation is for images")
-        return self
+    def _rules(self) -> Any:
+        cfg: Any = self
+        _task_sections(cfg)
+        _model_rules(cfg)
+        _training_rules(cfg)
+        _search_rules(cfg)
+        _plot_rules(cfg)
+        return cfg
 
 
-SECTIONS: dict[str, type[Section]] = {
-    name: f.annotation  # type: ignore[misc]
-    for name, f in Config.model_fields.items()
-    if isinstance(f.annotation, type) and issubclass(f.annotation, Section)
-}
-SWEEPABLE = [n for n in Config.model_fields
-             if n not in ("name", "description", "grid", "random", "confirm", "cases", "task", "plots")]
+def _fail(key: str, value: Any, why: str) -> None:
+    raise ValueError(f"{key}: {_show(value)} is invalid: {why}")
 
 
-def field_at(key: str) -> type[Section] | None:
-    """Check that a dotted key names a config field; return its section class if it is one."""
+def _task_sections(cfg: Any) -> None:
+    task = CATALOG["task"].record(cfg.task)
+    for section in SECTIONS.values():
+        if section.role == "meta" and section.optional:
+            if section.name in task.facts["sections"]:
+                if getattr(cfg, section.name) is None:
+                    setattr(cfg, section.name, section_default(section.name))
+            elif getattr(cfg, section.name) is not None:
+                readers = [t.name for t in CATALOG["task"] if section.name in t.facts["sections"]]
+                raise ValueError(f"{section.name}: is invalid with task {cfg.task!r}: only task "
+                                 f"{' / '.join(readers)} reads it (remove the section, or set task: {readers[0]})")
+
+
+def _model_rules(cfg: Any) -> None:
+    model, data = cfg.model, CATALOG["dataset"].record(cfg.data.dataset).facts
+    if model.kind == "cnn":
+        if data["inputs"] == "points":
+            raise ValueError(f"model.kind: 'cnn' is invalid on data.dataset {cfg.data.dataset!r}: its samples are "
+                             "2-D points with no spatial axis to convolve; use mlp or logreg")
+        try:
+            feature_shape(model.conv, data["shape"])
+        except ValueError as e:
+            raise ValueError(str(e)) from None
+    if getattr(model, "dropout_scaling", "inverted") != "inverted" and not model.dropout:
+        _fail("model.dropout_scaling", model.dropout_scaling, "model.dropout is 0, so there is no dropout to scale "
+              "(set model.dropout, or drop dropout_scaling)")
+    defaults = CATALOG["model"].record(model.kind).defaults()
+    for key in ("bn_eps", "bn_momentum", "bn_running_var"):
+        if getattr(model, "norm", "none") != "batch" and getattr(model, key, None) != defaults.get(key):
+            _fail(f"model.{key}", getattr(model, key), f"with model.norm {model.norm!r}: it sets BatchNorm (set "
+                  "model.norm: batch, or drop it)")
+    if cfg.data.train_subset != "random" and cfg.data.train_size is None:
+        _fail("data.train_subset", cfg.data.train_subset, "it says which train_size samples to keep, and "
+              "data.train_size is not given (set it, or drop train_subset)")
+    if getattr(model, "residual", False):
+        width = (math.prod(feature_shape(model.conv, data["shape"])) if model.kind == "cnn"
+                 else math.prod(data["shape"]))
+        widths = [width, *model.hidden]
+        if not any(a == b for a, b in zip(widths, widths[1:])):
+            _fail("model.residual", True, f"no hidden layer has its input's width (widths {widths}), so no layer "
+                  "gets a skip connection; give equal widths (e.g. hidden: [64, 64]) or drop residual")
+
+
+def _training_rules(cfg: Any) -> None:
+    train, reg, diag = cfg.train, cfg.regularization, cfg.diagnostics
+    if train.epochs is not None and train.steps is not None:
+        raise ValueError("train: set exactly one of epochs and steps, not both")
+    if train.epochs is None and train.steps is None:
+        train.epochs = 20
+    if len(set(train.seeds)) != len(train.seeds):
+        _fail("train.seeds", train.seeds, "seeds must be distinct")
+    if reg.penalty_in_loss and not cfg.optimizer.weight_decay:
+        _fail("regularization.penalty_in_loss", True, "optimizer.weight_decay is 0 (the penalty is 1/2 weight_decay "
+              "||w||^2; set optimizer.weight_decay, or drop it)")
+    if reg.early_stopping is not None and cfg.data.val_size == 0:
+        _fail("regularization.early_stopping", reg.early_stopping, "it stops on the validation accuracy, and "
+              "data.val_size is 0 (no validation split); set data.val_size or drop early_stopping")
+    if reg.label_smoothing and not CATALOG["loss"].record(cfg.loss).facts.get("smoothable"):
+        smoothable = [c.name for c in CATALOG["loss"] if c.facts.get("smoothable")]
+        raise ValueError(f"regularization.label_smoothing: {reg.label_smoothing} is invalid with loss {cfg.loss!r}; "
+                         f"only {', '.join(smoothable)} take it")
+    inputs = CATALOG["dataset"].record(cfg.data.dataset).facts["inputs"]
+    if reg.augment != "none" and inputs != "image":
+        raise ValueError(f"regularization.augment: {reg.augment!r} is invalid on data.dataset {cfg.data.dataset!r}: "
+                         f"its samples are {inputs}s, augmentation is for images")
+    if not diag.enabled():
+        defaults = SECTION_MODELS["diagnostics"]()
+        for key in ("samples", "bins", "near_zero"):
+            if getattr(diag, key) != getattr(defaults, key):
+                _fail(f"diagnostics.{key}", getattr(diag, key), "every diagnostic is off, so nothing reads it; "
+                      "turn on diagnostics.activations, gradients or weights, or drop it")
+
+
+def _search_rules(cfg: Any) -> None:
+    r = cfg.random
+    if r is not None and "keep" in r.model_fields_set and r.rounds == 1:
+        _fail("random.keep", r.keep, "it narrows the ranges between rounds, and random.rounds is 1 (set rounds: 2 "
+              "or more, or drop keep)")
+    if cfg.confirm is not None:
+        if r is None:
+            raise ValueError("confirm: it reruns the best configurations of a search, and there is no random: "
+                             "section (add one, or drop confirm)")
+        reused = sorted(set(cfg.confirm.seeds) & set(cfg.train.seeds))
+        if reused:
+            _fail("confirm.seeds", cfg.confirm.seeds, f"seeds {reused} are train.seeds of the search; the confirm "
+                  "stage needs fresh seeds")
+        tried = r.trials * r.rounds
+        if cfg.confirm.top > tried:
+            _fail("confirm.top", cfg.confirm.top, f"more than the {tried} configurations the search tries "
+                  "(random.trials x random.rounds)")
+    prune = r.prune if r else None
+    if prune is not None:
+        unit = "epochs" if cfg.train.steps is None else "steps"
+        length = cfg.train.epochs if cfg.train.steps is None else cfg.train.steps
+        if prune.every % cfg.train.eval_every:
+            _fail("random.prune.every", prune.every, "pruning decides at evaluations, so it must be a multiple of "
+                  f"train.eval_every ({cfg.train.eval_every} {unit})")
+        if prune.every >= length:
+            _fail("random.prune.every", prune.every, f"runs train {length} {unit}, so it would never prune; use fewer")
+
+
+def swept(cfg: Any) -> dict[str, list[Any]]:
+    """Every key the sweep varies -> the values it is given (a random space key: its distribution's)."""
+    keys: dict[str, list[Any]] = {}
+    if cfg.cases:
+        keys["case"] = list(cfg.cases)
+    for key, values in cfg.grid.items():
+        for value in values:
+            for k, v in (flatten(value, key) if isinstance(value, dict) else {key: value}).items():
+                keys.setdefault(k, []).append(v)
+    for key, dist in (cfg.random.space.items() if cfg.random else ()):
+        keys.setdefault(key, []).extend(dist.choice or [x for x in (dist.log_uniform or dist.uniform or
+                                                                     dist.int_uniform or ())])
+    return keys
+
+
+def _numeric(values: list[Any]) -> bool:
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+
+
+def _plot_rules(cfg: Any) -> None:
+    """Every figure's needs are met before anything trains."""
+    kind = CATALOG["plot"]
+    keys = swept(cfg)
+    for name in cfg.plots or []:
+        if name not in kind:
+            _fail("plots", name, f"unknown plot; allowed: {', '.join(kind.names())}")
+        facts = kind.record(name).facts
+        if facts["task"] != cfg.task:
+            _fail("plots", name, f"it draws task {facts['task']!r} results, this is task {cfg.task!r}")
+        for need in facts["needs"]:
+            if need == "target":
+                _fail("plots", name, "it needs a target validation accuracy, which a config does not give; draw it "
+                      "after the run with: dlbench plot DIR profile --target 0.6")
+            if need.startswith("diagnostics.") and not getattr(cfg.diagnostics, need.split(".")[1]):
+                _fail("plots", name, f"it needs {need}: true")
+            if need == "search" and cfg.random is None:
+                _fail("plots", name, "it draws a random: search, and this config has no random: section")
+            if need == "swept" and len(keys) < 2:
+                _fail("plots", name, f"it draws a panel per value of the first swept key and a line per value of "
+                      f"the others; this sweep varies {', '.join(keys) or 'nothing'} (two keys needed)")
+            if need == "numeric" and sum(_numeric(v) for v in keys.values()) < 2:
+                _fail("plots", name, "it needs two swept keys with numeric values (x and y); this sweep has "
+                      f"{', '.join(k for k, v in keys.items() if _numeric(v)) or 'none'}")
+
+
+Config: type[Base] = create_model("Config", __base__=_Rules, **_config_fields())  # type: ignore[call-overload]
+
+
+def field_at(key: str) -> bool:
+    """Check that a dotted key names a config setting (of any component of its section); True for a whole section."""
     parts = key.split(".")
-    model: type[BaseModel] = Config
-    for i, part in enumerate(parts):
-        allowed = SWEEPABLE if model is Config else list(model.model_fields)
-        if part not in allowed:
-            where = ".".join(parts[:i]) or "top level"
-            raise ValueError(f"unknown key {key!r} ({part!r} is not in {where}; allowed: {', '.join(allowed)})")
-        ann = model.model_fields[part].annotation
-        if isinstance(ann, type) and issubclass(ann, Section):
-            model = ann
-        elif i != len(parts) - 1:
-            raise ValueError(f"unknown key {key!r} ({part!r} has no sub-keys)")
-    return model if model is not Config and key in SECTIONS else None
+    head = parts[0]
+    sweepable = [s.name for s in SECTIONS.values() if s.role != "sweep" and s.name not in ("function", "activations")]
+    sweepable += [s.name for s in TOP.settings if s.role not in ("meta", None) or s.name == "loss"]
+    if head not in sweepable:
+        raise ValueError(f"unknown key {key!r} ({head!r} is not in top level; allowed: {', '.join(sweepable)})")
+    if len(parts) == 1:
+        return head in SECTIONS
+    if head not in SECTIONS:
+        raise ValueError(f"unknown key {key!r} ({head!r} has no sub-keys)")
+    section = SECTIONS[head]
+    settings = {s.name: s for s in section.settings}
+    if section.key:
+        settings[section.key] = Setting(section.key, str, section.default, "")
+    for c in CATALOG[section.chooses] if section.chooses else ():
+        settings.update({s.name: s for s in c.settings if s.name not in settings})
+    if parts[1] not in settings:
+        raise ValueError(f"unknown key {key!r} ({parts[1]!r} is not in {head}; allowed: {', '.join(settings)})")
+    setting = settings[parts[1]]
+    if len(parts) > 2:
+        items = {i.name for i in setting.items}
+        if not setting.items or not parts[2].isdigit() or (len(parts) > 3 and parts[3] not in items) or len(parts) > 4:
+            raise ValueError(f"unknown key {key!r} ({parts[1]!r} has no sub-key {'.'.join(parts[2:])!r})")
+    return False
 
 
-# ---------------------------------------------------------------- YAML and errors
+# ---------------------------------------------------------------- errors
 
 
 def _show(value: Any) -> str:
@@ -511,56 +460,142 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def explain(err: ValidationError, prefix: str = "") -> str:
-    """One line for the first validation error: field path, bad value, what is allowed."""
+def _component_reads(section: str, name: str) -> str:
+    reads = [s for s in MEMBERS[section][name].model_fields if s != SECTIONS[section].key]
+    return ", ".join(reads) or "nothing"
+
+
+def explain(err: ValidationError, prefix: str = "", root: str | None = None) -> str:
+    """One line for the first validation error: the key, the bad value, what is allowed (root: the
+    section an error of one section's validation belongs to)."""
     e = err.errors()[0]
-    loc = [str(p) for p in e["loc"] if not str(p).startswith(("function-", "constrained-", "literal["))]
-    # pydantic puts union branch names (int, 'full', ...) into loc; keep real field names only
-    loc = [p for p in loc if not re.fullmatch(r"int|float|str|bool|list\[.*\]|tuple\[.*\]|'.*'|\d+", p) or p.isdigit()]
+    loc = ([root] if root else []) + [str(p) for p in e["loc"]]
+    component = None
+    if len(loc) > 1 and loc[0] in MEMBERS and loc[1] in MEMBERS[loc[0]]:  # the union's tag: the chosen component
+        component = loc.pop(1)
+    loc = [p for p in loc if not re.fullmatch(r"function-.*|int|float|str|bool|none|list\[.*\]|tuple\[.*\]|"
+                                               r"constrained-.*|literal\[.*\]|'.*'", p)]
     path = prefix + ".".join(loc) if loc else prefix.rstrip(".") or "config"
-    msg: str = e["msg"]
-    if e["type"] == "extra_forbidden":
-        parent = _section_for(loc[:-1])
-        allowed = ", ".join(parent.model_fields) if parent else ""
-        return f"{path}: unknown key; allowed keys here: {allowed}"
-    msg = msg.removeprefix("Value error, ")
-    if not loc and re.split(r"[.:]", msg, maxsplit=1)[0] in Config.model_fields:  # a cross-section check names its field
+    msg: str = e["msg"].removeprefix("Value error, ")
+    kind = e["type"]
+    if kind == "extra_forbidden":
+        if component is not None and len(loc) == 2:
+            section = SECTIONS[loc[0]]
+            label = CATALOG[section.chooses or ""].label
+            return (f"{path}: {_show(e.get('input'))} is invalid: {label} {component!r} does not read it (unknown "
+                    f"key; it reads {_component_reads(loc[0], component)})")
+        parent = _allowed_at(loc[:-1])
+        return f"{path}: unknown key; allowed keys here: {parent}"
+    if kind == "union_tag_invalid":
+        section = SECTIONS[loc[0]]
+        label = CATALOG[section.chooses or ""].label
+        got = e["ctx"]["tag"]
+        return (f"{path}.{section.key}: {_show(got)} is invalid: unknown {label}; allowed: "
+                f"{', '.join(CATALOG[section.chooses or ''].names())}")
+    if kind == "union_tag_not_found":
+        section = SECTIONS[loc[0]]
+        return f"{path}.{section.key}: is invalid: it must name a {CATALOG[section.chooses or ''].label}"
+    if loc[:2] == ["model", "conv"] and kind in ("missing", "too_short"):
+        return (f"{path}: {_show([] if kind == 'missing' else e.get('input'))} is invalid: kind cnn needs conv layers, e.g. [{{channels: 32, "
+                f"kernel: 3, pool: max}}], or a model.preset ({', '.join(CATALOG['preset'].names())})")
+    if kind == "missing":
+        return f"{path}: missing; it has no default, give it"
+    if re.match(r"[a-z_]+(\.[a-z_0-9]+)*: ", msg) and kind == "value_error":  # a rule names its key itself
         return prefix + msg
-    if loc and msg.startswith(".".join(loc) + "."):  # a section's own check names its field
-        return prefix + msg
-    return f"{path}: {_show(e.get('input'))} is invalid: {msg}"
+    if "input" not in e or kind.startswith("model_"):
+        return f"{path}: {msg}"
+    setting = _setting_at(loc, component)
+    if setting is not None and len(e["loc"]) + bool(root) > len(loc) + (component is not None):  # a union
+        return f"{path}: {_show(e.get('input'))} is invalid: must be {type_text(setting.type)} ({setting.doc})"
+    return f"{path}: {_show(e.get('input'))} is invalid: {_plain(msg)}"
 
 
-def _section_for(loc: list[str]) -> type[BaseModel] | None:
-    model: type[BaseModel] = Config
-    for part in loc:
-        if part.isdigit():  # an item of a list of sections (model.conv.0)
-            continue
-        f = model.model_fields.get(part)
-        if f is None:
-            return model if part == "space" else None
-        ann = f.annotation
-        if get_origin(ann) is list and isinstance(get_args(ann)[0], type):
-            ann = get_args(ann)[0]
-        # an optional section (random, confirm, random.prune) is a Union with None
-        options = get_args(ann) if get_origin(ann) in (Union, UnionType) else (ann,)
-        sections = [a for a in options if isinstance(a, type) and issubclass(a, BaseModel)]
-        if sections:
-            model = sections[0]
-        else:
-            return Distribution if model is RandomSearch else None
-    return model
+def _setting_at(loc: list[str], component: str | None) -> Setting | None:
+    """The catalog's setting at a key path (section.key), if it is one."""
+    if len(loc) != 2 or loc[0] not in SECTIONS:
+        return TOP_SETTINGS.get(loc[0]) if len(loc) == 1 else None
+    section = SECTIONS[loc[0]]
+    found = section.setting(loc[1])
+    if found is None and section.chooses and component is not None:
+        found = next((x for x in CATALOG[section.chooses].record(component).settings if x.name == loc[1]), None)
+    return found
 
 
-def validate(data: dict[str, Any], prefix: str = "") -> Config:
+TOP_SETTINGS = {s.name: s for s in TOP.settings}
+
+
+def _plain(msg: str) -> str:
+    """pydantic's wording in ours."""
+    msg = msg.replace("Input should be", "must be").replace("a valid array", "a list").replace(
+        "a valid dictionary", "a mapping").replace("a valid number, unable to parse string as a number",
+                                                             "a number")
+    return re.sub(r"Input tag .* does not match any of the expected tags: ", "allowed: ", msg)
+
+
+def _allowed_at(loc: list[str]) -> str:
+    if not loc:
+        return ", ".join(Config.model_fields)
+    head = loc[0]
+    if head in SECTION_MODELS and len(loc) == 1:
+        return ", ".join(SECTION_MODELS[head].model_fields)
+    if head == "random":
+        models: dict[str, type[BaseModel]] = {"random": RandomSearch, "prune": Prune}
+        return ", ".join(models.get(loc[-1], Distribution).model_fields)
+    if head == "confirm":
+        return ", ".join(Confirm.model_fields)
+    if head == "model" and "conv" in loc:
+        return ", ".join(s.name for s in CATALOG["model"].record("cnn").setting("conv").items)
+    return ""
+
+
+# ---------------------------------------------------------------- entry points
+
+
+def _jsonable(data: Any) -> str:
     try:
-        return Config.model_validate(data)
+        return json.dumps(data, allow_nan=True)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"config: a value is not a number, string, list or mapping ({e})") from None
+
+
+def validate(data: Mapping[str, Any], prefix: str = "") -> Any:
+    """A config mapping -> a validated Config (strict types), or one line saying what is wrong."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"config: {_show(data)} is invalid: a config is a mapping of sections")
+    try:
+        return Config.model_validate_json(_jsonable(dict(data)), strict=True)
     except ValidationError as e:
         raise ConfigError(explain(e, prefix)) from None
 
 
-def load(source: str | Path | Mapping[str, Any], overrides: list[str] | None = None) -> tuple[Config, dict[str, Any]]:
+def load(source: str | Path | Mapping[str, Any], overrides: list[str] | None = None) -> tuple[Any, dict[str, Any]]:
     """Read, override and validate a config file (or a config mapping); returns the Config and the raw dict."""
     data = apply_overrides(read_config(source), overrides or [])
     return validate(data), data
 
+
+def section(name: str, /, **values: Any) -> Any:
+    """One section validated on its own, without the rules across sections (tests, builders called from
+    Python): e.g. section("optimizer", name="sgd", lr=0.1)."""
+    adapter = TypeAdapter(SECTION_TYPES[name])
+    try:
+        return adapter.validate_json(_jsonable(values), strict=True)
+    except ValidationError as e:
+        raise ConfigError(explain(e, root=name)) from None
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of a config file, for editors (`dlbench schema`)."""
+    schema = Config.model_json_schema()
+    schema["title"] = "dlbench config"
+    # a section that chooses a component: the key is required except for the default component, so a
+    # section without it matches exactly one member (as the schema's own discriminator decides)
+    for section in SECTIONS.values():
+        for name in MEMBERS.get(section.name, {}):
+            member = schema["$defs"][f"{section.name}_{name}"]
+            if name != section.default:
+                member["required"] = sorted({*member.get("required", []), section.key})
+    return schema
+
+
+ConfigType = typing.Any  # the type of a validated config (pydantic builds it from the catalog at import)

@@ -29,6 +29,19 @@ class _Loader(yaml.SafeLoader):
         _check_size(node, 1, {}, set())
         return super().construct_document(node)
 
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        """A key given twice is refused: YAML would keep the last one silently."""
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                mark = key_node.start_mark
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} given twice (line {mark.line + 1}); YAML would keep only the last one",
+                    mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
 
 def _check_size(node: yaml.Node, depth: int, sizes: dict[int, int], open_nodes: set[int]) -> int:
     """Node count of `node` with every alias expanded (memoized per shared node)."""
@@ -112,8 +125,9 @@ def read_yaml_file(path: str | Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"config file {str(p)!r} cannot be read: {e}") from None
     data = parse_yaml(text, str(p))
-    if data is None:
-        data = {}
+    if data is None:  # an empty file (or only comments) would run every default: say so instead
+        raise ConfigError(f"{p}: the config is empty; give at least a name, e.g. `name: my_experiment`, and the "
+                          "settings to compare (see configs/quickstart.yaml)")
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: top level must be a mapping of keys, got {type(data).__name__}")
     return data

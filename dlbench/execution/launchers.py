@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterator, Protocol
 
 import torch
 
-from dlbench.registry import Registry
+from dlbench.catalog import CATALOG, Kind
 from dlbench.config.schema import ConfigError
 from dlbench.sweep import RunSpec
 from dlbench.training import checkpoint, engine, memory
@@ -49,7 +49,7 @@ class Launcher(Protocol):
                  options: Options = Options()) -> Iterator[RunResult]: ...
 
 
-EXECUTORS: Registry[Launcher] = Registry("executor")
+EXECUTORS: Kind[Launcher] = CATALOG["executor"]
 
 
 def resolve(name: str, options: Options) -> Launcher:

@@ -151,7 +151,7 @@ class Results:
 
     def plot(self, name: str) -> Figure:
         """One of the folder's figures (a `plots:` name, see `dlbench list`) as a matplotlib Figure."""
-        mine = [e.name for e in plots.PLOTS if e.info["task"] == self.task]
+        mine = [p.name for p in plots.PLOTS if p.facts["task"] == self.task]
         if name not in mine:
             raise ConfigError(f"plot: {name!r} is invalid for a task: {self.task} folder; allowed: "
                               f"{', '.join(mine)}{did_you_mean(str(name), mine)}")

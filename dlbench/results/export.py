@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator
 
 import pandas as pd
 
-from dlbench.registry import Registry
+from dlbench.catalog import CATALOG, Kind
 from dlbench.errors import ConfigError
 from dlbench.results import report
 
@@ -90,7 +90,7 @@ def runs(root: Path) -> list[Run]:
 
 
 ExportFn = Callable[[Path, Path], str]  # (results folder, output) -> what was written, in words
-EXPORTS: Registry[ExportFn] = Registry("export target")
+EXPORTS: Kind[ExportFn] = CATALOG["export"]
 
 
 # ---------------------------------------------------------------- TensorBoard
@@ -120,8 +120,7 @@ def _hparam(value: Any) -> bool | float | str:
     return value if isinstance(value, (bool, str)) else float(value) if isinstance(value, (int, float)) else str(value)
 
 
-@EXPORTS.register("tensorboard", "OUT/<experiment>/<swept values seed=N>/: metrics.csv as scalars by step; "
-                                 "swept values, status and final metrics in the HParams view", extra="tensorboard")
+@EXPORTS.register("tensorboard")
 def tensorboard(root: Path, out: Path) -> str:
     from tensorboard.compat.proto import event_pb2, summary_pb2
     from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
@@ -189,8 +188,7 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-@EXPORTS.register("mlflow", "one MLflow run per run in a local store OUT/mlflow.db: the resolved config as "
-                            "params, metrics by step, status and sweep as tags", extra="mlflow")
+@EXPORTS.register("mlflow")
 def mlflow(root: Path, out: Path) -> str:
     import alembic  # noqa: F401  MLflow's SQLite store needs both, and mlflow-skinny does not bring them
     import sqlalchemy  # noqa: F401

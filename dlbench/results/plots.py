@@ -25,14 +25,13 @@ import pandas as pd
 from dlbench.errors import ConfigError
 from dlbench.results import report
 from dlbench.results.report import value_text
-from dlbench.registry import Registry
+from dlbench.catalog import CATALOG, Kind
 from dlbench.results.store import atomic_write, read_view
 
 if TYPE_CHECKING:  # matplotlib loads when a figure is drawn: `run --no-plots` and task tables start without it
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-DEFAULT_PLOTS = {"train": ["curves", "gap"], "function": ["paths"], "activations": ["histograms"]}
 # keys whose values read on their own in a legend ("sgd", "he_normal"); others show as key=value
 _SELF_EXPLAINING = ("case", "name", "scheme", "kind", "activation", "loss", "dataset")
 DPI = 90
@@ -134,7 +133,7 @@ class Results:
 
 
 PlotFn = Callable[[Results], "Figure | None"]  # None: nothing to draw (e.g. no finished runs)
-PLOTS: Registry[PlotFn] = Registry("plot")
+PLOTS: Kind[PlotFn] = CATALOG["plot"]
 
 
 def _figure(rows: int = 1, cols: int = 1, size: tuple[float, float] = (4.5, 3.4), **shared: Any
@@ -260,15 +259,14 @@ def curves(res: Results, x: str = "step") -> Figure | None:
     return fig
 
 
-PLOTS.register("curves", "train loss, train and test accuracy vs step; mean ± std band over seeds", task="train")(
+PLOTS.register("curves")(
     curves)
-PLOTS.register("curves_epoch", "the learning curves vs epoch (log axis when the spans differ a lot)",
-               task="train")(functools.partial(curves, x="epoch"))
-PLOTS.register("curves_seconds", "the learning curves vs wall-clock seconds", task="train")(
+PLOTS.register("curves_epoch")(functools.partial(curves, x="epoch"))
+PLOTS.register("curves_seconds")(
     functools.partial(curves, x="seconds"))
 
 
-@PLOTS.register("gap", "final train vs test accuracy per configuration, the gap written beside", task="train")
+@PLOTS.register("gap")
 def gap(res: Results) -> Figure | None:
     if res.runs.empty:
         return None
@@ -304,7 +302,7 @@ def _not_ok(row: pd.Series) -> str:
     return ", ".join(f"{row[s]} {s}" for s in ("diverged", "failed", "pruned") if row.get(s))
 
 
-@PLOTS.register("panels", "one panel of train-accuracy curves per value of the first swept key", task="train")
+@PLOTS.register("panels")
 def panels(res: Results) -> Figure | None:
     metrics = res.per_run("metrics.csv")
     if metrics.empty or len(res.keys) < 2:
@@ -349,8 +347,7 @@ def panels(res: Results) -> Figure | None:
     return fig
 
 
-@PLOTS.register("scatter", "validation accuracy over the first two numeric swept keys (random search)",
-                task="train")
+@PLOTS.register("scatter")
 def scatter(res: Results) -> Figure | None:
     if res.runs.empty:
         return None
@@ -386,8 +383,7 @@ def _final_hist(res: Results, kind: str) -> pd.DataFrame:
     return hist[hist["step"] == last]
 
 
-@PLOTS.register("weights", "histogram of log10 |w| at the end, near-zero fraction in the legend", task="train",
-                needs="weights")
+@PLOTS.register("weights")
 def weights(res: Results) -> Figure | None:
     hist = _final_hist(res, "weight")
     if hist.empty:
@@ -437,18 +433,16 @@ def _per_layer(res: Results, column: str, title: str, ylabel: str) -> Figure | N
     return fig
 
 
-PLOTS.register("gradients", "per-layer gradient norm at the first and last evaluation (vanishing / exploding)",
-               task="train", needs="gradients")(
+PLOTS.register("gradients")(
     functools.partial(_per_layer, column="grad_norm", title="gradient norm per layer", ylabel="‖∂loss/∂W‖"))
-PLOTS.register("activation_std", "per-layer activation std at the first and last evaluation", task="train",
-               needs="activations")(
+PLOTS.register("activation_std")(
     functools.partial(_per_layer, column="act_std", title="activation std per layer", ylabel="activation std"))
 
 
 # ---------------------------------------------------------------- the other tasks
 
 
-@PLOTS.register("paths", "each optimizer's path over the function's contour lines", task="function")
+@PLOTS.register("paths")
 def paths(res: Results) -> Figure | None:
     path_file, contour_file = res.root / "paths.csv", res.root / "contour.npz"
     if not path_file.is_file() or not contour_file.is_file():
@@ -479,8 +473,7 @@ def paths(res: Results) -> Figure | None:
     return fig
 
 
-@PLOTS.register("histograms", "activation histograms: one row per configuration, one column per layer",
-                task="activations")
+@PLOTS.register("histograms")
 def histograms(res: Results) -> Figure | None:
     from matplotlib.figure import Figure
 
@@ -546,17 +539,17 @@ def write(res: Results, only: list[str] | None = None) -> list[Path]:
     """Draw the experiment's figures into its folder (or only the named ones); returns the PNGs
     written (none when nothing finished)."""
     written = []
-    names = res.view.get("plots") or DEFAULT_PLOTS[res.task]
+    names = res.view.get("plots") or list(CATALOG["task"].record(res.task).facts["plots"])
     if res.target is not None:  # and the figures that need a target
-        names = [*names, *(e.name for e in PLOTS if e.info.get("target") and e.info["task"] == res.task)]
+        names = [*names, *(p.name for p in PLOTS if "target" in p.facts["needs"] and p.facts["task"] == res.task)]
     if only:
         unknown = [n for n in only if n not in PLOTS]
         if unknown:
-            raise ConfigError(f"plot {unknown[0]}: unknown figure; figures: {', '.join(e.name for e in PLOTS)}")
-        wrong = [n for n in only if PLOTS[n].info.get("task", "train") != res.task]
+            raise ConfigError(f"plot {unknown[0]}: unknown figure; figures: {', '.join(PLOTS.names())}")
+        wrong = [n for n in only if PLOTS.record(n).facts["task"] != res.task]
         if wrong:
             raise ConfigError(f"plot {wrong[0]}: not a figure of a task: {res.task} experiment; its figures: "
-                              f"{', '.join(e.name for e in PLOTS if e.info.get('task', 'train') == res.task)}")
+                              f"{', '.join(p.name for p in PLOTS if p.facts['task'] == res.task)}")
         names = list(only)
     for name in names:
         fig = PLOTS[name].builder(res)

@@ -197,6 +197,12 @@ class Store:
             old = json.loads(f.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             raise ConfigError(f"{f}: cannot read ({e}); use --force-new to move the old results aside") from None
+        if old.get("ids") != record.get("ids"):
+            raise ConfigError(
+                f"{self.root} holds {len(self.finished())} runs stored by an earlier dlbench, whose run ids were "
+                "computed before the catalog (dlbench 0.2 records every setting a run reads, so ids changed once): "
+                "they stay readable by report and plot but are not reused; pass --force-new to move them aside and "
+                "train afresh, or write to another folder (--out)")
         if old != record:
             raise ConfigError(
                 f"{self.root} holds runs of a different experiment ({_first_difference(old, record)}); "

@@ -222,8 +222,7 @@ def profile(runs: pd.DataFrame, method: str, settings: Sequence[str], configurat
 STAGE_KEYS = ("stage", "round")  # a staged search's labels, not hyperparameters
 
 
-@PLOTS.register("sensitivity", "validation accuracy against each searched hyperparameter (search runs), "
-                "one colour per case", task="train")
+@PLOTS.register("sensitivity")
 def sensitivity_plot(res: Results) -> Figure | None:
     space = res.view.get("space") or {}
     if not space:
@@ -249,8 +248,7 @@ def profile_settings(runs: pd.DataFrame, method: str, keys: Sequence[str]) -> li
             and runs.groupby(method, dropna=False)[k].nunique(dropna=False).max() > 1]
 
 
-@PLOTS.register("profile", "performance profile: the fraction of settings where each case reaches the target "
-                "(plot --target) within tau x the fastest case's steps", task="train", target=True)
+@PLOTS.register("profile")
 def profile_plot(res: Results) -> Figure | None:
     if res.target is None:
         raise ConfigError("plot 'profile': needs a target validation accuracy; use: dlbench plot DIR --target 0.6")

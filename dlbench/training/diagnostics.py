@@ -23,7 +23,6 @@ from dlbench.components import inits
 from dlbench.components import models
 
 if TYPE_CHECKING:
-    from dlbench.config.schema import DiagnosticsConfig
     from dlbench.sweep import RunSpec
 
 # an output outside (low, high) sits on the activation's flat part, where its gradient ~ 0;
@@ -90,7 +89,7 @@ def activation_stats(outputs: list[torch.Tensor], activation: str, bins: int
 class Recorder:
     """Collects the diagnostics a config asks for, at each evaluation of one training run."""
 
-    def __init__(self, cfg: "DiagnosticsConfig", activation: str, x_train: torch.Tensor) -> None:
+    def __init__(self, cfg: Any, activation: str, x_train: torch.Tensor) -> None:
         self.cfg = cfg
         self.activation = activation
         self.x = x_train[: cfg.samples]  # the same samples at every evaluation

@@ -61,7 +61,6 @@ EVAL_SAMPLES = {"cpu": 512}
 EVAL_SAMPLES_DEFAULT = 8192
 EVAL_ELEMENTS = {"cpu": 1 << 20}
 EVAL_ELEMENTS_DEFAULT = 1 << 26
-PER_RUN_SECTIONS = ("optimizer", "schedule", "init", "regularization", "diagnostics")  # may differ inside a stack
 # devices whose divergence check reads the losses every step: on a CPU that read costs nothing (its ops have
 # run by then) and a diverged run ends with its parameters before the step; elsewhere it would stall the
 # device's queue every step, so it is read at evaluations (see Stack.run)
@@ -98,11 +97,9 @@ def keep_freed_memory() -> None:
 
 
 def stack_key(spec: RunSpec) -> str:
-    """Runs with equal keys can train in one stack."""
-    shared = identity(spec.config, spec.seed)
-    for key in ("seed", *PER_RUN_SECTIONS):
-        shared.pop(key, None)
-    shared["model"].pop("dropout")
+    """Runs with equal keys can train in one stack: their stack-role settings (catalog) agree."""
+    shared = identity(spec.config, spec.seed, roles=("stack",))
+    del shared["seed"]
     return json.dumps(shared, sort_keys=True)
 
 
@@ -204,7 +201,7 @@ class Stack:
             run_models.append(model.to(device))
         self.v = PerRun.build(specs, self)
         self._cache: dict[Any, Tensor] = {}  # device tensors derived from the runs held, until they change
-        self.at_test = cfg.model.dropout_scaling == "test"  # in the stack key: the same for every run
+        self.at_test = cfg.model.settings().get("dropout_scaling") == "test"  # in the stack key: the same for every run
         template = _template(run_models, self.v.dropout, self.at_test)
         self.dropout_calls, self.widest = _probe(template, self.splits.x_train[:1])
         self.n_params = models.count_parameters(run_models[0])

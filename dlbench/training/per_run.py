@@ -89,7 +89,8 @@ def generator(seed: int, stream: int, device: torch.device) -> torch.Generator:
 
 def _recorder(spec: RunSpec, stack: "Stack") -> diagnostics.Recorder | None:
     diag = spec.config.diagnostics
-    return diagnostics.Recorder(diag, spec.config.model.activation, stack.splits.x_train) if diag.enabled() else None
+    activation = spec.config.model.settings().get("activation", "identity")  # logreg has none
+    return diagnostics.Recorder(diag, activation, stack.splits.x_train) if diag.enabled() else None
 
 
 def _number(value: Any, dtype: torch.dtype, device: torch.device) -> Tensor:
@@ -110,7 +111,8 @@ class PerRun:
 
     spec: list[RunSpec] = per_run(lambda s, st: s)
     # from the config: rebuilt on resume, not saved
-    dropout: list[float] = per_run(lambda s, st: s.config.model.dropout, column=torch.float32)
+    dropout: list[float] = per_run(lambda s, st: s.config.model.settings().get("dropout", 0.0),  # logreg: none
+                                   column=torch.float32)
     input_noise: list[float] = per_run(lambda s, st: s.config.regularization.input_noise, column=torch.float32)
     l1: list[float] = per_run(lambda s, st: s.config.regularization.l1, column=torch.float32)
     # training loss only: evaluation reports the plain loss, comparable across runs
