@@ -352,7 +352,9 @@ def list_registries(
     kind: Annotated[Optional[str], typer.Argument(help="Only this kind: " + ", ".join(_KINDS) + ".",
                                                   show_default=False)] = None,
 ) -> None:
-    """List every component a config can name, kind by kind, with the settings each reads and their defaults."""
+    """List every component a config can name, kind by kind: datasets, preprocessing, models, model presets,
+    activations, norms, poolings, init schemes, losses, optimizers, schedules, augmentations, tasks, plots, test
+    functions (task: function), export targets and executors, with the settings each reads and their defaults."""
     from dlbench.catalog import CATALOG, SECTIONS, type_text
 
     if kind is not None and kind not in CATALOG.kinds():
@@ -361,9 +363,9 @@ def list_registries(
     for registry in CATALOG:  # the catalog's records: names, summaries, settings, facts; no torch
         if kind is not None and registry.kind != kind:
             continue
-        where = f" ({chosen_by[registry.kind]})" if registry.kind in chosen_by else ""
         plural = registry.label + ("es" if registry.label.endswith("s") else "s")
-        table = Table(title=f"{plural}{where}", title_justify="left", show_header=False, box=None)
+        where = f"[dim]{chosen_by[registry.kind]}:[/] " if registry.kind in chosen_by else ""  # the key naming one
+        table = Table(title=where + plural, title_justify="left", show_header=False, box=None)
         table.add_column(style="bold cyan", no_wrap=True)
         table.add_column()
         for c in registry:

@@ -54,14 +54,20 @@ class RunSpec:
 def identity(config: Any, seed: int, roles: tuple[Role, ...] = HASHED) -> dict[str, Any]:
     """The part of a resolved config that determines a run's numbers: its keys whose role
     (catalog) is in `roles` (stack and run keys by default; stack keys alone: what a stack shares)."""
-    role_of = catalog.roles()
+    role_of, setting_of = catalog.roles(), catalog.settings_by_key()
+
+    def hashed(key: str, value: Any, role: Role | None) -> bool:
+        added = setting_of.get(key)
+        return role in roles and not (added is not None and added.added and value == added.default)
+
     data: dict[str, Any] = {}
     for key, value in config.model_dump(mode="json").items():
         if key in SECTIONS and isinstance(value, dict):
-            kept = {k: v for k, v in value.items() if role_of.get(f"{key}.{k}", SECTIONS[key].role) in roles}
+            kept = {k: v for k, v in value.items()
+                    if hashed(f"{key}.{k}", v, role_of.get(f"{key}.{k}", SECTIONS[key].role))}
             if kept:
                 data[key] = kept
-        elif role_of.get(key) in roles:
+        elif hashed(key, value, role_of.get(key)):
             data[key] = value
     data["seed"] = seed
     return data

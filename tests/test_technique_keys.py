@@ -62,14 +62,31 @@ def test_run_ids_are_pinned_and_only_hashed_roles_change_them() -> None:
     sweep or execution never change an id."""
     from dlbench.sweep import run_id
 
-    assert run_id(validate({}), 0) == "deda61d59f1f"
+    assert run_id(validate({}), 0) == "b8cb144f96e3"
     assert run_id(validate({"data": {"preprocess": "none"}, "optimizer": {"name": "sgd", "lr": 0.1}}), 3) == \
-        "49dc21a7ae95"
+        "eab655b21ebb"
     same = validate({"name": "other", "description": "x", "train": {"device": "cpu", "seeds": [5],
                                                                     "checkpoint_seconds": None},
                      "data": {"root": "elsewhere", "download": False}, "plots": ["gap"]})
-    assert run_id(same, 0) == "deda61d59f1f"
-    assert run_id(validate({"data": {"preprocess": "positive"}}), 0) != "deda61d59f1f"
+    assert run_id(same, 0) == "b8cb144f96e3"
+    assert run_id(validate({"data": {"preprocess": "positive"}}), 0) != "b8cb144f96e3"
+
+
+def test_a_setting_marked_added_keeps_the_ids_of_runs_stored_before_it(monkeypatch) -> None:
+    """A setting declared with added=True is left out of a run's id at its default: runs stored before
+    it existed stay done; any other value is part of the id."""
+    import dataclasses
+
+    from dlbench import catalog
+    from dlbench.sweep import run_id
+
+    before = run_id(validate({}), 0)
+    known = catalog.settings_by_key()
+    monkeypatch.setattr(catalog, "settings_by_key", lambda: {
+        **known, "train.order": dataclasses.replace(known["train.order"], added=True)})
+    without = run_id(validate({}), 0)
+    assert without != before  # the id no longer holds train.order at its default ...
+    assert run_id(validate({"train": {"order": "sequential"}}), 0) not in (before, without)  # ... other values it does
 
 
 def test_a_folder_of_earlier_run_ids_is_read_but_not_extended(cli, tiny, tmp_path) -> None:

@@ -14,7 +14,7 @@ from sweep_util import tiny_config
 
 from dlbench.components import data as data_mod
 from dlbench.components import inits, models
-from dlbench.config.schema import ConfigError, DataConfig, ModelConfig, validate
+from dlbench.config.schema import ConfigError, section, validate
 from dlbench.sweep import RunSpec, expand, run_id
 from dlbench.training.engine import Stack, train
 
@@ -75,15 +75,15 @@ def test_refusal_exits_2_in_one_line(cli: Any, data_root: Path) -> None:
 
 
 def test_train_subset_first_keeps_the_first_n_as_stored(data_root: Path) -> None:
-    raw = data_mod.DATASETS["mnist1d"].builder(DataConfig(root=str(data_root)))
-    first = data_mod.prepare(DataConfig(root=str(data_root), train_size=300, val_size=50, train_subset="first",
+    raw = data_mod.DATASETS["mnist1d"].builder(section("data", root=str(data_root)))
+    first = data_mod.prepare(section("data", root=str(data_root), train_size=300, val_size=50, train_subset="first",
                                         preprocess="none"), CPU)
     kept = torch.cat([first.x_train, first.x_val])
     assert len(first.x_train) == 250 and len(first.x_val) == 50
     # exactly the first 300 stored samples (in some order), validation among them
     torch.testing.assert_close(kept.sort(0).values,
                                torch.from_numpy(raw.x_train[:300]).sort(0).values)
-    rand = data_mod.prepare(DataConfig(root=str(data_root), train_size=300, val_size=50, preprocess="none"), CPU)
+    rand = data_mod.prepare(section("data", root=str(data_root), train_size=300, val_size=50, preprocess="none"), CPU)
     assert not torch.equal(rand.x_train.sort(0).values, first.x_train.sort(0).values)
 
 
@@ -207,7 +207,7 @@ def test_dropout_scalings_draw_the_same_masks_and_train_apart(data_root: Path) -
 
 
 def test_bn_settings_reach_the_layer_and_act_as_the_textbook_formula() -> None:
-    cfg = ModelConfig(hidden=[5], norm="batch", bn_eps=1e-6, bn_momentum=0.1, bn_running_var=0.0)
+    cfg = section("model", hidden=[5], norm="batch", bn_eps=1e-6, bn_momentum=0.1, bn_running_var=0.0)
     torch.manual_seed(0)
     model = models.build(cfg, (4,), 3)
     bn = model.blocks[0][1]

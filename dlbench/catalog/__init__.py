@@ -7,7 +7,19 @@ from dlbench.catalog.records import HASHED, Component, Role, Section, Setting, t
 from dlbench.catalog.registry import CATALOG, Catalog, Entry, Facts, Kind
 
 __all__ = ["CATALOG", "HASHED", "SECTIONS", "TOP", "Catalog", "Component", "Entry", "Facts", "Kind", "Role",
-           "Section", "Setting", "builtin", "type_text", "roles"]
+           "Section", "Setting", "builtin", "type_text", "roles", "settings_by_key"]
+
+
+def settings_by_key() -> dict[str, Setting]:
+    """Every config key (dotted; every component's settings included) -> its setting (the first declared)."""
+    out: dict[str, Setting] = {s.name: s for s in TOP.settings}
+    for section in SECTIONS.values():
+        settings = list(section.settings)
+        if section.chooses:
+            settings += [s for c in CATALOG[section.chooses] for s in c.settings]
+        for s in settings:
+            out.setdefault(f"{section.name}.{s.name}", s)
+    return out
 
 
 def roles() -> dict[str, Role]:

@@ -41,10 +41,14 @@ class Setting:
     choices: str | None = None  # the value names a component of this kind (e.g. "activation")
     items: tuple["Setting", ...] = ()  # a list of mappings with these keys (model.conv's layers)
     required: bool = False  # no default: the section must give it
+    # added after results were stored: at its default it is left out of a run's id, so the runs stored
+    # before it existed (which trained at that default) still count as done
+    added: bool = False
 
     def with_default(self, default: Any) -> "Setting":
         """The same setting with another component's own default."""
-        return Setting(self.name, self.type, default, self.doc, self.role, self.choices, self.items)
+        return Setting(self.name, self.type, default, self.doc, self.role, self.choices, self.items, self.required,
+                       self.added)
 
 
 @dataclass(frozen=True)

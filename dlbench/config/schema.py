@@ -299,16 +299,16 @@ def _model_rules(cfg: Any) -> None:
         except ValueError as e:
             raise ValueError(str(e)) from None
     if getattr(model, "dropout_scaling", "inverted") != "inverted" and not model.dropout:
-        _fail("model.dropout_scaling", model.dropout_scaling, "model.dropout is 0, so there is no dropout to scale "
-              "(set model.dropout, or drop dropout_scaling)")
+        raise ValueError(f"model.dropout_scaling: {model.dropout_scaling!r} is invalid with model.dropout 0 (it "
+                         "says how dropout scales; set model.dropout, or drop it)")
     defaults = CATALOG["model"].record(model.kind).defaults()
     for key in ("bn_eps", "bn_momentum", "bn_running_var"):
         if getattr(model, "norm", "none") != "batch" and getattr(model, key, None) != defaults.get(key):
-            _fail(f"model.{key}", getattr(model, key), f"with model.norm {model.norm!r}: it sets BatchNorm (set "
-                  "model.norm: batch, or drop it)")
+            raise ValueError(f"model.{key}: {getattr(model, key)!r} is invalid with model.norm {model.norm!r} (it "
+                             "sets BatchNorm; set model.norm: batch, or drop it)")
     if cfg.data.train_subset != "random" and cfg.data.train_size is None:
-        _fail("data.train_subset", cfg.data.train_subset, "it says which train_size samples to keep, and "
-              "data.train_size is not given (set it, or drop train_subset)")
+        raise ValueError(f"data.train_subset: {cfg.data.train_subset!r} is invalid without data.train_size (it "
+                         "says which train_size samples to keep; set data.train_size, or drop it)")
     if getattr(model, "residual", False):
         width = (math.prod(feature_shape(model.conv, data["shape"])) if model.kind == "cnn"
                  else math.prod(data["shape"]))
@@ -327,8 +327,8 @@ def _training_rules(cfg: Any) -> None:
     if len(set(train.seeds)) != len(train.seeds):
         _fail("train.seeds", train.seeds, "seeds must be distinct")
     if reg.penalty_in_loss and not cfg.optimizer.weight_decay:
-        _fail("regularization.penalty_in_loss", True, "optimizer.weight_decay is 0 (the penalty is 1/2 weight_decay "
-              "||w||^2; set optimizer.weight_decay, or drop it)")
+        raise ValueError("regularization.penalty_in_loss: True is invalid with optimizer.weight_decay 0 (the "
+                         "penalty is 1/2 weight_decay ||w||^2; set optimizer.weight_decay, or drop it)")
     if reg.early_stopping is not None and cfg.data.val_size == 0:
         _fail("regularization.early_stopping", reg.early_stopping, "it stops on the validation accuracy, and "
               "data.val_size is 0 (no validation split); set data.val_size or drop early_stopping")

@@ -23,7 +23,6 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 import pandas as pd
 from scipy import special
-import yaml
 from rich import box
 from rich.console import Console
 from rich.table import Table

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from dlbench.errors import ConfigError
-from dlbench.results.plots import PLOTS, Results, _colors, _figure, _legend
+from dlbench.results.figure_kit import PLOTS, Results, _colors, _figure, _legend
 from dlbench.results.report import time_to_target
 from dlbench.results.report import value_text as _fmt
 

@@ -1,0 +1,206 @@
+"""What every figure is drawn with: the folder's view (`Results`), the one figure registry (`PLOTS`, against
+the catalog's plot records), figures, colours, line styles, bands, legends that stay inside, log ticks.
+
+plots.py (the training and task figures) and tuning_figures.py (search figures) both draw with these,
+so neither imports the other's helpers.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+import numpy as np
+import pandas as pd
+
+from dlbench.catalog import CATALOG, Kind
+from dlbench.results import report
+from dlbench.results.report import value_text
+
+if TYPE_CHECKING:  # matplotlib loads when a figure is drawn: `run --no-plots` and task tables start without it
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+# keys whose values read on their own in a legend ("sgd", "he_normal"); others show as key=value
+_SELF_EXPLAINING = ("case", "name", "scheme", "kind", "activation", "loss", "dataset")
+DPI = 90
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def label(params: dict[str, Any], keys: list[str]) -> str:
+    """A configuration's legend entry: 'sgd lr=0.95', or just the value when one key is swept."""
+    present = [k for k in keys if not _missing(params.get(k))]
+    if len(keys) == 1:
+        return value_text(params.get(keys[0])) if present else "–"
+    short = {k: k.rsplit(".", 1)[-1] for k in present}
+    parts = [value_text(params[k]) if short[k] in _SELF_EXPLAINING else f"{short[k]}={value_text(params[k])}" for k in present]
+    return " ".join(parts) or "defaults"
+
+
+@dataclass
+class Results:
+    """What the figures and task tables read: the folder's view.json (written by `dlbench run`:
+    name, task, plots, swept points in sweep order, task details) and its files, nothing else,
+    so a folder stays readable whatever the code that wrote it."""
+
+    root: Path
+    view: dict[str, Any]
+    target: float | None = None  # validation accuracy for time-to-target figures (dlbench plot --target)
+
+    @property
+    def name(self) -> str:
+        return str(self.view.get("name", self.root.name))
+
+    @property
+    def task(self) -> str:
+        return str(self.view.get("task", "train"))
+
+    @property
+    def details(self) -> dict[str, Any]:
+        """Task facts for captions and figures (function name and view, samples, near_zero, ...)."""
+        return self.view.get("details") or {}
+
+    @functools.cached_property
+    def points(self) -> list[dict[str, Any]]:
+        """The swept values of each configuration, in sweep order (from the folder's runs
+        when an older folder has no view.json)."""
+        if "points" in self.view:
+            return list(self.view["points"])
+        runs, _ = report.load_runs(self.root)
+        return [] if runs.empty else runs[self.keys].to_dict("records")
+
+    @functools.cached_property
+    def keys(self) -> list[str]:
+        if "keys" in self.view:
+            return list(self.view["keys"])
+        return report.load_runs(self.root)[1]
+
+    @functools.cached_property
+    def order(self) -> list[str]:
+        """Configuration labels in sweep order; runs of earlier sweeps into the folder after them."""
+        planned = [label(p, self.keys) for p in self.points]
+        return list(dict.fromkeys([*planned, *sorted(set(self.runs.get("label", [])))]))
+
+    @functools.cached_property
+    def runs(self) -> pd.DataFrame:
+        """One row per finished run (report.load_runs) plus its configuration's label."""
+        runs, _ = report.load_runs(self.root)
+        if runs.empty:
+            return runs
+        for k in self.keys:
+            if k not in runs:
+                runs[k] = None
+        runs["label"] = [label(r, self.keys) for r in runs[self.keys].to_dict("records")]
+        return runs
+
+    def per_run(self, filename: str) -> pd.DataFrame:
+        """A CSV of every run folder stacked, with run_id, label and the row's index within its run."""
+        frames = []
+        for run in self.runs.itertuples():
+            path = self.root / "runs" / run.run_id / filename
+            if path.is_file() and path.stat().st_size:
+                df = pd.read_csv(path)
+                if len(df):  # a failed run's metrics.csv is a header only
+                    frames.append(df.assign(run_id=run.run_id, label=run.label, idx=np.arange(len(df))))
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    def summaries(self) -> list[dict[str, Any]]:
+        """summary.json of each run in `runs`, in the same order."""
+        if self.runs.empty:
+            return []
+        return [json.loads((self.root / "runs" / r / "summary.json").read_text()) for r in self.runs["run_id"]]
+
+    def labels_in(self, df: pd.DataFrame) -> list[str]:
+        present = set(df["label"]) if "label" in df else set()
+        return [lab for lab in self.order if lab in present]
+
+    def legend_title(self, keys: list[str] | None = None) -> str:
+        return textwrap.fill(", ".join(keys if keys is not None else self.keys), 40)
+
+
+PlotFn = Callable[[Results], "Figure | None"]  # None: nothing to draw (e.g. no finished runs)
+PLOTS: Kind[PlotFn] = CATALOG["plot"]
+
+
+def _figure(rows: int = 1, cols: int = 1, size: tuple[float, float] = (4.5, 3.4), **shared: Any
+            ) -> tuple[Figure, np.ndarray]:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(size[0] * cols, size[1] * rows), dpi=DPI, layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False, **shared)
+    return fig, axes
+
+
+def _colors(n: int) -> list[Any]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10"]  # ten colours that read apart; past ten lines the line style changes (_styles)
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def _styles(n: int) -> list[str]:
+    """Solid for the first ten lines, then dashed, dotted, dash-dot: with _colors, 40 lines stay apart."""
+    return [("-", "--", ":", "-.")[(i // 10) % 4] for i in range(n)]
+
+
+def _band(ax: Axes, runs: pd.DataFrame, x: str, y: str, color: Any, name: str, style: str = "-",
+          scale: float = 1.0) -> None:
+    """Mean over seeds of y (times `scale`: 100 for accuracies in %) at each evaluation, with a ± 1 std band."""
+    g = runs.replace([np.inf, -np.inf], np.nan).groupby("idx")
+    xs, mean, std = g[x].mean(), scale * g[y].mean(), scale * g[y].std(ddof=1).fillna(0.0)
+    ax.plot(xs, mean, style, color=color, label=name, lw=1.4)
+    ax.fill_between(xs, mean - std, mean + std, color=color, alpha=0.18, lw=0)
+
+
+def _legend_rows(n: int, cols: int) -> float:
+    return math.ceil(n / cols) + 1.5  # entries and the title, in lines of small text
+
+
+def _legend(fig: Figure, axes: Iterable[Axes], title: str, spare: Axes | None = None) -> None:
+    """The legend inside the figure: in a spare panel when there is one, else below the panels in
+    as many columns as it needs (the figure is made tall enough by its caller: _legend_height)."""
+    handles, labels = next(iter(axes)).get_legend_handles_labels()
+    if not handles:
+        return
+    if spare is not None:
+        spare.axis("off")
+        spare.legend(handles, labels, title=title, loc="upper left", fontsize="small", title_fontsize="small",
+                     frameon=False, ncols=1 if len(handles) <= 14 else 2)
+        return
+    fig.legend(handles, labels, title=title, loc="outside lower center", fontsize="small", title_fontsize="small",
+               frameon=False, ncols=_legend_cols(labels, fig.get_figwidth()))
+
+
+def _legend_cols(labels: list[str], width: float) -> int:
+    """As many columns as fit the figure's width (inches; small text is about 0.075 in a character)."""
+    longest = max((len(lab) for lab in labels), default=1)
+    return max(1, min(len(labels), int(width / (0.075 * longest + 0.6))))
+
+
+def _legend_height(labels: list[str], width: float) -> float:
+    """Inches the legend below the panels takes."""
+    return 0.2 * _legend_rows(len(labels), _legend_cols(labels, width))
+
+
+def _log_ticks(ax: Axes, values: pd.Series) -> None:
+    """A log axis with enough labelled ticks: within a decade 1..9 x 10^k, within two 1, 2, 5 x 10^k."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    finite = values[np.isfinite(values) & (values > 0)]
+    if finite.empty:
+        return
+    decades = math.log10(finite.max() / finite.min()) if finite.min() > 0 else math.inf
+    if decades > 2:
+        return  # matplotlib labels each decade
+    subs = tuple(range(1, 10)) if decades < 1 else (1.0, 2.0, 5.0)
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=subs))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
