@@ -1,18 +1,13 @@
 """Reference pages generated from the code at build time (mkdocs-gen-files): the CLI from the
-Typer app, every config key from the pydantic schema, every component from the registries
-(what `dlbench list` prints), the results folder's files and columns. One file, kept small:
-the schema is about to be generated from a catalog, and only `config_page` reads it."""
+Typer app, every config key and every component from the catalog (what the schema is built
+from and `dlbench list` prints), the results folder's files and columns."""
 
 from __future__ import annotations
 
 import inspect
-import types
-import typing
 from typing import Any
 
 import mkdocs_gen_files
-from pydantic import BaseModel
-from pydantic_core import PydanticUndefined
 
 
 def cell(text: Any) -> str:
@@ -43,72 +38,57 @@ def cli_page() -> str:
     return "\n".join(lines)
 
 
-_BOUNDS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+def _row(key: str, setting: Any, readers: str = "") -> str:
+    from dlbench.catalog import type_text
 
-
-def _type(annotation: Any) -> str:
-    """A field's type as a reader says it: 'int > 0', 'float | null', 'list of int > 0', 'pre | post'."""
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin is typing.Annotated:
-        metadata = [m for extra in args[1:] for m in getattr(extra, "metadata", [extra])]
-        bounds = [f"{_BOUNDS[k]} {getattr(m, k)}" for m in metadata for k in _BOUNDS if hasattr(m, k)]
-        return " ".join([_type(args[0]), *bounds])
-    if origin is typing.Literal:
-        return " | ".join(str(a) for a in args)
-    if origin in (typing.Union, types.UnionType):
-        return " | ".join("null" if a is type(None) else _type(a) for a in args)
-    if origin in (list, tuple):
-        return f"list of {_type(args[0])}" if args else "list"
-    if origin is dict:
-        return f"mapping of {_type(args[0])} to {_type(args[1])}" if args else "mapping"
-    return getattr(annotation, "__name__", str(annotation).replace("typing.", ""))
-
-
-def _models(annotation: Any) -> list[type[BaseModel]]:
-    """The sections (pydantic models) a field holds, directly or in a list / union / dict."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [annotation]
-    return [m for arg in typing.get_args(annotation) for m in _models(arg)]
-
-
-def _keys(model: type[BaseModel], prefix: str) -> list[list[str]]:
-    rows = []
-    for name, field in model.model_fields.items():
-        key = f"{prefix}{name}"
-        if field.default is not PydanticUndefined:
-            default = repr(field.default)
-        else:
-            default = repr(field.default_factory()) if field.default_factory else "required"
-        sections = _models(field.annotation)
-        if sections and len(sections) == 1:
-            rows.append([key, "section", "", field.description or sections[0].__dict__.get("__doc__") or ""])
-            rows += _keys(sections[0], key + ".")
-        else:
-            rows.append([key, _type(field.annotation), default, field.description or ""])
-    return rows
+    default = "required" if setting.required else f"`{cell(repr(setting.default))}`"
+    doc = setting.doc + (f" ({readers})" if readers else "")
+    return f"| `{key}` | {cell(type_text(setting.type))} | {default} | {cell(doc)} |"
 
 
 def config_page() -> str:
-    from dlbench.config.schema import Config
+    """Every key, section by section, from the catalog the schema is generated from: a section's own
+    keys, then, for a section that chooses a component, the keys each component reads."""
+    from dlbench.catalog import CATALOG, SECTIONS, TOP
 
-    lines = ["# Config keys", "", "Every key a config file (or `--set KEY=VALUE`) can give, generated from the "
-             "pydantic schema: its type, its default and what it does.", "",
-             "| key | type | default | doc |", "|---|---|---|---|"]
-    lines += [f"| `{k}` | {cell(t)} | `{cell(d)}` | {cell(doc)} |" if d else f"| `{k}` | {cell(t)} | | {cell(doc)} |"
-              for k, t, d, doc in _keys(Config, "")]
+    header = ["| key | type | default | what it does |", "|---|---|---|---|"]
+    lines = ["# Config keys", "", "Every key a config file (or `--set KEY=VALUE`) can give, generated from the catalog "
+             "that the schema is built from (`dlbench schema` prints the same as JSON Schema). A section that "
+             "chooses a component accepts its own keys and exactly the keys of the chosen component, with that "
+             "component's defaults; any other key is refused.", "", "## top level", "", *header]
+    lines += [_row(s.name, s) for s in TOP.settings]
+    for section in SECTIONS.values():
+        lines += ["", f"## {section.name}", "", section.summary + ".", ""]
+        if section.role == "sweep":
+            lines.append("See the guide on sweeps and tuning.")
+            continue
+        rows = [_row(f"{section.name}.{s.name}", s) for s in section.settings]
+        if section.chooses:
+            kind = CATALOG[section.chooses]
+            rows.insert(0, f"| `{section.name}.{section.key}` | one of {cell(', '.join(kind.names()))} | "
+                           f"`{section.default!r}` | the {kind.label} |")
+            readers: dict[str, tuple[Any, list[str]]] = {}
+            for c in kind:
+                for s in c.settings:
+                    readers.setdefault(s.name, (s, []))[1].append(c.name)
+            rows += [_row(f"{section.name}.{name}", s, "read by " + ", ".join(who)) for name, (s, who) in
+                     readers.items()]
+        lines += [*header, *rows] if rows else ["No keys of its own."]
     return "\n".join(lines) + "\n"
 
 
 def components_page() -> str:
-    from dlbench.components import catalogue
+    from dlbench.catalog import CATALOG, type_text
 
-    lines = ["# Components", "", "Every name a config can use, by kind: what `dlbench list` prints, from the same "
-             "registries.", ""]
-    for registry in catalogue.read():
-        lines += [f"## {registry['kind']}", "", "| name | what it is | facts |", "|---|---|---|"]
-        for entry in registry["entries"]:
-            facts = "; ".join(f"{k}: {v}" for k, v in entry["facts"].items())
-            lines.append(f"| `{cell(entry['name'])}` | {cell(entry['help'])} | {cell(facts)} |")
+    lines = ["# Components", "", "Every name a config can use, by kind, with the settings each reads: what "
+             "`dlbench list` prints, from the same catalog.", ""]
+    for kind in CATALOG:
+        lines += [f"## {kind.label}s", "", "| name | what it is | settings (default) | facts |", "|---|---|---|---|"]
+        for c in kind:
+            settings = "; ".join(f"{s.name}: {type_text(s.type)} ({'required' if s.required else repr(s.default)})"
+                                 for s in c.settings)
+            facts = "; ".join(f"{k}: {v}" for k, v in c.facts.items() if k != "values")
+            lines.append(f"| `{cell(c.name)}` | {cell(c.summary)} | {cell(settings)} | {cell(facts)} |")
         lines.append("")
     return "\n".join(lines)
 

@@ -324,6 +324,8 @@ SECTIONS: dict[str, Section] = {s.name: s for s in (
         Setting("eval_every", PositiveInt, 1, "evaluate every this many epochs (steps with train.steps)"),
         Setting("seeds", Annotated[list[Seed], MinLen(1)], [0, 1, 2], "one run per seed", role="sweep"),
         Setting("device", Literal["auto", "cpu", "cuda"], "auto", "where runs train", role="execution"),
+        Setting("precision", Literal["fp32", "bf16", "fp16"], "fp32", "bf16 / fp16: autocast on CUDA (fp16 with "
+                "loss scaling); refused where the device cannot"),
         Setting("order", Literal["shuffle", "sequential", "replacement"], "shuffle",
                 "batches: reshuffled every epoch | one fixed order | each drawn with replacement (the "
                 "textbook's np.random.choice; an epoch is then n / batch_size such draws)"),
