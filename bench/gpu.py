@@ -49,9 +49,13 @@ from dlbench.training import engine, memory  # noqa: E402
 CIFAR_SHAPED = "cifar_shaped_random"
 
 
-@data_mod.DATASETS.register(CIFAR_SHAPED, info=data_mod.DatasetInfo(
-    shape=(3, 32, 32), classes=10, n_train=5000, n_test=1000, inputs="image",
-    source="random tensors of CIFAR-10's shape (bench/gpu.py)"))
+data_mod.DATASETS.declare(CIFAR_SHAPED, "random images of CIFAR-10's shape and random labels (bench/gpu.py)",
+                          shape=(3, 32, 32), classes=10, n_train=5000, n_test=1000, inputs="image",
+                          source="random tensors of CIFAR-10's shape (bench/gpu.py)")
+schema.rebuild()  # configs may now name it
+
+
+@data_mod.DATASETS.register(CIFAR_SHAPED)
 def cifar_shaped(cfg: Any) -> data_mod.RawData:
     """random images of CIFAR-10's shape and random labels (the work of a CIFAR step, not its learning)"""
     rng = np.random.default_rng(0)

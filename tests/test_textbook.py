@@ -271,7 +271,7 @@ TEXTBOOK = Path(__file__).resolve().parent.parent / "configs" / "textbook"
 def test_textbook_configs_run_on_mnist1d_where_mnist_is_missing(cli: Any, data_root: Path, name: str) -> None:
     """Each is commented, has its make target (which falls back to MNIST-1D, saying so) and runs there."""
     text = (TEXTBOOK / f"{name}.yaml").read_text()
-    assert text.startswith("# The textbook's") and "Shows:" in text
+    assert text.startswith("# yaml-language-server: $schema=../schema.json\n# The textbook's") and "Shows:" in text
     makefile = (TEXTBOOK.parent.parent / "Makefile").read_text()
     assert f"textbook-{name}" in makefile and "running on the" in makefile
     shrink = ["train.steps=4", "train.eval_every=2"] if "steps:" in text else ["train.epochs=1"]

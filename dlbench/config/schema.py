@@ -424,6 +424,13 @@ def _plot_rules(cfg: Any) -> None:
 Config: type[Base] = create_model("Config", __base__=_Rules, **_config_fields())  # type: ignore[call-overload]
 
 
+def rebuild() -> None:
+    """Generate the models again after components were declared at run time (a plugin, a bench's own
+    dataset): every union then has a member for each of them."""
+    global Config
+    Config = create_model("Config", __base__=_Rules, **_config_fields())  # type: ignore[call-overload]
+
+
 def field_at(key: str) -> bool:
     """Check that a dotted key names a config setting (of any component of its section); True for a whole section."""
     parts = key.split(".")

@@ -33,7 +33,6 @@ import sys
 import time
 from typing import Any, Callable, Iterator
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap

@@ -22,7 +22,7 @@ import os
 import resource
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
@@ -33,8 +33,6 @@ from dlbench.components.optimizers import StackedOptimizer
 from dlbench.sweep import RunSpec
 from dlbench.training import engine
 
-if TYPE_CHECKING:
-    from dlbench.config.schema import OptimizerConfig
 
 FRACTION_OF_FREE = 0.8  # headroom for the allocator's fragmentation and the estimate's own error
 BYTES = 4  # fp32
@@ -171,18 +169,20 @@ def _model_sizes(spec: RunSpec, shape: tuple[int, ...], classes: int) -> tuple[i
             sum(dropped))
 
 
-def optimizer_slots(cfg: "OptimizerConfig") -> int:
+def optimizer_slots(cfg: Any) -> int:
     """State tensors the optimizer keeps per parameter (Adam: 2), counted by stepping it on a tiny stack."""
     return _slots(cfg.model_dump_json(exclude={"lr"}))  # an lr grid: one count
 
 
 @functools.cache
 def _slots(cfg_json: str) -> int:
-    from dlbench.config.schema import OptimizerConfig
+    import json
+
+    from dlbench.config.schema import section
 
     weight = torch.zeros(1, 4, 4, requires_grad=True)
     bias = torch.zeros(1, 4, requires_grad=True)
-    opt = StackedOptimizer([weight, bias], [OptimizerConfig.model_validate_json(cfg_json)])
+    opt = StackedOptimizer([weight, bias], [section("optimizer", **json.loads(cfg_json))])
     for _ in range(2):
         weight.grad, bias.grad = torch.ones_like(weight), torch.ones_like(bias)
         opt.step()

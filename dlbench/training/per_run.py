@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any, Callable, Generic, TypeVar
+from typing import Any, Callable, Generic, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -29,8 +29,14 @@ from torch import Tensor
 from dlbench.sweep import RunSpec
 from dlbench.training import diagnostics, streams
 
-if TYPE_CHECKING:
-    from dlbench.training.engine import Stack
+
+
+class Stack(Protocol):
+    """What per-run values read of the stack they belong to (engine.Stack; a Protocol, so this module
+    does not import the engine that imports it)."""
+
+    device: torch.device
+    splits: Any
 
 # a run's generators: batch order; input noise and dropout masks; augmentation (a stream of its own,
 # so that runs without augmentation draw exactly what they drew before it existed)
@@ -64,7 +70,7 @@ GENERATOR: Codec[torch.Generator] = Codec(lambda g: g.get_state(), _set_generato
 RECORDER: Codec[diagnostics.Recorder | None] = Codec(lambda r: r.state() if r else None, _set_recorder)
 TENSOR: Codec[Tensor] = Codec(lambda t: t, lambda t, saved: saved.to(t.device))  # a stacked tensor, rows = runs
 
-Of = Callable[[RunSpec, "Stack"], Any]
+Of = Callable[[RunSpec, Stack], Any]
 
 
 def per_run(of: Of, *, save: Codec[Any] | None = None, column: torch.dtype | None = None) -> Any:
@@ -87,7 +93,7 @@ def generator(seed: int, stream: int, device: torch.device) -> torch.Generator:
     return torch.Generator(device).manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
-def _recorder(spec: RunSpec, stack: "Stack") -> diagnostics.Recorder | None:
+def _recorder(spec: RunSpec, stack: Stack) -> diagnostics.Recorder | None:
     diag = spec.config.diagnostics
     activation = spec.config.model.settings().get("activation", "identity")  # logreg has none
     return diagnostics.Recorder(diag, activation, stack.splits.x_train) if diag.enabled() else None
@@ -156,7 +162,7 @@ class PerRun:
     _columns: dict[str, Tensor] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def build(cls, specs: list[RunSpec], stack: "Stack") -> "PerRun":
+    def build(cls, specs: list[RunSpec], stack: Stack) -> "PerRun":
         values: dict[str, Any] = {}
         for f in _declared():
             items = [f.metadata["of"](spec, stack) for spec in specs]
