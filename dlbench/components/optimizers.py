@@ -5,35 +5,51 @@ a `Slice`: the contiguous rows [start, stop) of the runs that use it, with one c
 per hyperparameter (a value per run). Runs are ordered so that the runs of one
 optimizer are contiguous, which makes every update an in-place op on a view.
 
-Adding an optimizer = its record in `dlbench.catalog.builtin` (the settings it reads, with their
-defaults) and one function registered here against that name:
+An optimizer is a chain of steps, as in optax's `chain(clip, coupled_decay, scale_by_adam,
+decoupled_decay, scale_by_lr)`: each parameter's gradient goes through the steps in turn,
+and the last one moves the parameter. `CHAINS` (below the steps) says which steps each
+optimizer takes. The steps every optimizer shares are written once here:
 
-    @OPTIMIZERS.register("name")
-    def name(s: Slice, t: int) -> None:      # t: the step number, starting at 1
-        c = s.columns(neg_lr=-s.hyper["lr"])  # per-run coefficients, broadcast against any tensor
-        for i, p, g, is_weight in s.tensors():  # parameter rows, gradient rows
-            buf = s.state("name_of_state", i)  # zero-initialized on first use, kept across steps
-            ...update p in place...
+- clipping: `clip_grad_norms_`, before any chain (the engine calls it: a run's norm needs
+  all its gradients at once);
+- weight decay: `coupled_decay` (L2 added to the gradient, before the rule), or
+  `decoupled_decay` (w *= 1 - lr wd, Loshchilov & Hutter), or `add_decayed_weights`
+  (wd w added to the rule's output, schedule-free's placement). Which tensors decay is
+  decided in one place (`_decay_column`): weights (2+ dims per run, `is_weight`), and
+  biases and normalization parameters too in the runs with `optimizer.decay_biases`;
+- the lr: `scale_by_lr`, p += -lr * direction (a rule that folds a correction into its
+  step size, as torch does for Adam's bias correction, names its own column).
 
-Each rule is the single-tensor `torch.optim` update with per-run columns in place of
-Python scalars; tests/test_stacked_optim.py checks every registered rule against its
-`torch.optim` reference run by run. Weight decay applies to weights only (`is_weight`:
-2+ dims per run), and to biases and normalization parameters too in the runs with
-`optimizer.decay_biases` (`Slice.decay`); the L1 penalty applies to weights only.
-Weight decay is L2 added to the gradient (coupled) for every optimizer but adamw,
-where it is decoupled (Loshchilov & Hutter).
+A rule (scale_by_adam, ...) is its own step only: the single-tensor `torch.optim` update
+with per-run columns in place of Python scalars; tests/test_stacked_optim.py checks every
+registered rule against its `torch.optim` (or reference package) run by run.
+
+Adding an optimizer = its record in `dlbench.catalog.builtin` (the settings it reads, with
+their defaults) and a rule registered against that name: a chain,
+
+    def _my_columns(s: Slice) -> dict[str, Tensor]:   # per-run coefficients at step s.t (from 1)
+        return {"beta": s.hyper["beta"]}
+
+    @step(_my_columns)
+    def scale_by_mine(s: Slice, c: Columns, x: Param, u: Update) -> Update:
+        buf = s.state("mine", x.index)  # zero-initialized on first use, kept across steps
+        buf.mul_(c("beta", x.p)).add_(u)
+        return buf                        # the direction; scale_by_lr steps by -lr * it
+
+    OPTIMIZERS.register("mine")(chain(coupled_decay, scale_by_mine, scale_by_lr))
+
+or any function (s: Slice, t: int) -> None that updates s.tensors() in place.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple, Union
 
 import torch
 from torch import Tensor
 
 from dlbench.catalog import CATALOG, Kind
-
 
 
 def is_weight(stacked: Tensor) -> bool:
@@ -46,17 +62,27 @@ class Columns:
 
     def __init__(self, values: dict[str, Tensor], like: Tensor) -> None:
         # one host -> device copy for all coefficients; float64 -> float32 rounds like a Python scalar does
-        packed = torch.stack(list(values.values())).to(like.dtype)
-        # to a GPU pinned and asynchronous: a plain copy would wait for every kernel queued before it
-        packed = packed.pin_memory().to(like.device, non_blocking=True) if like.is_cuda else packed.to(like.device)
-        self._base = dict(zip(values, packed.unbind()))
+        packed = torch.stack(list(values.values())).to(device=like.device, dtype=like.dtype) if values else ()
+        self._base = dict(zip(values, packed))
         self._views: dict[tuple[str, int], Tensor] = {}
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._base
 
     def __call__(self, name: str, like: Tensor) -> Tensor:
         key = (name, like.dim())
         if key not in self._views:
             self._views[key] = self._base[name].view(-1, *[1] * (like.dim() - 1))
         return self._views[key]
+
+
+class Param(NamedTuple):
+    """One parameter's rows in a slice: its index in the stack's parameter list, the rows, their gradient."""
+
+    index: int
+    p: Tensor
+    g: Tensor
+    weight: bool  # a weight rather than a bias or norm parameter (is_weight)
 
 
 @dataclass
@@ -69,140 +95,426 @@ class Slice:
     state: Callable[[str, int], Tensor]  # (state name, param index) -> rows [start, stop) of a zero-initialized stack
     hyper: dict[str, Tensor]  # hyperparameter -> float64 [n] on the host
     scalar: Callable[[str, float], Tensor]  # (name, initial value) -> per-run float64 [n] host state (nadam, schedule-free)
+    t: int = 0  # the step being taken, from 1 (set by the chain)
 
     def __post_init__(self) -> None:
-        self.decays = bool((self.hyper["weight_decay"] != 0).any())
+        wd = self.hyper.get("weight_decay")
+        self.decays = wd is not None and bool((wd != 0).any())
         self.decays_biases = self.decays and bool(self.hyper["decay_biases"].any())
 
-    def tensors(self) -> list[tuple[int, Tensor, Tensor, bool]]:
-        """(index, parameter rows, gradient rows, is a weight) for every parameter with a gradient."""
-        return [(i, p[self.start:self.stop], p.grad[self.start:self.stop], is_weight(p))
+    def tensors(self) -> list[Param]:
+        """Every parameter with a gradient: its rows in this slice."""
+        return [Param(i, p[self.start:self.stop], p.grad[self.start:self.stop], is_weight(p))
                 for i, p in enumerate(self.params) if p.grad is not None]
 
     def columns(self, **values: Tensor) -> Columns:
-        if self.decays_biases:
-            values["decay_biases"] = self.hyper["decay_biases"]
         return Columns(values, self.params[0])
 
-    def decay(self, cols: Columns, name: str, p: Tensor, weight: bool, off: float) -> Tensor | None:
-        """The per-run weight-decay column `name` for parameter p, or None where no run of the slice decays p.
 
-        Weights decay in every run; biases and norm parameters only in the runs with
-        optimizer.decay_biases (the others get `off`, the value that leaves p as it is).
-        This is the one place that decides which tensors weight decay touches.
-        """
-        if not self.decays or not (weight or self.decays_biases):
-            return None
-        if weight:
-            return cols(name, p)
-        return torch.where(cols("decay_biases", p) > 0, cols(name, p), off)
+# --------------------------------------------------------------------------------------
+# Steps and chains
+# --------------------------------------------------------------------------------------
 
-    def coupled_decay(self, p: Tensor, g: Tensor, weight: bool, cols: Columns) -> Tensor:
-        """L2 in the gradient (g + wd * w), like `grad.add(param, alpha=weight_decay)`."""
-        wd = self.decay(cols, "weight_decay", p, weight, 0.0)
-        return g if wd is None else torch.addcmul(g, p, wd)
+# What flows between steps: a direction that scale_by_lr multiplies by -lr, or directions
+# each with the name of its own step-size column (Adam's bias correction folded into its
+# step size, nadam's two terms, muon's lr adjusted per matrix).
+Terms = tuple[tuple[Tensor, str], ...]
+Update = Union[Tensor, Terms]
+
+
+def no_columns(s: Slice) -> dict[str, Tensor]:
+    return {}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One stage of an update rule: per-run coefficients for the slice, then each parameter's update."""
+
+    name: str
+    columns: Callable[[Slice], dict[str, Tensor]]  # called once per step of the optimizer; may update host state
+    update: Callable[[Slice, Columns, Param, Update], Update]  # (slice, coefficients, parameter, update so far)
+
+
+def step(columns: Callable[[Slice], dict[str, Tensor]] = no_columns) -> Callable[
+        [Callable[[Slice, Columns, Param, Update], Update]], Step]:
+    """Decorator: a step from its update function and the function giving the columns it reads."""
+    return lambda update: Step(update.__name__, columns, update)
 
 
 Rule = Callable[[Slice, int], None]  # (slice, step number starting at 1)
-OPTIMIZERS: Kind[Rule] = CATALOG["optimizer"]
 
 
-def _heavy_ball(s: Slice, nesterov: bool) -> None:
-    c = s.columns(neg_lr=-s.hyper["lr"], momentum=s.hyper["momentum"], weight_decay=s.hyper["weight_decay"])
-    for i, p, g, w in s.tensors():
-        g = s.coupled_decay(p, g, w, c)
-        buf = s.state("momentum_buffer", i)
-        buf.mul_(c("momentum", p)).add_(g)  # from zeros, the first step gives buf = g as torch.optim does
-        step = torch.addcmul(g, buf, c("momentum", p)) if nesterov else buf
-        p.addcmul_(step, c("neg_lr", p))
+def _merged_columns(steps: tuple[Step, ...], s: Slice) -> dict[str, Tensor]:
+    values: dict[str, Tensor] = {}
+    for st in steps:
+        values.update(st.columns(s))  # a name two steps share holds the same value (neg_lr, decay)
+    return values
 
 
+def chain(*steps: Step) -> Rule:
+    """The rule that passes each parameter's gradient through `steps` in turn."""
+
+    def rule(s: Slice, t: int) -> None:
+        s.t = t
+        c = s.columns(**_merged_columns(steps, s))  # one host -> device copy for the whole chain
+        for x in s.tensors():
+            u: Update = x.g
+            for st in steps:
+                u = st.update(s, c, x, u)
+
+    rule.steps = steps  # type: ignore[attr-defined]  # what the chain is made of, for readers and tests
+    return rule
 
 
-@OPTIMIZERS.register("sgd")
-def sgd(s: Slice, t: int) -> None:
-    """(stochastic) gradient descent: w -= lr g; with optimizer.momentum set, as torch.optim.SGD(momentum=m)"""
-    if bool((s.hyper["momentum"] != 0).any()):
-        _heavy_ball(s, nesterov=False)  # runs with m = 0 in the slice: buf = 0 * buf + g = g, the plain step
-        return
-    c = s.columns(neg_lr=-s.hyper["lr"], weight_decay=s.hyper["weight_decay"])
-    for _, p, g, w in s.tensors():
-        p.addcmul_(s.coupled_decay(p, g, w, c), c("neg_lr", p))
+def by_tensor(weights: tuple[Step, ...], others: tuple[Step, ...]) -> Step:
+    """Weights take the steps `weights`, biases and norm parameters the steps `others` (muon)."""
+
+    def update(s: Slice, c: Columns, x: Param, u: Update) -> Update:
+        for st in weights if x.weight else others:
+            u = st.update(s, c, x, u)
+        return u
+
+    return Step("by_tensor", lambda s: _merged_columns(weights + others, s), update)
 
 
-@OPTIMIZERS.register("momentum")
-def momentum(s: Slice, t: int) -> None:
-    """heavy-ball momentum: v = m v + g; w -= lr v"""
-    _heavy_ball(s, nesterov=False)
+# --------------------------------------------------------------------------------------
+# The steps every optimizer shares: weight decay (which tensors, coupled or decoupled), the lr
+# --------------------------------------------------------------------------------------
 
 
-@OPTIMIZERS.register("nesterov")
-def nesterov(s: Slice, t: int) -> None:
-    """Nesterov momentum: v = m v + g; w -= lr (g + m v)"""
-    _heavy_ball(s, nesterov=True)
+def _decay_columns(s: Slice, **values: Tensor) -> dict[str, Tensor]:
+    if not s.decays:
+        return {}
+    return {**values, "decay_biases": s.hyper["decay_biases"]} if s.decays_biases else values
 
 
-@OPTIMIZERS.register("adagrad")
-def adagrad(s: Slice, t: int) -> None:
-    """AdaGrad: G += g^2; w -= lr g / (sqrt(G) + eps)"""
-    c = s.columns(neg_lr=-s.hyper["lr"], eps=s.hyper["eps"], weight_decay=s.hyper["weight_decay"])
-    for i, p, g, w in s.tensors():
-        g = s.coupled_decay(p, g, w, c)
-        total = s.state("sum", i)
-        total.addcmul_(g, g)
-        p.addcmul_(g / total.sqrt().add_(c("eps", p)), c("neg_lr", p))
+def _decay_column(c: Columns, name: str, x: Param, off: float) -> Tensor | None:
+    """The per-run weight-decay column `name` for x, or None where no run of the slice decays x.
+
+    Weights decay in every run; biases and norm parameters only in the runs with
+    optimizer.decay_biases (the others get `off`, the value that leaves x as it is).
+    This is the one place that decides which tensors weight decay touches.
+    """
+    if name not in c or not (x.weight or "decay_biases" in c):
+        return None
+    if x.weight:
+        return c(name, x.p)
+    return torch.where(c("decay_biases", x.p) > 0, c(name, x.p), off)
 
 
-@OPTIMIZERS.register("rmsprop")
-def rmsprop(s: Slice, t: int) -> None:
-    """RMSprop: E = a E + (1 - a) g^2; v = m v + g / (sqrt(E) + eps); w -= lr v"""
+@step(lambda s: _decay_columns(s, weight_decay=s.hyper["weight_decay"]))
+def coupled_decay(s: Slice, c: Columns, x: Param, u: Update) -> Update:
+    """L2 in the gradient (g + wd * w), like torch.optim's `grad.add(param, alpha=weight_decay)`."""
+    wd = _decay_column(c, "weight_decay", x, 0.0)
+    return u if wd is None else torch.addcmul(u, x.p, wd)  # type: ignore[arg-type]
+
+
+@step(lambda s: _decay_columns(s, decay=1 - s.hyper["lr"] * s.hyper["weight_decay"]))
+def decoupled_decay(s: Slice, c: Columns, x: Param, u: Update) -> Update:
+    """Decoupled weight decay (Loshchilov & Hutter): w *= 1 - lr * wd, before the rule's step, as torch.optim.AdamW."""
+    decay = _decay_column(c, "decay", x, 1.0)
+    if decay is not None:
+        x.p.mul_(decay)
+    return u
+
+
+@step(lambda s: _decay_columns(s, weight_decay=s.hyper["weight_decay"]))
+def add_decayed_weights(s: Slice, c: Columns, x: Param, u: Update) -> Update:
+    """wd * w added to the rule's output, so the lr scales both (optax's placement; schedule-free's)."""
+    wd = _decay_column(c, "weight_decay", x, 0.0)
+    if wd is not None:
+        u.addcmul_(x.p, wd)  # type: ignore[union-attr]  # the rule's output is a fresh tensor
+    return u
+
+
+@step(lambda s: {"neg_lr": -s.hyper["lr"]})
+def scale_by_lr(s: Slice, c: Columns, x: Param, u: Update) -> Update:
+    """The parameter moves: w += -lr * direction, or each term's own step size times its direction."""
+    if isinstance(u, tuple):
+        for direction, column in u:
+            x.p.addcmul_(direction, c(column, x.p))
+    else:
+        x.p.addcmul_(u, c("neg_lr", x.p))
+    return u
+
+
+# --------------------------------------------------------------------------------------
+# The rules: each its own step, the single-tensor torch.optim update with per-run columns
+# --------------------------------------------------------------------------------------
+
+
+def _momentum_columns(s: Slice) -> dict[str, Tensor]:
+    m = s.hyper["momentum"]
+    # no run with momentum (sgd's default): no buffer; m = 0 would give the same step, buf = g
+    return {"momentum": m} if bool((m != 0).any()) else {}
+
+
+def heavy_ball(nesterov: bool) -> Step:
+    """Momentum as torch.optim.SGD: v = m v + g, then the step v, or g + m v (Nesterov)."""
+
+    def update(s: Slice, c: Columns, x: Param, g: Update) -> Update:
+        if "momentum" not in c:
+            return g
+        buf = s.state("momentum_buffer", x.index)
+        buf.mul_(c("momentum", x.p)).add_(g)  # from zeros, the first step gives buf = g as torch.optim does
+        return torch.addcmul(g, buf, c("momentum", x.p)) if nesterov else buf  # type: ignore[arg-type]
+
+    return Step("nesterov_momentum" if nesterov else "heavy_ball_momentum", _momentum_columns, update)
+
+
+@step(lambda s: {"eps": s.hyper["eps"]})
+def scale_by_adagrad(s: Slice, c: Columns, x: Param, g: Update) -> Update:
+    """AdaGrad: G += g^2; direction g / (sqrt(G) + eps)"""
+    total = s.state("sum", x.index)
+    total.addcmul_(g, g)
+    return g / total.sqrt().add_(c("eps", x.p))
+
+
+def _rmsprop_columns(s: Slice) -> dict[str, Tensor]:
     h = s.hyper
-    c = s.columns(neg_lr=-h["lr"], alpha=h["alpha"], one_minus_alpha=1 - h["alpha"], eps=h["eps"],
-                  momentum=h["momentum"], weight_decay=h["weight_decay"])
-    for i, p, g, w in s.tensors():
-        g = s.coupled_decay(p, g, w, c)
-        square_avg = s.state("square_avg", i)
-        square_avg.mul_(c("alpha", p)).addcmul_(g * c("one_minus_alpha", p), g)
-        avg = square_avg.sqrt().add_(c("eps", p))
-        # torch.optim skips the buffer when momentum == 0; m = 0 gives the same step: v = g / avg
-        buf = s.state("momentum_buffer", i)
-        buf.mul_(c("momentum", p)).addcdiv_(g, avg)
-        p.addcmul_(buf, c("neg_lr", p))
+    return {"alpha": h["alpha"], "one_minus_alpha": 1 - h["alpha"], "eps": h["eps"], "momentum": h["momentum"]}
 
 
-def _adam(s: Slice, t: int, decoupled: bool) -> None:
-    h = s.hyper
+@step(_rmsprop_columns)
+def scale_by_rmsprop(s: Slice, c: Columns, x: Param, g: Update) -> Update:
+    """RMSprop: E = a E + (1 - a) g^2; v = m v + g / (sqrt(E) + eps); direction v"""
+    square_avg = s.state("square_avg", x.index)
+    square_avg.mul_(c("alpha", x.p)).addcmul_(g * c("one_minus_alpha", x.p), g)
+    avg = square_avg.sqrt().add_(c("eps", x.p))
+    # torch.optim skips the buffer when momentum == 0; m = 0 gives the same step: v = g / avg
+    buf = s.state("momentum_buffer", x.index)
+    return buf.mul_(c("momentum", x.p)).addcdiv_(g, avg)
+
+
+def _adam_columns(s: Slice) -> dict[str, Tensor]:
+    h, t = s.hyper, s.t
     b1, b2 = h["beta1"], h["beta2"]
-    # torch divides by the Python scalar bc2_sqrt as a multiplication by its float32 reciprocal
-    c = s.columns(neg_step_size=-h["lr"] / (1 - b1 ** t), inv_bc2_sqrt=(1 / ((1 - b2 ** t) ** 0.5).float()).double(),
-                  one_minus_beta1=1 - b1, beta2=b2, one_minus_beta2=1 - b2, eps=h["eps"],
-                  weight_decay=h["weight_decay"], decay=1 - h["lr"] * h["weight_decay"])
-    for i, p, g, w in s.tensors():
-        if decoupled:
-            decay = s.decay(c, "decay", p, w, 1.0)
-            if decay is not None:
-                p.mul_(decay)
-        else:
-            g = s.coupled_decay(p, g, w, c)
-        exp_avg, exp_avg_sq = s.state("exp_avg", i), s.state("exp_avg_sq", i)
-        exp_avg.lerp_(g, c("one_minus_beta1", p))
-        exp_avg_sq.mul_(c("beta2", p)).addcmul_(g * c("one_minus_beta2", p), g)
-        denom = (exp_avg_sq.sqrt() * c("inv_bc2_sqrt", p)).add_(c("eps", p))
-        p.addcmul_(exp_avg / denom, c("neg_step_size", p))
+    # torch folds the first bias correction into the step size, and divides by the Python scalar
+    # bc2_sqrt as a multiplication by its float32 reciprocal
+    return {"adam_step_size": -h["lr"] / (1 - b1 ** t), "inv_bc2_sqrt": (1 / ((1 - b2 ** t) ** 0.5).float()).double(),
+            "one_minus_beta1": 1 - b1, "beta2": b2, "one_minus_beta2": 1 - b2, "eps": h["eps"]}
 
 
+@step(_adam_columns)
+def scale_by_adam(s: Slice, c: Columns, x: Param, g: Update) -> Update:
+    """Adam: momentum + RMSprop scaling with bias correction"""
+    p = x.p
+    exp_avg, exp_avg_sq = s.state("exp_avg", x.index), s.state("exp_avg_sq", x.index)
+    exp_avg.lerp_(g, c("one_minus_beta1", p))
+    exp_avg_sq.mul_(c("beta2", p)).addcmul_(g * c("one_minus_beta2", p), g)
+    denom = (exp_avg_sq.sqrt() * c("inv_bc2_sqrt", p)).add_(c("eps", p))
+    return ((exp_avg / denom, "adam_step_size"),)
 
 
-@OPTIMIZERS.register("adam")
-def adam(s: Slice, t: int) -> None:
-    """Adam: momentum + RMSprop scaling with bias correction; weight decay is L2 in the gradient"""
-    _adam(s, t, decoupled=False)
+NADAM_MOMENTUM_DECAY = 4e-3  # torch.optim.NAdam's default; not a dlbench setting
 
 
-@OPTIMIZERS.register("adamw")
-def adamw(s: Slice, t: int) -> None:
-    """AdamW: Adam with decoupled weight decay (w -= lr * wd * w)"""
-    _adam(s, t, decoupled=True)
+def _nadam_columns(s: Slice) -> dict[str, Tensor]:
+    h, t = s.hyper, s.t
+    b1, b2 = h["beta1"], h["beta2"]
+    mu = b1 * (1.0 - 0.5 * 0.96 ** (t * NADAM_MOMENTUM_DECAY))
+    mu_next = b1 * (1.0 - 0.5 * 0.96 ** ((t + 1) * NADAM_MOMENTUM_DECAY))
+    mu_product = s.scalar("mu_product", 1.0)
+    # torch keeps the product in a float32 tensor: round the same way
+    mu_product.copy_((mu_product.float() * mu.float()).double())
+    return {"bc2": 1 - b2 ** t, "one_minus_beta1": 1 - b1, "beta2": b2, "one_minus_beta2": 1 - b2, "eps": h["eps"],
+            "grad_step_size": -h["lr"] * (1 - mu) / (1 - mu_product),
+            "avg_step_size": -h["lr"] * mu_next / (1 - mu_product * mu_next)}
+
+
+@step(_nadam_columns)
+def scale_by_nadam(s: Slice, c: Columns, x: Param, g: Update) -> Update:
+    """Adam with Nesterov momentum, warming up with 0.96^(t * 0.004): a gradient term and a momentum term"""
+    p = x.p
+    exp_avg, exp_avg_sq = s.state("exp_avg", x.index), s.state("exp_avg_sq", x.index)
+    exp_avg.lerp_(g, c("one_minus_beta1", p))
+    exp_avg_sq.mul_(c("beta2", p)).addcmul_(g * c("one_minus_beta2", p), g)
+    denom = (exp_avg_sq / c("bc2", p)).sqrt_().add_(c("eps", p))
+    return ((g / denom, "grad_step_size"), (exp_avg / denom, "avg_step_size"))
+
+
+def _radam_columns(s: Slice) -> dict[str, Tensor]:
+    h, t = s.hyper, s.t
+    b1, b2 = h["beta1"], h["beta2"]
+    bc2 = 1 - b2 ** t
+    rho_inf = 2 / (1 - b2) - 1
+    rho_t = rho_inf - 2 * t * b2 ** t / bc2
+    adaptive = rho_t > 5.0  # per run: rectified Adam step, else the bias-corrected momentum alone
+    values = {"bc1": 1 - b1 ** t, "one_minus_beta1": 1 - b1, "beta2": b2, "one_minus_beta2": 1 - b2}
+    if bool(adaptive.any()):
+        rect = ((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)).clamp_min(0).sqrt()
+        values.update(eps=h["eps"], bc2_sqrt=bc2.sqrt(), rect=rect, adaptive=adaptive.double())
+    return values
+
+
+@step(_radam_columns)
+def scale_by_radam(s: Slice, c: Columns, x: Param, g: Update) -> Update:
+    """Rectified Adam: the bias-corrected momentum until the variance estimate is trustworthy, then Adam's step"""
+    p = x.p
+    exp_avg, exp_avg_sq = s.state("exp_avg", x.index), s.state("exp_avg_sq", x.index)
+    exp_avg.lerp_(g, c("one_minus_beta1", p))
+    exp_avg_sq.mul_(c("beta2", p)).addcmul_(g * c("one_minus_beta2", p), g)
+    direction = exp_avg / c("bc1", p)
+    if "adaptive" in c:
+        scale = c("bc2_sqrt", p) / exp_avg_sq.sqrt().add_(c("eps", p)) * c("rect", p)
+        direction = torch.where(c("adaptive", p) > 0, direction * scale, direction)
+    return direction
+
+
+def _adamax_columns(s: Slice) -> dict[str, Tensor]:
+    h = s.hyper
+    b1 = h["beta1"]
+    return {"adamax_step_size": -h["lr"] / (1 - b1 ** s.t), "one_minus_beta1": 1 - b1, "beta2": h["beta2"],
+            "eps": h["eps"]}
+
+
+@step(_adamax_columns)
+def scale_by_adamax(s: Slice, c: Columns, x: Param, g: Update) -> Update:
+    """Adam with the infinity norm: u = max(b2 u, |g| + eps); direction m / u, step size lr / (1 - b1^t)"""
+    p = x.p
+    exp_avg, exp_inf = s.state("exp_avg", x.index), s.state("exp_inf", x.index)
+    exp_avg.lerp_(g, c("one_minus_beta1", p))
+    torch.maximum(exp_inf.mul_(c("beta2", p)), g.abs().add_(c("eps", p)), out=exp_inf)  # type: ignore[union-attr]
+    return ((exp_avg / exp_inf, "adamax_step_size"),)
+
+
+@step(lambda s: {"rho": s.hyper["rho"], "one_minus_rho": 1 - s.hyper["rho"], "eps": s.hyper["eps"]})
+def scale_by_adadelta(s: Slice, c: Columns, x: Param, g: Update) -> Update:
+    """AdaDelta: steps scaled by RMS(past steps) / RMS(gradients), both decaying with rho"""
+    p = x.p
+    square_avg, acc_delta = s.state("square_avg", x.index), s.state("acc_delta", x.index)
+    square_avg.mul_(c("rho", p)).addcmul_(g * c("one_minus_rho", p), g)
+    delta = acc_delta.add(c("eps", p)).sqrt_().div_(square_avg.add(c("eps", p)).sqrt_()).mul_(g)
+    acc_delta.mul_(c("rho", p)).addcmul_(delta * c("one_minus_rho", p), delta)
+    return delta
+
+
+def _lion_columns(s: Slice) -> dict[str, Tensor]:
+    b1, b2 = s.hyper["beta1"], s.hyper["beta2"]
+    return {"beta1": b1, "one_minus_beta1": 1 - b1, "beta2": b2, "one_minus_beta2": 1 - b2}
+
+
+@step(_lion_columns)
+def scale_by_lion(s: Slice, c: Columns, x: Param, g: Update) -> Update:
+    """Lion: direction sign(b1 m + (1 - b1) g), then m = b2 m + (1 - b2) g"""
+    p = x.p
+    exp_avg = s.state("exp_avg", x.index)
+    direction = (exp_avg * c("beta1", p)).addcmul_(g, c("one_minus_beta1", p)).sign_()
+    exp_avg.mul_(c("beta2", p)).addcmul_(g, c("one_minus_beta2", p))
+    return direction
+
+
+NEWTON_SCHULZ = (3.4445, -4.7750, 2.0315)  # torch.optim.Muon's quintic coefficients (Keller Jordan)
+NEWTON_SCHULZ_STEPS = 5
+MUON_EPS = 1e-7
+
+
+def _orthogonalize(update: Tensor) -> Tensor:
+    """Newton-Schulz iterations towards U V^T of each run's matrix [n, A, B], in bfloat16 as torch.optim.Muon."""
+    a, b, c = NEWTON_SCHULZ
+    x = update.bfloat16()
+    tall = update.size(-2) > update.size(-1)
+    if tall:
+        x = x.mT
+    x.div_(x.norm(dim=(-2, -1), keepdim=True).clamp(min=MUON_EPS))
+    for _ in range(NEWTON_SCHULZ_STEPS):
+        gram = x @ x.mT
+        x = torch.baddbmm(x, torch.baddbmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
+    return x.mT if tall else x
+
+
+def _muon_columns(s: Slice) -> dict[str, Tensor]:
+    m, lr = s.hyper["momentum"], s.hyper["lr"]
+    values = {"momentum": m, "one_minus_momentum": 1 - m}
+    for i, p in enumerate(s.params):
+        if is_weight(p):  # the lr of an [A, B] matrix, RMS matched to AdamW's: 0.2 sqrt(max(A, B))
+            values[f"muon_step_size_{i}"] = -lr * 0.2 * max(p.shape[1], p[0].flatten(1).shape[1]) ** 0.5
+    return values
+
+
+@step(_muon_columns)
+def scale_by_muon(s: Slice, c: Columns, x: Param, g: Update) -> Update:
+    """Muon: Nesterov momentum, orthogonalized per weight matrix
+
+    As torch.optim.Muon with adjust_lr_fn="match_rms_adamw" (Moonshot's scaling, 0.2 sqrt(max(A, B))),
+    so one lr and weight decay serve both Muon and the AdamW step of biases and gains. Conv kernels
+    [out, in, k, k] are orthogonalized as [out, in k k] matrices (Keller Jordan's reference);
+    torch.optim.Muon takes 2-D parameters only.
+    """
+    buf = s.state("momentum_buffer", x.index)
+    buf.lerp_(g, c("one_minus_momentum", x.p))
+    direction = g.lerp(buf, c("momentum", x.p))  # type: ignore[union-attr]  # Nesterov: g + m (buf - g)
+    return ((_orthogonalize(direction.flatten(2)).view_as(x.p).to(x.p.dtype), f"muon_step_size_{x.index}"),)
+
+
+def _schedulefree_columns(s: Slice) -> dict[str, Tensor]:
+    h = s.hyper
+    b1, b2, lr = h["beta1"], h["beta2"], h["lr"]
+    lr_max = s.scalar("sf_lr_max", -1.0)
+    torch.maximum(lr_max, lr, out=lr_max)
+    weight = lr_max ** 2  # (k + 1)^r lr_max^weight_lr_power with r = 0, power 2
+    weight_sum = s.scalar("sf_weight_sum", 0.0)
+    weight_sum.add_(weight)
+    ckp1 = torch.where(weight_sum > 0, weight / weight_sum, 0.0)
+    return {"bc2": 1 - b2 ** s.t, "beta2": b2, "one_minus_beta2": 1 - b2, "eps": h["eps"], "ckp1": ckp1,
+            "y_coef": lr * (b1 * (1 - ckp1) - 1), "neg_lr": -lr}
+
+
+@step(_schedulefree_columns)
+def scale_by_schedulefree_adam(s: Slice, c: Columns, x: Param, g: Update) -> Update:
+    """Schedule-free AdamW's direction: the gradient over the bias-corrected RMS (no momentum buffer)"""
+    exp_avg_sq = s.state("exp_avg_sq", x.index)
+    exp_avg_sq.mul_(c("beta2", x.p)).addcmul_(g * c("one_minus_beta2", x.p), g)
+    return g / (exp_avg_sq / c("bc2", x.p)).sqrt_().add_(c("eps", x.p))
+
+
+@step()
+def schedulefree_interpolate(s: Slice, c: Columns, x: Param, u: Update) -> Update:
+    """Schedule-free's own move (Defazio et al. 2024), in place of scale_by_lr: z steps by -lr u; the
+    parameters hold y, interpolated towards z with weight ckp1 and stepped by lr (b1 (1 - ckp1) - 1) u
+
+    As schedulefree.AdamWScheduleFree (r = 0, weight_lr_power = 2); `to_eval_weights` /
+    `to_train_weights` swap in the averaged point x for evaluation. Its warmup is the run's
+    schedule.warmup (the lr column the rule reads each step).
+    """
+    p = x.p
+    z = s.state("z", x.index)
+    if s.t == 1:  # schedulefree starts z at the initial parameters
+        z.copy_(p)
+    p.lerp_(z, c("ckp1", p))
+    p.addcmul_(u, c("y_coef", p))
+    z.addcmul_(u, c("neg_lr", p))
+    return u
+
+
+# --------------------------------------------------------------------------------------
+# Every optimizer as its chain: where weight decay goes (coupled into the gradient, or
+# decoupled from it), the rule, and how the parameter moves. Gradient clipping comes
+# before every chain (`clip_grad_norms_`).
+# --------------------------------------------------------------------------------------
+
+CHAINS: dict[str, Rule] = {
+    "sgd":                chain(coupled_decay, heavy_ball(nesterov=False), scale_by_lr),  # momentum 0 by default
+    "momentum":           chain(coupled_decay, heavy_ball(nesterov=False), scale_by_lr),
+    "nesterov":           chain(coupled_decay, heavy_ball(nesterov=True), scale_by_lr),
+    "adagrad":            chain(coupled_decay, scale_by_adagrad, scale_by_lr),
+    "rmsprop":            chain(coupled_decay, scale_by_rmsprop, scale_by_lr),
+    "adam":               chain(coupled_decay, scale_by_adam, scale_by_lr),
+    "adamw":              chain(scale_by_adam, decoupled_decay, scale_by_lr),
+    "nadam":              chain(coupled_decay, scale_by_nadam, scale_by_lr),
+    "radam":              chain(coupled_decay, scale_by_radam, scale_by_lr),
+    "adamax":             chain(coupled_decay, scale_by_adamax, scale_by_lr),
+    "adadelta":           chain(coupled_decay, scale_by_adadelta, scale_by_lr),
+    "lion":               chain(scale_by_lion, decoupled_decay, scale_by_lr),
+    # weight matrices by Muon, biases and norm parameters by AdamW (as Muon's authors advise)
+    "muon":               chain(by_tensor(weights=(scale_by_muon, decoupled_decay),
+                                          others=(scale_by_adam, decoupled_decay)), scale_by_lr),
+    "adamw_schedulefree": chain(scale_by_schedulefree_adam, add_decayed_weights, schedulefree_interpolate),
+}
+
+OPTIMIZERS: Kind[Rule] = CATALOG["optimizer"]
+for _name, _rule in CHAINS.items():
+    OPTIMIZERS.register(_name)(_rule)
 
 
 def hyperparameters(configs: list[Any]) -> dict[str, Tensor]:
@@ -287,200 +599,6 @@ class StackedOptimizer:
         self._state = state["state"]  # type: ignore[assignment]
         self._scalars = state.get("scalars", {})  # type: ignore[assignment]
         self._slices = self._split()  # the slices' scalar views read the restored tensors
-
-
-# --------------------------------------------------------------------------------------
-# Newer optimizers, each checked against its reference (torch.optim, or the package its
-# authors publish) in tests/test_stacked_optim.py; gradient clipping; the schedule-free
-# switch between training and evaluation weights.
-# --------------------------------------------------------------------------------------
-
-
-class _Subset(Slice):
-    """The same runs and state, restricted to the parameters `keep` accepts (muon's AdamW part)."""
-
-    def __init__(self, s: Slice, keep: Callable[[Tensor], bool]) -> None:
-        super().__init__(s.start, s.stop, s.params, s.state, s.hyper, s.scalar)
-        self._keep = keep
-
-    def tensors(self) -> list[tuple[int, Tensor, Tensor, bool]]:
-        return [item for item in super().tensors() if self._keep(item[1])]
-
-
-@OPTIMIZERS.register("nadam")
-def nadam(s: Slice, t: int) -> None:
-    """Adam with Nesterov momentum (Dozat 2016), momentum warming up with 0.96^(t * 0.004) as torch.optim.NAdam"""
-    h = s.hyper
-    b1, b2 = h["beta1"], h["beta2"]
-    momentum_decay = 4e-3  # torch.optim.NAdam's default; not a dlbench setting
-    mu = b1 * (1.0 - 0.5 * 0.96 ** (t * momentum_decay))
-    mu_next = b1 * (1.0 - 0.5 * 0.96 ** ((t + 1) * momentum_decay))
-    mu_product = s.scalar("mu_product", 1.0)
-    # torch keeps the product in a float32 tensor: round the same way
-    mu_product.copy_((mu_product.float() * mu.float()).double())
-    c = s.columns(bc2=1 - b2 ** t, one_minus_beta1=1 - b1, beta2=b2, one_minus_beta2=1 - b2, eps=h["eps"],
-                  weight_decay=h["weight_decay"], grad_coef=-h["lr"] * (1 - mu) / (1 - mu_product),
-                  avg_coef=-h["lr"] * mu_next / (1 - mu_product * mu_next))
-    for i, p, g, w in s.tensors():
-        g = s.coupled_decay(p, g, w, c)
-        exp_avg, exp_avg_sq = s.state("exp_avg", i), s.state("exp_avg_sq", i)
-        exp_avg.lerp_(g, c("one_minus_beta1", p))
-        exp_avg_sq.mul_(c("beta2", p)).addcmul_(g * c("one_minus_beta2", p), g)
-        denom = (exp_avg_sq / c("bc2", p)).sqrt_().add_(c("eps", p))
-        p.addcmul_(g / denom, c("grad_coef", p))
-        p.addcmul_(exp_avg / denom, c("avg_coef", p))
-
-
-@OPTIMIZERS.register("radam")
-def radam(s: Slice, t: int) -> None:
-    """Rectified Adam (Liu et al. 2020): momentum SGD until the variance estimate is trustworthy, then Adam"""
-    h = s.hyper
-    b1, b2 = h["beta1"], h["beta2"]
-    bc2 = 1 - b2 ** t
-    rho_inf = 2 / (1 - b2) - 1
-    rho_t = rho_inf - 2 * t * b2 ** t / bc2
-    adaptive = rho_t > 5.0  # per run: rectified Adam step, else the bias-corrected momentum alone
-    rect = ((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)).clamp_min(0).sqrt()
-    c = s.columns(neg_lr=-h["lr"], bc1=1 - b1 ** t, one_minus_beta1=1 - b1, beta2=b2, one_minus_beta2=1 - b2,
-                  eps=h["eps"], weight_decay=h["weight_decay"], bc2_sqrt=bc2.sqrt(), rect=rect,
-                  adaptive=adaptive.double())
-    use_adaptive = bool(adaptive.any())
-    for i, p, g, w in s.tensors():
-        g = s.coupled_decay(p, g, w, c)
-        exp_avg, exp_avg_sq = s.state("exp_avg", i), s.state("exp_avg_sq", i)
-        exp_avg.lerp_(g, c("one_minus_beta1", p))
-        exp_avg_sq.mul_(c("beta2", p)).addcmul_(g * c("one_minus_beta2", p), g)
-        step = exp_avg / c("bc1", p) * c("neg_lr", p)
-        if use_adaptive:
-            scale = c("bc2_sqrt", p) / exp_avg_sq.sqrt().add_(c("eps", p)) * c("rect", p)
-            step = torch.where(c("adaptive", p) > 0, step * scale, step)
-        p.add_(step)
-
-
-@OPTIMIZERS.register("adamax")
-def adamax(s: Slice, t: int) -> None:
-    """Adam with the infinity norm: u = max(b2 u, |g| + eps); w -= lr / (1 - b1^t) m / u"""
-    h = s.hyper
-    b1, b2 = h["beta1"], h["beta2"]
-    c = s.columns(neg_clr=-h["lr"] / (1 - b1 ** t), one_minus_beta1=1 - b1, beta2=b2, eps=h["eps"],
-                  weight_decay=h["weight_decay"])
-    for i, p, g, w in s.tensors():
-        g = s.coupled_decay(p, g, w, c)
-        exp_avg, exp_inf = s.state("exp_avg", i), s.state("exp_inf", i)
-        exp_avg.lerp_(g, c("one_minus_beta1", p))
-        torch.maximum(exp_inf.mul_(c("beta2", p)), g.abs().add_(c("eps", p)), out=exp_inf)
-        p.addcmul_(exp_avg / exp_inf, c("neg_clr", p))
-
-
-@OPTIMIZERS.register("adadelta")
-def adadelta(s: Slice, t: int) -> None:
-    """AdaDelta (Zeiler 2012): steps scaled by RMS(past steps) / RMS(gradients), both decaying with optimizer.rho"""
-    h = s.hyper
-    c = s.columns(neg_lr=-h["lr"], rho=h["rho"], one_minus_rho=1 - h["rho"], eps=h["eps"],
-                  weight_decay=h["weight_decay"])
-    for i, p, g, w in s.tensors():
-        g = s.coupled_decay(p, g, w, c)
-        square_avg, acc_delta = s.state("square_avg", i), s.state("acc_delta", i)
-        square_avg.mul_(c("rho", p)).addcmul_(g * c("one_minus_rho", p), g)
-        delta = acc_delta.add(c("eps", p)).sqrt_().div_(square_avg.add(c("eps", p)).sqrt_()).mul_(g)
-        acc_delta.mul_(c("rho", p)).addcmul_(delta * c("one_minus_rho", p), delta)
-        p.addcmul_(delta, c("neg_lr", p))
-
-
-@OPTIMIZERS.register("lion")
-def lion(s: Slice, t: int) -> None:
-    """Lion (Chen et al. 2023): w -= lr sign(b1 m + (1 - b1) g); m = b2 m + (1 - b2) g; decoupled decay"""
-    h = s.hyper
-    b1, b2 = h["beta1"], h["beta2"]
-    c = s.columns(neg_lr=-h["lr"], decay=1 - h["lr"] * h["weight_decay"], beta1=b1, one_minus_beta1=1 - b1,
-                  beta2=b2, one_minus_beta2=1 - b2)
-    for i, p, g, w in s.tensors():
-        decay = s.decay(c, "decay", p, w, 1.0)
-        if decay is not None:
-            p.mul_(decay)
-        exp_avg = s.state("exp_avg", i)
-        update = (exp_avg * c("beta1", p)).addcmul_(g, c("one_minus_beta1", p)).sign_()
-        p.addcmul_(update, c("neg_lr", p))
-        exp_avg.mul_(c("beta2", p)).addcmul_(g, c("one_minus_beta2", p))
-
-
-NEWTON_SCHULZ = (3.4445, -4.7750, 2.0315)  # torch.optim.Muon's quintic coefficients (Keller Jordan)
-NEWTON_SCHULZ_STEPS = 5
-MUON_EPS = 1e-7
-
-
-def _orthogonalize(update: Tensor) -> Tensor:
-    """Newton-Schulz iterations towards U V^T of each run's matrix [n, A, B], in bfloat16 as torch.optim.Muon."""
-    a, b, c = NEWTON_SCHULZ
-    x = update.bfloat16()
-    tall = update.size(-2) > update.size(-1)
-    if tall:
-        x = x.mT
-    x.div_(x.norm(dim=(-2, -1), keepdim=True).clamp(min=MUON_EPS))
-    for _ in range(NEWTON_SCHULZ_STEPS):
-        gram = x @ x.mT
-        x = torch.baddbmm(x, torch.baddbmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
-    return x.mT if tall else x
-
-
-@OPTIMIZERS.register("muon")
-def muon(s: Slice, t: int) -> None:
-    """Muon (Jordan et al. 2024): Nesterov momentum, orthogonalized per weight matrix; biases and gains by AdamW
-
-    As torch.optim.Muon with adjust_lr_fn="match_rms_adamw" (Moonshot's scaling, 0.2 sqrt(max(A, B))),
-    so one lr and weight decay serve both parts. Conv kernels [out, in, k, k] are orthogonalized as
-    [out, in k k] matrices (Keller Jordan's reference); torch.optim.Muon takes 2-D parameters only.
-    Parameters with one dim per run (biases, norm gains) take the AdamW step, as Muon's authors advise.
-    """
-    h = s.hyper
-    m = h["momentum"]
-    c = s.columns(momentum=m, one_minus_momentum=1 - m, decay=1 - h["lr"] * h["weight_decay"])
-    for i, p, g, w in s.tensors():
-        if p.dim() <= 2:
-            continue
-        buf = s.state("momentum_buffer", i)
-        buf.lerp_(g, c("one_minus_momentum", p))
-        update = g.lerp(buf, c("momentum", p))  # Nesterov: g + m (buf - g)
-        matrix = update.flatten(2)
-        adjusted = s.columns(neg_lr=-h["lr"] * 0.2 * max(matrix.shape[1:]) ** 0.5)  # RMS matched to AdamW's
-        decay = s.decay(c, "decay", p, w, 1.0)
-        if decay is not None:
-            p.mul_(decay)
-        p.addcmul_(_orthogonalize(matrix).view_as(p).to(p.dtype), adjusted("neg_lr", p))
-    _adam(_Subset(s, lambda p: p.dim() <= 2), t, decoupled=True)
-
-
-@OPTIMIZERS.register("adamw_schedulefree")
-def adamw_schedulefree(s: Slice, t: int) -> None:
-    """Schedule-free AdamW (Defazio et al. 2024): no decay schedule needed; evaluates an average of the iterates
-
-    As schedulefree.AdamWScheduleFree (r = 0, weight_lr_power = 2): the parameters hold the training
-    point y; `to_eval_weights` / `to_train_weights` swap in the averaged point x for evaluation.
-    Its warmup is the run's schedule.warmup (the lr column the rule reads each step).
-    """
-    h = s.hyper
-    b1, b2, lr = h["beta1"], h["beta2"], h["lr"]
-    lr_max = s.scalar("sf_lr_max", -1.0)
-    torch.maximum(lr_max, lr, out=lr_max)
-    weight = lr_max ** 2  # (k + 1)^r lr_max^weight_lr_power with r = 0, power 2
-    weight_sum = s.scalar("sf_weight_sum", 0.0)
-    weight_sum.add_(weight)
-    ckp1 = torch.where(weight_sum > 0, weight / weight_sum, 0.0)
-    c = s.columns(bc2=1 - b2 ** t, beta2=b2, one_minus_beta2=1 - b2, eps=h["eps"], weight_decay=h["weight_decay"],
-                  ckp1=ckp1, y_coef=lr * (b1 * (1 - ckp1) - 1), neg_lr=-lr)
-    for i, p, g, w in s.tensors():
-        z = s.state("z", i)
-        if t == 1:  # schedulefree starts z at the initial parameters
-            z.copy_(p)
-        exp_avg_sq = s.state("exp_avg_sq", i)
-        exp_avg_sq.mul_(c("beta2", p)).addcmul_(g * c("one_minus_beta2", p), g)
-        normalized = g / (exp_avg_sq / c("bc2", p)).sqrt_().add_(c("eps", p))
-        wd = s.decay(c, "weight_decay", p, w, 0.0)
-        if wd is not None:
-            normalized.addcmul_(p, wd)
-        p.lerp_(z, c("ckp1", p))
-        p.addcmul_(normalized, c("y_coef", p))
-        z.addcmul_(normalized, c("neg_lr", p))
 
 
 def _schedulefree_weights(opt: StackedOptimizer, to_eval: bool) -> None:
