@@ -31,10 +31,10 @@ their defaults) and a rule registered against that name: a chain,
         return {"beta": s.hyper["beta"]}
 
     @step(_my_columns)
-    def scale_by_mine(s: Slice, c: Columns, x: Param, u: Update) -> Update:
-        buf = s.state("mine", x.index)  # zero-initialized on first use, kept across steps
-        buf.mul_(c("beta", x.p)).add_(u)
-        return buf                        # the direction; scale_by_lr steps by -lr * it
+    def scale_by_mine(s: Slice, c: Columns, x: Param, g: Tensor) -> Update:  # x: index i, rows p, gradient
+        buf = s.state("mine", x.i)  # zero-initialized on first use, kept across steps
+        buf.mul_(c("beta", x.p)).add_(g)
+        return buf                  # the direction: scale_by_lr steps by -lr * buf
 
     OPTIMIZERS.register("mine")(chain(coupled_decay, scale_by_mine, scale_by_lr))
 
@@ -43,8 +43,9 @@ or any function (s: Slice, t: int) -> None that updates s.tensors() in place.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple, Union
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -79,7 +80,7 @@ class Columns:
 class Param(NamedTuple):
     """One parameter's rows in a slice: its index in the stack's parameter list, the rows, their gradient."""
 
-    index: int
+    i: int
     p: Tensor
     g: Tensor
     weight: bool  # a weight rather than a bias or norm parameter (is_weight)
@@ -119,11 +120,17 @@ class Slice:
 # each with the name of its own step-size column (Adam's bias correction folded into its
 # step size, nadam's two terms, muon's lr adjusted per matrix).
 Terms = tuple[tuple[Tensor, str], ...]
-Update = Union[Tensor, Terms]
+Update = Tensor | Terms
 
 
 def no_columns(s: Slice) -> dict[str, Tensor]:
     return {}
+
+
+# A step's update: (slice, coefficients, parameter, what the steps before it gave) -> what it gives.
+# The gradient goes into the first step; steps before the rule take and give a gradient (Tensor),
+# the rule gives an Update, and the last step moves the parameter.
+StepUpdate = Callable[[Slice, Columns, Param, Any], Any]
 
 
 @dataclass(frozen=True)
@@ -132,11 +139,10 @@ class Step:
 
     name: str
     columns: Callable[[Slice], dict[str, Tensor]]  # called once per step of the optimizer; may update host state
-    update: Callable[[Slice, Columns, Param, Update], Update]  # (slice, coefficients, parameter, update so far)
+    update: StepUpdate
 
 
-def step(columns: Callable[[Slice], dict[str, Tensor]] = no_columns) -> Callable[
-        [Callable[[Slice, Columns, Param, Update], Update]], Step]:
+def step(columns: Callable[[Slice], dict[str, Tensor]] = no_columns) -> Callable[[StepUpdate], Step]:
     """Decorator: a step from its update function and the function giving the columns it reads."""
     return lambda update: Step(update.__name__, columns, update)
 
@@ -151,25 +157,29 @@ def _merged_columns(steps: tuple[Step, ...], s: Slice) -> dict[str, Tensor]:
     return values
 
 
-def chain(*steps: Step) -> Rule:
-    """The rule that passes each parameter's gradient through `steps` in turn."""
+@dataclass(frozen=True)
+class Chain:
+    """A rule: each parameter's gradient passed through `steps` in turn."""
 
-    def rule(s: Slice, t: int) -> None:
+    steps: tuple[Step, ...]
+
+    def __call__(self, s: Slice, t: int) -> None:
         s.t = t
-        c = s.columns(**_merged_columns(steps, s))  # one host -> device copy for the whole chain
+        c = s.columns(**_merged_columns(self.steps, s))  # one host -> device copy for the whole chain
         for x in s.tensors():
-            u: Update = x.g
-            for st in steps:
+            u: Any = x.g
+            for st in self.steps:
                 u = st.update(s, c, x, u)
 
-    rule.steps = steps  # type: ignore[attr-defined]  # what the chain is made of, for readers and tests
-    return rule
+
+def chain(*steps: Step) -> Chain:
+    return Chain(steps)
 
 
 def by_tensor(weights: tuple[Step, ...], others: tuple[Step, ...]) -> Step:
     """Weights take the steps `weights`, biases and norm parameters the steps `others` (muon)."""
 
-    def update(s: Slice, c: Columns, x: Param, u: Update) -> Update:
+    def update(s: Slice, c: Columns, x: Param, u: Any) -> Any:
         for st in weights if x.weight else others:
             u = st.update(s, c, x, u)
         return u
@@ -203,10 +213,10 @@ def _decay_column(c: Columns, name: str, x: Param, off: float) -> Tensor | None:
 
 
 @step(lambda s: _decay_columns(s, weight_decay=s.hyper["weight_decay"]))
-def coupled_decay(s: Slice, c: Columns, x: Param, u: Update) -> Update:
+def coupled_decay(s: Slice, c: Columns, x: Param, g: Tensor) -> Tensor:
     """L2 in the gradient (g + wd * w), like torch.optim's `grad.add(param, alpha=weight_decay)`."""
     wd = _decay_column(c, "weight_decay", x, 0.0)
-    return u if wd is None else torch.addcmul(u, x.p, wd)  # type: ignore[arg-type]
+    return g if wd is None else torch.addcmul(g, x.p, wd)
 
 
 @step(lambda s: _decay_columns(s, decay=1 - s.hyper["lr"] * s.hyper["weight_decay"]))
@@ -219,11 +229,11 @@ def decoupled_decay(s: Slice, c: Columns, x: Param, u: Update) -> Update:
 
 
 @step(lambda s: _decay_columns(s, weight_decay=s.hyper["weight_decay"]))
-def add_decayed_weights(s: Slice, c: Columns, x: Param, u: Update) -> Update:
+def add_decayed_weights(s: Slice, c: Columns, x: Param, u: Tensor) -> Tensor:
     """wd * w added to the rule's output, so the lr scales both (optax's placement; schedule-free's)."""
     wd = _decay_column(c, "weight_decay", x, 0.0)
     if wd is not None:
-        u.addcmul_(x.p, wd)  # type: ignore[union-attr]  # the rule's output is a fresh tensor
+        u.addcmul_(x.p, wd)  # the rule's output is a fresh tensor
     return u
 
 
@@ -252,20 +262,20 @@ def _momentum_columns(s: Slice) -> dict[str, Tensor]:
 def heavy_ball(nesterov: bool) -> Step:
     """Momentum as torch.optim.SGD: v = m v + g, then the step v, or g + m v (Nesterov)."""
 
-    def update(s: Slice, c: Columns, x: Param, g: Update) -> Update:
+    def update(s: Slice, c: Columns, x: Param, g: Tensor) -> Update:
         if "momentum" not in c:
             return g
-        buf = s.state("momentum_buffer", x.index)
+        buf = s.state("momentum_buffer", x.i)
         buf.mul_(c("momentum", x.p)).add_(g)  # from zeros, the first step gives buf = g as torch.optim does
-        return torch.addcmul(g, buf, c("momentum", x.p)) if nesterov else buf  # type: ignore[arg-type]
+        return torch.addcmul(g, buf, c("momentum", x.p)) if nesterov else buf
 
     return Step("nesterov_momentum" if nesterov else "heavy_ball_momentum", _momentum_columns, update)
 
 
 @step(lambda s: {"eps": s.hyper["eps"]})
-def scale_by_adagrad(s: Slice, c: Columns, x: Param, g: Update) -> Update:
+def scale_by_adagrad(s: Slice, c: Columns, x: Param, g: Tensor) -> Update:
     """AdaGrad: G += g^2; direction g / (sqrt(G) + eps)"""
-    total = s.state("sum", x.index)
+    total = s.state("sum", x.i)
     total.addcmul_(g, g)
     return g / total.sqrt().add_(c("eps", x.p))
 
@@ -276,13 +286,13 @@ def _rmsprop_columns(s: Slice) -> dict[str, Tensor]:
 
 
 @step(_rmsprop_columns)
-def scale_by_rmsprop(s: Slice, c: Columns, x: Param, g: Update) -> Update:
+def scale_by_rmsprop(s: Slice, c: Columns, x: Param, g: Tensor) -> Update:
     """RMSprop: E = a E + (1 - a) g^2; v = m v + g / (sqrt(E) + eps); direction v"""
-    square_avg = s.state("square_avg", x.index)
+    square_avg = s.state("square_avg", x.i)
     square_avg.mul_(c("alpha", x.p)).addcmul_(g * c("one_minus_alpha", x.p), g)
     avg = square_avg.sqrt().add_(c("eps", x.p))
     # torch.optim skips the buffer when momentum == 0; m = 0 gives the same step: v = g / avg
-    buf = s.state("momentum_buffer", x.index)
+    buf = s.state("momentum_buffer", x.i)
     return buf.mul_(c("momentum", x.p)).addcdiv_(g, avg)
 
 
@@ -296,10 +306,10 @@ def _adam_columns(s: Slice) -> dict[str, Tensor]:
 
 
 @step(_adam_columns)
-def scale_by_adam(s: Slice, c: Columns, x: Param, g: Update) -> Update:
+def scale_by_adam(s: Slice, c: Columns, x: Param, g: Tensor) -> Update:
     """Adam: momentum + RMSprop scaling with bias correction"""
     p = x.p
-    exp_avg, exp_avg_sq = s.state("exp_avg", x.index), s.state("exp_avg_sq", x.index)
+    exp_avg, exp_avg_sq = s.state("exp_avg", x.i), s.state("exp_avg_sq", x.i)
     exp_avg.lerp_(g, c("one_minus_beta1", p))
     exp_avg_sq.mul_(c("beta2", p)).addcmul_(g * c("one_minus_beta2", p), g)
     denom = (exp_avg_sq.sqrt() * c("inv_bc2_sqrt", p)).add_(c("eps", p))
@@ -323,10 +333,10 @@ def _nadam_columns(s: Slice) -> dict[str, Tensor]:
 
 
 @step(_nadam_columns)
-def scale_by_nadam(s: Slice, c: Columns, x: Param, g: Update) -> Update:
+def scale_by_nadam(s: Slice, c: Columns, x: Param, g: Tensor) -> Update:
     """Adam with Nesterov momentum, warming up with 0.96^(t * 0.004): a gradient term and a momentum term"""
     p = x.p
-    exp_avg, exp_avg_sq = s.state("exp_avg", x.index), s.state("exp_avg_sq", x.index)
+    exp_avg, exp_avg_sq = s.state("exp_avg", x.i), s.state("exp_avg_sq", x.i)
     exp_avg.lerp_(g, c("one_minus_beta1", p))
     exp_avg_sq.mul_(c("beta2", p)).addcmul_(g * c("one_minus_beta2", p), g)
     denom = (exp_avg_sq / c("bc2", p)).sqrt_().add_(c("eps", p))
@@ -348,10 +358,10 @@ def _radam_columns(s: Slice) -> dict[str, Tensor]:
 
 
 @step(_radam_columns)
-def scale_by_radam(s: Slice, c: Columns, x: Param, g: Update) -> Update:
+def scale_by_radam(s: Slice, c: Columns, x: Param, g: Tensor) -> Update:
     """Rectified Adam: the bias-corrected momentum until the variance estimate is trustworthy, then Adam's step"""
     p = x.p
-    exp_avg, exp_avg_sq = s.state("exp_avg", x.index), s.state("exp_avg_sq", x.index)
+    exp_avg, exp_avg_sq = s.state("exp_avg", x.i), s.state("exp_avg_sq", x.i)
     exp_avg.lerp_(g, c("one_minus_beta1", p))
     exp_avg_sq.mul_(c("beta2", p)).addcmul_(g * c("one_minus_beta2", p), g)
     direction = exp_avg / c("bc1", p)
@@ -369,20 +379,20 @@ def _adamax_columns(s: Slice) -> dict[str, Tensor]:
 
 
 @step(_adamax_columns)
-def scale_by_adamax(s: Slice, c: Columns, x: Param, g: Update) -> Update:
+def scale_by_adamax(s: Slice, c: Columns, x: Param, g: Tensor) -> Update:
     """Adam with the infinity norm: u = max(b2 u, |g| + eps); direction m / u, step size lr / (1 - b1^t)"""
     p = x.p
-    exp_avg, exp_inf = s.state("exp_avg", x.index), s.state("exp_inf", x.index)
+    exp_avg, exp_inf = s.state("exp_avg", x.i), s.state("exp_inf", x.i)
     exp_avg.lerp_(g, c("one_minus_beta1", p))
-    torch.maximum(exp_inf.mul_(c("beta2", p)), g.abs().add_(c("eps", p)), out=exp_inf)  # type: ignore[union-attr]
+    torch.maximum(exp_inf.mul_(c("beta2", p)), g.abs().add_(c("eps", p)), out=exp_inf)
     return ((exp_avg / exp_inf, "adamax_step_size"),)
 
 
 @step(lambda s: {"rho": s.hyper["rho"], "one_minus_rho": 1 - s.hyper["rho"], "eps": s.hyper["eps"]})
-def scale_by_adadelta(s: Slice, c: Columns, x: Param, g: Update) -> Update:
+def scale_by_adadelta(s: Slice, c: Columns, x: Param, g: Tensor) -> Update:
     """AdaDelta: steps scaled by RMS(past steps) / RMS(gradients), both decaying with rho"""
     p = x.p
-    square_avg, acc_delta = s.state("square_avg", x.index), s.state("acc_delta", x.index)
+    square_avg, acc_delta = s.state("square_avg", x.i), s.state("acc_delta", x.i)
     square_avg.mul_(c("rho", p)).addcmul_(g * c("one_minus_rho", p), g)
     delta = acc_delta.add(c("eps", p)).sqrt_().div_(square_avg.add(c("eps", p)).sqrt_()).mul_(g)
     acc_delta.mul_(c("rho", p)).addcmul_(delta * c("one_minus_rho", p), delta)
@@ -395,10 +405,10 @@ def _lion_columns(s: Slice) -> dict[str, Tensor]:
 
 
 @step(_lion_columns)
-def scale_by_lion(s: Slice, c: Columns, x: Param, g: Update) -> Update:
+def scale_by_lion(s: Slice, c: Columns, x: Param, g: Tensor) -> Update:
     """Lion: direction sign(b1 m + (1 - b1) g), then m = b2 m + (1 - b2) g"""
     p = x.p
-    exp_avg = s.state("exp_avg", x.index)
+    exp_avg = s.state("exp_avg", x.i)
     direction = (exp_avg * c("beta1", p)).addcmul_(g, c("one_minus_beta1", p)).sign_()
     exp_avg.mul_(c("beta2", p)).addcmul_(g, c("one_minus_beta2", p))
     return direction
@@ -433,7 +443,7 @@ def _muon_columns(s: Slice) -> dict[str, Tensor]:
 
 
 @step(_muon_columns)
-def scale_by_muon(s: Slice, c: Columns, x: Param, g: Update) -> Update:
+def scale_by_muon(s: Slice, c: Columns, x: Param, g: Tensor) -> Update:
     """Muon: Nesterov momentum, orthogonalized per weight matrix
 
     As torch.optim.Muon with adjust_lr_fn="match_rms_adamw" (Moonshot's scaling, 0.2 sqrt(max(A, B))),
@@ -441,10 +451,10 @@ def scale_by_muon(s: Slice, c: Columns, x: Param, g: Update) -> Update:
     [out, in, k, k] are orthogonalized as [out, in k k] matrices (Keller Jordan's reference);
     torch.optim.Muon takes 2-D parameters only.
     """
-    buf = s.state("momentum_buffer", x.index)
+    buf = s.state("momentum_buffer", x.i)
     buf.lerp_(g, c("one_minus_momentum", x.p))
-    direction = g.lerp(buf, c("momentum", x.p))  # type: ignore[union-attr]  # Nesterov: g + m (buf - g)
-    return ((_orthogonalize(direction.flatten(2)).view_as(x.p).to(x.p.dtype), f"muon_step_size_{x.index}"),)
+    direction = g.lerp(buf, c("momentum", x.p))  # Nesterov: g + m (buf - g)
+    return ((_orthogonalize(direction.flatten(2)).view_as(x.p).to(x.p.dtype), f"muon_step_size_{x.i}"),)
 
 
 def _schedulefree_columns(s: Slice) -> dict[str, Tensor]:
@@ -461,15 +471,15 @@ def _schedulefree_columns(s: Slice) -> dict[str, Tensor]:
 
 
 @step(_schedulefree_columns)
-def scale_by_schedulefree_adam(s: Slice, c: Columns, x: Param, g: Update) -> Update:
+def scale_by_schedulefree_adam(s: Slice, c: Columns, x: Param, g: Tensor) -> Update:
     """Schedule-free AdamW's direction: the gradient over the bias-corrected RMS (no momentum buffer)"""
-    exp_avg_sq = s.state("exp_avg_sq", x.index)
+    exp_avg_sq = s.state("exp_avg_sq", x.i)
     exp_avg_sq.mul_(c("beta2", x.p)).addcmul_(g * c("one_minus_beta2", x.p), g)
     return g / (exp_avg_sq / c("bc2", x.p)).sqrt_().add_(c("eps", x.p))
 
 
 @step()
-def schedulefree_interpolate(s: Slice, c: Columns, x: Param, u: Update) -> Update:
+def schedulefree_interpolate(s: Slice, c: Columns, x: Param, u: Tensor) -> Tensor:
     """Schedule-free's own move (Defazio et al. 2024), in place of scale_by_lr: z steps by -lr u; the
     parameters hold y, interpolated towards z with weight ckp1 and stepped by lr (b1 (1 - ckp1) - 1) u
 
@@ -478,7 +488,7 @@ def schedulefree_interpolate(s: Slice, c: Columns, x: Param, u: Update) -> Updat
     schedule.warmup (the lr column the rule reads each step).
     """
     p = x.p
-    z = s.state("z", x.index)
+    z = s.state("z", x.i)
     if s.t == 1:  # schedulefree starts z at the initial parameters
         z.copy_(p)
     p.lerp_(z, c("ckp1", p))
