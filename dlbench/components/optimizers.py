@@ -63,8 +63,12 @@ class Columns:
 
     def __init__(self, values: dict[str, Tensor], like: Tensor) -> None:
         # one host -> device copy for all coefficients; float64 -> float32 rounds like a Python scalar does
-        packed = torch.stack(list(values.values())).to(device=like.device, dtype=like.dtype) if values else ()
-        self._base = dict(zip(values, packed))
+        self._base: dict[str, Tensor] = {}
+        if values:
+            packed = torch.stack(list(values.values())).to(like.dtype)
+            # to a GPU pinned and asynchronous: a plain copy would wait for every kernel queued before it
+            packed = packed.pin_memory().to(like.device, non_blocking=True) if like.is_cuda else packed.to(like.device)
+            self._base = dict(zip(values, packed.unbind()))
         self._views: dict[tuple[str, int], Tensor] = {}
 
     def __contains__(self, name: str) -> bool:
