@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from dlbench.results.api import Comparison, Results, compare, load
 
 __version__ = "0.1.0"
-__all__ = ["run", "load", "compare", "Results", "Comparison", "ConfigError"]
+__all__ = ["run", "load", "compare", "Results", "Comparison", "ConfigError", "register"]
 _RESULTS = ("load", "compare", "Results", "Comparison")  # from dlbench.results.api, imported on first use
 
 
@@ -65,6 +65,10 @@ def _warn(text: str) -> None:
 
 
 def __getattr__(name: str) -> Any:
+    if name == "register":  # plugins: `from dlbench import register` (torch-free)
+        from dlbench.plugins import register
+
+        return register
     if name in _RESULTS:
         from dlbench.results import api
 
@@ -73,4 +77,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_RESULTS])
+    return sorted([*globals(), *_RESULTS, "register"])

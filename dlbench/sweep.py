@@ -22,7 +22,7 @@ from typing import Any, Mapping
 
 from dlbench.config.keys import flatten, get_path, merge, set_path
 from dlbench import search
-from dlbench import catalog
+from dlbench import catalog, plugins
 from dlbench.catalog import HASHED, SECTIONS, Role
 from dlbench.config.schema import field_at, validate
 from dlbench.errors import ConfigError
@@ -70,6 +70,10 @@ def identity(config: Any, seed: int, roles: tuple[Role, ...] = HASHED) -> dict[s
         elif hashed(key, value, role_of.get(key)):
             data[key] = value
     data["seed"] = seed
+    # a plugin's source, by hash: an edited one never reuses stale runs (built-ins' ids stay as they were)
+    used = {k: v for k, v in plugins.used(config).items() if SECTIONS[k].role in roles}
+    if used:
+        data["plugins"] = used
     return data
 
 

@@ -281,6 +281,8 @@ TOP = Section("config", "the top level of a config file", "meta", (
     Setting("task", str, "train", "what the experiment does", choices="task"),
     Setting("loss", str, "cross_entropy", "the training loss", role="stack", choices="loss"),
     Setting("plots", list[str] | None, None, "figures `dlbench plot` draws; null: the task's usual ones"),
+    Setting("plugins", list[str], [], "the users' components: Python files (relative to this config) or "
+            "importable modules, loaded before the config is read", role="execution"),
 ))
 
 SECTIONS: dict[str, Section] = {s.name: s for s in (

@@ -45,11 +45,13 @@ class Kind(Generic[T]):
         self._builders: dict[str, T] = {}
 
     def declare(self, name: str, summary: str, settings: tuple[Setting, ...] = (), *, source: str = "built in",
-                **facts: Any) -> Component:
+                facts: Mapping[str, Any] | None = None, **more: Any) -> Component:
+        """A new record; `facts` (a mapping that may compute some on first use: a plugin dataset's
+        shape) or the keyword facts."""
         if name in self._records:
             taken = self._records[name].source
             raise ValueError(f"{self.label} {name!r} is already taken ({taken})")
-        record = Component(self.kind, name, summary, settings, facts, source)
+        record = Component(self.kind, name, summary, settings, more if facts is None else facts, source)
         self._records[name] = record
         return record
 
@@ -65,6 +67,11 @@ class Kind(Generic[T]):
             return builder
 
         return add
+
+    def forget(self, name: str) -> None:
+        """Drop a component and its builder (a plugin file that changed, loaded again)."""
+        self._records.pop(name, None)
+        self._builders.pop(name, None)
 
     def record(self, name: str) -> Component:
         try:

@@ -44,7 +44,7 @@ or any function (s: Slice, t: int) -> None that updates s.tensors() in place.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import torch
@@ -101,6 +101,7 @@ class Slice:
     hyper: dict[str, Tensor]  # hyperparameter -> float64 [n] on the host
     scalar: Callable[[str, float], Tensor]  # (name, initial value) -> per-run float64 [n] host state (nadam, schedule-free)
     t: int = 0  # the step being taken, from 1 (set by the chain)
+    configs: list[Any] = field(default_factory=list)  # the runs' optimizer sections (a torch.optim plugin's kwargs)
 
     def __post_init__(self) -> None:
         wd = self.hyper.get("weight_decay")
@@ -586,7 +587,7 @@ class StackedOptimizer:
                 out.append((self.configs[a].name, Slice(
                     a, b, self.params, lambda name, i, a=a, b=b: self._slot(name, i)[a:b],
                     hyperparameters(self.configs[a:b]),
-                    lambda name, initial, a=a, b=b: self._scalar(name, initial)[a:b])))
+                    lambda name, initial, a=a, b=b: self._scalar(name, initial)[a:b], configs=self.configs[a:b])))
                 start = stop
         return out
 

@@ -425,9 +425,11 @@ Config: type[Base] = create_model("Config", __base__=_Rules, **_config_fields())
 
 
 def rebuild() -> None:
-    """Generate the models again after components were declared at run time (a plugin, a bench's own
-    dataset): every union then has a member for each of them."""
+    """Generate the models again after components were declared (a plugin, a bench's own dataset) or
+    forgotten (a plugin unloaded): every union then has a member for each component of its kind."""
     global Config
+    MEMBERS.clear()
+    SECTION_TYPES.clear()
     Config = create_model("Config", __base__=_Rules, **_config_fields())  # type: ignore[call-overload]
 
 
@@ -436,7 +438,7 @@ def field_at(key: str) -> bool:
     parts = key.split(".")
     head = parts[0]
     sweepable = [s.name for s in SECTIONS.values() if s.role != "sweep" and s.name not in ("function", "activations")]
-    sweepable += [s.name for s in TOP.settings if s.role not in ("meta", None) or s.name == "loss"]
+    sweepable += [s.name for s in TOP.settings if s.role not in ("meta", "execution", None) or s.name == "loss"]
     if head not in sweepable:
         raise ValueError(f"unknown key {key!r} ({head!r} is not in top level; allowed: {', '.join(sweepable)})")
     if len(parts) == 1:
@@ -575,9 +577,15 @@ def validate(data: Mapping[str, Any], prefix: str = "") -> Any:
         raise ConfigError(explain(e, prefix)) from None
 
 
-def load(source: str | Path | Mapping[str, Any], overrides: list[str] | None = None) -> tuple[Any, dict[str, Any]]:
-    """Read, override and validate a config file (or a config mapping); returns the Config and the raw dict."""
+def load(source: str | Path | Mapping[str, Any], overrides: list[str] | None = None,
+         plugins: list[str] | None = None) -> tuple[Any, dict[str, Any]]:
+    """Read, override and validate a config file (or a config mapping); returns the Config and the raw dict.
+    The plugins it names (`plugins:`, relative to its file) and `plugins` (--plugin) load first."""
+    from dlbench import plugins as plugins_mod
+
     data = apply_overrides(read_config(source), overrides or [])
+    path = None if isinstance(source, Mapping) else Path(source)
+    plugins_mod.from_config(data, path, plugins or [])
     return validate(data), data
 
 

@@ -1,0 +1,445 @@
+"""The users' own components: plugin files, importable modules and the `dlbench.plugins` entry points.
+
+A plugin is a Python file (or module) that calls `register.optimizer / .model / .dataset /
+.schedule / .init` (`from dlbench import register`). Each call declares a catalog record (its
+fields typed from their defaults, its source file and that file's sha256) and registers a
+builder adapted to the built-ins' form, so the schema, `dlbench list`, `dlbench schema`,
+sweeps and the engine treat it like a built-in. Loading happens before a config is validated;
+every problem (missing file, syntax or import error, an exception or a refused registration)
+is one line naming the plugin, the file and the line (`PluginError`, exit 2).
+
+Workers of the processes and Ray launchers get `shipped()` (each plugin's source text) and
+`install` it before they unpickle a job: no shared filesystem needed.
+
+This module imports no torch: the optimizer adapter (`dlbench.components.torch_optim`) loads
+when an optimizer registers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.metadata
+import inspect
+import sys
+import traceback
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+from dlbench.catalog import CATALOG, SECTIONS, Component, Setting
+from dlbench.errors import ConfigError
+
+ENTRY_POINTS = "dlbench.plugins"
+
+
+class PluginError(ConfigError):
+    """A plugin that cannot be loaded or registers something wrong; one line, exit 2."""
+
+
+@dataclass(frozen=True)
+class Plugin:
+    """One loaded plugin: how it was named, its file, its source text and that text's hash."""
+
+    name: str  # as given: a path or a module name
+    path: str  # the file its code came from
+    source: str
+    sha256: str
+    module: str | None = None  # an importable module's name (workers import it); None: a file
+
+
+LOADED: dict[str, Plugin] = {}  # file -> the plugin loaded from it
+_loading: list[Plugin] = []  # the plugin whose code runs now: its registrations record it as their source
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load(names: Iterable[str], base: Path | None = None) -> list[Plugin]:
+    """Load plugins named by path (relative to `base`, the config's folder) or module name; then
+    rebuild the schema so configs may name their components. Loading one twice is a no-op."""
+    out = [_load_one(str(name), base or Path.cwd()) for name in names]
+    if out:
+        _rebuild()
+    return out
+
+
+def load_entry_points() -> None:
+    """Installed packages' plugins (entry-point group `dlbench.plugins`), once per process."""
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    _entry_points_loaded = True
+    found = False
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINTS):
+        _load_module(ep.value.split(":")[0], f"entry point {ep.name!r}")
+        found = True
+    if found:
+        _rebuild()
+
+
+_entry_points_loaded = False
+
+
+def from_config(raw: Any, config_path: Path | None, extra: Iterable[str] = ()) -> list[Plugin]:
+    """The plugins a raw (unvalidated) config names in `plugins:`, plus --plugin paths (relative to the
+    working directory), and the installed entry points; loaded before the config is validated."""
+    load_entry_points()
+    named = raw.get("plugins") if isinstance(raw, Mapping) else None
+    if named is not None and (not isinstance(named, list) or not all(isinstance(n, str) for n in named)):
+        raise PluginError(f"plugins: {named!r} is invalid: a list of plugin files (relative to the config) or "
+                          "importable module names")
+    base = config_path.parent if config_path is not None else Path.cwd()
+    return [*load(extra), *load(named or [], base)]
+
+
+def _load_one(name: str, base: Path) -> Plugin:
+    path = (base / name).resolve() if not Path(name).is_absolute() else Path(name)
+    if name.endswith(".py") or "/" in name or path.exists():
+        if not path.is_file():
+            raise PluginError(f"plugin {name!r}: no such file {path}")
+        return _load_source(name, str(path), path.read_text(encoding="utf-8"))
+    return _load_module(name, f"plugin {name!r}")
+
+
+def _load_source(name: str, path: str, source: str) -> Plugin:
+    digest = hashlib.sha256(source.encode()).hexdigest()
+    known = LOADED.get(path)
+    if known is not None and known.sha256 == digest:
+        return known
+    if known is not None:  # the file changed since it was loaded in this process: its components go
+        _forget(path)
+    plugin = Plugin(name, path, source, digest)
+    try:
+        code = compile(source, path, "exec")
+    except SyntaxError as e:
+        raise PluginError(f"plugin {name!r}: {path}:{e.lineno}: SyntaxError: {e.msg}") from None
+    module = types.ModuleType(f"dlbench_plugin_{digest[:12]}")
+    module.__file__ = path
+    sys.modules[module.__name__] = module  # its classes pickle, inspect finds its source
+    _run(plugin, lambda: exec(code, module.__dict__))
+    return plugin
+
+
+def _load_module(module_name: str, what: str) -> Plugin:
+    known = next((p for p in LOADED.values() if p.module == module_name), None)
+    if known is not None:
+        return known
+    try:
+        spec = importlib.util.find_spec(module_name)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or spec.origin is None:
+        raise PluginError(f"{what}: no such file, and no importable module {module_name!r}")
+    path = spec.origin
+    source = Path(path).read_text(encoding="utf-8") if path.endswith(".py") else ""
+    plugin = Plugin(module_name, path, source, hashlib.sha256(source.encode()).hexdigest(), module_name)
+    _run(plugin, lambda: importlib.import_module(module_name))
+    return plugin
+
+
+def _run(plugin: Plugin, body: Callable[[], Any]) -> None:
+    """Run a plugin's code with its registrations attributed to it; any failure is one line."""
+    _loading.append(plugin)
+    LOADED[plugin.path] = plugin
+    try:
+        body()
+    except Exception as e:  # noqa: BLE001 - whatever a plugin raises becomes one line naming where
+        _forget(plugin.path)
+        del LOADED[plugin.path]
+        raise PluginError(f"plugin {plugin.name!r}: {_where(e, plugin.path)}: {type(e).__name__}: "
+                          f"{str(e).splitlines()[0] if str(e) else ''}".rstrip(": ")) from None
+    finally:
+        _loading.pop()
+
+
+def _where(e: BaseException, path: str) -> str:
+    """file:line of the plugin's own line the error came from (the deepest one), else its file."""
+    frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename == path]
+    if isinstance(e, SyntaxError) and e.filename == path:
+        return f"{path}:{e.lineno}"
+    return f"{path}:{frames[-1].lineno}" if frames else path
+
+
+def _forget(path: str) -> None:
+    for kind in _KINDS:
+        for record in list(CATALOG[kind]):
+            if record.facts.get("plugin") == path:
+                CATALOG[kind].forget(record.name)
+
+
+def _rebuild() -> None:
+    schema = sys.modules.get("dlbench.config.schema")
+    if schema is not None:  # not imported yet: it is built from the catalog as it is when it is
+        schema.rebuild()
+
+
+# ---------------------------------------------------------------- what runs record and workers get
+
+
+def used(config: Any) -> dict[str, str]:
+    """section -> sha256 of the plugin source of the component a resolved config chooses there
+    (empty for built-ins: their runs' ids stay as they were)."""
+    out = {}
+    for section in SECTIONS.values():
+        if section.chooses not in _KINDS:
+            continue
+        value = getattr(config, section.name, None)
+        name = getattr(value, section.key or "", None)
+        if isinstance(name, str) and name in CATALOG[section.chooses]:
+            digest = CATALOG[section.chooses].record(name).facts.get("sha256")
+            if digest:
+                out[section.name] = digest
+    return out
+
+
+def sources_used(configs: Iterable[Any]) -> list[Plugin]:
+    """The plugins whose components these configs choose (their files go into the experiment folder)."""
+    digests = {d for cfg in configs for d in used(cfg).values()}
+    return [p for p in LOADED.values() if p.sha256 in digests]
+
+
+def shipped() -> list[Plugin]:
+    """Every loaded plugin, source included: what a worker process or a Ray task installs."""
+    return list(LOADED.values())
+
+
+def install(plugins: list[Plugin]) -> None:
+    """In a worker: load the driver's plugins from their source text (files) or by import (modules)."""
+    for plugin in plugins:
+        if plugin.module is not None:
+            _load_module(plugin.module, f"plugin {plugin.name!r}")
+        else:
+            _load_source(plugin.name, plugin.path, plugin.source)
+    if plugins:
+        _rebuild()
+    import dlbench.config.schema  # noqa: F401 - the generated models a job's configs unpickle into
+
+
+# ---------------------------------------------------------------- registration
+
+_KINDS = ("optimizer", "model", "dataset", "schedule", "init")
+_FIXED = {  # a factory's leading arguments (given by dlbench), before its fields
+    "model": ("input_shape", "num_classes"),
+    "dataset": ("root", "seed"),
+    "schedule": ("step", "total"),
+    "init": ("weight",),
+    "optimizer": ("params",),
+}
+_EXECUTION_ONLY = {"foreach", "fused", "capturable", "differentiable", "maximize"}  # how, not what, an optimizer computes
+
+
+def _type_of(default: Any) -> Any:
+    """A field's type from its default: bool, int, float, str, a tuple or list of those."""
+    if isinstance(default, bool):
+        return bool
+    if isinstance(default, int):
+        return int
+    if isinstance(default, float):
+        return float
+    if isinstance(default, str):
+        return str
+    if isinstance(default, tuple) and default:
+        return tuple[tuple(_type_of(v) for v in default)]  # type: ignore[misc]
+    if isinstance(default, list):
+        return list[_type_of(default[0])] if default else list  # type: ignore[misc]
+    raise TypeError(f"a field's default must be a bool, int, float, str, tuple or list, not {default!r}")
+
+
+def _settings(kind: str, name: str, fields: Mapping[str, Any]) -> tuple[Setting, ...]:
+    section = next(s for s in SECTIONS.values() if s.chooses == kind)
+    own = {s.name for s in section.settings} | {section.key}
+    out = []
+    for key, default in fields.items():
+        if key in own:
+            raise ValueError(f"{CATALOG[kind].label} {name!r}: field {key!r} would shadow {section.name}.{key}, "
+                             f"the section's own key; rename it")
+        if not key.isidentifier():
+            raise ValueError(f"{CATALOG[kind].label} {name!r}: field {key!r} is not a Python identifier")
+        try:
+            out.append(Setting(key, _type_of(default), default, f"{name}'s {key}"))
+        except TypeError as e:
+            raise ValueError(f"{CATALOG[kind].label} {name!r}: field {key!r}: {e}") from None
+    return tuple(out)
+
+
+def _signature_fields(kind: str, name: str, factory: Callable[..., Any], skip: int) -> dict[str, Any]:
+    """Fields from a factory's (or an optimizer's constructor's) keyword defaults after its fixed arguments."""
+    out: dict[str, Any] = {}
+    params = list(inspect.signature(factory).parameters.values())[skip:]
+    for p in params:
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or p.name in _EXECUTION_ONLY:
+            continue
+        if p.default is p.empty:
+            raise ValueError(f"{CATALOG[kind].label} {name!r}: argument {p.name!r} has no default; give it one or "
+                             "declare it in fields=")
+        try:
+            _type_of(p.default)
+        except TypeError:
+            continue  # None and other untyped defaults: the component keeps its own
+        out[p.name] = p.default
+    return out
+
+
+def _check_call(kind: str, name: str, factory: Callable[..., Any], fields: Mapping[str, Any]) -> None:
+    """The factory takes its fixed arguments and every field by name: refused at registration, not mid-sweep."""
+    try:
+        inspect.signature(factory).bind(*[None] * len(_FIXED[kind]), **fields)
+    except TypeError as e:
+        shape = ", ".join([*_FIXED[kind], *fields])
+        raise TypeError(f"{CATALOG[kind].label} {name!r}: {getattr(factory, '__name__', factory)} cannot be called "
+                        f"as ({shape}): {e}") from None
+
+
+def _source(obj: Any) -> tuple[str, str]:
+    """(file, sha256) of the plugin whose code runs now, or of the file that defines obj (a notebook's cell)."""
+    if _loading:
+        return _loading[-1].path, _loading[-1].sha256
+    try:
+        path = inspect.getsourcefile(obj) or "<unknown>"
+        text = inspect.getsource(sys.modules[obj.__module__])
+    except (TypeError, OSError, KeyError):
+        path, text = getattr(obj, "__module__", "<unknown>"), repr(obj)
+    return path, hashlib.sha256(text.encode()).hexdigest()
+
+
+class _LazyFacts(Mapping[str, Any]):
+    """Facts of which some are computed on first use (a plugin dataset's shape: from its tensors)."""
+
+    def __init__(self, known: dict[str, Any], compute: Callable[[], dict[str, Any]]) -> None:
+        self._known, self._compute, self._done = known, compute, False
+
+    def _all(self) -> dict[str, Any]:
+        if not self._done:
+            self._known = {**self._compute(), **self._known}
+            self._done = True
+        return self._known
+
+    def __getitem__(self, key: str) -> Any:
+        return self._known[key] if key in self._known else self._all()[key]
+
+    def __iter__(self) -> Any:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
+def _declare(kind: str, name: str, summary: str, fields: Mapping[str, Any], builder: Callable[..., Any], obj: Any,
+             lazy: Callable[[], dict[str, Any]] | None = None, **more: Any) -> Component:
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"{CATALOG[kind].label} name {name!r} is invalid: letters, digits and '_'")
+    settings = _settings(kind, name, fields)
+    path, digest = _source(obj)
+    facts = {"plugin": path, "sha256": digest, **more}
+    record = CATALOG[kind].declare(name, summary, settings, source=path,
+                                   facts=facts if lazy is None else _LazyFacts(facts, lazy))
+    CATALOG[kind].register(name)(builder)
+    if not _loading:  # registered from Python (a notebook): the schema follows at once
+        _rebuild()
+    return record
+
+
+def _summary(obj: Any, kind: str) -> str:
+    doc = inspect.getdoc(obj) or ""
+    return doc.splitlines()[0] if doc else f"a plugin {CATALOG[kind].label} ({getattr(obj, '__qualname__', obj)})"
+
+
+class _Register:
+    """`register.<kind>(name, fields=...)`: decorators that put users' components beside the built-ins."""
+
+    def optimizer(self, name: str, fields: Mapping[str, Any] | None = None,
+                  summary: str | None = None) -> Callable[[Any], Any]:
+        """A torch.optim.Optimizer subclass (fields default to its constructor's), or a stacked rule
+        (slice, step) in the built-ins' form (fields required, lr and weight_decay among them)."""
+
+        def add(obj: Any) -> Any:
+            from dlbench.components import torch_optim
+
+            declared = dict(fields) if fields is not None else None
+            builder, settings = torch_optim.adapt(name, obj, declared, lambda f, skip: _signature_fields(
+                "optimizer", name, f, skip))
+            _declare("optimizer", name, summary or _summary(obj, "optimizer"), settings, builder, obj,
+                     usual_lr=settings["lr"])
+            return obj
+
+        return add
+
+    def model(self, name: str, fields: Mapping[str, Any] | None = None,
+              summary: str | None = None) -> Callable[[Any], Any]:
+        """factory(input_shape, num_classes, **fields) -> nn.Module."""
+        return self._factory("model", name, fields, summary, lambda f, keys: (
+            lambda cfg, shape, classes: _module(name, f(tuple(shape), classes, **_values(cfg, keys)))))
+
+    def dataset(self, name: str, fields: Mapping[str, Any] | None = None,
+                summary: str | None = None) -> Callable[[Any], Any]:
+        """factory(root, seed, **fields) -> {x_train, y_train, x_test, y_test} tensors."""
+        def adapt(f: Callable[..., Any], keys: list[str]) -> Callable[[Any], Any]:
+            from dlbench.components.plugin_data import raw_data
+
+            return lambda cfg: raw_data(name, f(cfg.root, cfg.seed, **_values(cfg, keys)))
+
+        return self._factory("dataset", name, fields, summary, adapt, lazy_facts=True)
+
+    def schedule(self, name: str, fields: Mapping[str, Any] | None = None,
+                 summary: str | None = None) -> Callable[[Any], Any]:
+        """factory(step, total, **fields) -> the lr multiplier at `step` (0-based) of `total` steps."""
+        return self._factory("schedule", name, fields, summary, lambda f, keys: (
+            lambda cfg, at: float(f(at.step, at.steps, **_values(cfg, keys)))))
+
+    def init(self, name: str, fields: Mapping[str, Any] | None = None,
+             summary: str | None = None) -> Callable[[Any], Any]:
+        """factory(weight, **fields) -> None, setting each Linear / Conv weight in place (biases 0)."""
+        return self._factory("init", name, fields, summary, lambda f, keys: (
+            lambda w, cfg: f(w, **_values(cfg, keys))))
+
+    def _factory(self, kind: str, name: str, fields: Mapping[str, Any] | None, summary: str | None,
+                 adapt: Callable[[Callable[..., Any], list[str]], Callable[..., Any]],
+                 lazy_facts: bool = False) -> Callable[[Any], Any]:
+        def add(factory: Any) -> Any:
+            if not callable(factory):
+                raise TypeError(f"{kind} {name!r}: register.{kind} decorates a function, not {factory!r}")
+            declared = (dict(fields) if fields is not None
+                        else _signature_fields(kind, name, factory, len(_FIXED[kind])))
+            _check_call(kind, name, factory, declared)
+            _declare(kind, name, summary or _summary(factory, kind), declared, adapt(factory, list(declared)),
+                     factory, lazy=(lambda: _dataset_facts(name)) if lazy_facts else None)
+            return factory
+
+        return add
+
+
+def _values(cfg: Any, keys: list[str]) -> dict[str, Any]:
+    return {k: getattr(cfg, k) for k in keys}
+
+
+def _module(name: str, model: Any) -> Any:
+    import torch
+
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model {name!r}: its factory returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def _dataset_facts(name: str) -> dict[str, Any]:
+    """A plugin dataset's shape, classes and kind of input, from its tensors at its default fields."""
+    from dlbench.components.data import DATASETS
+
+    record = CATALOG["dataset"].record(name)
+    section = SECTIONS["data"]
+    cfg = types.SimpleNamespace(**{s.name: s.default for s in section.settings}, **record.defaults())
+    raw = DATASETS[name].builder(cfg)
+    shape = tuple(raw.x_train.shape[1:])
+    inputs = {1: "signal", 2: "signal", 3: "image"}.get(len(shape), "tensor")
+    if len(shape) == 1 and shape[0] <= 3:
+        inputs = "points"
+    return {"shape": shape, "classes": raw.num_classes, "inputs": inputs, "n_train": len(raw.x_train),
+            "n_test": len(raw.x_test)}
+
+
+register = _Register()
+
+__all__ = ["ENTRY_POINTS", "LOADED", "Plugin", "PluginError", "from_config", "install", "load", "register",
+           "shipped", "sources_used", "used", "typing"]
