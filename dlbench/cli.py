@@ -110,6 +110,10 @@ SetOption = Annotated[
 ]
 
 
+PluginOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--plugin", metavar="PATH", help="A plugin file (or importable module) with your own components; "
+                 "repeatable. Configs name theirs in plugins:.", show_default=False)]
 MaxRunsOption = Annotated[int, typer.Option("--max-runs", min=1, metavar="N",
                                              help="A sweep of more runs than this needs --yes.")]
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Go ahead with a sweep over --max-runs runs.")]
@@ -151,6 +155,7 @@ def run(
         min=1, metavar="N", help="Tasks at a time for --executor processes / ray (default: one per CPU).")] = None,
     address: Annotated[Optional[str], typer.Option(
         metavar="HOST:PORT", help="Ray cluster address for --executor ray (default: start a local Ray instance).")] = None,
+    plugin: PluginOption = None,
 ) -> None:
     """Expand CONFIG into runs, train them, save results/<name>/ and print the comparison table.
 
@@ -163,7 +168,7 @@ def run(
     from dlbench.results import report as report_mod
 
     plan = runner.plan(config, sets or [], out=out, device=device and device.value, max_runs=max_runs, yes=yes,
-                       executor=executor, workers=workers, address=address)
+                       executor=executor, workers=workers, address=address, plugins=plugin)
     if dry_run:
         dry = runner.dry_run(plan, force_new=force_new, rerun=rerun and rerun.value)
         console.print(_runs_table(plan.specs, dry.costs, dry.finished))
@@ -328,7 +333,7 @@ def export(
 @app.command()
 @user_errors
 def validate(config: Annotated[Path, typer.Argument(help="Experiment config (YAML).")], sets: SetOption = None,
-             max_runs: MaxRunsOption = DEFAULT_MAX_RUNS, yes: YesOption = False) -> None:
+             max_runs: MaxRunsOption = DEFAULT_MAX_RUNS, yes: YesOption = False, plugin: PluginOption = None) -> None:
     """Check a config (and its --set overrides) and that its datasets load, without training."""
     from dlbench import runner
     from dlbench.tasks import TASKS
@@ -337,7 +342,7 @@ def validate(config: Annotated[Path, typer.Argument(help="Experiment config (YAM
 
     from dlbench import sweep
 
-    cfg, specs, _ = runner.load(config, sets or [], max_runs, yes)
+    cfg, specs, _ = runner.load(config, sets or [], max_runs, yes, plugin)
     for name in {s.config.train.device for s in specs}:
         resolve_device(name)  # refuses cuda on a machine without it
     if TASKS[cfg.task].trains:  # the function and activations tasks read no data
@@ -348,15 +353,20 @@ def validate(config: Annotated[Path, typer.Argument(help="Experiment config (YAM
 
 
 @app.command("list")
+@user_errors
 def list_registries(
     kind: Annotated[Optional[str], typer.Argument(help="Only this kind: " + ", ".join(_KINDS) + ".",
                                                   show_default=False)] = None,
+    plugin: PluginOption = None,
 ) -> None:
     """List every component a config can name, kind by kind: datasets, preprocessing, models, model presets,
     activations, norms, poolings, init schemes, losses, optimizers, schedules, augmentations, tasks, plots, test
     functions (task: function), export targets and executors, with the settings each reads and their defaults."""
+    from dlbench import plugins
     from dlbench.catalog import CATALOG, SECTIONS, type_text
 
+    plugins.load_entry_points()
+    plugins.load(plugin or [])
     if kind is not None and kind not in CATALOG.kinds():
         _exit(f"list: {kind!r} is invalid: allowed kinds: {', '.join(CATALOG.kinds())}", 2)
     chosen_by = {s.chooses: f"{s.name}.{s.key}" for s in SECTIONS.values() if s.chooses}
@@ -385,11 +395,16 @@ def list_registries(
 
 
 @app.command("schema")
-def print_schema() -> None:
+@user_errors
+def print_schema(plugin: PluginOption = None) -> None:
     """Print the JSON Schema of a config file (for editors: the YAML language server's $schema modeline)."""
     import json
 
+    from dlbench import plugins
     from dlbench.config.schema import json_schema
+
+    plugins.load_entry_points()
+    plugins.load(plugin or [])
 
     print(json.dumps(json_schema(), indent=1))
 

@@ -24,7 +24,6 @@ import inspect
 import sys
 import traceback
 import types
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -170,6 +169,14 @@ def _forget(path: str) -> None:
                 CATALOG[kind].forget(record.name)
 
 
+def unload() -> None:
+    """Forget every loaded plugin's components (a notebook starting over; tests)."""
+    for path in list(LOADED):
+        _forget(path)
+    LOADED.clear()
+    _rebuild()
+
+
 def _rebuild() -> None:
     schema = sys.modules.get("dlbench.config.schema")
     if schema is not None:  # not imported yet: it is built from the catalog as it is when it is
@@ -279,7 +286,8 @@ def _signature_fields(kind: str, name: str, factory: Callable[..., Any], skip: i
             _type_of(p.default)
         except TypeError:
             continue  # None and other untyped defaults: the component keeps its own
-        out[p.name] = p.default
+        float_annotated = "float" in str(p.annotation)  # `momentum: float = 0`: a float, as torch.optim means it
+        out[p.name] = float(p.default) if float_annotated and type(p.default) is int else p.default
     return out
 
 
@@ -359,6 +367,7 @@ class _Register:
             from dlbench.components import torch_optim
 
             declared = dict(fields) if fields is not None else None
+            _settings("optimizer", name, declared or {})  # a shadowing field: refused before anything else
             builder, settings = torch_optim.adapt(name, obj, declared, lambda f, skip: _signature_fields(
                 "optimizer", name, f, skip))
             _declare("optimizer", name, summary or _summary(obj, "optimizer"), settings, builder, obj,
@@ -442,4 +451,4 @@ def _dataset_facts(name: str) -> dict[str, Any]:
 register = _Register()
 
 __all__ = ["ENTRY_POINTS", "LOADED", "Plugin", "PluginError", "from_config", "install", "load", "register",
-           "shipped", "sources_used", "used", "typing"]
+           "shipped", "sources_used", "unload", "used"]

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import torch
 
-from dlbench import progress, sweep, tasks
+from dlbench import plugins, progress, sweep, tasks
 from dlbench.components import models
 from dlbench.components import data
 from dlbench.config import schema
@@ -38,7 +38,7 @@ from dlbench.errors import ConfigError
 from dlbench.execution.launchers import Launcher, Options, planned, resolve
 from dlbench.results import plots
 from dlbench.results.report import Report, write_tables
-from dlbench.results.store import Store
+from dlbench.results.store import Store, atomic_write
 from dlbench.training import checkpoint, memory
 from dlbench.results.tables import table as task_table
 from dlbench.training.run import check_precision, resolve_device, schedule
@@ -65,11 +65,11 @@ def planned_runs(cfg: Config) -> int:
     return points * (cfg.random.trials * cfg.random.rounds * len(cfg.train.seeds) + confirm)
 
 
-def load(config: Path | Mapping[str, Any], sets: list[str], max_runs: int, yes: bool = False
-         ) -> tuple[Config, list[sweep.RunSpec], dict[str, Any]]:
-    """Read, override, validate and expand a config; refuse a sweep over --max-runs and
-    a --set that the sweep would overwrite."""
-    cfg, raw = schema.load(config, sets)
+def load(config: Path | Mapping[str, Any], sets: list[str], max_runs: int, yes: bool = False,
+         plugins: list[str] | None = None) -> tuple[Config, list[sweep.RunSpec], dict[str, Any]]:
+    """Read, override, validate and expand a config (its plugins and --plugin ones loaded first);
+    refuse a sweep over --max-runs and a --set that the sweep would overwrite."""
+    cfg, raw = schema.load(config, sets, plugins)
     sweep.refuse_shadowed(raw, sets)
     check_size(planned_runs(cfg), max_runs, yes, cfg.name)  # before expanding a huge grid
     specs = unique(sweep.expand(cfg, raw))
@@ -92,11 +92,11 @@ class Plan:
 
 def plan(config: Path | Mapping[str, Any], sets: list[str], *, out: Path, device: str | None = None,
          max_runs: int = 1000, yes: bool = False, executor: str = "auto", workers: int | None = None,
-         address: str | None = None) -> Plan:
+         address: str | None = None, plugins: list[str] | None = None) -> Plan:
     """Load and expand the sweep (`device` overrides train.device), refuse what cannot run."""
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers: {workers} is invalid: at least 1")
-    cfg, specs, raw = load(config, [*sets, *([f"train.device={device}"] if device else [])], max_runs, yes)
+    cfg, specs, raw = load(config, [*sets, *([f"train.device={device}"] if device else [])], max_runs, yes, plugins)
     if executor == "serial" and cfg.random is not None and cfg.random.prune is not None:
         raise ConfigError("--executor serial: trains stacks of one run, where random.prune (successive halving "
                           "among the runs of a stack) cannot act; use --executor auto, local, processes or ray, "
@@ -255,6 +255,15 @@ def execute(run: Plan, *, show: progress.Show | None, force_new: bool = False, r
                                figures=tuple(plots.write(folder)) if figures else ())
 
 
+def keep_plugin_sources(root: Path, specs: list[sweep.RunSpec]) -> None:
+    """A copy of each plugin source the runs use, as plugins/<hash>-<file> (the hash is in their run ids)."""
+    for plugin in plugins.sources_used(s.config for s in specs):
+        path = root / "plugins" / f"{plugin.sha256[:12]}-{Path(plugin.path).name}"
+        if not path.exists():
+            path.parent.mkdir(exist_ok=True)
+            atomic_write(path, plugin.source)
+
+
 def train(cfg: Config, specs: list[sweep.RunSpec], raw: dict[str, Any], store: Store, launch: progress.Launch, *,
           force_new: bool = False, rerun: str | None = None, fail_fast: bool = False,
           say: Callable[[str], None] = print, warn: Callable[[str], None] = print) -> Outcome:
@@ -264,6 +273,7 @@ def train(cfg: Config, specs: list[sweep.RunSpec], raw: dict[str, Any], store: S
     with store.session(experiment_record(cfg, specs), raw, view(cfg, specs), force_new) as moved:
         if moved:
             say(f"moved the old results to {moved}")
+        keep_plugin_sources(store.root, specs)
         if sweep.staged(cfg):  # resuming: the stages the finished runs already let us plan
             specs = unique(sweep.expand(cfg, raw, validation_accuracy(store)))
         todo = select(specs, store.finished(), rerun)
@@ -341,6 +351,9 @@ def experiment_record(cfg: Config, specs: list[sweep.RunSpec]) -> dict[str, Any]
                     *(key for case in cfg.cases.values() for key in case)})
     fixed = sweep.identity(specs[0].config, specs[0].seed)
     del fixed["seed"]
+    # a plugin's source version is in each run's id, not the experiment's: an edited plugin trains its
+    # runs again beside the old ones (and a grid over built-ins and plugins has no one version)
+    fixed.pop("plugins", None)
     for key in swept:
         pop_path(fixed, key)
     # ids: how run ids are computed; 2 = from the catalog's key roles, every resolved setting included

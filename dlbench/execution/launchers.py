@@ -20,6 +20,7 @@ import logging
 import math
 import multiprocessing
 import os
+import pickle
 import warnings
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
@@ -28,6 +29,7 @@ from typing import Any, Callable, Iterator, Protocol
 
 import torch
 
+from dlbench import plugins
 from dlbench.catalog import CATALOG, Kind
 from dlbench.config.schema import ConfigError
 from dlbench.sweep import RunSpec
@@ -209,6 +211,13 @@ def _worker(job: Job, device: str, threads: int) -> list[RunResult]:
     return list(train_stack(job, torch.device(device)))
 
 
+def _ray_worker(shipped: list[plugins.Plugin], job: bytes, device: str, threads: int) -> list[RunResult]:
+    """A Ray task: the driver's plugins first (from their source: no shared filesystem), then the job,
+    whose configs are models the plugins' components added to the schema."""
+    plugins.install(shipped)
+    return _worker(pickle.loads(job), device, threads)
+
+
 def _wanted(job: Job) -> list[RunSpec]:
     return [s for s in job.stack if job.wanted is None or s.run_id in job.wanted]
 
@@ -223,7 +232,9 @@ def processes(specs: list[RunSpec], device: torch.device, on_start: StartStack |
     workers = min(options.workers or cores, len(specs))
     threads = max(1, cores // workers)  # cores split between workers, no oversubscription
     # spawn, not fork: a forked child of a process that has started OpenMP / CUDA threads can hang
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    # each worker loads the driver's plugins before it unpickles a job (its configs name their components)
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=plugins.install,
+                               initargs=(plugins.shipped(),))
     try:
         pending: dict[Future[list[RunResult]], list[RunSpec]] = {
             pool.submit(_worker, job, str(device), threads): _wanted(job)
@@ -258,10 +269,11 @@ def ray_launcher(specs: list[RunSpec], device: torch.device, on_start: StartStac
         cpus = int(ray.cluster_resources().get("CPU", 1))
         slots = max(1, min(options.workers or cpus, cpus))
         threads = max(1, cpus // slots)
-        task = ray.remote(_worker).options(num_cpus=threads, num_gpus=1 if device.type == "cuda" else 0)
+        task = ray.remote(_ray_worker).options(num_cpus=threads, num_gpus=1 if device.type == "cuda" else 0)
         # a remote cluster's nodes do not see this machine's results folder: no checkpoints there
         local_options = options if options.address is None else replace(options, checkpoints=None)
-        pending.update({task.remote(job, str(device), threads): _wanted(job)
+        shipped = plugins.shipped()
+        pending.update({task.remote(shipped, pickle.dumps(job), str(device), threads): _wanted(job)
                         for job in shares(specs, slots, local_options, None if options.address else device,
                                           concurrent=1 if device.type == "cuda" else slots)})
         while pending:

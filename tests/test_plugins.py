@@ -1,0 +1,315 @@
+"""The users' own components (dlbench.plugins): each kind end to end, a torch.optim plugin against
+the built-in rule in one stack, its state through a checkpoint, run ids that follow the source,
+and every bad plugin refused in one line before anything trains."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+from sweep_util import dlbench, metrics_without_time, run_dirs, summary, tiny_config
+
+from dlbench import plugins
+from dlbench.catalog import CATALOG
+
+
+@pytest.fixture(autouse=True)
+def fresh_plugins() -> Any:
+    yield
+    plugins.unload()
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+SGD_PLUGIN = """
+    import torch
+    from dlbench import register
+
+    register.optimizer("torch_sgd")(torch.optim.SGD)   # fields from its constructor
+
+
+    @register.optimizer("plain_sgd", fields={"lr": 0.1})
+    class PlainSGD(torch.optim.Optimizer):
+        '''SGD written as a torch.optim.Optimizer: w -= lr g'''
+
+        def __init__(self, params, lr=0.1):
+            super().__init__(params, {"lr": lr})
+
+        @torch.no_grad()
+        def step(self, closure=None):
+            for group in self.param_groups:
+                for p in group["params"]:
+                    if p.grad is not None:
+                        p.add_(p.grad, alpha=-group["lr"])
+"""
+
+
+def _config(tmp_path: Path, data_root: Path, **sections: Any) -> Path:
+    cfg = tiny_config(data_root, **sections)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def _metrics(root: Path) -> dict[str, list[dict[str, str]]]:
+    """optimizer name (+ case) -> metrics rows, every column but the time."""
+    out = {}
+    for d in run_dirs(root).values():
+        cfg = yaml.safe_load((d / "config.yaml").read_text())
+        out[cfg["optimizer"]["name"]] = metrics_without_time(d)
+    return out
+
+
+def _close(a: list[dict[str, str]], b: list[dict[str, str]], rel: float = 1e-4) -> None:
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        for k in x:
+            if k in ("lr",):
+                continue
+            assert float(x[k]) == pytest.approx(float(y[k]), rel=rel, abs=1e-6, nan_ok=True), (k, x[k], y[k])
+
+
+def test_torch_optimizer_plugins_match_the_built_in_sgd_in_one_stack(tmp_path: Path, data_root: Path) -> None:
+    """A plain SGD and torch.optim.SGD itself (momentum, weight decay, cosine schedule, clipping) as plugins
+    give the built-in sgd's numbers to float rounding, trained in the same stack."""
+    write(tmp_path / "mine.py", SGD_PLUGIN)
+    base = {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.01}
+    cfg = _config(tmp_path, data_root, plugins=["mine.py"], schedule={"name": "cosine"},
+                  grid={"optimizer": [{"name": "sgd", **base}, {"name": "torch_sgd", **base}]})
+    res = dlbench("run", cfg, "--out", tmp_path / "out", "--no-plots")
+    assert res.code == 0, res.output
+    runs = _metrics(tmp_path / "out" / "tiny")
+    _close(runs["sgd"], runs["torch_sgd"])
+
+    cfg = _config(tmp_path, data_root, plugins=["mine.py"], name="plain", optimizer={"name": "sgd", "lr": 0.1},
+                  grid={"optimizer.name": ["sgd", "plain_sgd"]})
+    res = dlbench("run", cfg, "--out", tmp_path / "out", "--no-plots")
+    assert res.code == 0, res.output
+    runs = _metrics(tmp_path / "out" / "plain")
+    _close(runs["sgd"], runs["plain_sgd"])
+
+
+def test_torch_optimizer_state_survives_a_checkpoint_and_pruning(tmp_path: Path) -> None:
+    """Adam (a step tensor, moment tensors) continued from state_dict / load_state_dict, and after
+    keeping a subset of the runs, steps exactly as the uninterrupted stack."""
+    from dlbench.components.optimizers import StackedOptimizer
+    from dlbench.config.schema import section
+
+    write(tmp_path / "adam.py", """
+        import torch
+        from dlbench import register
+
+        register.optimizer("torch_adam")(torch.optim.Adam)
+    """)
+    plugins.load([str(tmp_path / "adam.py")])
+    configs = [section("optimizer", name="torch_adam", lr=lr, weight_decay=wd)
+               for lr, wd in ((0.01, 0.0), (0.02, 0.1), (0.03, 0.0))]
+    gen = torch.Generator().manual_seed(0)
+    start = [torch.randn(3, 4, 5, generator=gen), torch.randn(3, 5, generator=gen)]
+    grads = [[torch.randn(3, 4, 5, generator=gen), torch.randn(3, 5, generator=gen)] for _ in range(6)]
+
+    def stepped(params: list[torch.Tensor], opt: StackedOptimizer, at: range) -> None:
+        for k in at:
+            for p, g in zip(params, grads[k]):
+                p.grad = g[: len(p)].clone()
+            opt.step()
+
+    whole = [p.clone().requires_grad_() for p in start]
+    opt = StackedOptimizer(whole, configs)
+    stepped(whole, opt, range(6))
+
+    part = [p.clone().requires_grad_() for p in start]
+    first = StackedOptimizer(part, configs)
+    stepped(part, first, range(3))
+    saved = first.state_dict()
+    again = StackedOptimizer(part, configs)
+    again.load_state_dict(saved)
+    stepped(part, again, range(3, 6))
+    for a, b in zip(whole, part):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+    # each run against torch.optim.Adam alone
+    for r, cfg in enumerate(configs):
+        alone = [p[r].clone().requires_grad_() for p in start]
+        ref = torch.optim.Adam([{"params": alone[:1], "weight_decay": cfg.weight_decay},
+                                {"params": alone[1:], "weight_decay": 0.0}], lr=cfg.lr)
+        for k in range(6):
+            for p, g in zip(alone, grads[k]):
+                p.grad = g[r].clone()
+            ref.step()
+        for a, b in zip(alone, whole):
+            torch.testing.assert_close(a, b[r].detach(), rtol=0, atol=0)
+
+
+PARTS_PLUGIN = """
+    import torch
+    from torch import nn
+    from dlbench import register
+
+
+    class Net(nn.Module):
+        def __init__(self, inputs, width, blocks, classes):
+            super().__init__()
+            self.inp = nn.Linear(inputs, width)
+            self.blocks = nn.ModuleList(nn.Linear(width, width) for _ in range(blocks))
+            self.out = nn.Linear(width, classes)
+
+        def forward(self, x):
+            h = torch.relu(self.inp(x))
+            for b in self.blocks:
+                h = h + torch.relu(b(h))
+            return self.out(h)
+
+
+    @register.model("tiny_resnet", fields={"width": 8, "blocks": 1})
+    def tiny_resnet(input_shape, num_classes, width, blocks):
+        '''a small residual MLP'''
+        return Net(input_shape[0], width, blocks, num_classes)
+
+
+    @register.dataset("rings", fields={"n": 300})
+    def rings(root, seed, n):
+        '''two noisy rings'''
+        g = torch.Generator().manual_seed(seed)
+        def split(m):
+            y = torch.randint(0, 2, (m,), generator=g)
+            angle = torch.rand(m, generator=g) * 6.283
+            radius = 1.0 + y.float() + 0.1 * torch.randn(m, generator=g)
+            return torch.stack([radius * angle.cos(), radius * angle.sin()], 1), y
+        x_train, y_train = split(n)
+        x_test, y_test = split(n // 2)
+        return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+
+
+    @register.schedule("halving", fields={"every": 5})
+    def halving(step, total, every):
+        return 0.5 ** (step // every)
+
+
+    @register.init("scaled_normal", fields={"gain": 0.5})
+    def scaled_normal(weight, gain):
+        torch.nn.init.normal_(weight, 0.0, gain / weight.shape[1] ** 0.5)
+"""
+
+
+def test_model_dataset_schedule_and_init_plugins_train_end_to_end(tmp_path: Path) -> None:
+    write(tmp_path / "parts.py", PARTS_PLUGIN)
+    cfg = {"name": "parts", "plugins": ["parts.py"],
+           "data": {"dataset": "rings", "n": 400, "val_size": 0.25},
+           "model": {"kind": "tiny_resnet", "width": 16},
+           "init": {"scheme": "scaled_normal", "gain": 1.0},
+           "optimizer": {"name": "sgd", "lr": 0.2},
+           "schedule": {"name": "halving", "every": 10},
+           "train": {"steps": 20, "batch_size": 50, "eval_every": 10, "seeds": [0, 1], "device": "cpu"}}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    res = dlbench("run", path, "--out", tmp_path / "out", "--no-plots")
+    assert res.code == 0, res.output
+    runs = list(run_dirs(tmp_path / "out" / "parts").values())
+    assert len(runs) == 2
+    saved = yaml.safe_load((runs[0] / "config.yaml").read_text())
+    assert saved["data"]["n"] == 400 and saved["model"]["width"] == 16 and saved["model"]["blocks"] == 1
+    rows = metrics_without_time(runs[0])
+    assert float(rows[-1]["lr"]) == pytest.approx(0.2 * 0.5 ** (19 // 10))  # the plugin's schedule
+    assert summary(runs[0])["status"] == "ok"
+    # 300 train + val of 400 samples: the section's val_size applied to the plugin's tensors
+    facts = CATALOG["dataset"].record("rings").facts
+    assert facts["shape"] == (2,) and facts["classes"] == 2
+
+
+def test_run_ids_follow_the_plugin_source(tmp_path: Path, data_root: Path) -> None:
+    """The same source reuses finished runs; an edited one trains them again; the folder keeps each source."""
+    plugin = write(tmp_path / "mine.py", SGD_PLUGIN)
+    cfg = _config(tmp_path, data_root, plugins=["mine.py"], optimizer={"name": "plain_sgd", "lr": 0.1})
+    out = tmp_path / "out"
+    assert dlbench("run", cfg, "--out", out, "--no-plots").code == 0
+    first = set(run_dirs(out / "tiny"))
+    res = dlbench("run", cfg, "--out", out, "--no-plots")
+    assert "already finished" in res.output and set(run_dirs(out / "tiny")) == first
+    plugin.write_text(plugin.read_text() + "\n# edited\n")
+    plugins.unload()
+    assert dlbench("run", cfg, "--out", out, "--no-plots").code == 0
+    assert len(set(run_dirs(out / "tiny")) - first) == 1
+    assert len(list((out / "tiny" / "plugins").glob("*-mine.py"))) == 2
+
+
+def test_plugins_on_the_processes_launcher(tmp_path: Path, data_root: Path) -> None:
+    write(tmp_path / "mine.py", SGD_PLUGIN)
+    cfg = _config(tmp_path, data_root, grid={"optimizer.name": ["sgd", "plain_sgd"]})
+    res = dlbench("run", cfg, "--plugin", tmp_path / "mine.py", "--out", tmp_path / "out", "--no-plots",
+                  "--executor", "processes", "--workers", "2")
+    assert res.code == 0, res.output
+    runs = _metrics(tmp_path / "out" / "tiny")
+    _close(runs["sgd"], runs["plain_sgd"])
+
+
+def test_list_and_schema_show_plugin_components(tmp_path: Path) -> None:
+    plugin = write(tmp_path / "mine.py", SGD_PLUGIN)
+    res = dlbench("list", "optimizer", "--plugin", plugin)
+    assert res.code == 0 and "plain_sgd" in res.out and str(plugin) in res.out and "momentum" in res.out
+    res = dlbench("schema", "--plugin", plugin)
+    assert res.code == 0 and "optimizer_plain_sgd" in json.loads(res.out)["$defs"]
+
+
+BAD = {
+    "missing": (None, "no such file"),
+    "syntax": ("x = (\n", "bad.py:1: SyntaxError"),
+    "import": ("import torch\nimport no_such_package_here\n", "bad.py:2: ModuleNotFoundError"),
+    "raises": ("from dlbench import register\n\nraise RuntimeError('boom')\n", "bad.py:3: RuntimeError: boom"),
+    "taken": ("import torch\nfrom dlbench import register\nregister.optimizer('adam')(torch.optim.Adam)\n",
+              "bad.py:3: ValueError: optimizer 'adam' is already taken (built in)"),
+    "shadow": ("import torch\nfrom dlbench import register\n"
+               "register.optimizer('mine', fields={'lr': 0.1, 'clip_norm': 1.0})(torch.optim.SGD)\n",
+               "would shadow optimizer.clip_norm"),
+    "signature": ("from dlbench import register\n\n@register.model('m', fields={'width': 4})\n"
+                  "def m(input_shape):\n    return None\n", "bad.py:3: TypeError: model 'm'"),
+    "closure": ("import torch\nfrom dlbench import register\nregister.optimizer('lbfgs')(torch.optim.LBFGS)\n",
+                "LBFGS.step needs a closure"),
+    "no_lr": ("import torch\nfrom dlbench import register\n\n@register.optimizer('x', fields={'rate': 0.1})\n"
+              "class X(torch.optim.SGD):\n    pass\n", "needs an 'lr' field"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_plugins_are_one_line_before_anything_trains(case: str, tmp_path: Path, data_root: Path) -> None:
+    source, expected = BAD[case]
+    if source is not None:
+        (tmp_path / "bad.py").write_text(source)
+    cfg = _config(tmp_path, data_root, plugins=["bad.py"])
+    for command in ("validate", "run"):
+        res = dlbench(command, cfg, "--out", tmp_path / "out") if command == "run" else dlbench(command, cfg)
+        assert res.code == 2, res.output
+        line = res.error_line
+        assert "plugin 'bad.py'" in line and expected in line, line
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_name_two_plugins_give_is_refused(tmp_path: Path, data_root: Path) -> None:
+    write(tmp_path / "a.py", SGD_PLUGIN)
+    write(tmp_path / "b.py", SGD_PLUGIN)
+    cfg = _config(tmp_path, data_root, plugins=["a.py", "b.py"])
+    line = dlbench("validate", cfg).error_line
+    assert "plugin 'b.py'" in line and "'torch_sgd' is already taken" in line and "a.py" in line
+
+
+def test_plugin_datasets_are_checked(tmp_path: Path) -> None:
+    write(tmp_path / "data.py", """
+        import torch
+        from dlbench import register
+
+        @register.dataset("broken")
+        def broken(root, seed):
+            return {"x_train": torch.zeros(10, 2, dtype=torch.long), "y_train": torch.zeros(10)}
+    """)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"plugins": ["data.py"], "data": {"dataset": "broken"}}))
+    line = dlbench("validate", cfg).error_line
+    assert "dataset 'broken': its factory must return a dict with x_train, y_train, x_test, y_test" in line
