@@ -220,9 +220,8 @@ def install(plugins: list[Plugin]) -> None:
             _load_module(plugin.module, f"plugin {plugin.name!r}")
         else:
             _load_source(plugin.name, plugin.path, plugin.source)
-    if plugins:
+    if plugins:  # the schema (imported by the unpickling job, if not yet) then has their components' models
         _rebuild()
-    import dlbench.config.schema  # noqa: F401 - the generated models a job's configs unpickle into
 
 
 # ---------------------------------------------------------------- registration

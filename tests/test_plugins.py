@@ -313,3 +313,18 @@ def test_plugin_datasets_are_checked(tmp_path: Path) -> None:
     cfg.write_text(yaml.safe_dump({"plugins": ["data.py"], "data": {"dataset": "broken"}}))
     line = dlbench("validate", cfg).error_line
     assert "dataset 'broken': its factory must return a dict with x_train, y_train, x_test, y_test" in line
+
+
+def test_plugins_on_ray_workers_through_the_job(tmp_path: Path, data_root: Path) -> None:
+    """Ray tasks get the plugin's source with the job: the worker never reads the file."""
+    ray = pytest.importorskip("ray")
+    write(tmp_path / "mine.py", SGD_PLUGIN)
+    cfg = _config(tmp_path, data_root, plugins=["mine.py"], grid={"optimizer.name": ["sgd", "plain_sgd"]})
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        res = dlbench("run", cfg, "--out", tmp_path / "out", "--no-plots", "--executor", "ray", "--workers", "2")
+    finally:
+        ray.shutdown()
+    assert res.code == 0, res.output
+    runs = _metrics(tmp_path / "out" / "tiny")
+    _close(runs["sgd"], runs["plain_sgd"])
