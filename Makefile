@@ -10,7 +10,7 @@ EXPERIMENTS := optimizer_paths optimizer_paths_rosenbrock optimizers init_activa
 	batchnorm overfitting losses batch_size random_search l1_sparsity batchnorm_batch_size preprocessing xor \
 	schedules optimizers_modern bias_decay tuning
 
-.PHONY: install system-deps quickstart mnist1d-reference test docs clean experiments $(EXPERIMENTS)
+.PHONY: install system-deps quickstart plugins-example mnist1d-reference test docs clean experiments $(EXPERIMENTS)
 
 install: $(VENV)/.installed
 
@@ -23,6 +23,10 @@ $(VENV)/.installed: pyproject.toml
 
 quickstart: install  ## train the quickstart grid on MNIST-1D and print the table
 	$(BIN)/dlbench run configs/quickstart.yaml
+
+plugins-example: install  ## your own components: AdaBelief (a plugin) vs Adam and SGD; a residual CNN plugin vs an MLP; sklearn digits
+	$(BIN)/dlbench run configs/plugins/optimizers.yaml
+	$(BIN)/dlbench run configs/plugins/models.yaml
 
 mnist1d-reference: install  ## the MNIST-1D paper's logreg / MLP / CNN benchmark, 5 seeds (docs/mnist1d-reference.md)
 	$(BIN)/dlbench run configs/mnist1d_reference.yaml

@@ -97,20 +97,24 @@ def test_torch_optimizer_plugins_match_the_built_in_sgd_in_one_stack(tmp_path: P
     _close(runs["sgd"], runs["plain_sgd"])
 
 
-def test_torch_optimizer_state_survives_a_checkpoint_and_pruning(tmp_path: Path) -> None:
-    """Adam (a step tensor, moment tensors) continued from state_dict / load_state_dict, and after
-    keeping a subset of the runs, steps exactly as the uninterrupted stack."""
+@pytest.mark.parametrize("optimizer", ["torch.optim.Adam", "pytorch_optimizer.AdaBelief"])
+def test_torch_optimizer_state_survives_a_checkpoint(optimizer: str, tmp_path: Path) -> None:
+    """Adam (a step tensor per parameter, moment tensors) and AdaBelief (a step count in its param groups)
+    continued from state_dict / load_state_dict step exactly as the uninterrupted stack, and each run
+    exactly as the optimizer alone on that run's weights."""
     from dlbench.components.optimizers import StackedOptimizer
     from dlbench.config.schema import section
 
-    write(tmp_path / "adam.py", """
-        import torch
+    module, _, cls_name = optimizer.rpartition(".")
+    cls = getattr(pytest.importorskip(module), cls_name)
+    write(tmp_path / "opt.py", f"""
+        import {module}
         from dlbench import register
 
-        register.optimizer("torch_adam")(torch.optim.Adam)
+        register.optimizer("mine")({optimizer})
     """)
-    plugins.load([str(tmp_path / "adam.py")])
-    configs = [section("optimizer", name="torch_adam", lr=lr, weight_decay=wd)
+    plugins.load([str(tmp_path / "opt.py")])
+    configs = [section("optimizer", name="mine", lr=lr, weight_decay=wd)
                for lr, wd in ((0.01, 0.0), (0.02, 0.1), (0.03, 0.0))]
     gen = torch.Generator().manual_seed(0)
     start = [torch.randn(3, 4, 5, generator=gen), torch.randn(3, 5, generator=gen)]
@@ -139,8 +143,8 @@ def test_torch_optimizer_state_survives_a_checkpoint_and_pruning(tmp_path: Path)
     # each run against torch.optim.Adam alone
     for r, cfg in enumerate(configs):
         alone = [p[r].clone().requires_grad_() for p in start]
-        ref = torch.optim.Adam([{"params": alone[:1], "weight_decay": cfg.weight_decay},
-                                {"params": alone[1:], "weight_decay": 0.0}], lr=cfg.lr)
+        ref = cls([{"params": alone[:1], "weight_decay": cfg.weight_decay},
+                   {"params": alone[1:], "weight_decay": 0.0}], lr=cfg.lr)
         for k in range(6):
             for p, g in zip(alone, grads[k]):
                 p.grad = g[r].clone()
