@@ -12,6 +12,8 @@ EXPERIMENTS := optimizer_paths optimizer_paths_rosenbrock optimizers init_activa
 
 .PHONY: install system-deps quickstart plugins-example mnist1d-reference test docs clean experiments $(EXPERIMENTS)
 
+PLUGIN_EXAMPLES := examples/plugins/adabelief.py examples/plugins/digits.py examples/plugins/tiny_resnet.py
+
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -25,8 +27,8 @@ quickstart: install  ## train the quickstart grid on MNIST-1D and print the tabl
 	$(BIN)/dlbench run configs/quickstart.yaml
 
 plugins-example: install  ## your own components: AdaBelief (a plugin) vs Adam and SGD; a residual CNN plugin vs an MLP; sklearn digits
-	$(BIN)/dlbench run configs/plugins/optimizers.yaml
-	$(BIN)/dlbench run configs/plugins/models.yaml
+	$(BIN)/dlbench run examples/plugins/optimizers.yaml
+	$(BIN)/dlbench run examples/plugins/models.yaml
 
 mnist1d-reference: install  ## the MNIST-1D paper's logreg / MLP / CNN benchmark, 5 seeds (docs/mnist1d-reference.md)
 	$(BIN)/dlbench run configs/mnist1d_reference.yaml
@@ -94,6 +96,7 @@ bench-engine: install  ## the engine's parts: throughput vs stack size, optimize
 .PHONY: schema
 schema: install  ## rewrite configs/schema.json (the JSON Schema the configs' modeline names) from the catalog
 	$(BIN)/dlbench schema > configs/schema.json
+	$(BIN)/dlbench schema $(PLUGIN_EXAMPLES:%=--plugin %) > examples/plugins/schema.json
 
 clean:
 	rm -rf results/*/ .pytest_cache site/

@@ -332,3 +332,20 @@ def test_plugins_on_ray_workers_through_the_job(tmp_path: Path, data_root: Path)
     assert res.code == 0, res.output
     runs = _metrics(tmp_path / "out" / "tiny")
     _close(runs["sgd"], runs["plain_sgd"])
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "plugins"
+
+
+def test_the_shipped_plugin_examples_validate_and_their_schema_is_current() -> None:
+    """examples/plugins: each config validates with its plugins, and schema.json (their modeline's,
+    `make schema`) is the schema with the three plugins."""
+    pytest.importorskip("pytorch_optimizer")
+    pytest.importorskip("sklearn")
+    for config in sorted(EXAMPLES.glob("*.yaml")):
+        res = dlbench("validate", config)
+        assert res.code == 0, res.output
+        assert config.read_text().splitlines()[0] == "# yaml-language-server: $schema=schema.json"
+    res = dlbench("schema", *[a for name in ("adabelief", "digits", "tiny_resnet")
+                              for a in ("--plugin", EXAMPLES / f"{name}.py")])
+    assert json.loads(res.out) == json.loads((EXAMPLES / "schema.json").read_text())
