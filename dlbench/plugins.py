@@ -423,6 +423,29 @@ def _values(cfg: Any, keys: list[str]) -> dict[str, Any]:
     return {k: getattr(cfg, k) for k in keys}
 
 
+def check_model(cfg: Any, sample_shape: tuple[int, ...], num_classes: int) -> None:
+    """A plugin model built on the meta device (no memory, no arithmetic) takes a batch of 2 samples of
+    the data's shape and gives (2, classes) logits; else one line naming its file and line."""
+    import torch
+
+    from dlbench.components import models
+
+    record = CATALOG["model"].record(cfg.kind)
+    path = record.facts.get("plugin")
+    if path is None:
+        return
+    try:
+        with torch.device("meta"):
+            out = models.build(cfg, sample_shape, num_classes)(torch.zeros(2, *sample_shape))
+    except Exception as e:  # noqa: BLE001 - what the user's factory or forward raises, in one line
+        raise PluginError(f"model {cfg.kind!r} ({_where(e, path)}) on samples of shape {tuple(sample_shape)}: "
+                          f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, num_classes):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise PluginError(f"model {cfg.kind!r} ({path}): its output for a batch of 2 samples is {got}, not "
+                          f"(2, {num_classes}) logits (batch, classes)")
+
+
 def _module(name: str, model: Any) -> Any:
     import torch
 

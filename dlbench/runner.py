@@ -153,6 +153,9 @@ def prepare_data(specs: list[sweep.RunSpec], device: str) -> None:
             splits = data.prepare(spec.config.data, device)
         except data.DataError as e:
             raise ConfigError(str(e)) from None
+        for cfg in {s.config.model.model_dump_json(): s.config.model for s in specs
+                    if s.config.data == spec.config.data}.values():
+            plugins.check_model(cfg, splits.sample_shape, splits.num_classes)  # a plugin's: logits (batch, classes)
         n_train, batch = len(splits.y_train), spec.config.train.batch_size
         if batch != "full" and batch > n_train:
             raise ConfigError(f"train.batch_size: {batch} is invalid: larger than the {n_train:,} training samples "

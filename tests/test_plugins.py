@@ -349,3 +349,24 @@ def test_the_shipped_plugin_examples_validate_and_their_schema_is_current() -> N
     res = dlbench("schema", *[a for name in ("adabelief", "digits", "tiny_resnet")
                               for a in ("--plugin", EXAMPLES / f"{name}.py")])
     assert json.loads(res.out) == json.loads((EXAMPLES / "schema.json").read_text())
+
+
+def test_a_model_with_the_wrong_output_is_refused_before_training(tmp_path: Path, data_root: Path) -> None:
+    write(tmp_path / "model.py", """
+        import torch
+        from dlbench import register
+
+        @register.model("wide")
+        def wide(input_shape, num_classes):
+            return torch.nn.Linear(input_shape[0], num_classes + 1)
+
+        @register.model("broken")
+        def broken(input_shape, num_classes):
+            return torch.nn.Linear(input_shape[0] + 1, num_classes)
+    """)
+    for kind, expected in (("wide", "its output for a batch of 2 samples is (2, 11), not (2, 10) logits"),
+                           ("broken", "on samples of shape (40,): RuntimeError")):
+        cfg = _config(tmp_path, data_root, plugins=["model.py"], model={"kind": kind})
+        res = dlbench("run", cfg, "--out", tmp_path / "out")
+        assert res.code == 2 and f"model {kind!r}" in res.error_line and expected in res.error_line, res.output
+        assert not (tmp_path / "out").exists()
