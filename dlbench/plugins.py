@@ -135,7 +135,9 @@ def _load_module(module_name: str, what: str) -> Plugin:
     path = spec.origin
     source = Path(path).read_text(encoding="utf-8") if path.endswith(".py") else ""
     plugin = Plugin(module_name, path, source, hashlib.sha256(source.encode()).hexdigest(), module_name)
-    _run(plugin, lambda: importlib.import_module(module_name))
+    # imported before and unloaded since (unload()): run its registrations again
+    again = module_name in sys.modules
+    _run(plugin, lambda: importlib.reload(sys.modules[module_name]) if again else importlib.import_module(module_name))
     return plugin
 
 

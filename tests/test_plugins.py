@@ -370,3 +370,19 @@ def test_a_model_with_the_wrong_output_is_refused_before_training(tmp_path: Path
         res = dlbench("run", cfg, "--out", tmp_path / "out")
         assert res.code == 2 and f"model {kind!r}" in res.error_line and expected in res.error_line, res.output
         assert not (tmp_path / "out").exists()
+
+
+def test_installed_packages_offer_plugins_through_the_entry_point_group(
+        tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.metadata
+
+    write(tmp_path / "someones_package.py", SGD_PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    point = importlib.metadata.EntryPoint("mine", "someones_package", plugins.ENTRY_POINTS)
+    monkeypatch.setattr(importlib.metadata, "entry_points",
+                        lambda group=None: [point] if group == plugins.ENTRY_POINTS else [])
+    monkeypatch.setattr(plugins, "_entry_points_loaded", False)
+    cfg = _config(tmp_path, data_root, optimizer={"name": "plain_sgd"})
+    res = dlbench("validate", cfg)
+    assert res.code == 0, res.output
+    assert CATALOG["optimizer"].record("plain_sgd").source.endswith("someones_package.py")
