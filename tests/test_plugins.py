@@ -386,3 +386,22 @@ def test_installed_packages_offer_plugins_through_the_entry_point_group(
     res = dlbench("validate", cfg)
     assert res.code == 0, res.output
     assert CATALOG["optimizer"].record("plain_sgd").source.endswith("someones_package.py")
+
+
+def test_a_plugin_that_raises_while_training_fails_only_its_runs(tmp_path: Path, data_root: Path) -> None:
+    write(tmp_path / "flaky.py", """
+        import torch
+        from dlbench import register
+
+        @register.optimizer("flaky", fields={"lr": 0.1})
+        class Flaky(torch.optim.SGD):
+            def step(self, closure=None):
+                raise FloatingPointError("the plugin gave up")
+    """)
+    cfg = _config(tmp_path, data_root, plugins=["flaky.py"], grid={"optimizer.name": ["sgd", "flaky"]})
+    res = dlbench("run", cfg, "--out", tmp_path / "out", "--no-plots")
+    assert res.code == 1, res.output
+    status = {yaml.safe_load((d / "config.yaml").read_text())["optimizer"]["name"]: summary(d)
+              for d in run_dirs(tmp_path / "out" / "tiny").values()}
+    assert status["sgd"]["status"] == "ok" and status["flaky"]["status"] == "failed"
+    assert "the plugin gave up" in status["flaky"]["error"]
