@@ -115,12 +115,24 @@ def _norm_placed(model: Any) -> Any:
 MEMBERS: dict[str, dict[str, type[Base]]] = {}  # section -> component name -> its model
 
 
+_BUILT: dict[tuple[str, str], tuple[Any, type[Base]]] = {}  # (section, component) -> (its record, its model)
+
+
+def _member(section: Section, record: Any) -> type[Base]:
+    """A component's model in its section; kept across rebuild() while its record is the same, so a rebuild
+    after plugins load costs only their models and configs validated before still pickle."""
+    built = _BUILT.get((section.name, record.name))
+    if built is None or built[0] is not record:
+        built = (record, _section_model(section, record.settings, f"{section.name}_{record.name}", record.name))
+        _BUILT[(section.name, record.name)] = built
+    return built[1]
+
+
 def _union(section: Section) -> Any:
     """The section as a tagged union over its kind's components (built-ins and plugins alike)."""
     kind = section.chooses
     assert kind is not None and section.key is not None and section.default is not None
-    members = {c.name: _section_model(section, c.settings, f"{section.name}_{c.name}", c.name)
-               for c in CATALOG[kind]}
+    members = {c.name: _member(section, c) for c in CATALOG[kind]}
     MEMBERS[section.name] = members
     key, default = section.key, section.default
 
