@@ -384,11 +384,11 @@ def list_registries(
                 default = "required" if s.required else f"default {s.default!r}"
                 lines.append(f"  [green]{escape(s.name)}[/]: {escape(type_text(s.type))}, {escape(default)} "
                              f"[dim]- {escape(s.doc)}[/]")
-            facts = "; ".join(f"{k}: {v}" for k, v in c.facts.items() if k not in ("values",))
+            facts = "; ".join(f"{k}: {v}" for k, v in c.facts.items() if k not in ("values", "plugin", "sha256"))
             if facts:
                 lines.append(f"  [dim]{escape(facts)}[/]")
             if c.source != "built in":
-                lines.append(f"  [dim]from {escape(c.source)}[/]")
+                lines.append(f"  [dim]from {escape(c.source)} (sha256 {c.facts.get('sha256', '?')[:12]})[/]")
             table.add_row(escape(c.name), "\n".join(lines))
         console.print(table)
         console.print()
