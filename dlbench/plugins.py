@@ -308,8 +308,8 @@ def _source(obj: Any) -> tuple[str, str]:
         return _loading[-1].path, _loading[-1].sha256
     try:
         path = inspect.getsourcefile(obj) or "<unknown>"
-        text = inspect.getsource(sys.modules[obj.__module__])
-    except (TypeError, OSError, KeyError):
+        text = inspect.getsource(obj)  # the component's own code (a notebook cell's class)
+    except (TypeError, OSError):
         path, text = getattr(obj, "__module__", "<unknown>"), repr(obj)
     return path, hashlib.sha256(text.encode()).hexdigest()
 
