@@ -405,3 +405,23 @@ def test_a_plugin_that_raises_while_training_fails_only_its_runs(tmp_path: Path,
               for d in run_dirs(tmp_path / "out" / "tiny").values()}
     assert status["sgd"]["status"] == "ok" and status["flaky"]["status"] == "failed"
     assert "the plugin gave up" in status["flaky"]["error"]
+
+
+def test_registering_from_python_updates_the_schema_at_once() -> None:
+    """A notebook cell registers a schedule; the schema knows it without reloading anything."""
+    from dlbench import register
+    from dlbench.config import schema
+
+    @register.schedule("notebook_halving", fields={"every": 3})
+    def halving(step: int, total: int, every: int) -> float:
+        return 0.5 ** (step // every)
+
+    try:
+        cfg = schema.section("schedule", name="notebook_halving", every=4)
+        assert cfg.every == 4
+        assert CATALOG["schedule"].record("notebook_halving").source.endswith("test_plugins.py")
+        with pytest.raises(plugins.ConfigError, match="does not read it"):
+            schema.section("schedule", name="notebook_halving", gamma=0.5)
+    finally:
+        CATALOG["schedule"].forget("notebook_halving")
+        schema.rebuild()
