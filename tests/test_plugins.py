@@ -425,3 +425,16 @@ def test_registering_from_python_updates_the_schema_at_once() -> None:
     finally:
         CATALOG["schedule"].forget("notebook_halving")
         schema.rebuild()
+
+
+def test_plugin_fields_are_swept_searched_and_refused_like_built_in_ones(tmp_path: Path, data_root: Path) -> None:
+    write(tmp_path / "mine.py", SGD_PLUGIN)
+    cfg = _config(tmp_path, data_root, plugins=["mine.py"], optimizer={"name": "torch_sgd", "lr": 0.1},
+                  cases={"light": {"optimizer.momentum": 0.5}, "heavy": {"optimizer.momentum": 0.9}},
+                  random={"trials": 2, "space": {"optimizer.dampening": {"uniform": [0.0, 0.5]}}},
+                  confirm={"top": 1, "seeds": [5]})
+    res = dlbench("validate", cfg)
+    assert res.code == 0, res.output
+    bad = _config(tmp_path, data_root, plugins=["mine.py"], optimizer={"name": "plain_sgd", "momentum": 0.9})
+    line = dlbench("validate", bad).error_line
+    assert "optimizer.momentum" in line and "optimizer 'plain_sgd' does not read it" in line, line
