@@ -425,6 +425,20 @@ def _values(cfg: Any, keys: list[str]) -> dict[str, Any]:
     return {k: getattr(cfg, k) for k in keys}
 
 
+def check_optimizer(cfg: Any) -> None:
+    """A plugin torch.optim.Optimizer constructed with a run's settings; what it refuses is one line."""
+    from dlbench.components.optimizers import OPTIMIZERS
+    from dlbench.components.torch_optim import TorchRule
+
+    rule = OPTIMIZERS[cfg.name].builder
+    if isinstance(rule, TorchRule):
+        try:
+            rule.check(cfg)
+        except Exception as e:  # noqa: BLE001 - the user's constructor: its message, in one line
+            raise PluginError(f"optimizer {cfg.name!r} ({rule.cls.__name__}) refuses these settings: "
+                              f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+
+
 def check_model(cfg: Any, sample_shape: tuple[int, ...], num_classes: int) -> None:
     """A plugin model built on the meta device (no memory, no arithmetic) takes a batch of 2 samples of
     the data's shape and gives (2, classes) logits; else one line naming its file and line."""

@@ -148,6 +148,8 @@ def prepare_data(specs: list[sweep.RunSpec], device: str) -> None:
     A missing dataset or an impossible split is then one line and exit code 2, not a
     sweep of failed runs; the runs reuse what was loaded (data.prepare caches it).
     """
+    for optimizer in {s.config.optimizer.model_dump_json(): s.config.optimizer for s in specs}.values():
+        plugins.check_optimizer(optimizer)  # a plugin's constructor refuses its settings before training
     for spec in {s.config.model_dump_json(include={"data", "train"}): s for s in specs}.values():
         try:
             splits = data.prepare(spec.config.data, device)

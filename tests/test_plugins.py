@@ -438,3 +438,12 @@ def test_plugin_fields_are_swept_searched_and_refused_like_built_in_ones(tmp_pat
     bad = _config(tmp_path, data_root, plugins=["mine.py"], optimizer={"name": "plain_sgd", "momentum": 0.9})
     line = dlbench("validate", bad).error_line
     assert "optimizer.momentum" in line and "optimizer 'plain_sgd' does not read it" in line, line
+
+
+def test_settings_a_plugin_optimizer_refuses_are_one_line(tmp_path: Path, data_root: Path) -> None:
+    write(tmp_path / "mine.py", SGD_PLUGIN)
+    cfg = _config(tmp_path, data_root, plugins=["mine.py"], optimizer={"name": "torch_sgd", "nesterov": True})
+    res = dlbench("run", cfg, "--out", tmp_path / "out")
+    assert res.code == 2 and "optimizer 'torch_sgd' (SGD) refuses these settings: ValueError: Nesterov momentum " \
+        "requires a momentum and zero dampening" in res.error_line, res.output
+    assert not (tmp_path / "out").exists()

@@ -73,6 +73,14 @@ class TorchRule:
     def __init__(self, cls: type[torch.optim.Optimizer], keys: list[str], own_decay: bool) -> None:
         self.cls, self.keys, self.own_decay = cls, keys, own_decay
 
+    def check(self, cfg: Any) -> None:
+        """Construct it once with a run's settings: what its constructor refuses (an lr < 0, nesterov
+        without momentum) is refused before anything trains."""
+        kwargs = {k: getattr(cfg, k) for k in self.keys}
+        if self.own_decay:
+            kwargs["weight_decay"] = cfg.weight_decay
+        self.cls([torch.zeros(1, requires_grad=True)], **kwargs)
+
     def __call__(self, s: Slice, t: int) -> None:
         runs = s.__dict__.get("_torch_runs")
         if runs is None:  # a new slice: a new stack, or one rebuilt from a checkpoint or after pruning
