@@ -178,6 +178,10 @@ class _Runs:
                 for key, like in layout[view].items():
                     if isinstance(like, Tensor) and like.shape == view.shape and like.dtype == view.dtype:
                         state[key] = self._slot(s, r, i, key)
+                    elif not _numeric(like):  # factored statistics (Adafactor's rows and columns), lists, ...
+                        raise RuntimeError(f"{self.rule.cls.__name__}'s state {key!r} is neither shaped like its "
+                                           "parameter nor a number: dlbench cannot carry it through a checkpoint "
+                                           "or pruning (train without them: train.checkpoint_seconds: null)")
                     else:
                         state[key] = _like(like, float(self._scalar(s, f"{key}.{i}")[r]))
                 opt.state[view] = state
