@@ -440,8 +440,8 @@ def check_optimizer(cfg: Any) -> None:
 
 
 def check_model(cfg: Any, sample_shape: tuple[int, ...], num_classes: int) -> None:
-    """A plugin model built on the meta device (no memory, no arithmetic) takes a batch of 2 samples of
-    the data's shape and gives (2, classes) logits; else one line naming its file and line."""
+    """A plugin model takes a batch of 2 samples of the data's shape and gives (2, classes) logits; else
+    one line naming its file and line."""
     import torch
 
     from dlbench.components import models
@@ -452,6 +452,9 @@ def check_model(cfg: Any, sample_shape: tuple[int, ...], num_classes: int) -> No
         return
     try:
         with torch.device("meta"):
+            size = models.count_parameters(models.build(cfg, sample_shape, num_classes))
+        # a small model is fed on the CPU (a meta forward loads torch's meta kernels: seconds), a large one on meta
+        with torch.device("cpu" if size < 10_000_000 else "meta"):
             out = models.build(cfg, sample_shape, num_classes)(torch.zeros(2, *sample_shape))
     except Exception as e:  # noqa: BLE001 - what the user's factory or forward raises, in one line
         raise PluginError(f"model {cfg.kind!r} ({_where(e, path)}) on samples of shape {tuple(sample_shape)}: "
