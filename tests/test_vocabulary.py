@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from dlbench.catalog import CATALOG, SECTIONS
-from dlbench.config.schema import MEMBERS, json_schema, validate
+from dlbench.config.schema import MEMBERS, validate
 from dlbench.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,8 +123,8 @@ def test_schema_command_prints_the_json_schema_and_it_checks_configs() -> None:
     out = subprocess.run([sys.executable, "-m", "dlbench", "schema"], capture_output=True, text=True, cwd=ROOT,
                          check=True)
     schema = json.loads(out.stdout)
-    assert schema == json.loads(json.dumps(json_schema()))
-    # the file the configs' modeline names is the same schema (rewrite it with `make schema`)
+    # the file the configs' modeline names is the schema a fresh process prints (rewrite it with `make schema`;
+    # this process's own schema may hold components that other tests registered)
     assert json.loads((ROOT / "configs" / "schema.json").read_text()) == schema
     validator = jsonschema.Draft202012Validator(schema)
     for path in sorted((ROOT / "configs").rglob("*.yaml")):
