@@ -126,6 +126,20 @@ def test_a_run_draws_the_same_masks_in_any_stack_on_cuda(data_root: Path) -> Non
     _close({k: together[k] for k in alone}, alone, rel=1e-4)
 
 
+def test_augmentation_is_drawn_for_the_stack_without_a_host_read_and_each_runs_own(tmp_path: Path,
+                                                                                   no_sync_in_steps: None) -> None:
+    from test_techniques import _fake_mnist
+
+    root = _fake_mnist(tmp_path / "mnist")
+    raw = tiny_config(root, data={"root": str(root), "dataset": "mnist", "download": False, "train_size": 300},
+                      grid={"regularization.augment": ["none", "shift", "crop_flip"]},
+                      train={"steps": 20, "batch_size": 50, "eval_every": 10, "seeds": [0, 1], "device": "cuda"})
+    specs = _specs(raw)
+    together = _rows(list(engine.train(specs, GPU)))
+    crop = [s for s in specs if s.params["regularization.augment"] == "crop_flip"]
+    _close({s.run_id: together[s.run_id] for s in crop}, _rows(list(engine.train(crop, GPU))), rel=1e-4)
+
+
 def test_the_same_stack_twice_gives_identical_numbers_with_deterministic_algorithms(data_root: Path) -> None:
     """docs/gpu.md's promise: with torch.use_deterministic_algorithms (and cuBLAS's workspace setting,
     which make test-gpu exports), the same config, seed and stack give bit-identical metrics."""

@@ -250,6 +250,9 @@ def test_counter_streams_are_each_runs_own_and_reproducible() -> None:
                        streams.uniform(keys, 1000, (128, 10)))
     u = streams.uniform(keys, 0, (100_000,))
     assert 0 <= float(u.min()) and float(u.max()) < 1 and abs(float(u.mean()) - 0.5) < 0.01
+    k = streams.below(keys, 0, (90_000,), 9)
+    assert k.dtype == torch.int64 and torch.equal(torch.bincount(k[0]) > 9_000, torch.ones(9, dtype=torch.bool))
+    assert torch.equal(streams.below(keys[2:], 5, (300,), 9), k[2:, 5:305])  # the same hashes as uniform's
     z = streams.normal(keys, 0, (100_000,))
     assert abs(float(z.mean())) < 0.02 and abs(float(z.std()) - 1) < 0.02
 
@@ -270,3 +273,43 @@ def test_batched_dropout_and_noise_keep_each_runs_numbers_its_own(data_root: Pat
     _assert_close(stacked[run_id][1], rows)
     monkeypatch.setattr(engine, "LOOPED_RANDOMNESS", frozenset({"cpu"}))  # other numbers: the batched path ran
     assert _untimed(list(engine.train(specs[1:2], CPU)))[run_id][1][-1] != rows[-1]
+
+
+def test_batched_augmentation_keeps_each_runs_draws_its_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Augmentation drawn for a stack's runs at once (as on a GPU): a run trains to the same numbers alone or
+    beside runs with other augmentations and seeds (float rounding of batched matmuls), identically twice,
+    and continues from a checkpoint as if never stopped (its stream position is in the checkpoint)."""
+    from test_techniques import _fake_mnist
+
+    monkeypatch.setattr(engine, "LOOPED_RANDOMNESS", frozenset())
+    raw = tiny_config(_fake_mnist(tmp_path / "mnist"), data={"root": str(tmp_path / "mnist"), "dataset": "mnist",
+                                                               "download": False, "train_size": 300},
+                      grid={"regularization.augment": ["none", "shift", "crop_flip"]},
+                      train={"steps": 12, "batch_size": 50, "eval_every": 4, "seeds": [0, 1], "device": "cpu"})
+    specs = _specs(raw)
+    stacked = _untimed(list(engine.train(specs, CPU)))
+    assert len(stacked) == 6 and len({rows[-1]["train_loss"] for _, rows in stacked.values()}) == 6
+    assert _untimed(list(engine.train(specs, CPU))) == stacked
+    for spec in specs:
+        if spec.params["regularization.augment"] != "none":
+            (run_id, (_, rows)), = _untimed(list(engine.train([spec], CPU))).items()
+            _assert_close(stacked[run_id][1], rows)
+    # paused at step 6 and resumed into a new stack: the same numbers as without the pause
+    stack = engine.Stack(specs, CPU)
+
+    class Pause(Exception):
+        pass
+
+    def pause_at_6(st: engine.Stack) -> None:
+        if st.step == 6:
+            raise Pause
+
+    with pytest.raises(Pause):
+        list(stack.run(after_step=pause_at_6))
+    resumed = engine.Stack(specs, CPU)
+    resumed.restore(stack.state())
+    assert _untimed(list(resumed.run())) == stacked
+    # the looped path (CPUs) draws other numbers: the batched path ran above
+    monkeypatch.setattr(engine, "LOOPED_RANDOMNESS", frozenset({"cpu"}))
+    crop = next(s for s in specs if s.params["regularization.augment"] == "crop_flip")
+    assert _untimed(list(engine.train([crop], CPU)))[crop.run_id][1][-1] != stacked[crop.run_id][1][-1]

@@ -22,7 +22,7 @@ from torch.optim import lr_scheduler
 
 from dlbench.components import data as data_mod
 from dlbench.components import inits, models
-from dlbench.components.augment import AUGMENTATIONS
+from dlbench.components.augment import AUGMENTATIONS, Looped
 from dlbench.config.schema import Config, validate
 from dlbench.sweep import RunSpec, expand
 from dlbench.training.engine import AUGMENT_STREAM, generator, stacks, train
@@ -80,7 +80,7 @@ def reference(spec: RunSpec) -> tuple[list[float], float]:
         if step % (n // bs) == 0:
             perm = torch.arange(n) if cfg.train.order == "sequential" else torch.randperm(n, generator=order)
         idx = perm[step % (n // bs) * bs:][:bs]
-        x = AUGMENTATIONS[cfg.regularization.augment].builder(splits.x_train[idx][None], [augment])[0]
+        x = AUGMENTATIONS[cfg.regularization.augment].builder(splits.x_train[idx][None], Looped([augment]))[0]
         loss = F.cross_entropy(model(x), splits.y_train[idx], label_smoothing=cfg.regularization.label_smoothing)
         opt.zero_grad()
         loss.backward()

@@ -1,8 +1,10 @@
 """Data augmentation for image batches of a stack, on the device, drawn per run.
 
-`augment(x, generators)` takes the runs' batches x [R, B, C, H, W] and one torch.Generator
-per run (on x's device); run r's random offsets and flips come from generators[r] only,
-so a run draws the same augmentation whatever stack it trains in.
+`augment(x, draws)` takes the runs' batches x [R, B, C, H, W] and their random numbers,
+`draws` (a `Draws`: row r of every draw from run r's own stream only), so a run draws the
+same augmentation whatever stack it trains in. `Looped` draws run by run from one
+torch.Generator per run; the engine off the CPU passes `training.streams.Counter`, which
+draws the whole stack's numbers in one batched call.
 
 - shift: each image moved by up to SHIFT pixels in each direction, zeros filling in
   (small translations: the classic augmentation for digits).
@@ -12,7 +14,7 @@ so a run draws the same augmentation whatever stack it trains in.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -20,16 +22,38 @@ from torch import Tensor
 
 from dlbench.catalog import CATALOG, Kind
 
-Augment = Callable[[Tensor, list[torch.Generator]], Tensor]
+
+
+class Draws(Protocol):
+    """A stack's per-run random numbers: [R, *shape] tensors whose row r comes from run r's stream only."""
+
+    def below(self, high: int, shape: tuple[int, ...]) -> Tensor:
+        """Integers in [0, high)."""
+        ...
+
+    def uniform(self, shape: tuple[int, ...]) -> Tensor:
+        """Floats in [0, 1)."""
+        ...
+
+
+class Looped:
+    """Draws from one torch.Generator per run, run by run (the numbers dlbench has always drawn on a CPU)."""
+
+    def __init__(self, generators: list[torch.Generator], device: torch.device | str = "cpu") -> None:
+        self.generators, self.device = generators, torch.device(device)
+
+    def below(self, high: int, shape: tuple[int, ...]) -> Tensor:
+        return torch.stack([torch.randint(0, high, shape, generator=g, device=self.device) for g in self.generators])
+
+    def uniform(self, shape: tuple[int, ...]) -> Tensor:
+        return torch.stack([torch.rand(shape, generator=g, device=self.device) for g in self.generators])
+
+
+Augment = Callable[[Tensor, Draws], Tensor]
 AUGMENTATIONS: Kind[Augment] = CATALOG["augmentation"]
 
 SHIFT = 2  # pixels, for 28 x 28 digits
 CROP_PADDING = 4  # pixels, for 32 x 32 CIFAR-10 images
-
-
-def _offsets(generators: list[torch.Generator], batch: int, span: int, device: torch.device) -> Tensor:
-    """[R, B, 2] integer (row, column) offsets in [0, span), run r's drawn from generators[r]."""
-    return torch.stack([torch.randint(0, span, (batch, 2), generator=g, device=device) for g in generators])
 
 
 def _crop(x: Tensor, pad: int, offsets: Tensor) -> Tensor:
@@ -43,21 +67,21 @@ def _crop(x: Tensor, pad: int, offsets: Tensor) -> Tensor:
 
 
 @AUGMENTATIONS.register("none")
-def none(x: Tensor, generators: list[torch.Generator]) -> Tensor:
+def none(x: Tensor, draws: Draws) -> Tensor:
     """the images as they are"""
     return x
 
 
 @AUGMENTATIONS.register("shift")
-def shift(x: Tensor, generators: list[torch.Generator]) -> Tensor:
+def shift(x: Tensor, draws: Draws) -> Tensor:
     """random translation by up to 2 pixels each way, zeros filling in (digits)"""
-    return _crop(x, SHIFT, _offsets(generators, x.shape[1], 2 * SHIFT + 1, x.device))
+    return _crop(x, SHIFT, draws.below(2 * SHIFT + 1, (x.shape[1], 2)))
 
 
 @AUGMENTATIONS.register("crop_flip")
-def crop_flip(x: Tensor, generators: list[torch.Generator]) -> Tensor:
+def crop_flip(x: Tensor, draws: Draws) -> Tensor:
     """random crop after 4 pixels of zero padding, and a horizontal flip half the time (CIFAR-10)"""
-    offsets = _offsets(generators, x.shape[1], 2 * CROP_PADDING + 1, x.device)
-    flips = torch.stack([torch.rand(x.shape[1], generator=g, device=x.device) < 0.5 for g in generators])
+    offsets = draws.below(2 * CROP_PADDING + 1, (x.shape[1], 2))  # [R, B, 2] (row, column)
+    flips = draws.uniform((x.shape[1],)) < 0.5
     cropped = _crop(x, CROP_PADDING, offsets)
     return torch.where(flips[:, :, None, None, None], cropped.flip(-1), cropped)

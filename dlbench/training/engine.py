@@ -11,7 +11,8 @@ once (batched matmuls underneath) and the stacked update rules of
 the module directly, without vmap, so any module trains here.
 
 Every run owns its generators, seeded from its seed: one for the batch order, one
-for input noise and dropout masks, one for augmentation. A run keeps its own
+for input noise and dropout masks, one for augmentation (off the CPU the last two are
+counter-based streams drawn for the whole stack at once, training.streams). A run keeps its own
 BatchNorm statistics, early stopping and divergence; a run that finishes leaves the
 stack. Same config + seed + stack on CPU gives bit-identical metrics; the same run in
 another stack agrees up to float rounding (batched vs single matmuls; README "Speed").
@@ -41,7 +42,7 @@ from dlbench.components import data as data_mod
 from dlbench.components import inits
 from dlbench.components import losses
 from dlbench.components import models
-from dlbench.components.augment import AUGMENTATIONS
+from dlbench.components.augment import AUGMENTATIONS, Draws, Looped
 from dlbench.components.optimizers import (StackedOptimizer, clip_grad_norms_, is_weight, set_lr_multipliers,
                                            to_eval_weights, to_train_weights)
 from dlbench.components.schedules import StackedSchedule
@@ -64,9 +65,9 @@ EVAL_ELEMENTS_DEFAULT = 1 << 26
 # run by then) and a diverged run ends with its parameters before the step; elsewhere it would stall the
 # device's queue every step, so it is read at evaluations (see Stack.run)
 DIVERGENCE_EVERY_STEP = frozenset({"cpu"})
-# devices whose dropout masks and input noise come from each run's torch.Generator, run by run: the numbers
-# of earlier versions, and on a CPU a loop costs no kernel launches. Elsewhere they are drawn for the whole
-# stack at once from counter-based streams (training.streams), each run's still its own.
+# devices whose dropout masks, input noise and augmentation come from each run's torch.Generator, run by run:
+# the numbers of earlier versions, and on a CPU a loop costs no kernel launches. Elsewhere they are drawn for
+# the whole stack at once from counter-based streams (training.streams), each run's still its own.
 LOOPED_RANDOMNESS = frozenset({"cpu"})
 # fp16 loss scaling, per run, as torch.amp.GradScaler scales (its defaults)
 SCALE_GROWTH_INTERVAL, SCALE_GROWTH, SCALE_BACKOFF = 2000, 2.0, 0.5
@@ -271,11 +272,23 @@ class Stack:
     # ------------------------------------------------------------------ one step
 
     def _augmented(self, xb: Tensor) -> Tensor:
-        """The batches with each run's augmentation, drawn from its own generator (runs grouped by augmentation)."""
-        for name in set(self.v.augmentation) - {"none"}:
+        """The batches with each run's augmentation (runs grouped by augmentation): run by run from each run's
+        generator (LOOPED_RANDOMNESS), else for a group at once from each run's counter-based stream."""
+        for name in sorted(set(self.v.augmentation) - {"none"}):
             rows = [i for i, a in enumerate(self.v.augmentation) if a == name]
+            whole = len(rows) == len(self.v)  # the usual case: no copies in and out of the stack's batches
             index = self._rows(tuple(rows))
-            xb = xb.index_copy(0, index, AUGMENTATIONS[name].builder(xb[index], [self.v.augment[i] for i in rows]))
+            draws: Draws
+            if self.device.type in LOOPED_RANDOMNESS:
+                draws = Looped([self.v.augment[i] for i in rows], self.device)
+            else:  # a group's runs have drawn alike since they started: one position for all
+                keys = self.v.augment_key if whole else self.v.augment_key[index]
+                draws = streams.Counter(keys, self.v.augment_drawn[rows[0]])
+            out = AUGMENTATIONS[name].builder(xb if whole else xb[index], draws)
+            if isinstance(draws, streams.Counter):
+                for i in rows:
+                    self.v.augment_drawn[i] = draws.position
+            xb = out if whole else xb.index_copy(0, index, out)
         return xb
 
     def _rows(self, rows: tuple[int, ...]) -> Tensor:

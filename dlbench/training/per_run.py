@@ -146,6 +146,10 @@ class PerRun:
     noise_key: Tensor = stacked(lambda s, st: torch.tensor(streams.key(s.seed, NOISE_STREAM), device=st.device),
                                 save=False)
     drawn: list[int] = per_run(lambda s, st: 0, save=PLAIN)
+    # the same for augmentation (where it is drawn for the stack at once; elsewhere `augment`)
+    augment_key: Tensor = stacked(lambda s, st: torch.tensor(streams.key(s.seed, AUGMENT_STREAM), device=st.device),
+                                  save=False)
+    augment_drawn: list[int] = per_run(lambda s, st: 0, save=PLAIN)
     # progress
     metrics: list[list[dict[str, float]]] = per_run(lambda s, st: [], save=PLAIN)
     best: list[dict[str, float] | None] = per_run(lambda s, st: None, save=PLAIN)

@@ -10,8 +10,8 @@ numbers would depend on its place in the stack.)
 
 The hash is a 32-bit integer mixer (lowbias32, C. Wellons) applied three times, computed in
 int64 with 16-bit partial products so that no intermediate overflows; 24 bits of it make a
-uniform float in [0, 1), two uniforms a normal (Box-Muller). Statistically fine for masks,
-noise and flips; not a cryptographic generator.
+uniform float in [0, 1) or an integer below a small bound, two uniforms a normal (Box-Muller).
+Statistically fine for masks, noise, crops and flips; not a cryptographic generator.
 """
 
 from __future__ import annotations
@@ -59,9 +59,32 @@ def uniform(keys: Tensor, position: int, shape: tuple[int, ...]) -> Tensor:
     return (bits(keys, position, shape) >> 8).to(torch.float32) * 2.0 ** -24
 
 
+def below(keys: Tensor, position: int, shape: tuple[int, ...], high: int) -> Tensor:
+    """[runs, *shape] int64 integers in [0, high): 24 bits times high, top bits (exact integer arithmetic; high < 2^24)."""
+    return ((bits(keys, position, shape) >> 8) * high) >> 24
+
+
 def normal(keys: Tensor, position: int, shape: tuple[int, ...]) -> Tensor:
     """[runs, *shape] standard normals (Box-Muller; uses 2 x prod(shape) positions)."""
     n = math.prod(shape)
     u1 = uniform(keys, position, shape)
     u2 = uniform(keys, position + n, shape)
     return torch.sqrt(-2.0 * torch.log1p(-u1)) * torch.cos(2.0 * math.pi * u2)
+
+
+class Counter:
+    """Draws (dlbench.components.augment.Draws) of every run's stream at once, from `position` on:
+    `position` counts on with each draw (the caller keeps it for the next step)."""
+
+    def __init__(self, keys: Tensor, position: int) -> None:
+        self.keys, self.position = keys, position
+
+    def below(self, high: int, shape: tuple[int, ...]) -> Tensor:
+        out = below(self.keys, self.position, shape, high)
+        self.position += math.prod(shape)
+        return out
+
+    def uniform(self, shape: tuple[int, ...]) -> Tensor:
+        out = uniform(self.keys, self.position, shape)
+        self.position += math.prod(shape)
+        return out
