@@ -26,7 +26,7 @@ import traceback
 import types
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from dlbench.catalog import CATALOG, SECTIONS, Component, Setting
 from dlbench.errors import ConfigError
@@ -188,19 +188,41 @@ def _rebuild() -> None:
 # ---------------------------------------------------------------- what runs record and workers get
 
 
-def used(config: Any) -> dict[str, str]:
-    """section -> sha256 of the plugin source of the component a resolved config chooses there
-    (empty for built-ins: their runs' ids stay as they were)."""
-    out = {}
+def _chosen(config: Any) -> Iterator[tuple[str, Component]]:
+    """(section, record) of each plugin component a resolved config chooses."""
     for section in SECTIONS.values():
         if section.chooses not in _KINDS:
             continue
         value = getattr(config, section.name, None)
         name = getattr(value, section.key or "", None)
         if isinstance(name, str) and name in CATALOG[section.chooses]:
-            digest = CATALOG[section.chooses].record(name).facts.get("sha256")
-            if digest:
-                out[section.name] = digest
+            record = CATALOG[section.chooses].record(name)
+            if record.facts.get("sha256"):
+                yield section.name, record
+
+
+def used(config: Any) -> dict[str, str]:
+    """section -> sha256 of the plugin source of the component a resolved config chooses there
+    (empty for built-ins: their runs' ids stay as they were)."""
+    return {section: record.facts["sha256"] for section, record in _chosen(config)}
+
+
+def kept_name(plugin: Plugin) -> str:
+    """Where the experiment folder keeps a copy of a plugin's source (its hash is in the run ids)."""
+    return f"plugins/{plugin.sha256[:12]}-{Path(plugin.path).name}"
+
+
+def provenance(config: Any) -> dict[str, dict[str, Any]]:
+    """section -> where the plugin component a resolved config chooses there came from: its name and
+    kind, its file (or module), the source's sha256 and the copy the experiment folder keeps. Each run's
+    summary.json records it, so a report names the plugin from the results folder alone."""
+    out = {}
+    for section, record in _chosen(config):
+        path, digest = str(record.facts["plugin"]), str(record.facts["sha256"])
+        plugin = LOADED.get(path)
+        kept = kept_name(plugin) if plugin is not None and plugin.sha256 == digest else None
+        out[section] = {"name": record.name, "kind": record.kind, "file": Path(path).name,
+                        "module": plugin.module if plugin is not None else None, "sha256": digest, "kept": kept}
     return out
 
 
@@ -491,5 +513,5 @@ def _dataset_facts(name: str) -> dict[str, Any]:
 
 register = _Register()
 
-__all__ = ["ENTRY_POINTS", "LOADED", "Plugin", "PluginError", "from_config", "install", "load", "register",
-           "shipped", "sources_used", "unload", "used"]
+__all__ = ["ENTRY_POINTS", "LOADED", "Plugin", "PluginError", "from_config", "install", "kept_name", "load",
+           "provenance", "register", "shipped", "sources_used", "unload", "used"]

@@ -263,7 +263,7 @@ def execute(run: Plan, *, show: progress.Show | None, force_new: bool = False, r
 def keep_plugin_sources(root: Path, specs: list[sweep.RunSpec]) -> None:
     """A copy of each plugin source the runs use, as plugins/<hash>-<file> (the hash is in their run ids)."""
     for plugin in plugins.sources_used(s.config for s in specs):
-        path = root / "plugins" / f"{plugin.sha256[:12]}-{Path(plugin.path).name}"
+        path = root / plugins.kept_name(plugin)
         if not path.exists():
             path.parent.mkdir(exist_ok=True)
             atomic_write(path, plugin.source)
@@ -290,8 +290,10 @@ def train(cfg: Config, specs: list[sweep.RunSpec], raw: dict[str, Any], store: S
             while True:
                 for result in launch(todo) if todo else ():
                     trained.add(result.spec.run_id)
+                    # where its plugin components came from: the report names them from the folder alone
+                    source = plugins.provenance(result.spec.config)
                     store.save(result.spec.run_id, result.spec.config.model_dump(mode="json"), result.metrics,
-                               result.summary, result.files)
+                               {**result.summary, "plugins": source} if source else result.summary, result.files)
                     if result.status == "failed":
                         warn(f"run {result.spec.run_id} failed: {result.summary['error']}")
                         if fail_fast:

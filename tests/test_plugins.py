@@ -243,6 +243,9 @@ def test_run_ids_follow_the_plugin_source(tmp_path: Path, data_root: Path) -> No
     assert dlbench("run", cfg, "--out", out, "--no-plots").code == 0
     assert len(set(run_dirs(out / "tiny")) - first) == 1
     assert len(list((out / "tiny" / "plugins").glob("*-mine.py"))) == 2
+    # the report says its rows pool runs of two versions of the plugin
+    assert "plugin plain_sgd: optimizer from mine.py in 2 versions, pooled in its rows" in _one_line(
+        dlbench("report", out / "tiny").out)
 
 
 def test_plugins_on_the_processes_launcher(tmp_path: Path, data_root: Path) -> None:
@@ -447,3 +450,51 @@ def test_settings_a_plugin_optimizer_refuses_are_one_line(tmp_path: Path, data_r
     assert res.code == 2 and "optimizer 'torch_sgd' (SGD) refuses these settings: ValueError: Nesterov momentum " \
         "requires a momentum and zero dampening" in res.error_line, res.output
     assert not (tmp_path / "out").exists()
+
+
+def _one_line(text: str) -> str:
+    """Text as words separated by one space: a caption wraps to its table's width."""
+    return " ".join(text.split())
+
+
+def test_the_report_and_html_page_name_where_each_plugin_component_came_from(tmp_path: Path, data_root: Path) -> None:
+    import hashlib
+    import html
+    import io
+
+    from rich.console import Console
+
+    from dlbench.results import report as report_mod
+
+    plugin = write(tmp_path / "mine.py", SGD_PLUGIN)
+    digest = hashlib.sha256(plugin.read_text().encode()).hexdigest()
+    cfg = _config(tmp_path, data_root, plugins=["mine.py"], grid={"optimizer.name": ["sgd", "plain_sgd"]})
+    folder = tmp_path / "out" / "tiny"
+    assert dlbench("run", cfg, "--out", tmp_path / "out", "--no-plots").code == 0
+    plugins.unload()  # the report reads the folder alone: the plugin is not loaded, nor imported
+    line = f"plugin plain_sgd: optimizer from mine.py (sha256 {digest[:8]}; kept as plugins/{digest[:12]}-mine.py)."
+    assert (folder / "plugins" / f"{digest[:12]}-mine.py").read_text() == plugin.read_text()
+    res = dlbench("report", folder)
+    assert res.code == 0 and line in _one_line(res.out), res.out
+    assert "torch_sgd" not in res.out and "plugin sgd" not in res.out  # only what the compared rows use
+    assert "plain_sgd: optimizer from mine.py" in _one_line(dlbench("report", folder, "-f", "markdown").out)
+    assert r"plain\_sgd: optimizer from mine.py" in _one_line(dlbench("report", folder, "-f", "latex").out)
+    assert json.loads(dlbench("report", folder, "-f", "json").out)["plugins"] == [line]
+    assert dlbench("report", folder, "-o", tmp_path / "page.html").code == 0
+    page = (tmp_path / "page.html").read_text()
+    assert line in page and html.escape(plugin.read_text()) in page  # the page carries the source kept
+    rep = report_mod.report([folder])
+    for width in (80, 100):
+        console = Console(width=width, file=io.StringIO(), color_system=None)
+        console.print(report_mod.rich_table(rep, "tiny", width), crop=False)
+        assert max(map(len, console.file.getvalue().splitlines())) <= width
+        assert line in _one_line(console.file.getvalue())
+    # rows without the plugin: no line
+    assert "plugin" not in _one_line(dlbench("report", folder, "--where", "optimizer.name=sgd").out)
+    # a folder written before runs recorded their plugins still reads, and names the sources it keeps
+    for d in run_dirs(folder).values():
+        data = summary(d)
+        data.pop("plugins", None)
+        (d / "summary.json").write_text(json.dumps(data))
+    res = dlbench("report", folder)
+    assert res.code == 0 and f"tiny/plugins/ keeps the plugin sources {digest[:12]}-mine.py" in _one_line(res.out)

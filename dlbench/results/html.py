@@ -102,13 +102,24 @@ def _config(root: Path) -> str:
     return f"<pre>{html.escape(text)}</pre>"
 
 
+def _plugins(root: Path) -> str:
+    """The plugin sources the folder keeps (plugins/<hash>-<file>), each folded under its name."""
+    kept = sorted(p for p in (root / "plugins").glob("*") if p.is_file() and not p.name.startswith("."))
+    return "\n".join(f"<details><summary>plugins/{html.escape(p.name)}</summary>"
+                     f"<pre>{html.escape(p.read_text(encoding='utf-8', errors='replace'))}</pre></details>"
+                     for p in kept)
+
+
 def page(title: str, tables: list[Table], roots: list[Path]) -> str:
-    """The whole page: the tables, then per folder its figures, config and environment."""
+    """The whole page: the tables, then per folder its figures, config, plugin sources and environment."""
     parts = [f"<h1>{html.escape(title)}</h1>", "<h2>Tables</h2>", *map(table_html, tables)]
     for root in roots:
         of = html.escape(f": {root.name}" if len(roots) > 1 else "")
-        parts += [f"<h2>Figures{of}</h2>", _figures(root), f"<h2>Config{of}</h2>", _config(root),
-                  f"<h2>Environment{of}</h2>", _environment(root)]
+        parts += [f"<h2>Figures{of}</h2>", _figures(root), f"<h2>Config{of}</h2>", _config(root)]
+        kept = _plugins(root)
+        if kept:  # what the report's plugin lines point to, readable without the folder
+            parts += [f"<h2>Plugin sources{of}</h2>", kept]
+        parts += [f"<h2>Environment{of}</h2>", _environment(root)]
     body = "\n".join(parts)
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">\n'
             f'<meta http-equiv="Content-Security-Policy" content="{_POLICY}">\n'

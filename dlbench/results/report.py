@@ -70,6 +70,7 @@ def _cell(value: Any) -> Any:
 
 # runs.csv: each run's summary.json facts beside its flattened config (config.<key>), its swept
 # values and its metrics at the final and best-validation evaluations (final.<metric>, best.<metric>)
+PLUGIN_SOURCES = "plugin_sources"  # runs.csv: section -> {name, kind, file, module, sha256, kept} as JSON
 RUN_COLUMNS = ("run_id", "seed", "status", "error", "diverged_step", "stopped_early", "steps", "epochs", "wall_time",
                "n_params", "device")
 
@@ -86,6 +87,8 @@ def load_runs(results_dir: Path) -> tuple[pd.DataFrame, list[str]]:
         row.update({k: _cell(v) for k, v in s.get("params", {}).items()})
         for k in RUN_COLUMNS:
             row[k] = s.get(k)
+        if s.get("plugins"):  # where its plugin components came from (runs of a plugin-less sweep: no column)
+            row[PLUGIN_SOURCES] = json.dumps(s["plugins"], sort_keys=True)
         for at in AT:
             for k, v in (s.get(at) or {}).items():
                 row[f"{at}.{k}"] = math.nan if v is None else v
@@ -255,6 +258,7 @@ class Report:
     adjust: Adjustment = "holm"  # how the p-values are adjusted for the many comparisons
     rank_by: str = "val_acc"  # validation accuracy; without a validation split, the metric asked
     notes: list[str] = field(default_factory=list)  # what the caption adds (rows left out)
+    sources: list[str] = field(default_factory=list)  # the caption's last lines: where plugin components came from
 
     def ranked_text(self) -> str:
         if self.rank_by == "val_acc":
@@ -415,11 +419,12 @@ def report(results_dirs: list[Path], *, at: str = "final", metric: str = "val_ac
     """The report of one results folder, or of several side by side (keys must line up)."""
     if len(set(map(Path.resolve, results_dirs))) < len(results_dirs):
         raise ConfigError("report: the same results folder is given twice")
-    frames, all_keys, hidden = [], [], []
+    frames, all_keys, hidden, recorded = [], [], [], []
     for d in results_dirs:
         runs, keys = load_runs(d)
         if runs.empty:
             raise ConfigError(f"{d}: no finished runs yet")
+        recorded.append(PLUGIN_SOURCES in runs)  # some run here records its plugins (a folder since they do)
         if filters:
             runs = where(runs, keys, filters)
         if target is not None:
@@ -446,10 +451,44 @@ def report(results_dirs: list[Path], *, at: str = "final", metric: str = "val_ac
     runs = pd.concat(frames, ignore_index=True)
     result = build(runs, [EXPERIMENT, *keys] if len(results_dirs) > 1 else keys, at=at, metric=metric,
                    baseline=baseline, target=target, show_losses=show_losses, adjust=adjust)
+    result.sources = plugin_notes(list(zip(results_dirs, frames, recorded)))
     if hidden:
         result.notes.append(f"the confirm and defaults stages; {sum(hidden)} search runs are left out "
                             "(see them with --where stage=search, or in summary.csv).")
     return result
+
+
+def plugin_notes(folders: list[tuple[Path, pd.DataFrame, bool]]) -> list[str]:
+    """Where each plugin component of these runs came from, one line each, from what each run's
+    summary.json records (nothing is imported). A folder whose runs predate that record (none
+    `recorded`) but which keeps plugin sources: those files, named."""
+    versions: dict[tuple[str, str], dict[str, tuple[dict[str, Any], int, str]]] = {}
+    older = []
+    for root, runs, recorded in folders:
+        where = f"{root.name}/" if len(folders) > 1 else ""
+        records = runs[PLUGIN_SOURCES].dropna() if PLUGIN_SOURCES in runs else pd.Series(dtype=object)
+        if not recorded and (root / "plugins").is_dir():
+            kept = sorted(p.name for p in (root / "plugins").iterdir() if not p.name.startswith("."))
+            if kept:
+                older.append(f"{root.name}/plugins/ keeps the plugin sources {', '.join(kept)} (its runs "
+                             "predate the record of which names came from them).")
+        for text in records:
+            for record in json.loads(text).values():
+                seen = versions.setdefault((record["kind"], record["name"]), {})
+                _, n, _ = seen.get(record["sha256"], (record, 0, where))
+                seen[record["sha256"]] = (record, n + 1, where)
+    lines = []
+    for (kind, name), seen in sorted(versions.items(), key=lambda item: (item[0][0], item[0][1])):
+        record, _, folder = next(iter(seen.values()))
+        origin = f"module {record['module']}" if record.get("module") else record["file"]
+        if len(seen) == 1:
+            copy = f"; kept as {folder}{record['kept']}" if record.get("kept") else ""
+            lines.append(f"plugin {name}: {kind} from {origin} (sha256 {record['sha256'][:8]}{copy}).")
+        else:
+            each = ", ".join(f"{digest[:8]} ({n} runs)" for digest, (_, n, _) in seen.items())
+            lines.append(f"plugin {name}: {kind} from {origin} in {len(seen)} versions, pooled in its rows: "
+                         f"sha256 {each}; each source kept in plugins/.")
+    return lines + older
 
 
 def write_tables(results_dir: Path) -> Report:
@@ -573,7 +612,7 @@ def caption(rep: Report) -> list[str]:
         how = ("best by validation accuracy among the confirm runs (configurations chosen on the search's "
                "validation accuracy, rerun on fresh seeds)" if rep.confirmed() else f"best by {_WORDS[rep.rank_by]}")
         lines.append(f"{how}: {name}: test accuracy {test} % (n = {r['n']}){warn}.")
-    return lines
+    return lines + rep.sources
 
 
 @dataclass(frozen=True)
@@ -779,7 +818,8 @@ def export(rep: Report, fmt: str) -> str:
         return _csv(rep)
     if fmt == "json":
         meta = {"at": rep.at, "ranked_by": rep.rank_by, "compared_on": rep.metric, "reference": rep.reference_text,
-                "alpha": ALPHA, "adjust": rep.adjust, "confidence": CONFIDENCE, "target": rep.target, "keys": rep.keys}
+                "alpha": ALPHA, "adjust": rep.adjust, "confidence": CONFIDENCE, "target": rep.target, "keys": rep.keys,
+                "plugins": rep.sources}
         doc = {**meta, "best": json.loads(rep.best().to_json(orient="records", double_precision=15)),
                "configurations": json.loads(rep.summary.to_json(orient="records", double_precision=15))}
         return json.dumps(doc, indent=2) + "\n"
