@@ -11,7 +11,8 @@ import datetime
 import functools
 import time
 import warnings
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
@@ -25,7 +26,7 @@ Launch = Callable[["list[RunSpec]"], Iterator[Any]]
 
 
 class Bars(Protocol):
-    def __enter__(self) -> Bars: ...
+    def __enter__(self) -> Self: ...
 
     def __exit__(self, *exc: object) -> None: ...
 
@@ -89,6 +90,15 @@ def _clock(seconds: float | None) -> str:
     return str(datetime.timedelta(seconds=round(seconds)))
 
 
+# what every display says, in the same words: a stack being built, a stack resumed
+def preparing(label: str) -> str:
+    return f"{label}: preparing data and models..."
+
+
+def resumed(runs: int, done: int, total: int) -> str:
+    return f"{runs} run{'s' * (runs != 1)} resume from a checkpoint at step {done} of {total}"
+
+
 class TerminalBars:
     """Two rich bars on a console, within its width: the sweep (runs finished, time left from
     measured step times) and the stack training now (its label wraps, it is never cut)."""
@@ -108,7 +118,7 @@ class TerminalBars:
         self.stack_size = 0
         self.first: tuple[int, float] | None = None  # the stack's first (step, time) reported
 
-    def __enter__(self) -> TerminalBars:
+    def __enter__(self) -> Self:
         self.progress.start()
         return self
 
@@ -119,7 +129,7 @@ class TerminalBars:
     def started(self, label: str, runs: int = 1) -> None:
         self.label, self.stack_size, self.first = label, runs, None
         self.eta.stack(runs)
-        self.progress.reset(self.run, total=1, description=f"  {label}: preparing data and models...",
+        self.progress.reset(self.run, total=1, description=f"  {preparing(label)}",
                             visible=True, count="", clock="")
 
     def relabel(self, label: str) -> None:
@@ -131,9 +141,7 @@ class TerminalBars:
         if self.first is None:
             self.first = (done, now)
             if done > 0:  # the stack's first report is where it starts: a checkpoint's step
-                runs = self.stack_size
-                self.progress.console.print(f"{runs} run{'s' * (runs != 1)} resume from a checkpoint at step "
-                                            f"{done} of {total}", highlight=False)
+                self.progress.console.print(resumed(self.stack_size, done, total), highlight=False)
         self.eta.steps(done, total, self.stack_size if training is None else training, now)
         first_done, t0 = self.first
         stack_left = (total - done) * (now - t0) / (done - first_done) if done > first_done else None
@@ -147,32 +155,65 @@ class TerminalBars:
 
 
 class NotebookBars:
-    """The same two bars as notebook widgets (tqdm.notebook); the run's bar goes when it is done."""
+    """The same two bars as notebook widgets (tqdm.notebook), in the terminal's words: the
+    stack's label, "preparing data and models..." until its first step, a line when it resumes
+    from a checkpoint, and the sweep's time left from measured step times (Eta; tqdm's own
+    estimate would count a resumed stack's restored steps as done in no time). The run's bar
+    goes when it is done."""
+
+    LABEL = 90  # characters of a stack's label the widget shows; longer ones end in "…"
 
     def __init__(self, title: str, total: int) -> None:
         from tqdm.notebook import tqdm
 
-        self.runs = tqdm(total=total, desc=title, unit="run")
+        self.eta = Eta(total)
+        self.stack_size = 0
+        self.label = ""
+        self.first: int | None = None  # the stack's first step reported
+        self.drawn = 0.0  # when the sweep's time left was last drawn
+        self.runs = tqdm(total=total, desc=title, unit="run",
+                         bar_format="{desc}: {n_fmt}/{total_fmt} runs {bar}{postfix}")  # postfix: ", 0:01:02 left"
+        self.runs.set_postfix_str(f"{_clock(None)} left")
         self.run = tqdm(total=1, unit="step", leave=False)
 
-    def __enter__(self) -> NotebookBars:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.run.close()
         self.runs.close()
 
+    def _describe(self, text: str) -> None:
+        self.run.set_description_str(text if len(text) <= self.LABEL else text[:self.LABEL - 1] + "…")
+
     def started(self, label: str, runs: int = 1) -> None:
+        self.label, self.stack_size, self.first = label, runs, None
+        self.eta.stack(runs)
+        self.run.initial = 0
         self.run.reset(total=1)
-        self.run.set_description(label[:70])
+        self._describe(preparing(label))
 
     def relabel(self, label: str) -> None:
-        self.run.set_description(label[:70])
+        self.label = label
+        self._describe(label)
 
     def steps(self, done: int, total: int, training: int | None = None) -> None:
-        if self.run.total != total:
+        now = time.monotonic()
+        if self.first is None:  # the stack's first report: where it starts (0, or a checkpoint's step)
+            self.first = done
             self.run.reset(total=total)
-        self.run.update(done - self.run.n)  # tqdm redraws at most every 0.1 s
+            self._describe(self.label)
+            if done > 0:
+                self.run.write(resumed(self.stack_size, done, total))
+                # the bar starts there: its rate counts only the steps trained from now on
+                self.run.initial = self.run.n = self.run.last_print_n = done
+                self.run.refresh()
+        else:
+            self.run.update(done - self.run.n)  # tqdm redraws at most every 0.1 s
+        self.eta.steps(done, total, self.stack_size if training is None else training, now)
+        # a widget update is a message to the browser: the time left is redrawn once a second
+        self.runs.set_postfix_str(f"{_clock(self.eta.seconds_left(now))} left", refresh=now - self.drawn >= 1)
+        self.drawn = now if now - self.drawn >= 1 else self.drawn
 
     def finished(self) -> None:
         self.runs.update(1)

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from rich.console import Console
 
-from dlbench.progress import Eta, TerminalBars
+from dlbench.progress import Eta, NotebookBars, TerminalBars
 
 
 def test_time_left_is_measured_run_steps() -> None:
@@ -50,3 +51,24 @@ def test_a_stack_being_built_says_so() -> None:
     assert "preparing data and models" in bars.progress.tasks[1].description
     bars.steps(0, 100, 2)
     assert "preparing" not in bars.progress.tasks[1].description
+
+
+def test_the_notebook_bars_say_the_same(capsys: pytest.CaptureFixture[str]) -> None:
+    now = [0.0]  # tqdm's clock, set by the test
+    bars = NotebookBars("tuning on cpu", 3)
+    bars.run._time = lambda: now[0]  # type: ignore[attr-defined]  # tqdm reads its clock through it
+    label = "stack of 3 runs (optimizer.name=sgd|adam|rmsprop)"
+    with bars:
+        bars.started(label, 3)
+        assert str(bars.run).startswith(f"{label}: preparing data and models...")
+        bars.steps(1152, 2160, 3)
+        assert "3 runs resume from a checkpoint at step 1152 of 2160" in capsys.readouterr().out
+        assert str(bars.run).startswith(f"{label}: ") and "preparing" not in str(bars.run)
+        now[0] = 10.0
+        bars.steps(1252, 2160, 3)
+        # the rate is the 100 steps trained here in 10 s, not the restored 1252
+        assert "1252/2160" in str(bars.run) and "10.00step/s" in str(bars.run)
+        assert str(bars.runs).startswith("tuning on cpu: 0/3 runs") and str(bars.runs).endswith(" left")
+        for _ in range(3):
+            bars.finished()
+        assert str(bars.runs).startswith("tuning on cpu: 3/3 runs")
