@@ -72,3 +72,33 @@ def test_an_lr_schedule_gets_its_panel(tmp_path: Path) -> None:
 def test_the_gap_axis_stays_within_accuracy(tmp_path: Path) -> None:
     fig = plots.gap(plots.load(folder(tmp_path, 3, schedule=False)))
     assert fig.axes[0].get_xlim()[1] <= 100
+
+
+def test_a_log_epoch_axis_starts_at_the_first_evaluation_after_epoch_0(tmp_path: Path) -> None:
+    root = folder(tmp_path, 2, schedule=False)
+    for metrics in root.glob("runs/*/metrics.csv"):  # epochs 0, 0.5, 5, 50, 500: a log axis
+        rows = metrics.read_text().splitlines()
+        metrics.write_text("\n".join([rows[0]] + [f"{e}{row[row.index(','):]}" for e, row in
+                                                   zip([0, 0.5, 5, 50, 500], rows[1:])]) + "\n")
+    fig = plots.curves(plots.load(root), x="epoch")
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log"
+    assert min(min(line.get_xdata()) for line in ax.get_lines()) == 0.5  # no flat line from the axis' edge
+
+
+def test_a_loss_within_a_decade_has_at_least_three_labelled_ticks(tmp_path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    import pandas as pd
+
+    root = folder(tmp_path, 2, schedule=False)
+    for path in root.glob("runs/*/metrics.csv"):  # train loss 3.3 .. 1.3: 1..9 x 10^k would label only 2 and 3
+        metrics = pd.read_csv(path)
+        metrics["train_loss"] = 3.3 - 0.5 * metrics["epoch"]
+        metrics.to_csv(path, index=False)
+    fig = plots.curves(plots.load(root))
+    FigureCanvasAgg(fig).draw()
+    [ax] = [ax for ax in fig.axes if ax.get_title() == "train loss"]
+    low, high = ax.get_ylim()
+    labelled = [t for t in ax.yaxis.get_major_ticks() if low <= t.get_loc() <= high and t.label1.get_text()]
+    assert len(labelled) >= 3

@@ -191,8 +191,8 @@ def _legend_height(labels: list[str], width: float) -> float:
 
 
 def _log_ticks(ax: Axes, values: pd.Series) -> None:
-    """A log axis with enough labelled ticks: within a decade 1..9 x 10^k, within two 1, 2, 5 x 10^k."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    """A log axis with enough labelled ticks: within a decade round values, within two 1, 2, 5 x 10^k."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
     finite = values[np.isfinite(values) & (values > 0)]
     if finite.empty:
@@ -200,7 +200,7 @@ def _log_ticks(ax: Axes, values: pd.Series) -> None:
     decades = math.log10(finite.max() / finite.min()) if finite.min() > 0 else math.inf
     if decades > 2:
         return  # matplotlib labels each decade
-    subs = tuple(range(1, 10)) if decades < 1 else (1.0, 2.0, 5.0)
-    ax.yaxis.set_major_locator(LogLocator(base=10, subs=subs))
+    # within a decade 1..9 x 10^k can leave two labels (1.2 to 3.4: 2, 3): evenly spaced round values then
+    ax.yaxis.set_major_locator(MaxNLocator(nbins=5) if decades < 1 else LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
     ax.yaxis.set_minor_formatter(NullFormatter())

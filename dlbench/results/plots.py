@@ -53,6 +53,9 @@ def curves(res: Results, x: str = "step") -> Figure | None:
         metrics["lr_of_peak"] = metrics["lr"] / metrics.groupby("run_id")["lr"].transform("max")
     shown = [p for p in _CURVE_PANELS if p[0] in metrics and metrics[p[0]].notna().any()]
     labels = res.labels_in(metrics)
+    log_x = x == "epoch" and metrics["epoch"].max() > 50 * max(metrics.loc[metrics["epoch"] > 0, "epoch"].min(), 1e-9)
+    if log_x:  # epoch 0 has no place on a log axis: drawn at its edge, it is a flat line to the first evaluation
+        metrics = metrics[metrics["epoch"] > 0]
     cols = 2 if len(shown) + 1 <= 4 else 3  # one spare panel for the legend
     rows = math.ceil((len(shown) + 1) / cols)
     fig, axes = _figure(rows, cols, (4.2, 3.0))
@@ -69,7 +72,7 @@ def curves(res: Results, x: str = "step") -> Figure | None:
         if col == "train_loss":
             ax.set_yscale("log")
             _log_ticks(ax, metrics[col])
-    if x == "epoch" and metrics["epoch"].max() > 50 * max(metrics.loc[metrics["epoch"] > 0, "epoch"].min(), 1e-9):
+    if log_x:
         for ax in panels[:len(shown)]:
             ax.set_xscale("log")
     for ax in panels[len(shown) + 1:]:
