@@ -17,7 +17,7 @@ import torch
 from dlbench import sweep
 from dlbench.config import schema
 from dlbench.execution.launchers import EXECUTORS, Options
-from dlbench.training import engine, memory, per_run
+from dlbench.training import engine, memory, per_run, scaling
 from dlbench.training.run import RunResult
 from sweep_util import REPO, ONE_THREAD, tiny_config
 
@@ -146,6 +146,129 @@ def test_fp16_loss_scale_backs_off_on_overflow_and_keeps_the_weights(data_root: 
     assert scales[0] == [2.0 ** 29] * 2 and not weights_moved[0]  # overflowed: halved, weights kept
     assert scales[-1] == scales[-2] and scales[-1][0] < 2.0 ** 29 and weights_moved[-1]  # it fits: trains
 
+
+
+def test_the_scaler_logic_is_grad_scalers_run_by_run() -> None:
+    """scaling.unscale_ and scaling.update on three runs against one torch.amp.GradScaler per run, through
+    a sequence of steps with inf gradients, nan gradients, growth and backoff."""
+    interval = 3
+    overflows = [[False, True, False], [False, False, True], [True, False, False], [False, False, False],
+                 [False, True, False], [False, False, False], [False, False, False], [False, False, False]]
+    scale = torch.tensor([2.0 ** 16, 2.0 ** 3, 2.0 ** 127])  # the last would grow past float32: it stays
+    good = torch.zeros(3, dtype=torch.long)
+    params = [torch.nn.Parameter(torch.zeros(4)) for _ in range(3)]
+    opts = [torch.optim.SGD([p], lr=0.1) for p in params]
+    scalers = [torch.amp.GradScaler("cpu", init_scale=float(scale[r]), growth_interval=interval) for r in range(3)]
+    for step, flags in enumerate(overflows):
+        grad = torch.linspace(-1.0, 1.0, 4).repeat(3, 1) * scale.clamp(max=2.0 ** 20)[:, None] * (step + 1)
+        for r, bad in enumerate(flags):
+            if bad:
+                grad[r, r % 4] = math.inf if step % 2 else math.nan
+        stacked = grad.clone()
+        overflow = scaling.unscale_([stacked], scale)
+        scale, good = scaling.update(scale, good, overflow, growth_interval=interval)
+        assert overflow.tolist() == flags
+        for r in range(3):
+            scalers[r].scale(torch.ones(()))  # what the backward would have scaled (it starts the scaler)
+            params[r].grad = grad[r].clone()
+            scalers[r].unscale_(opts[r])
+            if not flags[r]:
+                assert torch.equal(stacked[r], params[r].grad)  # the same unscaled gradient
+            else:
+                assert torch.equal(stacked[r], torch.zeros(4))
+            scalers[r].step(opts[r])
+            scalers[r].update()
+            assert float(scale[r]) == scalers[r].get_scale(), (step, r)
+            assert int(good[r]) == int(scalers[r]._get_growth_tracker()), (step, r)
+
+
+def test_fp16_overflow_skips_the_runs_update_and_keeps_its_optimizer_state(data_root: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run whose gradients overflow skips its step as GradScaler skips it: its weights and optimizer state
+    (Adam's moments, the momentum buffer) stay as they were; the other run's step is taken."""
+    monkeypatch.setattr(engine, "check_precision", lambda precision, device: None)
+    raw = tiny_config(data_root, grid={"optimizer": [{"name": "adam", "lr": 0.01}, {"name": "momentum", "lr": 0.1}]},
+                      train={"steps": 10, "batch_size": 50, "eval_every": 5, "seeds": [0], "device": "cpu",
+                             "precision": "fp16"})
+    stack = engine.Stack(_specs(raw), CPU)
+    assert [s.config.optimizer.name for s in stack.runs] == ["adam", "momentum"]
+    snapshots: dict[int, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
+    scales: dict[int, list[float]] = {}
+
+    def snapshot(st: engine.Stack) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        return ([p.detach().clone() for p in st.params.values()],
+                [t.clone() for t in st._optimizer_state().values()])
+
+    def look(st: engine.Stack) -> None:
+        snapshots[st.step] = snapshot(st)
+        scales[st.step] = st.v.loss_scale.tolist()
+        if st.step in (5, 7):  # the next step of run 0 (at 5), of run 1 (at 7) overflows fp16; the other's fits
+            st.v.loss_scale = torch.tensor([2.0 ** 40, 2.0 ** 16] if st.step == 5 else [2.0 ** 16, 2.0 ** 40])
+
+    results = list(stack.run(after_step=look))
+    assert [r.status for r in results] == ["ok", "ok"]
+    for step, skipped in ((6, 0), (8, 1)):
+        (p_before, s_before), (p_after, s_after) = snapshots[step - 1], snapshots[step]
+        assert len(s_after) == len(s_before) > 0
+        for before, after in zip(p_before + s_before, p_after + s_after):
+            assert torch.equal(after[skipped], before[skipped])  # skipped: as it was
+        assert all(not torch.equal(a[1 - skipped], b[1 - skipped]) for a, b in zip(p_after, p_before))
+    assert scales[6][0] == 2.0 ** 39 and scales[8][1] == 2.0 ** 39  # halved; the other run's scale went on
+    assert scales[6][1] == scales[8][0] == 2.0 ** 16
+
+
+def test_fp16_trains_as_a_torch_loop_with_grad_scaler(data_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One run, fp16 (autocast on a CPU, forced) from a scale that overflows for its first steps, and again
+    mid-run, against torch.autocast + torch.amp.GradScaler + torch.optim.SGD with momentum: the same scales,
+    the same final loss (a skipped step that decayed the momentum buffer would not give it)."""
+    from dlbench.components import data as data_mod
+    from dlbench.components import inits, models
+
+    monkeypatch.setattr(engine, "check_precision", lambda precision, device: None)
+    monkeypatch.setattr(per_run, "INITIAL_SCALE", 2.0 ** 24)
+    steps = 24
+    raw = tiny_config(data_root, optimizer={"name": "momentum", "lr": 0.05, "momentum": 0.9},
+                      data={"root": str(data_root), "train_size": 300, "val_size": 50},  # 5 whole batches an epoch
+                      train={"steps": steps, "batch_size": 50, "eval_every": steps, "seeds": [3], "device": "cpu",
+                             "precision": "fp16"})
+    (spec,) = _specs(raw)
+    scales: list[float] = []
+    stack = engine.Stack([spec], CPU)
+    mid = 12  # from here the scale overflows again, for a few steps: momentum buffers then hold values
+
+    def look(st: engine.Stack) -> None:
+        if st.step == mid:
+            st.v.loss_scale = torch.tensor([2.0 ** 23])
+        scales.append(float(st.v.loss_scale[0]))
+
+    (result,) = stack.run(after_step=look)
+    cfg = spec.config
+    splits = data_mod.prepare(cfg.data, CPU)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(spec.seed)
+        model = models.build(cfg.model, splits.sample_shape, splits.num_classes)
+        inits.initialize(model, cfg.init)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 24)
+    order = torch.Generator().manual_seed(spec.seed)
+    n, bs = len(splits.x_train), 50
+    torch_scales = []
+    for step in range(steps):
+        if step % (n // bs) == 0:
+            perm = torch.randperm(n, generator=order)
+        idx = perm[step % (n // bs) * bs:][:bs]
+        with torch.autocast("cpu", dtype=torch.float16):
+            loss = torch.nn.functional.cross_entropy(model(splits.x_train[idx]), splits.y_train[idx])
+        opt.zero_grad()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update(2.0 ** 23 if step + 1 == mid else None)
+        torch_scales.append(scaler.get_scale())
+    assert scales == torch_scales and scales[0] < 2.0 ** 24 and scales[mid] < 2.0 ** 23  # overflows, then trains
+    model.eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.float16):
+        final = torch.nn.functional.cross_entropy(model(splits.x_train), splits.y_train).item()
+    assert result.metrics[-1]["train_loss"] == pytest.approx(final, rel=1e-3)
 
 # ------------------------------------------------------------------ memory
 

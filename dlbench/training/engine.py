@@ -32,7 +32,7 @@ import json
 import math
 import sys
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, cast
 
 import torch
 from torch import Tensor, nn
@@ -48,7 +48,7 @@ from dlbench.components.optimizers import (StackedOptimizer, clip_grad_norms_, i
 from dlbench.components.schedules import StackedSchedule
 from dlbench import search
 from dlbench.sweep import RunSpec, identity
-from dlbench.training import checkpoint, streams
+from dlbench.training import checkpoint, scaling, streams
 from dlbench.training.per_run import (AUGMENT_STREAM, NOISE_STREAM, ORDER_STREAM, PerRun,  # noqa: F401 - re-exported
                                       generator, to_device)
 from dlbench.training.run import AUTOCAST, SPLITS, Progress, RunResult, check_precision, schedule, summarize
@@ -69,8 +69,6 @@ DIVERGENCE_EVERY_STEP = frozenset({"cpu"})
 # the numbers of earlier versions, and on a CPU a loop costs no kernel launches. Elsewhere they are drawn for
 # the whole stack at once from counter-based streams (training.streams), each run's still its own.
 LOOPED_RANDOMNESS = frozenset({"cpu"})
-# fp16 loss scaling, per run, as torch.amp.GradScaler scales (its defaults)
-SCALE_GROWTH_INTERVAL, SCALE_GROWTH, SCALE_BACKOFF = 2000, 2.0, 0.5
 
 
 class Unstackable(Exception):
@@ -539,33 +537,32 @@ class Stack:
                 after_step(self)
         yield from self._finish({i: ("ok", None, False) for i in range(len(self.v))})
 
-    @torch.no_grad()
     def _unscale(self) -> Tensor:
-        """fp16: the gradients back to their true scale; returns which runs' gradients overflowed (their
-        gradients are zeroed, their update is undone in `_scaled_update`)."""
-        grads = [p.grad for p in self.params.values() if p.grad is not None]
-        overflow = torch.stack([~torch.isfinite(g).flatten(1).all(1) for g in grads]).any(0)
-        inverse = 1.0 / self.v.loss_scale  # powers of two: exact
-        for g in grads:
-            shape = (-1, *[1] * (g.dim() - 1))
-            g.mul_(inverse.view(shape)).masked_fill_(overflow.view(shape), 0.0)
-        return overflow
+        """fp16: the gradients back to their true scale; returns which runs' gradients overflowed (zeroed;
+        their update is skipped in `_scaled_update`)."""
+        return scaling.unscale_([p.grad for p in self.params.values() if p.grad is not None], self.v.loss_scale)
+
+    def _optimizer_state(self) -> dict[tuple[str, int], Tensor]:
+        """The optimizer's state tensors (stacked: rows are runs), by (name, parameter index)."""
+        state = cast("dict[str, list[Tensor | None]]", self.optimizer.state_dict()["state"])
+        return {(name, i): t for name, ts in state.items() for i, t in enumerate(ts) if t is not None}
 
     @torch.no_grad()
     def _scaled_update(self, overflow: Tensor) -> None:
-        """fp16: the optimizer step, kept only by the runs whose gradients did not overflow, and each run's
-        loss scale adjusted as torch.amp.GradScaler adjusts its one scale (halved on an overflow, doubled after
-        SCALE_GROWTH_INTERVAL steps without). Unlike GradScaler, which skips the whole optimizer step, a run
-        that overflowed keeps its weights but its optimizer state takes one step of zero gradient."""
-        before = [p.detach().clone() for p in self.params.values()]
-        self.optimizer.step()
-        for p, old in zip(self.params.values(), before):
-            p.detach().copy_(torch.where(overflow.view(-1, *[1] * (p.dim() - 1)), old, p.detach()))
-        good = torch.where(overflow, 0, self.v.good_steps + 1)
-        grow = good >= SCALE_GROWTH_INTERVAL
-        scale = self.v.loss_scale
-        self.v.loss_scale = torch.where(overflow, scale * SCALE_BACKOFF, torch.where(grow, scale * SCALE_GROWTH, scale))
-        self.v.good_steps = torch.where(grow, 0, good)
+        """fp16: the optimizer step, skipped by the runs whose gradients overflowed, as torch.amp.GradScaler
+        skips its model's step: their weights and optimizer state tensors are put back as they were (the
+        stacked optimizer steps all runs at once). Each run's loss scale is then adjusted as GradScaler
+        adjusts its one scale. What the stack keeps on the host is not put back (that would read `overflow`
+        every step): the step count in Adam-like bias corrections and per-run numbers (nadam's momentum
+        product, schedule-free's weight sum, a torch.optim plugin's own step count) count the skipped step."""
+        state = self._optimizer_state()
+
+        def step() -> list[Tensor]:
+            self.optimizer.step()
+            return [t for key, t in self._optimizer_state().items() if key not in state]
+
+        scaling.skipping(overflow, [p.detach() for p in self.params.values()] + list(state.values()), step)
+        self.v.loss_scale, self.v.good_steps = scaling.update(self.v.loss_scale, self.v.good_steps, overflow)
 
     def _epoch_order(self, n: int, g: torch.Generator) -> Tensor:
         """One run's sample indices for an epoch (train.order)."""

@@ -120,8 +120,8 @@ def estimate(stack: RunSpec | list[RunSpec], device: torch.device) -> Estimate:
     sample = math.prod(splits.sample_shape)
     slots = max(optimizer_slots(s.config.optimizer) for s in specs)
     # parameters, gradients, optimizer state; the update's temporaries (one tensor at a time, a few of
-    # them); fp16: the weights kept from before the step
-    per_run = (2 + slots + (1 if cfg.train.precision == "fp16" else 0)) * n_params + 3 * largest
+    # them); fp16: the weights and optimizer state kept from before the step (a run that overflows gets them back)
+    per_run = (2 + slots + (1 + slots if cfg.train.precision == "fp16" else 0)) * n_params + 3 * largest
     # the batch's kept activations, the backward's two widest gradients, masks, input and noise
     per_run += bs * (activations + 2 * widest + dropped + 2 * sample)
     per_call = engine.EVAL_SAMPLES.get(device.type, engine.EVAL_SAMPLES_DEFAULT)

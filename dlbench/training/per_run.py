@@ -28,6 +28,7 @@ from torch import Tensor
 
 from dlbench.sweep import RunSpec
 from dlbench.training import diagnostics, streams
+from dlbench.training.scaling import INITIAL_SCALE  # read at build time: tests may patch it here
 
 
 
@@ -42,7 +43,6 @@ class Stack(Protocol):
 # so that runs without augmentation draw exactly what they drew before it existed)
 ORDER_STREAM, NOISE_STREAM, AUGMENT_STREAM = 0, 1, 2
 
-INITIAL_SCALE = 2.0 ** 16  # fp16 loss scale at the start, as torch.amp.GradScaler's
 
 T = TypeVar("T")
 
