@@ -20,6 +20,7 @@ from dlbench.errors import ConfigError
 
 _KINDS = ("dataset", "preprocessing", "model", "preset", "activation", "norm", "pooling", "init", "loss",
           "optimizer", "schedule", "augmentation", "task", "plot", "function", "export", "executor")  # as the catalog orders them
+from dlbench.results import options as report_options
 from dlbench.results.adjust import ADJUSTMENTS
 from dlbench.results.store import METRICS, check_folder
 
@@ -46,13 +47,8 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
-class Format(str, Enum):
-    table = "table"
-    csv = "csv"
-    markdown = "markdown"
-    json = "json"
-    latex = "latex"
-    html = "html"  # one self-contained page: tables, figures, config, environment
+# html: one self-contained page (tables, figures, config, environment)
+Format = Enum("Format", {f: f for f in report_options.FORMATS}, type=str)  # type: ignore[misc]
 
 
 class Rerun(str, Enum):
@@ -63,9 +59,7 @@ class Rerun(str, Enum):
 DEFAULT_MAX_RUNS = 1000
 
 
-class At(str, Enum):
-    final = "final"
-    best = "best"
+At = Enum("At", {a: a for a in report_options.AT}, type=str)  # type: ignore[misc]
 
 
 Adjust = Enum("Adjust", {a: a for a in ADJUSTMENTS}, type=str)  # type: ignore[misc]
@@ -226,6 +220,18 @@ def plot(results_dir: Annotated[Path, typer.Argument(help="An experiment folder,
         console.print(str(path))
 
 
+_DEFAULT_AT, _DEFAULT_METRIC, _DEFAULT_ADJUST = (At(report_options.default("at")),
+                                                 Metric(report_options.default("metric")),
+                                                 Adjust(report_options.default("adjust")))
+
+
+def _report_option(name: str) -> Any:
+    """The flag of a report option, its help and metavar from its one definition (ReportOptions)."""
+    metavar = report_options.FIELDS[name].metadata["metavar"]
+    return typer.Option(report_options.flag(name), help=report_options.help_of(name),
+                        **({"metavar": metavar} if metavar else {}))
+
+
 @app.command()
 @user_errors
 def report(
@@ -239,20 +245,14 @@ def report(
     output: Annotated[Optional[Path], typer.Option(
         "--output", "-o", metavar="FILE", help="Write to FILE instead of stdout; its suffix names the format: "
                                                ".csv .json .md .tex .txt .html.")] = None,
-    at: Annotated[At, typer.Option(help="Numbers from each run's final or best-validation evaluation.")] = At.final,
-    metric: Annotated[Metric, typer.Option(help="Metric the significance tests compare.")] = Metric.val_acc,
-    baseline: Annotated[Optional[list[str]], typer.Option(
-        metavar="KEY=VALUE", help="Compare with this configuration instead of the best, e.g. "
-                                  "optimizer.name=sgd (repeat to pin several keys).")] = None,
-    target: Annotated[Optional[float], typer.Option(
-        help="Time to reach this validation accuracy (0..1): epoch, step and seconds.")] = None,
-    group_by: Annotated[Optional[list[str]], typer.Option(
-        "--group-by", metavar="KEY", help="Group by KEY only, pooling everything else (repeatable).")] = None,
-    where: Annotated[Optional[list[str]], typer.Option(
-        metavar="KEY=VALUE", help="Keep runs with KEY=VALUE (repeatable; one key given twice means either).")] = None,
-    losses: Annotated[bool, typer.Option("--losses", help="Show the loss columns too.")] = False,
-    adjust: Annotated[Adjust, typer.Option(
-        help="Adjust the p-values for the many comparisons (Holm-Bonferroni), or not.")] = Adjust.holm,
+    at: Annotated[At, _report_option("at")] = _DEFAULT_AT,
+    metric: Annotated[Metric, _report_option("metric")] = _DEFAULT_METRIC,
+    baseline: Annotated[Optional[list[str]], _report_option("baseline")] = None,
+    target: Annotated[Optional[float], _report_option("target")] = None,
+    group_by: Annotated[Optional[list[str]], _report_option("group_by")] = None,
+    where: Annotated[Optional[list[str]], _report_option("where")] = None,
+    losses: Annotated[bool, _report_option("losses")] = False,
+    adjust: Annotated[Adjust, _report_option("adjust")] = _DEFAULT_ADJUST,
 ) -> None:
     """Statistics over seeds from results folders (reads only the folders): mean ± std, 95% CI,
     Welch's t-test against the best (or a baseline), time to target; table, csv, markdown, json, latex or html."""
@@ -261,18 +261,17 @@ def report(
 
     for d in results_dirs:
         check_folder(d)
-    if output is not None and format is None and output.suffix not in report_mod.SUFFIXES:
-        fail(f"--output {output}: unknown suffix {output.suffix!r}; allowed: "
-             f"{', '.join(report_mod.SUFFIXES)} (or name the format with --format)")
-    fmt = format.value if format else report_mod.SUFFIXES[output.suffix] if output else "table"
+    # the statistics options, checked and documented once (dlbench.results.options; the API takes the same)
+    options = report_options.ReportOptions(
+        at=at.value, metric=metric.value, baseline=tuple(baseline or ()), target=target,
+        group_by=tuple(group_by or ()), where=tuple(where or ()), losses=losses, adjust=adjust.value)
+    fmt = report_options.format_of(output, format.value if format else None)
     task = read_view(results_dirs[0]).get("task", "train")
     if task != "train":  # optimizer paths / activation statistics: their own table, no statistics over runs
         html_page = fmt == "html"  # the page shows the task's table and figures
-        given = {"--format": format and not html_page, "--output": output and not html_page,
-                 "--at": at != At.final, "--metric": metric != Metric.val_acc,
-                 "--baseline": baseline, "--target": target, "--group-by": group_by, "--where": where,
-                 "--losses": losses, "--adjust": adjust != Adjust.holm}
-        refused = [name for name, value in given.items() if value]
+        refused = [*(report_options.flag(name) for name in report_options.OUTPUT
+                     if {"format": format, "output": output}[name] and not html_page),
+                   *map(report_options.flag, options.changed())]
         if refused or len(results_dirs) > 1:
             what = refused[0] if refused else "several folders"
             fail(f"report {what}: {results_dirs[0]} holds a task: {task} experiment, whose report is its own "
@@ -290,19 +289,12 @@ def report(
         return
     for d in results_dirs:
         report_mod.write_tables(d)
-    rep = report_mod.report(results_dirs, at=at.value, metric=metric.value, baseline=baseline, target=target,
-                            group_by=group_by, filters=where, show_losses=losses,
-                            adjust=adjust.value)
+    rep = report_mod.report(results_dirs, options)
     title = " vs ".join(d.name for d in results_dirs)
     if fmt == "table" and output is None and console.is_terminal:
         console.print(report_mod.rich_table(rep, title, console.width))
         return
-    if fmt == "html":
-        from dlbench.results import html
-
-        _emit(html.page(title, [report_mod.rich_table(rep, title)], results_dirs), output)
-        return
-    _emit(report_mod.render(rep, title) if fmt == "table" else report_mod.export(rep, fmt), output)
+    _emit(report_mod.text(rep, title, fmt, results_dirs), output)
 
 
 def _emit(text: str, output: Path | None) -> None:

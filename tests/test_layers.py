@@ -247,7 +247,7 @@ def test_the_report_table_fits_the_terminal_without_cutting(finished: Path, widt
 
     from dlbench.results import report
 
-    rep = report.report([finished / "tiny"], target=0.2, show_losses=True)
+    rep = report.report([finished / "tiny"], report.ReportOptions(target=0.2, losses=True))
     console = Console(width=width, file=io.StringIO(), color_system=None)
     console.print(report.rich_table(rep, "tiny", width), crop=False)
     text = console.file.getvalue()

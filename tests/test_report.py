@@ -120,7 +120,7 @@ def grid(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("at", ["final", "best"])
 def test_mean_std_ci_match_numpy_and_scipy(grid: Path, at: str) -> None:
-    rep = rp.report([grid], at=at)
+    rep = rp.report([grid], rp.ReportOptions(at=at))
     for config, metric in itertools.product(VAL, rp.METRICS):
         x = values(grid, config, metric, at)
         r = row(rep.summary, optimizer__name=config[0], init__scheme=config[1])
@@ -146,7 +146,7 @@ def test_failed_and_diverged_runs_are_counted_not_averaged(grid: Path) -> None:
 
 
 def test_welch_p_values_against_the_best_match_scipy(grid: Path) -> None:
-    rep = rp.report([grid], adjust="none")
+    rep = rp.report([grid], rp.ReportOptions(adjust="none"))
     best = ("adam", "he_normal")
     ref = values(grid, best, "val_acc")
     verdicts = set()
@@ -178,7 +178,7 @@ def test_holm_adjusted_p_values_beside_the_raw_ones_decide_the_verdicts(grid: Pa
     doc = json.loads(rp.export(rep, "json"))
     assert doc["adjust"] == "holm" and "p_adjusted" in doc["configurations"][0]
     assert "p_adjusted" in rp.export(rep, "csv").splitlines()[0]
-    raw = rp.report([grid], adjust="none")
+    raw = rp.report([grid], rp.ReportOptions(adjust="none"))
     tested = raw.summary["p_value"].notna()
     assert (raw.summary.loc[tested, "p_adjusted"] == raw.summary.loc[tested, "p_value"]).all()
     assert "not corrected for multiple testing" in rp.caption(raw)[1]
@@ -192,7 +192,7 @@ def test_an_unknown_adjustment_is_one_line(grid: Path) -> None:
 
 @pytest.mark.parametrize("metric", ["test_acc", "val_loss", "gap"])
 def test_significance_on_a_chosen_metric(grid: Path, metric: str) -> None:
-    rep = rp.report([grid], metric=metric)
+    rep = rp.report([grid], rp.ReportOptions(metric=metric))
     ref = values(grid, ("adam", "he_normal"), metric)
     x = values(grid, ("sgd", "he_normal"), metric)
     r = row(rep.summary, optimizer__name="sgd", init__scheme="he_normal")
@@ -237,7 +237,7 @@ def test_best_is_picked_on_validation_and_reported_on_test(grid: Path) -> None:
 
 
 def test_at_best_uses_the_best_validation_evaluation(grid: Path) -> None:
-    rep = rp.report([grid], at="best")
+    rep = rp.report([grid], rp.ReportOptions(at="best"))
     best = rep.best().iloc[0]
     assert (best["optimizer.name"], best["init.scheme"]) == ("adam", "xavier_normal")
     assert best["test_acc_mean"] == pytest.approx(np.mean(values(grid, ("adam", "xavier_normal"), "test_acc", "best")))
@@ -248,7 +248,7 @@ def test_at_best_uses_the_best_validation_evaluation(grid: Path) -> None:
 
 
 def test_baseline_is_the_reference(grid: Path) -> None:
-    rep = rp.report([grid], baseline=["optimizer.name=sgd", "init.scheme=he_normal"])
+    rep = rp.report([grid], rp.ReportOptions(baseline=["optimizer.name=sgd", "init.scheme=he_normal"]))
     ref = values(grid, ("sgd", "he_normal"), "val_acc")
     x = values(grid, ("adam", "he_normal"), "val_acc")
     assert row(rep.summary, optimizer__name="sgd", init__scheme="he_normal")["verdict"] == "reference"
@@ -268,7 +268,7 @@ def test_without_validation_data_the_metric_asked_ranks(tmp_path: Path) -> None:
     assert list(rep.summary["optimizer.name"]) == ["adam", "sgd"] and rep.metric == "test_acc"
     assert rep.best()["optimizer.name"].item() == "adam"
     assert "ranked by test accuracy (no validation split" in rp.caption(rep)[0]
-    by_loss = rp.report([tmp_path / "noval"], metric="test_loss")  # lower is better
+    by_loss = rp.report([tmp_path / "noval"], rp.ReportOptions(metric="test_loss"))  # lower is better
     assert list(by_loss.summary["optimizer.name"]) == ["adam", "sgd"]
     assert "ranked by test loss" in rp.caption(by_loss)[0]
 
@@ -281,7 +281,7 @@ def test_without_validation_data_the_metric_asked_ranks(tmp_path: Path) -> None:
 ])
 def test_bad_baseline_is_one_line_config_error(grid: Path, baseline: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")) as e:
-        rp.report([grid], baseline=baseline)
+        rp.report([grid], rp.ReportOptions(baseline=baseline))
     assert "\n" not in str(e.value)
 
 
@@ -301,7 +301,7 @@ def test_time_to_target_first_crossing_and_not_reached(tmp_path: Path) -> None:
     write_run(root, "d", p, 3, status="diverged", final=ok,
               curve=[(0, 0, 0.1, 0.1), (1, 10, 0.9, 0.81), (1.5, 15, 1.2, math.nan)])
     write_run(root, "e", p, 4, status="failed")
-    rep = rp.report([root], target=0.8)
+    rep = rp.report([root], rp.ReportOptions(target=0.8))
     r = rep.summary.iloc[0]
     assert (r["reached"], r["runs"]) == (3, 5)
     for unit, expected in {"epoch": [2, 4, 1], "step": [20, 40, 10], "seconds": [2.3, 3.5, 0.9]}.items():
@@ -314,20 +314,20 @@ def test_time_to_target_first_crossing_and_not_reached(tmp_path: Path) -> None:
     assert rows[0][header.index("reached 0.8")] == "3/5"
     epochs = np.array([2, 4, 1])
     assert rows[0][header.index("epochs to 0.8")].startswith(f"{epochs.mean():.1f} ± {epochs.std(ddof=1):.1f}\n")
-    assert rp.report([root], target=0.99).summary.iloc[0]["reached"] == 0
+    assert rp.report([root], rp.ReportOptions(target=0.99)).summary.iloc[0]["reached"] == 0
 
 
 @pytest.mark.parametrize("target", [0, 1.5, 90, -0.1])
 def test_target_outside_0_1_is_rejected(grid: Path, target: float) -> None:
     with pytest.raises(ConfigError, match="--target"):
-        rp.report([grid], target=target)
+        rp.report([grid], rp.ReportOptions(target=target))
 
 
 # ---------------------------------------------------------------- grouping and filtering
 
 
 def test_group_by_pools_everything_else(grid: Path) -> None:
-    rep = rp.report([grid], group_by=["optimizer.name"])
+    rep = rp.report([grid], rp.ReportOptions(group_by=["optimizer.name"]))
     assert rep.keys == ["optimizer.name"] and len(rep.summary) == 2
     for opt in ("adam", "sgd"):
         pooled = np.concatenate([values(grid, c, "test_acc") for c in VAL if c[0] == opt]
@@ -342,31 +342,32 @@ def test_group_by_pools_everything_else(grid: Path) -> None:
 
 
 def test_group_by_a_config_key_that_was_not_swept(grid: Path) -> None:
-    rep = rp.report([grid], group_by=["optimizer.lr"])
+    rep = rp.report([grid], rp.ReportOptions(group_by=["optimizer.lr"]))
     assert sorted(rep.summary["optimizer.lr"]) == [0.001, 0.1]
     assert row(rep.summary, optimizer__lr=0.001)["n"] == 6
 
 
 def test_where_filters_and_alternatives(grid: Path) -> None:
-    rep = rp.report([grid], filters=["init.scheme=he_normal"])
+    rep = rp.report([grid], rp.ReportOptions(where=["init.scheme=he_normal"]))
     assert set(rep.summary["init.scheme"]) == {"he_normal"} and len(rep.summary) == 2
-    both = rp.report([grid], filters=["init.scheme=he_normal", "init.scheme=zeros"])
+    both = rp.report([grid], rp.ReportOptions(where=["init.scheme=he_normal", "init.scheme=zeros"]))
     assert set(both.summary["init.scheme"]) == {"he_normal", "zeros"}
-    one = rp.report([grid], filters=["init.scheme=he_normal", "optimizer.lr=1e-1"])  # keys: and; 1e-1 == 0.1
+    # keys: and; 1e-1 == 0.1
+    one = rp.report([grid], rp.ReportOptions(where=["init.scheme=he_normal", "optimizer.lr=1e-1"]))
     assert list(zip(one.summary["optimizer.name"], one.summary["init.scheme"])) == [("sgd", "he_normal")]
-    lists = rp.report([grid], filters=["model.hidden=[100, 100]", "seed=1"])
+    lists = rp.report([grid], rp.ReportOptions(where=["model.hidden=[100, 100]", "seed=1"]))
     assert lists.summary["runs"].sum() == 5
 
 
 @pytest.mark.parametrize("option, value, message", [
-    ("filters", ["nope=1"], "--where: 'nope' is not a key of these runs; swept keys: optimizer.name, init.scheme"),
-    ("filters", ["init.scheme=he"], "--where init.scheme=he: matches no runs; values here: he_normal, xavier_normal"),
-    ("filters", ["init.scheme"], "expected KEY=VALUE"),
+    ("where", ["nope=1"], "--where: 'nope' is not a key of these runs; swept keys: optimizer.name, init.scheme"),
+    ("where", ["init.scheme=he"], "--where init.scheme=he: matches no runs; values here: he_normal, xavier_normal"),
+    ("where", ["init.scheme"], "expected KEY=VALUE"),
     ("group_by", ["nope"], "--group-by: 'nope' is not a key of these runs"),
 ])
 def test_bad_keys_are_one_line_config_errors(grid: Path, option: str, value: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=message) as e:
-        rp.report([grid], **{option: value})
+        rp.report([grid], rp.ReportOptions(**{option: value}))
     assert "\n" not in str(e.value)
 
 
@@ -374,7 +375,7 @@ def test_bad_keys_are_one_line_config_errors(grid: Path, option: str, value: lis
 
 
 def test_csv_and_json_carry_every_number(grid: Path) -> None:
-    rep = rp.report([grid], target=0.85)
+    rep = rp.report([grid], rp.ReportOptions(target=0.85))
     back = pd.read_csv(io.StringIO(rp.export(rep, "csv")))
     numeric = [c for c in rep.summary if rep.summary[c].dtype.kind == "f"]
     assert {"val_acc_ci_low", "p_value", "ttt_seconds_mean", "reached"} <= set(back)
@@ -448,11 +449,11 @@ def test_experiments_with_different_keys_need_group_by(tmp_path: Path) -> None:
         write_run(b, f"r{seed}", {"optimizer.name": "adam"}, seed, final=block(0.9, 0.9, 0.9, 5, seed))
     with pytest.raises(ConfigError, match="sweep different keys .*--group-by optimizer.name"):
         rp.report([a, b])
-    rep = rp.report([a, b], group_by=["optimizer.name"])
+    rep = rp.report([a, b], rp.ReportOptions(group_by=["optimizer.name"]))
     assert list(zip(rep.summary[rp.EXPERIMENT], rep.summary["optimizer.name"]))[:2] == [("a", "adam"), ("b", "adam")]
     assert not ((rep.summary[rp.EXPERIMENT] == "b") & (rep.summary["optimizer.name"] == "sgd")).any()
     # a configuration the first folder lacks has nothing to be compared with
-    flipped = rp.report([b, a], group_by=["optimizer.name"])
+    flipped = rp.report([b, a], rp.ReportOptions(group_by=["optimizer.name"]))
     assert row(flipped.summary, experiment="a", optimizer__name="sgd")["verdict"] == "no reference"
     assert row(flipped.summary, experiment="a", optimizer__name="adam")["verdict"] in ("significant", "not significant")
 
@@ -553,3 +554,80 @@ def test_results_files_write_a_missing_value_one_way(tmp_path: Path) -> None:
         with open(tmp_path / "m" / name) as f:
             cells = {r["optimizer.momentum"] for r in csv.DictReader(f) if r["optimizer.name"] == "sgd"}
         assert cells == {""}, name
+
+
+# ---------------------------------------------------------------- one definition of the options
+
+# each report option: (its value on the command line, the same in Python); None: a flag without a value
+GIVEN: dict[str, tuple[str | None, Any]] = {
+    "at": ("best", "best"), "metric": ("test_acc", "test_acc"),
+    "baseline": ("optimizer.name=sgd", {"optimizer.name": "sgd"}), "target": ("0.9", 0.9),
+    "group_by": ("optimizer.name", "optimizer.name"), "where": ("init.scheme=he_normal", {"init.scheme": "he_normal"}),
+    "losses": (None, True), "adjust": ("none", "none"),
+}
+
+
+def _cli_args(name: str) -> list[str]:
+    from dlbench.results import options
+
+    text = GIVEN[name][0]
+    return [options.flag(name)] + ([text] if text is not None else [])
+
+
+def test_every_report_flag_is_an_option_of_the_python_api() -> None:
+    import typer
+
+    from dlbench.cli import app
+    from dlbench.results import options
+
+    command = typer.main.get_command(app).commands["report"]  # type: ignore[attr-defined]
+    flags = {p.name for p in command.params if p.param_type_name == "option"}
+    assert flags == {*options.FIELDS, *options.OUTPUT} and set(GIVEN) == set(options.FIELDS)
+    for name, (_, value) in GIVEN.items():  # the API's keywords are the options' names
+        from dlbench.results.api import report_options
+
+        assert report_options({name: value}, "compare").changed() == [name]
+
+
+@pytest.mark.parametrize("name", list(GIVEN))
+def test_compare_and_the_cli_report_give_the_same_report_for_each_option(tmp_path: Path, name: str) -> None:
+    import dlbench
+
+    a, b = make_grid(tmp_path / "a"), make_grid(tmp_path / "b", shift=0.03)
+    cli = report_cli(a, b, *_cli_args(name), "--format", "csv")
+    try:
+        text = dlbench.compare(a, b, **{name: GIVEN[name][1]}).text("csv")
+    except ConfigError as e:  # refused (a baseline when comparing folders): the same line as the CLI's
+        assert cli.exit_code == 2 and cli.error_line == f"error: {e}"
+        return
+    assert cli.exit_code == 0 and text == cli.out
+
+
+@pytest.mark.parametrize("adjust", ["holm", "none"])
+def test_compare_with_adjust_gives_the_numbers_of_report_adjust(tmp_path: Path, adjust: str) -> None:
+    import dlbench
+
+    a, b = make_grid(tmp_path / "a"), make_grid(tmp_path / "b", shift=0.03)
+    cli = pd.read_csv(io.StringIO(report_cli(a, b, "--adjust", adjust, "--format", "csv").out))
+    api = dlbench.compare(a, b, adjust=adjust).table()
+    for column in ("delta", "p_value", "p_adjusted"):
+        assert api[column].to_numpy() == pytest.approx(cli[column].to_numpy(), rel=1e-12, nan_ok=True)
+    tested = api["p_value"].notna()
+    assert (api["p_adjusted"][tested] == api["p_value"][tested]).all() == (adjust == "none")
+    # the page says which options made it; the same options in Python write the same page
+    page = tmp_path / "page.html"
+    assert report_cli(a, b, "--adjust", adjust, "-o", page).exit_code == 0
+    assert ("report options: --adjust none" in page.read_text()) == (adjust == "none")
+    assert dlbench.compare(a, b, adjust=adjust).save(tmp_path / "api.html").read_text() == page.read_text()
+
+
+def test_report_options_are_checked_once_for_the_cli_and_the_api(grid: Path) -> None:
+    import dlbench
+
+    results = dlbench.load(grid)
+    for name, bad in (("at", "last"), ("metric", "accuracy"), ("adjust", "bonferroni"), ("target", 90)):
+        with pytest.raises(ConfigError) as caught:
+            results.table(**{name: bad})
+        assert str(caught.value).startswith(f"--{name}: {bad!r} is invalid")
+    with pytest.raises(ConfigError, match=r"table\(adjsut=...\): not a report option.*did you mean 'adjust'"):
+        results.table(adjsut="none")

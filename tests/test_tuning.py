@@ -111,7 +111,7 @@ def test_the_reported_best_comes_from_the_confirm_runs(swept: tuple[Path, Path, 
     assert set(rep.summary["stage"]) == {"confirm", "defaults"} and rep.summary.iloc[0]["verdict"] == "reference"
     assert rp.TOO_FEW not in set(rep.summary["verdict"])
     assert any("search runs are left out (see them with --where stage=search" in line for line in rp.caption(rep))
-    assert "search" in set(rp.report([root], filters=["stage=search"]).summary["stage"])
+    assert "search" in set(rp.report([root], rp.ReportOptions(where=["stage=search"])).summary["stage"])
 
 
 def pruned_config(data_root: Path) -> dict[str, Any]:
@@ -153,7 +153,7 @@ def test_pruned_runs_are_stored_counted_and_never_confirm_runs(tmp_path: Path, d
     stages = sorted((s["params"]["stage"], s["status"], s["steps"]) for s in runs.values())
     assert stages == [("confirm", "ok", 12), ("search", "ok", 12), ("search", "pruned", 4), ("search", "pruned", 4),
                       ("search", "pruned", 8)]
-    rep = rp.report([tmp_path / "out" / "tiny"], group_by=["stage"])
+    rep = rp.report([tmp_path / "out" / "tiny"], rp.ReportOptions(group_by=["stage"]))
     search_row = rep.summary[rep.summary["stage"] == "search"].iloc[0]
     assert (search_row["runs"], search_row["n"], search_row["pruned"]) == (4, 1, 3)  # not averaged
     header, rows = rp.display_rows(rep)

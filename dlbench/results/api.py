@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import html
-import numbers
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -24,6 +23,7 @@ from dlbench.errors import ConfigError, did_you_mean
 from dlbench.results import html as html_page
 from dlbench.results import plots
 from dlbench.results import report as report_mod
+from dlbench.results.options import FIELDS, ReportOptions, format_of
 from dlbench.results.store import METRIC_COLUMNS, check_folder
 from dlbench.results.tables import table as task_table
 
@@ -45,21 +45,28 @@ def _conditions(given: Conditions | None, option: str, alternatives: bool) -> li
     return list(given)
 
 
-# the report's options (`dlbench report --at ... --losses`) and their defaults
-OPTIONS = {"at": "final", "metric": "val_acc", "baseline": None, "target": None, "group_by": None, "where": None,
-           "losses": False, "adjust": "holm"}
+def report_options(given: Mapping[str, Any], call: str) -> ReportOptions:
+    """The report's options (ReportOptions: the flags of `dlbench report`) from Python keyword arguments:
+    `baseline` / `where` as {key: value} or the CLI's 'KEY=VALUE' strings (in `where`, a list value means
+    any of these values), `group_by` a key or a list of keys. An unknown keyword is refused in one line."""
+    for name in given:
+        if name not in FIELDS:
+            raise ConfigError(f"{call}({name}=...): not a report option; allowed: {', '.join(FIELDS)}"
+                              f"{did_you_mean(name, list(FIELDS))}")
+    values = dict(given)
+    for name, alternatives in (("baseline", False), ("where", True)):
+        if name in values:
+            values[name] = tuple(_conditions(values[name], name, alternatives))
+    if "group_by" in values:
+        group_by = values["group_by"]
+        values["group_by"] = (group_by,) if isinstance(group_by, str) else tuple(group_by or ())
+    return ReportOptions(**values)
 
 
-def _report(roots: list[Path], options: dict[str, Any]) -> report_mod.Report:
-    """`dlbench report ROOTS...` with its options as keyword arguments."""
-    o = {**OPTIONS, **options}
-    target, group_by = o["target"], o["group_by"]
-    if target is not None and (not isinstance(target, numbers.Real) or isinstance(target, bool)):
-        raise ConfigError(f"target: {target!r} is invalid: a validation accuracy in (0, 1], e.g. 0.9")
-    groups = [group_by] if isinstance(group_by, str) else list(group_by or [])
-    return report_mod.report(roots, at=o["at"], metric=o["metric"], target=target, group_by=groups or None,
-                             baseline=_conditions(o["baseline"], "baseline", False),
-                             filters=_conditions(o["where"], "where", True), show_losses=bool(o["losses"]), adjust=o["adjust"])
+def _write(text: str, path: str | Path) -> Path:
+    out = Path(path)
+    out.write_text(text, encoding="utf-8")
+    return out
 
 
 def _plain_frame(table: Table) -> pd.DataFrame:
@@ -129,25 +136,45 @@ class Results:
         run x evaluation, with the run's id, swept values, seed and status as columns."""
         return self._metrics.copy()
 
-    def table(self, *, at: str = "final", metric: str = "val_acc", baseline: Conditions | None = None,
-              target: float | None = None, group_by: str | Sequence[str] | None = None,
-              where: Conditions | None = None, losses: bool = False, adjust: str = "holm") -> pd.DataFrame:
+    def table(self, **options: Any) -> pd.DataFrame:
         """The report as numbers (`dlbench report --format csv` with these options): one row per
         configuration, ranked on validation accuracy, compared with the best (or `baseline`).
 
-        baseline / where: {"optimizer.name": "sgd"} or the CLI's "optimizer.name=sgd" strings; in
-        `where`, a list value means any of these values. A task that trains nothing (optimizer
-        paths, activations) has its own table, which takes no options. adjust: "holm" (p_adjusted,
-        and the verdicts from it) or "none"."""
-        options = dict(at=at, metric=metric, baseline=baseline, target=target, group_by=group_by, where=where,
-                       losses=losses, adjust=adjust)
+        options: those of `dlbench report` (dlbench.results.options.ReportOptions): at, metric,
+        baseline, target, group_by, where, losses, adjust. baseline / where: {"optimizer.name": "sgd"}
+        or the CLI's "optimizer.name=sgd" strings; in `where`, a list value means any of these values;
+        adjust: "holm" (p_adjusted, and the verdicts from it) or "none". A task that trains nothing
+        (optimizer paths, activations) has its own table, which takes no options."""
+        chosen = self._options(options, "table")
         if self.task != "train":
-            given = [name for name, value in options.items() if value != OPTIONS[name]]
-            if given:
-                raise ConfigError(f"table({given[0]}=...): {self.root} holds a task: {self.task} experiment, whose "
-                                  "report is its own table (given without options)")
             return _plain_frame(self._shown())
-        return _report([self.root], options).summary
+        return report_mod.report([self.root], chosen).summary
+
+    def text(self, format: str = "table", **options: Any) -> str:
+        """The report as `dlbench report --format FORMAT` writes it (table, csv, markdown, json, latex or
+        html: the whole page), with the report's options as keyword arguments (see `table`)."""
+        chosen = self._options(options, "text")
+        if self.task != "train":
+            if format not in ("table", "html"):
+                raise ConfigError(f"text(format={format!r}): {self.root} holds a task: {self.task} experiment, "
+                                  "whose report is its own table (as table or html)")
+            return (html_page.page(self.name, [self._shown()], [self.root]) if format == "html"
+                    else report_mod.plain_text(self._shown()))
+        return report_mod.text(report_mod.report([self.root], chosen), self._title(), format, [self.root])
+
+    def save(self, path: str | Path, format: str | None = None, **options: Any) -> Path:
+        """`dlbench report FOLDER --output PATH`: the report written to `path`, in `format` or its suffix's."""
+        return _write(self.text(format_of(Path(path), format), **options), path)
+
+    def _options(self, given: Mapping[str, Any], call: str) -> ReportOptions:
+        chosen = report_options(given, call)
+        if self.task != "train" and chosen.changed():
+            raise ConfigError(f"{call}({chosen.changed()[0]}=...): {self.root} holds a task: {self.task} experiment, "
+                              "whose report is its own table (given without options)")
+        return chosen
+
+    def _title(self) -> str:
+        return f"{self.name}: {self._folder.view.get('description') or ''}".strip(": ")
 
     def plot(self, name: str) -> Figure:
         """One of the folder's figures (a `plots:` name, see `dlbench list`) as a matplotlib Figure."""
@@ -167,8 +194,7 @@ class Results:
             table = task_table(self._folder)
             assert table is not None  # every task that trains nothing has one
             return table
-        description = self._folder.view.get("description") or ""
-        return report_mod.rich_table(_report([self.root], {}), f"{self.name}: {description}".strip(": "))
+        return report_mod.rich_table(report_mod.report([self.root]), self._title())
 
     def _finished(self) -> bool:
         return self.task != "train" or not self._runs_and_keys[0].empty
@@ -193,21 +219,32 @@ class Comparison:
     """Several results folders side by side, as `dlbench report A B` (same swept keys; each
     configuration compared with itself in the first folder)."""
 
-    def __init__(self, folders: Sequence[Results | str | Path], options: dict[str, Any]) -> None:
+    def __init__(self, folders: Sequence[Results | str | Path], options: ReportOptions) -> None:
         if len(folders) < 2:
             raise ConfigError(f"compare: {len(folders)} folder given; compare two or more")
         self.roots = [f.root if isinstance(f, Results) else Path(f) for f in folders]
         for root in self.roots:
             check_folder(root)
         self.options = options
-        self._rep = _report(self.roots, options)  # bad options are refused here, not when shown
+        self._rep = report_mod.report(self.roots, options)  # bad options are refused here, not when shown
 
     def table(self) -> pd.DataFrame:
         """The comparison as numbers (`dlbench report A B --format csv`)."""
         return self._rep.summary.copy()
 
+    def text(self, format: str = "table") -> str:
+        """The comparison as `dlbench report A B --format FORMAT` writes it (html: the whole page)."""
+        return report_mod.text(self._rep, self._title(), format, self.roots)
+
+    def save(self, path: str | Path, format: str | None = None) -> Path:
+        """`dlbench report A B --output PATH`: written to `path`, in `format` or its suffix's."""
+        return _write(self.text(format_of(Path(path), format)), path)
+
+    def _title(self) -> str:
+        return " vs ".join(r.name for r in self.roots)
+
     def _shown(self) -> Table:
-        return report_mod.rich_table(self._rep, " vs ".join(r.name for r in self.roots))
+        return report_mod.rich_table(self._rep, self._title())
 
     def _repr_html_(self) -> str:
         return html_page.table_html(self._shown())
@@ -224,10 +261,8 @@ def load(folder: str | Path) -> Results:
     return Results(folder)
 
 
-def compare(*folders: Results | str | Path, at: str = "final", metric: str = "val_acc",
-            baseline: Conditions | None = None, target: float | None = None,
-            group_by: str | Sequence[str] | None = None, where: Conditions | None = None,
-            losses: bool = False) -> Comparison:
-    """Two or more results folders (or Results) side by side, as `dlbench report A B`."""
-    return Comparison(folders, dict(at=at, metric=metric, baseline=baseline, target=target, group_by=group_by,
-                                    where=where, losses=losses))
+def compare(*folders: Results | str | Path, **options: Any) -> Comparison:
+    """Two or more results folders (or Results) side by side, as `dlbench report A B`, with every option
+    of `dlbench report` as a keyword argument (at, metric, baseline, target, group_by, where, losses,
+    adjust: see `Results.table`)."""
+    return Comparison(folders, report_options(options, "compare"))

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from dlbench.results.options import ReportOptions
 from dlbench.results.store import Store
 
 # nothing but inline styles and data: images; no script, font, frame or fetch
@@ -110,9 +111,13 @@ def _plugins(root: Path) -> str:
                      for p in kept)
 
 
-def page(title: str, tables: list[Table], roots: list[Path]) -> str:
-    """The whole page: the tables, then per folder its figures, config, plugin sources and environment."""
-    parts = [f"<h1>{html.escape(title)}</h1>", "<h2>Tables</h2>", *map(table_html, tables)]
+def page(title: str, tables: list[Table], roots: list[Path], options: ReportOptions | None = None) -> str:
+    """The whole page: the tables (computed with `options`, which it states when not the defaults), then per
+    folder its figures, config, plugin sources and environment."""
+    asked = options.flags() if options is not None else ""
+    parts = [f"<h1>{html.escape(title)}</h1>", "<h2>Tables</h2>",
+             *([f'<p class="note">report options: {html.escape(asked)}</p>'] if asked else []),
+             *map(table_html, tables)]
     for root in roots:
         of = html.escape(f": {root.name}" if len(roots) > 1 else "")
         parts += [f"<h2>Figures{of}</h2>", _figures(root), f"<h2>Config{of}</h2>", _config(root)]

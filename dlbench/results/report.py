@@ -12,13 +12,14 @@ Welch's t-test. Time-to-target reads each run's metrics.csv.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, cast
 
 import numpy as np
 import pandas as pd
@@ -31,16 +32,14 @@ from rich.text import Text
 from dlbench.config.keys import flatten
 from dlbench.config.yaml_io import parse_yaml, read_written
 from dlbench.errors import ConfigError
-from dlbench.results.adjust import ADJUSTMENTS, Adjustment, adjust
+from dlbench.results.adjust import Adjustment, adjust
+from dlbench.results.options import AT, FORMATS, ReportOptions
 from dlbench.results.store import METRICS, Store, atomic_write
 
 ACCURACIES = ["train_acc", "val_acc", "test_acc", "gap"]
 LABELS = {"train_acc": "train acc %", "val_acc": "val acc %", "test_acc": "test acc %", "gap": "gap (train-test) %",
           "train_loss": "train loss", "val_loss": "val loss", "test_loss": "test loss"}
 TIMES = ["epoch", "step", "seconds"]  # units of time-to-target
-AT = {"final": "the final evaluation", "best": "the best-validation evaluation"}
-FORMATS = ("table", "csv", "markdown", "json", "latex")
-SUFFIXES = {".csv": "csv", ".json": "json", ".md": "markdown", ".tex": "latex", ".txt": "table", ".html": "html"}
 CONFIDENCE = 0.95
 ALPHA = 0.05
 TROUBLE = ("diverged", "failed", "pruned")  # statuses counted in the status column, never averaged
@@ -100,9 +99,7 @@ def time_to_target(results_dir: Path, runs: pd.DataFrame, target: float) -> pd.D
     """Adds ttt.epoch / ttt.step / ttt.seconds: the first evaluation whose validation
     accuracy reaches `target` (NaN: never reached, or no metrics, as for failed runs).
     A run that reached the target and diverged later still reached it: the time is a
-    fact about the trajectory, as in AlgoPerf."""
-    if not 0 < target <= 1:
-        raise ConfigError(f"--target: {target} is invalid: a validation accuracy in (0, 1], e.g. 0.9")
+    fact about the trajectory, as in AlgoPerf. (ReportOptions has checked `target`.)"""
     store = Store(results_dir)
     found = []
     for run_id in runs.get("run_id", []):
@@ -259,6 +256,7 @@ class Report:
     rank_by: str = "val_acc"  # validation accuracy; without a validation split, the metric asked
     notes: list[str] = field(default_factory=list)  # what the caption adds (rows left out)
     sources: list[str] = field(default_factory=list)  # the caption's last lines: where plugin components came from
+    options: ReportOptions = ReportOptions()  # what it was asked (`metric` above: what it compares, which may differ)
 
     def ranked_text(self) -> str:
         if self.rank_by == "val_acc":
@@ -385,26 +383,21 @@ def _adjusted(summary: pd.DataFrame, method: Adjustment) -> pd.DataFrame:
     return summary.assign(p_adjusted=p_adjusted, verdict=verdict)
 
 
-def build(runs: pd.DataFrame, keys: list[str], *, at: str = "final", metric: str = "val_acc",
-          baseline: list[str] | None = None, target: float | None = None, show_losses: bool = False,
-          adjust: str = "holm") -> Report:
-    """Aggregate, rank on validation accuracy and compare with the reference."""
-    if adjust not in ADJUSTMENTS:
-        raise ConfigError(f"--adjust: {adjust!r} is invalid; allowed: {', '.join(ADJUSTMENTS)}")
-    if at not in AT:
-        raise ConfigError(f"--at: {at!r} is invalid; allowed: {', '.join(AT)}")
-    if metric not in METRICS:
-        raise ConfigError(f"--metric: {metric!r} is invalid; allowed: {', '.join(METRICS)}")
+def build(runs: pd.DataFrame, keys: list[str], options: ReportOptions = ReportOptions()) -> Report:
+    """Aggregate, rank on validation accuracy and compare with the reference (`options.where` and
+    `group_by` are applied by `report`, which loads the runs)."""
+    at, metric, adjust = options.at, options.metric, cast(Adjustment, options.adjust)
     summary = aggregate(runs, keys, at)
     first = summary[EXPERIMENT].iloc[0] if EXPERIMENT in keys else None  # folders keep the order given
     rank_by = _rank_by(summary, metric)
     if rank_by != "val_acc" and metric == "val_acc":  # no validation split: compare on what ranks
         metric = rank_by
     summary = _rank(summary, keys, first, rank_by).reset_index(drop=True)
-    references, reference, reference_text = _references(summary, keys, baseline or [], first, rank_by)
+    references, reference, reference_text = _references(summary, keys, list(options.baseline), first, rank_by)
     summary = _adjusted(_compare(runs, summary, keys, at, metric, references), adjust)
-    show = [*ACCURACIES, *(m for m in METRICS if m not in ACCURACIES and (show_losses or m == metric))]
-    return Report(summary, keys, at, metric, reference, reference_text, target, tuple(show), adjust, rank_by)
+    show = [*ACCURACIES, *(m for m in METRICS if m not in ACCURACIES and (options.losses or m == metric))]
+    return Report(summary, keys, at, metric, reference, reference_text, options.target, tuple(show), adjust, rank_by,
+                  options=options)
 
 
 def _label(path: Path, paths: list[Path]) -> str:
@@ -413,10 +406,9 @@ def _label(path: Path, paths: list[Path]) -> str:
     return path.name if names.count(path.name) == 1 else str(path)
 
 
-def report(results_dirs: list[Path], *, at: str = "final", metric: str = "val_acc", baseline: list[str] | None = None,
-           target: float | None = None, group_by: list[str] | None = None, filters: list[str] | None = None,
-           show_losses: bool = False, adjust: str = "holm") -> Report:
+def report(results_dirs: list[Path], options: ReportOptions = ReportOptions()) -> Report:
     """The report of one results folder, or of several side by side (keys must line up)."""
+    filters, target, group_by = list(options.where), options.target, list(options.group_by)
     if len(set(map(Path.resolve, results_dirs))) < len(results_dirs):
         raise ConfigError("report: the same results folder is given twice")
     frames, all_keys, hidden, recorded = [], [], [], []
@@ -449,8 +441,7 @@ def report(results_dirs: list[Path], *, at: str = "final", metric: str = "val_ac
             raise ConfigError(f"{results_dirs[0]} and {d} sweep different keys "
                               f"({', '.join(keys) or 'none'} vs {', '.join(other) or 'none'}); {hint}")
     runs = pd.concat(frames, ignore_index=True)
-    result = build(runs, [EXPERIMENT, *keys] if len(results_dirs) > 1 else keys, at=at, metric=metric,
-                   baseline=baseline, target=target, show_losses=show_losses, adjust=adjust)
+    result = build(runs, [EXPERIMENT, *keys] if len(results_dirs) > 1 else keys, options)
     result.sources = plugin_notes(list(zip(results_dirs, frames, recorded)))
     if hidden:
         result.notes.append(f"the confirm and defaults stages; {sum(hidden)} search runs are left out "
@@ -819,7 +810,7 @@ def export(rep: Report, fmt: str) -> str:
     if fmt == "json":
         meta = {"at": rep.at, "ranked_by": rep.rank_by, "compared_on": rep.metric, "reference": rep.reference_text,
                 "alpha": ALPHA, "adjust": rep.adjust, "confidence": CONFIDENCE, "target": rep.target, "keys": rep.keys,
-                "plugins": rep.sources}
+                "plugins": rep.sources, "options": dataclasses.asdict(rep.options)}
         doc = {**meta, "best": json.loads(rep.best().to_json(orient="records", double_precision=15)),
                "configurations": json.loads(rep.summary.to_json(orient="records", double_precision=15))}
         return json.dumps(doc, indent=2) + "\n"
@@ -830,3 +821,15 @@ def export(rep: Report, fmt: str) -> str:
     if fmt == "table":
         return render(rep, title="")
     raise ValueError(f"unknown format {fmt!r}")
+
+
+def text(rep: Report, title: str, fmt: str, roots: list[Path]) -> str:
+    """The report in one of FORMATS, as `dlbench report --format FMT` writes it (html: the whole page,
+    with the figures, config and environment of `roots`)."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format: {fmt!r} is invalid; allowed: {', '.join(FORMATS)}")
+    if fmt == "html":
+        from dlbench.results import html
+
+        return html.page(title, [rich_table(rep, title)], roots, rep.options)
+    return render(rep, title) if fmt == "table" else export(rep, fmt)
