@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterator
 import pandas as pd
 
 from dlbench.catalog import CATALOG, Kind
+from dlbench.catalog.status import FAILED
 from dlbench.errors import ConfigError
 from dlbench.results import report
 
@@ -157,7 +158,7 @@ def tensorboard(root: Path, out: Path) -> str:
             writer.add_event(event_pb2.Event(wall_time=run.end, step=int(run.metrics["step"].iloc[-1]), summary=gap))
         end = hp._summary_pb(metadata.SESSION_END_INFO_TAG, plugin_data_pb2.HParamsPluginData(  # (v1's needs TF)
             session_end_info=plugin_data_pb2.SessionEndInfo(
-                status=api_pb2.STATUS_FAILURE if run.status == "failed" else api_pb2.STATUS_SUCCESS,
+                status=api_pb2.STATUS_FAILURE if run.status == FAILED else api_pb2.STATUS_SUCCESS,
                 end_time_secs=run.end)))
         writer.add_event(event_pb2.Event(wall_time=run.end, summary=end))
         writer.close()
@@ -227,7 +228,7 @@ def mlflow(root: Path, out: Path) -> str:
             metrics.append(Metric("gap", run.gap, int(1000 * run.end), int(run.metrics["step"].iloc[-1])))
         for batch in _batches(metrics, MAX_METRICS_PER_BATCH):
             client.log_batch(run_id, metrics=batch)
-        client.set_terminated(run_id, status="FAILED" if run.status == "failed" else "FINISHED",
+        client.set_terminated(run_id, status="FAILED" if run.status == FAILED else "FINISHED",
                               end_time=int(1000 * run.end))
     return (f"{len(exported)} runs of {sweep} -> MLflow experiment {sweep!r} in {out / 'mlflow.db'} "
             f"(view: mlflow ui --backend-store-uri {uri})")

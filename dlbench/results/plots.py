@@ -23,6 +23,7 @@ from dlbench.errors import ConfigError
 from dlbench.results import report
 from dlbench.results.report import value_text
 from dlbench.catalog import CATALOG
+from dlbench.catalog.status import OK, TROUBLE
 from dlbench.results.store import atomic_write, read_view
 from dlbench.results.figure_kit import (  # noqa: F401 - Results, PLOTS, label: read here by the API and tests
     DPI, PLOTS, Results, _band, _colors, _figure, _legend, _log_ticks, _styles, label,
@@ -122,7 +123,7 @@ def gap(res: Results) -> Figure | None:
 
 
 def _not_ok(row: pd.Series) -> str:
-    return ", ".join(f"{row[s]} {s}" for s in ("diverged", "failed", "pruned") if row.get(s))
+    return ", ".join(f"{row[s]} {s}" for s in TROUBLE if row.get(s))
 
 
 @PLOTS.register("panels")
@@ -150,7 +151,7 @@ def panels(res: Results) -> Figure | None:
                 _band(ax, sel, "step", "train_acc", colors[line], line, styles[line], 100.0)
         runs = status[status["panel"] == value]
         gone = [f"{line}: {', '.join(sorted(set(g['status'])))}" for line, g in runs.groupby("line", sort=False)
-                if (g["status"] != "ok").all()]
+                if (g["status"] != OK).all()]
         if gone:
             ax.text(0.03, 0.97, "\n".join(gone), transform=ax.transAxes, va="top", fontsize="small")
         ax.set_title(f"{first} = {value}", fontsize="medium")
@@ -178,7 +179,7 @@ def scatter(res: Results) -> Figure | None:
     if len(numeric) < 2:
         raise ConfigError(f"plots: 'scatter' needs two numeric swept keys; this sweep has {res.keys}")
     kx, ky = numeric[:2]
-    ok = res.runs[res.runs["status"] == "ok"]
+    ok = res.runs[res.runs["status"] == OK]
     points = ok.groupby("label").agg(x=(kx, "first"), y=(ky, "first"), val=("final.val_acc", "mean"))
     fig, axes = _figure(1, 1, (6.0, 4.6))
     ax = axes[0, 0]

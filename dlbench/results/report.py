@@ -29,6 +29,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from dlbench.catalog.status import OK, TROUBLE
 from dlbench.config.keys import flatten
 from dlbench.config.yaml_io import parse_yaml, read_written
 from dlbench.errors import ConfigError
@@ -42,7 +43,6 @@ LABELS = {"train_acc": "train acc %", "val_acc": "val acc %", "test_acc": "test 
 TIMES = ["epoch", "step", "seconds"]  # units of time-to-target
 CONFIDENCE = 0.95
 ALPHA = 0.05
-TROUBLE = ("diverged", "failed", "pruned")  # statuses counted in the status column, never averaged
 STAGE = "stage"  # a staged search's key: search | confirm | defaults
 EXPERIMENT = "experiment"  # the key column that tells experiments apart when several folders are compared
 TOO_FEW = "too few seeds"
@@ -170,10 +170,10 @@ def aggregate(runs: pd.DataFrame, keys: list[str], at: str = "final") -> pd.Data
     (also of `epoch`, the evaluation the numbers come from, and of time-to-target when loaded)."""
     out = []
     for values, g in _groups(runs, keys):
-        ok = g[g["status"] == "ok"]
+        ok = g[g["status"] == OK]
         row: dict[str, Any] = dict(zip(keys, values))
-        row.update(n=len(ok), diverged=int((g["status"] == "diverged").sum()),
-                   failed=int((g["status"] == "failed").sum()), pruned=int((g["status"] == "pruned").sum()),
+        # a column per troubled status (diverged, failed, pruned): counted, never averaged
+        row.update(n=len(ok), **{status: int((g["status"] == status).sum()) for status in TROUBLE},
                    runs=len(g), at=at)
         for m in ["epoch", *METRICS]:
             row.update({f"{m}_{k}": v for k, v in describe(_values(ok, f"{at}.{m}"), POSSIBLE[m]).items()})
@@ -359,7 +359,7 @@ def _references(summary: pd.DataFrame, keys: list[str], baseline: list[str],
 def _compare(runs: pd.DataFrame, summary: pd.DataFrame, keys: list[str], at: str, metric: str,
              references: list[int | None]) -> pd.DataFrame:
     """delta (row mean − reference mean), Welch p-value and verdict on `metric` for each row."""
-    samples = {values: _values(g[g["status"] == "ok"], f"{at}.{metric}") for values, g in _groups(runs, keys)}
+    samples = {values: _values(g[g["status"] == OK], f"{at}.{metric}") for values, g in _groups(runs, keys)}
     names = [tuple(r[k] for k in keys) for _, r in summary.iterrows()]
     delta, p, verdict = [], [], []
     for i, ref in enumerate(references):
@@ -543,7 +543,7 @@ def _versus(row: pd.Series, metric: str, method: Adjustment) -> str:
 
 def _status(row: pd.Series) -> str:
     parts = [f"{row[s]} {s}" for s in TROUBLE if row[s]]
-    return ", ".join(parts) or "ok"
+    return ", ".join(parts) or OK
 
 
 def _epoch(row: pd.Series) -> str:
@@ -599,7 +599,7 @@ def caption(rep: Report) -> list[str]:
     for _, r in rep.best().iterrows():
         name = ", ".join(f"{k}={value_text(r[k])}" for k in rep.keys) or "the only configuration"
         test = _stat(r, "test_acc", 100.0, 1).replace("\n", " ")
-        warn = f" ({_status(r)} among {r['runs']} runs)" if _status(r) != "ok" else ""
+        warn = f" ({_status(r)} among {r['runs']} runs)" if _status(r) != OK else ""
         how = ("best by validation accuracy among the confirm runs (configurations chosen on the search's "
                "validation accuracy, rerun on fresh seeds)" if rep.confirmed() else f"best by {_WORDS[rep.rank_by]}")
         lines.append(f"{how}: {name}: test accuracy {test} % (n = {r['n']}){warn}.")

@@ -12,6 +12,7 @@ import math
 import pandas as pd
 from rich.table import Table
 
+from dlbench.catalog.status import OK
 from dlbench.results.plots import Results, label
 from dlbench.results.store import atomic_write
 
@@ -65,7 +66,7 @@ def diagnostics_summary(res: Results) -> pd.DataFrame:
     if res.runs.empty:
         return pd.DataFrame()
     rows = [{"label": run.label, **(summary.get("diagnostics") or {})}
-            for run, summary in zip(res.runs.itertuples(), res.summaries()) if run.status == "ok"]
+            for run, summary in zip(res.runs.itertuples(), res.summaries()) if run.status == OK]
     if not rows:
         return pd.DataFrame()
     df = pd.DataFrame(rows)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from dlbench.catalog.status import EVALUATED, PRUNED
 from dlbench.errors import ConfigError
 from dlbench.results.figure_kit import PLOTS, Results, _colors, _figure, _legend
 from dlbench.results.report import time_to_target
@@ -61,15 +62,15 @@ def _point_stats(runs: pd.DataFrame, configuration: list[str], metric: str) -> p
     """One row per configuration: its key values, mean / std / count of `metric` over its
     seeds that trained, and `trained`: whether any did (else all diverged or failed). A
     pruned run (stopped early by successive halving) counts with its last accuracy."""
-    done = runs["status"].isin(["ok", "pruned"])
+    done = runs["status"].isin(EVALUATED)
     values = runs[metric].where(done).astype(float)
     rows = []
     for key, g in runs.assign(_v=values).groupby(configuration, sort=False, dropna=False):
         v = g["_v"].dropna()
         rows.append({**dict(zip(configuration, key if isinstance(key, tuple) else (key,))),
                      "mean": v.mean() if len(v) else math.nan, "std": v.std(ddof=1) if len(v) > 1 else math.nan,
-                     "n": len(v), "pruned": bool((g["status"] == "pruned").any()),
-                     "trained": bool(g["status"].isin(["ok", "pruned"]).any())})
+                     "n": len(v), "pruned": bool((g["status"] == PRUNED).any()),
+                     "trained": bool(g["status"].isin(EVALUATED).any())})
     return pd.DataFrame(rows)
 
 
