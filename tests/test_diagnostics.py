@@ -153,6 +153,26 @@ def test_function_task_divergence_is_reported_not_raised(cli) -> None:
     assert bool(row["diverged"]) and row["steps"] < 50 and "never" in result.stdout
 
 
+def test_a_task_table_in_80_columns_wraps_and_cuts_nothing(cli) -> None:
+    import io
+
+    from rich.console import Console
+
+    from dlbench.results import plots, tables
+
+    cfg = {"name": "paths", "task": "function", "function": {"name": "rosenbrock", "steps": 30},
+           "grid": {"optimizer": [{"name": "momentum", "lr": 0.001, "momentum": 0.9}, {"name": "adam", "lr": 0.1}]},
+           "train": {"seeds": [0]}}
+    assert cli("run", cli.write(cfg), "--out", cli.tmp_path / "out", "--no-plots").exit_code == 0
+    res = plots.load(cli.tmp_path / "out" / "paths")
+    console = Console(file=io.StringIO(), width=80, color_system=None)
+    console.print(tables.table(res))
+    text = console.file.getvalue()
+    assert max(map(len, text.splitlines())) <= 80 and "…" not in text
+    for row in pd.read_csv(res.root / "summary.csv").itertuples():  # a cut cell ended in "…" (1.36e-…)
+        assert f"{row.final_f:.3g}" in text
+
+
 # ---------------------------------------------------------------- plots and their errors
 
 

@@ -19,8 +19,8 @@ from dlbench.results.store import atomic_write
 
 def _table(title: str, header: list[str], rows: list[list[str]], caption: str, n_keys: int) -> Table:
     table = Table(title=title, caption=caption)
-    for i, h in enumerate(header):
-        table.add_column(h, justify="left" if i < n_keys else "right", no_wrap=True)
+    for i, h in enumerate(header):  # in a narrow terminal a cell wraps (at a space, else anywhere), never cut
+        table.add_column(h, justify="left" if i < n_keys else "right", overflow="fold")
     for row in rows:
         table.add_row(*row)
     return table
