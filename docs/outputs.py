@@ -71,6 +71,8 @@ def produce(workdir: Path) -> dict[str, str]:
 
 
 MARKED = re.compile(r"(<!-- output: ([\w-]+) -->\n```\n)(.*?)(```)", re.S)
+# a markdown table (docs/outputs/NAME.md, written by docs/experiments.py) between two markers
+REPORT = re.compile(r"(<!-- report: ([\w-]+) -->\n)(.*?)(<!-- end report -->)", re.DOTALL)
 
 
 def pages() -> list[Path]:
@@ -78,9 +80,10 @@ def pages() -> list[Path]:
 
 
 def fill(page: Path) -> None:
-    """Each marked block of `page` set to its output file."""
+    """Each marked block and report table of `page` set to its output file."""
     text = page.read_text()
     filled = MARKED.sub(lambda m: m[1] + (OUTPUTS / f"{m[2]}.txt").read_text() + m[4], text)
+    filled = REPORT.sub(lambda m: m[1] + "\n" + (OUTPUTS / f"{m[2]}.md").read_text() + "\n" + m[4], filled)
     if filled != text:
         page.write_text(filled)
         print(f"filled {page.relative_to(REPO)}")

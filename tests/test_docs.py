@@ -3,7 +3,9 @@ YAML example runs, and every output block is what the command prints.
 
 Blocks are fenced code in README.md and docs/**/*.md. A block may be preceded by a marker:
 `<!-- output: NAME -->` (the block is docs/outputs/NAME.txt, which docs/outputs.py writes by
-running the command), `<!-- not run: REASON -->` or `<!-- not checked: REASON -->`.
+running the command), `<!-- not run: REASON -->` or `<!-- not checked: REASON -->`. A markdown
+table between `<!-- report: NAME -->` and `<!-- end report -->` is docs/outputs/NAME.md
+(docs/experiments.py writes those from the shipped experiments' results).
 Unmarked: ```bash / ```python / ```yaml blocks run; a plain block of commands runs; a plain
 block of `$ command` lines runs each command and compares what it prints with the lines
 below it; any other plain block fails the test until it is marked.
@@ -109,6 +111,28 @@ def test_output_files_are_what_the_commands_print(workdir: Path, name: str) -> N
 def test_output_blocks_show_the_output_files(block: Block) -> None:
     assert block.body == (outputs.OUTPUTS / f"{block.reason}.txt").read_text(), \
         "rerun: python docs/outputs.py (it rewrites docs/outputs/ and the marked blocks)"
+
+
+REPORTS = [(page, m[2], m[3]) for page in outputs.pages() for m in outputs.REPORT.finditer(page.read_text())]
+
+
+@pytest.mark.parametrize("page,name,body", REPORTS, ids=[f"{p.name}:{n}" for p, n, _ in REPORTS])
+def test_report_tables_show_the_report_files(page: Path, name: str, body: str) -> None:
+    assert body == "\n" + (outputs.OUTPUTS / f"{name}.md").read_text() + "\n", \
+        "rerun: python docs/experiments.py WORKDIR (it rewrites docs/outputs/experiments-* and the tables)"
+
+
+def test_the_experiments_page_shows_every_experiments_table_and_figures() -> None:
+    import experiments  # docs/experiments.py, the script that produces them
+
+    page = (REPO / "docs" / "experiments.md").read_text()
+    for name, (report, figures) in experiments.EXPERIMENTS.items():
+        marker = f"<!-- report: experiments-{name} -->" if report is not None else \
+            f"<!-- output: experiments-{name} -->"
+        assert marker in page, name
+        for figure in figures:
+            image = experiments.image(name, figure)
+            assert image.is_file() and f"(img/{image.name})" in page, image
 
 
 def _command(line: str) -> str:
