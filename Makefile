@@ -76,6 +76,10 @@ test-gpu: install  ## the CUDA tests (tests marked cuda; skipped without a GPU)
 	# cuBLAS needs this workspace setting for deterministic results (docs/gpu.md); set before CUDA starts
 	CUBLAS_WORKSPACE_CONFIG=:4096:8 $(BIN)/python -m pytest -q -m cuda
 
+.PHONY: gpu-check
+gpu-check:  ## one command for a GPU session: test-gpu's tests, then bench-gpu's sections, under a time budget (scripts/gpu-check.sh; outputs in $$OUT or results/gpu-check)
+	scripts/gpu-check.sh
+
 .PHONY: bench
 bench: install  ## time dlbench against an idiomatic PyTorch loop (quickstart + 64-run grid), print the table
 	$(BIN)/python bench/bench.py

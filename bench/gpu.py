@@ -3,6 +3,7 @@ stack, and whether torch.compile or a CUDA graph of the stacked step pays.
 
     python bench/gpu.py                      # on the GPU (needs one)
     python bench/gpu.py --device cpu --smoke # every section at toy sizes on a CPU: checks the script, times nothing
+    python bench/gpu.py --only sizes cnn     # some sections (scripts/gpu-check.sh runs each under a time budget)
 
 Sections (each prints a markdown table):
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import subprocess
 import sys
 import tempfile
@@ -129,7 +131,9 @@ def whole_process(args: argparse.Namespace, device: torch.device) -> list[dict[s
         config.write_text(yaml.safe_dump(mnist1d_grid(args.runs, args.epochs, device.type)))
         few = Path(tmp) / "few.yaml"
         few.write_text(yaml.safe_dump(mnist1d_grid(args.idiomatic_runs, args.epochs, device.type)))
-        env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
+        # the caller's PYTHONPATH after the repo: packages installed beside the interpreter's (scripts/gpu-check.sh)
+        env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+               "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 
         def timed(cmd: list[str]) -> float:
             start = time.perf_counter()
@@ -168,7 +172,7 @@ def by_stack_size(args: argparse.Namespace, device: torch.device) -> list[dict[s
         try:
             stack = engine.Stack(specs, device)
             train_steps(stack, 2)  # warm-up
-            t = best_of(args.repeats, device, lambda: train_steps(stack, args.steps))
+            t = best_of(args.repeats, device, lambda stack=stack: train_steps(stack, args.steps))
         except torch.OutOfMemoryError:
             rows.append({"runs in the stack": runs, "ms per step": "out of memory"})
             break
@@ -204,7 +208,7 @@ def cifar_cnn(args: argparse.Namespace, device: torch.device) -> list[dict[str, 
         try:
             stack = engine.Stack(specs, device)
             train_steps(stack, 1)
-            t = best_of(args.repeats, device, lambda: train_steps(stack, args.steps))
+            t = best_of(args.repeats, device, lambda stack=stack: train_steps(stack, args.steps))
         except torch.OutOfMemoryError:
             rows.append({"runs": runs, "ms per step": "out of memory"})
             continue
@@ -267,7 +271,7 @@ def step_variants(args: argparse.Namespace, device: torch.device) -> list[dict[s
             fn = make()
             for _ in range(3):
                 fn()
-            t = best_of(args.repeats, device, lambda: [fn() for _ in range(args.steps)])
+            t = best_of(args.repeats, device, lambda fn=fn: [fn() for _ in range(args.steps)])
             rows.append({"step (forward + backward)": name, "runs": len(specs), "ms per step": 1e3 * t / args.steps})
         except Exception as e:  # noqa: BLE001 - a variant that cannot run says why in its row
             rows.append({"step (forward + backward)": name, "runs": len(specs),
@@ -292,7 +296,9 @@ def main() -> None:
     parser.add_argument("--cnn-runs", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--cnn-train", type=int, default=5000)
     parser.add_argument("--variant-runs", type=int, default=64)
-    parser.add_argument("--skip", nargs="*", default=[], choices=["in-process", "whole", "sizes", "cnn", "variants"])
+    keys = ["in-process", "whole", "sizes", "cnn", "variants"]
+    parser.add_argument("--skip", nargs="*", default=[], choices=keys)
+    parser.add_argument("--only", nargs="*", default=keys, choices=keys, help="run these sections (default: all)")
     args = parser.parse_args()
     if args.smoke:
         args.runs, args.epochs, args.idiomatic_runs, args.max_runs = 4, 1, 2, 4
@@ -310,7 +316,7 @@ def main() -> None:
                 ("cnn", "4. CIFAR-shaped CNN stack (random tensors)", cifar_cnn),
                 ("variants", "5. the stacked step: as is, torch.compile, CUDA graph", step_variants)]
     for key, title, fn in sections:
-        if key in args.skip:
+        if key in args.skip or key not in args.only:
             continue
         print(f"\n{title}\n\n{markdown(fn(args, device))}", flush=True)
 
