@@ -4,7 +4,8 @@
 for each experiment whose results folder is not there yet (all of them: about 15 minutes on 2
 CPU cores), redraws its figures with the current code (`dlbench plot`), and writes:
 
-- docs/img/NAME_FIGURE.png: the figures the page shows (re-encoded with 256 colours: smaller);
+- docs/img/NAME_FIGURE.png: the figures the page shows (re-encoded with 256 colours: smaller),
+  and the quickstart's curves that README.md and docs/index.md show;
 - docs/outputs/experiments-NAME.md: the report as markdown (`dlbench report --format markdown`),
   shown between `<!-- report: experiments-NAME -->` and `<!-- end report -->`;
 - docs/outputs/experiments-NAME.txt: a task's own table (optimizer paths, activations) as a
@@ -47,6 +48,8 @@ EXPERIMENTS: dict[str, tuple[list[str] | None, list[str]]] = {
     "batchnorm_batch_size": ([], ["curves_epoch", "curves_seconds"]),
     "tuning": ([], ["sensitivity"]),  # by default: the confirm and the defaults runs
 }
+# figures other pages show (README.md, docs/index.md): experiment -> figures, no table
+FIGURES_ONLY: dict[str, list[str]] = {"quickstart": ["curves"]}
 # the page's name for a figure: docs/img/<experiment>_<figure>.png (optimizer paths: the experiment's name)
 SINGLE = {"optimizer_paths", "optimizer_paths_rosenbrock"}
 
@@ -65,7 +68,7 @@ def produce(workdir: Path, name: str) -> None:
     """One experiment's results in workdir (trained if missing), its figures and its table here."""
     from PIL import Image
 
-    report, figures = EXPERIMENTS[name]
+    report, figures = EXPERIMENTS[name] if name in EXPERIMENTS else (None, FIGURES_ONLY[name])
     folder = f"results/{name}"
     if not (workdir / folder / "view.json").exists():
         dlbench(["run", f"configs/{name}.yaml", "--no-plots"], workdir)
@@ -73,13 +76,17 @@ def produce(workdir: Path, name: str) -> None:
     for figure in figures:
         Image.open(workdir / folder / f"{figure}.png").convert("RGB").quantize(256).save(image(name, figure),
                                                                                        optimize=True)
+    shown = [str(image(name, f).relative_to(REPO)) for f in figures]
+    if name in FIGURES_ONLY:
+        print(f"{name}: {', '.join(shown)}")
+        return
     if report is None:
         text = outputs.in_terminal(["report", folder], 100, workdir)
         (outputs.OUTPUTS / f"experiments-{name}.txt").write_text(text)
     else:
         text = dlbench(["report", folder, "--format", "markdown", *report], workdir)
         (outputs.OUTPUTS / f"experiments-{name}.md").write_text(text)
-    print(f"{name}: {', '.join(str(image(name, f).relative_to(REPO)) for f in figures)}, table")
+    print(f"{name}: {', '.join(shown)}, table")
 
 
 if __name__ == "__main__":
@@ -87,7 +94,7 @@ if __name__ == "__main__":
     work.mkdir(parents=True, exist_ok=True)
     if not (work / "configs").exists():
         (work / "configs").symlink_to(REPO / "configs")
-    for experiment in sys.argv[2:] or EXPERIMENTS:
+    for experiment in sys.argv[2:] or [*EXPERIMENTS, *FIGURES_ONLY]:
         produce(work, experiment)
     outputs.fill(REPO / "docs" / "experiments.md")
     shutil.rmtree(REPO / "docs" / "__pycache__", ignore_errors=True)

@@ -191,7 +191,7 @@ def _legend_height(labels: list[str], width: float) -> float:
 
 
 def _log_ticks(ax: Axes, values: pd.Series) -> None:
-    """A log axis with enough labelled ticks: within a decade round values, within two 1, 2, 5 x 10^k."""
+    """A log axis with enough labelled ticks: within a decade 1..9 x 10^k or round values, within two 1, 2, 5 x 10^k."""
     from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
     finite = values[np.isfinite(values) & (values > 0)]
@@ -200,7 +200,13 @@ def _log_ticks(ax: Axes, values: pd.Series) -> None:
     decades = math.log10(finite.max() / finite.min()) if finite.min() > 0 else math.inf
     if decades > 2:
         return  # matplotlib labels each decade
-    # within a decade 1..9 x 10^k can leave two labels (1.2 to 3.4: 2, 3): evenly spaced round values then
-    ax.yaxis.set_major_locator(MaxNLocator(nbins=5) if decades < 1 else LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    if decades >= 1:
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    else:  # 1..9 x 10^k, unless that labels fewer than three (1.2 to 3.4: 2, 3): evenly spaced round values
+        low, high = finite.min(), finite.max()
+        first = math.floor(math.log10(low))
+        labelled = sum(low <= k * 10.0 ** e <= high for e in (first, first + 1) for k in range(1, 10))
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=tuple(range(1, 10))) if labelled >= 3
+                                   else MaxNLocator(nbins=5))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
     ax.yaxis.set_minor_formatter(NullFormatter())
