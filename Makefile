@@ -10,7 +10,7 @@ EXPERIMENTS := optimizer_paths optimizer_paths_rosenbrock optimizers init_activa
 	batchnorm overfitting losses batch_size random_search l1_sparsity batchnorm_batch_size preprocessing xor \
 	schedules optimizers_modern bias_decay tuning
 
-.PHONY: install system-deps quickstart plugins-example mnist1d-reference test docs clean experiments $(EXPERIMENTS)
+.PHONY: install lint system-deps quickstart plugins-example mnist1d-reference test docs clean experiments $(EXPERIMENTS)
 
 PLUGIN_EXAMPLES := examples/plugins/adabelief.py examples/plugins/digits.py examples/plugins/tiny_resnet.py
 
@@ -64,7 +64,10 @@ system-deps:
 	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
 	  else echo "system-deps: not root, so not installing chromium (Debian package) for the HTML report test"; fi; }
 
-test: install system-deps  ## run the test suite
+lint: install  ## the linter (ruff) and the type checker (mypy), configured in pyproject.toml
+	$(BIN)/ruff check .
+
+test: install system-deps lint  ## lint, type-check, then run the test suite
 	# one thread per process: the tests' models are tiny, and threads only contend on a small CI machine
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -q
 
@@ -75,10 +78,6 @@ docs: install  ## build the docs site into site/ (reference pages generated from
 test-gpu: install  ## the CUDA tests (tests marked cuda; skipped without a GPU)
 	# cuBLAS needs this workspace setting for deterministic results (docs/gpu.md); set before CUDA starts
 	CUBLAS_WORKSPACE_CONFIG=:4096:8 $(BIN)/python -m pytest -q -m cuda
-
-.PHONY: gpu-check
-gpu-check:  ## one command for a GPU session: test-gpu's tests, then bench-gpu's sections, under a time budget (scripts/gpu-check.sh; outputs in $$OUT or results/gpu-check)
-	scripts/gpu-check.sh
 
 .PHONY: bench
 bench: install  ## time dlbench against an idiomatic PyTorch loop (quickstart + 64-run grid), print the table

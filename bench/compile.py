@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -59,8 +59,8 @@ def main() -> None:
     after = ms_per_step(compiled)
     again = ms_per_step(eager)
     print(f"{args.runs} runs, {args.threads} thread(s), torch {torch.__version__}")
-    print(f"| eager ms/step | compiled ms/step | eager again | compile s | compiled / eager |")
-    print(f"|---|---|---|---|---|")
+    print("| eager ms/step | compiled ms/step | eager again | compile s | compiled / eager |")
+    print("|---|---|---|---|---|")
     print(f"| {before:.1f} | {after:.1f} | {again:.1f} | {compile_s:.0f} | {after / ((before + again) / 2):.2f} |")
 
 

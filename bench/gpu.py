@@ -33,7 +33,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -117,7 +118,8 @@ def in_process(args: argparse.Namespace, device: torch.device) -> list[dict[str,
     few = specs[:args.idiomatic_runs]
     t_idiomatic = best_of(1, device, lambda: idiomatic(few, device)) / len(few) * len(specs)
     t_stack = best_of(args.repeats, device, lambda: list(resolve("auto", Options())(specs, device)))
-    return [{"runs": len(specs), "idiomatic s": t_idiomatic, "idiomatic timed on": f"{len(few)} runs, x{len(specs) / len(few):g}",
+    return [{"runs": len(specs), "idiomatic s": t_idiomatic,
+             "idiomatic timed on": f"{len(few)} runs, x{len(specs) / len(few):g}",
              "dlbench s": t_stack, "speedup": t_idiomatic / t_stack}]
 
 
@@ -277,7 +279,8 @@ def step_variants(args: argparse.Namespace, device: torch.device) -> list[dict[s
             rows.append({"step (forward + backward)": name, "runs": len(specs),
                          "ms per step": f"failed: {type(e).__name__}: {str(e).splitlines()[0][:80]}"})
     if "torch.compile" not in variants:
-        rows.append({"step (forward + backward)": "torch.compile", "runs": len(specs), "ms per step": "not run (--smoke)"})
+        rows.append({"step (forward + backward)": "torch.compile", "runs": len(specs),
+                     "ms per step": "not run (--smoke)"})
     if device.type != "cuda":
         rows.append({"step (forward + backward)": "CUDA graph", "runs": len(specs), "ms per step": "needs CUDA"})
     return rows

@@ -25,7 +25,7 @@ import functools
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -104,7 +104,7 @@ def main() -> None:
                     views.append(view)
             optimizers.append(kind(views, lr=lr, **extra, fused=True))
         rows.append((name, f"torch.optim fused, one per lr ({len(groups)} groups of runs)",
-                     per_call(lambda: [o.step() for o in optimizers], args.steps)))
+                     per_call(lambda optimizers=optimizers: [o.step() for o in optimizers], args.steps)))
 
     # the whole training step, for scale, and the same step with a 4-unit hidden layer, where the
     # matmuls cost next to nothing: the per-step overhead

@@ -7,7 +7,8 @@ import os
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Callable, NoReturn, Optional, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, ParamSpec, TypeVar
+from collections.abc import Callable
 
 import typer
 from rich.console import Console
@@ -16,10 +17,9 @@ from rich.table import Table
 from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from dlbench import __version__
+from dlbench.catalog import CATALOG
 from dlbench.errors import ConfigError
 
-_KINDS = ("dataset", "preprocessing", "model", "preset", "activation", "norm", "pooling", "init", "loss",
-          "optimizer", "schedule", "augmentation", "task", "plot", "function", "export", "executor")  # as the catalog orders them
 from dlbench.results import options as report_options
 from dlbench.results.adjust import ADJUSTMENTS
 from dlbench.results.store import METRICS, check_folder
@@ -98,14 +98,14 @@ def user_errors(command: Callable[P, R]) -> Callable[P, R]:
 
 
 SetOption = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Option("--set", "-s", metavar="KEY=VALUE",
                  help="Override a config value, e.g. --set optimizer.lr=0.01 (YAML-typed; repeatable)."),
 ]
 
 
 PluginOption = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Option("--plugin", metavar="PATH", help="A plugin file (or importable module) with your own components; "
                  "repeatable. Configs name theirs in plugins:.", show_default=False)]
 MaxRunsOption = Annotated[int, typer.Option("--max-runs", min=1, metavar="N",
@@ -133,22 +133,23 @@ def _runs_table(specs: list[sweep.RunSpec], costs: list[runner.Cost], finished: 
 def run(
     config: Annotated[Path, typer.Argument(help="Experiment config (YAML).", show_default=False)],
     sets: SetOption = None,
-    device: Annotated[Optional[Device], typer.Option(help="Where to train; overrides train.device.")] = None,
+    device: Annotated[Device | None, typer.Option(help="Where to train; overrides train.device.")] = None,
     out: Annotated[Path, typer.Option(metavar="DIR", help="Results root; runs go to DIR/<name>/.")] = Path("results"),
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the expanded runs and train nothing.")] = False,
-    rerun: Annotated[Optional[Rerun], typer.Option(help="Train again finished runs that failed, or all.")] = None,
+    rerun: Annotated[Rerun | None, typer.Option(help="Train again finished runs that failed, or all.")] = None,
     fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop at the first failed run.")] = False,
     force_new: Annotated[bool, typer.Option("--force-new", help="Move DIR/<name>/ aside and start afresh.")] = False,
     max_runs: MaxRunsOption = DEFAULT_MAX_RUNS,
     yes: YesOption = False,
     plots: Annotated[bool, typer.Option(help="Draw the experiment's figures (PNG) into the results folder.")] = True,
     executor: Annotated[str, typer.Option(
-        metavar="NAME", help="Where stacks of runs train: auto (= local), local (this process), serial (stacks of one run), "
-             "processes (a process pool), ray (Ray tasks).")] = "auto",
-    workers: Annotated[Optional[int], typer.Option(
+        metavar="NAME", help="Where stacks of runs train: auto (= local), local (this process), "
+             "serial (stacks of one run), processes (a process pool), ray (Ray tasks).")] = "auto",
+    workers: Annotated[int | None, typer.Option(
         min=1, metavar="N", help="Tasks at a time for --executor processes / ray (default: one per CPU).")] = None,
-    address: Annotated[Optional[str], typer.Option(
-        metavar="HOST:PORT", help="Ray cluster address for --executor ray (default: start a local Ray instance).")] = None,
+    address: Annotated[str | None, typer.Option(
+        metavar="HOST:PORT",
+        help="Ray cluster address for --executor ray (default: start a local Ray instance).")] = None,
     plugin: PluginOption = None,
 ) -> None:
     """Expand CONFIG into runs, train them, save results/<name>/ and print the comparison table.
@@ -198,10 +199,10 @@ def _warn(text: str) -> None:
 @user_errors
 def plot(results_dir: Annotated[Path, typer.Argument(help="An experiment folder, e.g. results/quickstart.",
                                                     show_default=False)],
-         names: Annotated[Optional[list[str]], typer.Argument(
+         names: Annotated[list[str] | None, typer.Argument(
              metavar="NAME", help="Draw only these figures, e.g. curves gap (`dlbench list` names every plot); "
                                   "default: the config's `plots:` list.", show_default=False)] = None,
-         target: Annotated[Optional[float], typer.Option(
+         target: Annotated[float | None, typer.Option(
              help="Also draw the figures that need a target validation accuracy (0..1): profile.")] = None) -> None:
     """Draw the experiment's figures as PNGs into RESULTS_DIR, from the folder alone: the config's
     `plots:` list (or the NAMEs given)."""
@@ -236,21 +237,21 @@ def _report_option(name: str) -> Any:
 @user_errors
 def report(
     results_dirs: Annotated[list[Path], typer.Argument(
-        metavar="RESULTS_DIR", help="An experiment folder, e.g. results/quickstart; several folders with the same swept keys are "
-             "compared side by side.", show_default=False)],
-    format: Annotated[Optional[Format], typer.Option(
+        metavar="RESULTS_DIR", help="An experiment folder, e.g. results/quickstart; "
+             "several folders with the same swept keys are compared side by side.", show_default=False)],
+    format: Annotated[Format | None, typer.Option(
         "--format", "-f", help="Output format; by default the --output suffix's (.csv -> csv, .md -> markdown, "
                                ".tex -> latex, ...), else table.",
         show_default=False)] = None,
-    output: Annotated[Optional[Path], typer.Option(
+    output: Annotated[Path | None, typer.Option(
         "--output", "-o", metavar="FILE", help="Write to FILE instead of stdout; its suffix names the format: "
                                                ".csv .json .md .tex .txt .html.")] = None,
     at: Annotated[At, _report_option("at")] = _DEFAULT_AT,
     metric: Annotated[Metric, _report_option("metric")] = _DEFAULT_METRIC,
-    baseline: Annotated[Optional[list[str]], _report_option("baseline")] = None,
-    target: Annotated[Optional[float], _report_option("target")] = None,
-    group_by: Annotated[Optional[list[str]], _report_option("group_by")] = None,
-    where: Annotated[Optional[list[str]], _report_option("where")] = None,
+    baseline: Annotated[list[str] | None, _report_option("baseline")] = None,
+    target: Annotated[float | None, _report_option("target")] = None,
+    group_by: Annotated[list[str] | None, _report_option("group_by")] = None,
+    where: Annotated[list[str] | None, _report_option("where")] = None,
     losses: Annotated[bool, _report_option("losses")] = False,
     adjust: Annotated[Adjust, _report_option("adjust")] = _DEFAULT_ADJUST,
 ) -> None:
@@ -347,7 +348,7 @@ def validate(config: Annotated[Path, typer.Argument(help="Experiment config (YAM
 @app.command("list")
 @user_errors
 def list_registries(
-    kind: Annotated[Optional[str], typer.Argument(help="Only this kind: " + ", ".join(_KINDS) + ".",
+    kind: Annotated[str | None, typer.Argument(help="Only this kind: " + ", ".join(CATALOG.kinds()) + ".",
                                                   show_default=False)] = None,
     plugin: PluginOption = None,
 ) -> None:

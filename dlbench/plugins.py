@@ -26,7 +26,8 @@ import traceback
 import types
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from dlbench.catalog import CATALOG, SECTIONS, Component, Setting
 from dlbench.errors import ConfigError
@@ -258,7 +259,8 @@ _FIXED = {  # a factory's leading arguments (given by dlbench), before its field
     "init": ("weight",),
     "optimizer": ("params",),
 }
-_EXECUTION_ONLY = {"foreach", "fused", "capturable", "differentiable", "maximize"}  # how, not what, an optimizer computes
+# how, not what, an optimizer computes
+_EXECUTION_ONLY = {"foreach", "fused", "capturable", "differentiable", "maximize"}
 
 
 def _type_of(default: Any) -> Any:

@@ -23,7 +23,8 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
 
 import torch
 
@@ -57,7 +58,8 @@ def check_size(n_runs: int, max_runs: int, yes: bool, name: str) -> None:
 
 
 def planned_runs(cfg: Config) -> int:
-    """grid points x cases x (random trials x rounds x seeds + confirm runs), without expanding (grids that sweep seeds may differ)."""
+    """grid points x cases x (random trials x rounds x seeds + confirm runs), without expanding
+    (grids that sweep seeds may differ)."""
     points = math.prod(len(values) for values in cfg.grid.values()) * max(1, len(cfg.cases))
     if cfg.random is None:
         return points * len(cfg.train.seeds)
@@ -323,8 +325,8 @@ class StopSweep(Exception):
 def validation_accuracy(store: Store) -> dict[str, float]:
     """run id -> final validation accuracy of every finished run (NaN: it diverged or failed),
     what a staged search plans its next round and its confirm stage from."""
-    return {s["run_id"]: float(s["final"].get("val_acc", math.nan)) if s["status"] in ("ok", "pruned") and s.get("final")
-            else math.nan for s in store.summaries()}
+    return {s["run_id"]: float(s["final"].get("val_acc", math.nan))
+            if s["status"] in ("ok", "pruned") and s.get("final") else math.nan for s in store.summaries()}
 
 
 def unique(specs: list[sweep.RunSpec]) -> list[sweep.RunSpec]:

@@ -18,7 +18,8 @@ import math
 import random as pyrandom
 import warnings
 from dataclasses import dataclass
-from typing import Any, Hashable, Iterable, Literal, Mapping, Sequence
+from typing import Any, Literal
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -38,7 +39,7 @@ class Range:
     choices: tuple[Any, ...] = ()
 
     @classmethod
-    def of(cls, declared: Any) -> "Range":
+    def of(cls, declared: Any) -> Range:
         """From the config's form: `{log_uniform: [lo, hi]}`, or a `Distribution` with one field set."""
         if not isinstance(declared, Mapping):
             declared = {k: getattr(declared, k) for k in KINDS if getattr(declared, k, None) is not None}
@@ -82,7 +83,7 @@ class Range:
             return rng.randint(int(self.low), int(self.high))
         return self.from_unit(rng.random())  # what rng.uniform(a, b) computes: a + (b - a) * random()
 
-    def narrow(self, kept: Sequence[Any], keep: float) -> "Range":
+    def narrow(self, kept: Sequence[Any], keep: float) -> Range:
         """The range spanned by the kept points' values (on the range's own scale).
 
         A choice keeps the values that survive, in their declared order. When the kept

@@ -18,7 +18,8 @@ import hashlib
 import itertools
 import json
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from dlbench.config.keys import flatten, get_path, merge, set_path
 from dlbench import search
@@ -124,7 +125,8 @@ def expand(config: Any, raw: dict[str, Any], results: Mapping[str, float] | None
     its confirm runs once its last round is. A round is a pure function of the finished
     runs before it, so a resumed sweep plans the same points and run ids.
     """
-    base = {k: v for k, v in raw.items() if k not in ("grid", "random", "confirm", "cases", "plots")}  # plots: the sweep's
+    # plots are the sweep's, not a run's
+    base = {k: v for k, v in raw.items() if k not in ("grid", "random", "confirm", "cases", "plots")}
     results = results or {}
     specs: list[RunSpec] = []
     cases = list(config.cases.items()) or [(None, {})]
@@ -159,7 +161,8 @@ def _search(config: Any, group: dict[str, Any], params: dict[str, Any],
                                                             seed=r.seed, keep=r.keep)
                        for spec in _specs(group, {**params, **values, **labels}, values,
                                           None if r.prune is None else Pruning(
-                                              r.prune.every, r.prune.keep, group_id, json.dumps(values, sort_keys=True)))]
+                                              r.prune.every, r.prune.keep, group_id,
+                                              json.dumps(values, sort_keys=True)))]
         specs += round_specs
         if any(s.run_id not in results for s in round_specs):
             return specs  # the next round waits for this one

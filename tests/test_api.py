@@ -6,7 +6,8 @@ from __future__ import annotations
 import io
 import re
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import pandas as pd
 import pytest

@@ -46,7 +46,8 @@ def test_report_help_says_the_format_follows_the_output_suffix() -> None:
 
 
 def test_validate_counts_the_runs_a_search_may_add(tmp_path: Path, data_root: Path) -> None:
-    cfg = tiny_config(data_root, random={"trials": 4, "rounds": 2, "space": {"optimizer.lr": {"log_uniform": [1e-3, 1]}}},
+    cfg = tiny_config(data_root,
+                      random={"trials": 4, "rounds": 2, "space": {"optimizer.lr": {"log_uniform": [1e-3, 1]}}},
                       confirm={"top": 1, "seeds": [10, 11]})
     res = dlbench("validate", write_config(tmp_path / "c.yaml", cfg))
     assert res.code == 0, res.err

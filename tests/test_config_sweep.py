@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
 
 import math
 from pathlib import Path
@@ -11,7 +10,7 @@ import pytest
 
 from dlbench.config import schema as config
 from dlbench import sweep
-from dlbench.config.schema import Config, section
+from dlbench.config.schema import Config
 from dlbench.errors import ConfigError
 
 

@@ -22,7 +22,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from collections.abc import Iterator
 
 import pytest
 from sweep_util import REPO, dlbench, one_thread  # noqa: F401 - fixture

@@ -334,7 +334,8 @@ TINY = {
     "optimizers_modern": ["train.steps=2", "train.seeds=[0]", "grid={optimizer: [{name: adamw_schedulefree}]}"],
     "schedules": ["train.epochs=1", "train.seeds=[0]", "grid={optimizer: [{name: adam}]}", "data.train_size=200",
                   "cases={warmup_cosine: {schedule: {name: cosine, warmup: 1}}}"],
-    "bias_decay": ["train.epochs=1", "train.seeds=[0]", "cases={all: {optimizer: {weight_decay: 0.01, decay_biases: true}}}"],
+    "bias_decay": ["train.epochs=1", "train.seeds=[0]",
+                   "cases={all: {optimizer: {weight_decay: 0.01, decay_biases: true}}}"],
 }
 
 

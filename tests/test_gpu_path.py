@@ -283,7 +283,8 @@ from dlbench import sweep
 from dlbench.components import data
 from dlbench.training import engine, memory
 def rss(key):
-    return next(int(l.split()[1]) * 1024 for l in Path("/proc/self/status").read_text().splitlines() if l.startswith(key))
+    lines = Path("/proc/self/status").read_text().splitlines()
+    return next(int(l.split()[1]) * 1024 for l in lines if l.startswith(key))
 raw = {{"name": "p", "data": {{"root": {str(data_root)!r}}}, "model": {{"hidden": [1024, 1024]}},
        "optimizer": {{"name": "adam", "lr": 1e-3}}, "train": {{"device": "cpu", "seeds": list(range(8)), "steps": 2}}}}
 specs = sweep.expand(schema.validate(raw), raw)

@@ -14,7 +14,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 from dlbench.training import checkpoint
 from sweep_util import (  # noqa: F401 - one_thread is a fixture
     ONE_THREAD,
@@ -60,7 +59,8 @@ def test_sigkill_at_random_points_then_resume(tmp_path: Path, data_root: Path) -
                       train={"steps": 40, "batch_size": 50, "eval_every": 10, "seeds": [0, 1], "device": "cpu",
                              "checkpoint_seconds": 0})  # a checkpoint every step: kills land after one
     config = write_config(tmp_path / "c.yaml", cfg)
-    reference = dlbench("run", config, "--out", tmp_path / "reference", "--executor", "serial")  # uninterrupted, in-process
+    # uninterrupted, in-process
+    reference = dlbench("run", config, "--out", tmp_path / "reference", "--executor", "serial")
     assert reference.code == 0, reference.err
     expected = run_dirs(tmp_path / "reference" / "tiny")
     assert len(expected) == 16

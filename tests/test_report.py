@@ -419,7 +419,8 @@ def test_write_tables_refreshes_runs_and_summary_csv(grid: Path) -> None:
     runs = pd.read_csv(grid / "runs.csv")
     summary = pd.read_csv(grid / "summary.csv")
     assert len(runs) == 15 and list(summary["optimizer.name"]) == list(rep.summary["optimizer.name"])
-    assert summary["val_acc_ci_high"].to_numpy() == pytest.approx(rep.summary["val_acc_ci_high"].to_numpy(), nan_ok=True)
+    expected = rep.summary["val_acc_ci_high"].to_numpy()
+    assert summary["val_acc_ci_high"].to_numpy() == pytest.approx(expected, nan_ok=True)
     assert rp.rich_table(rep, title="grid").row_count == 5
 
 

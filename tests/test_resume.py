@@ -72,7 +72,8 @@ def test_failing_and_diverging_runs_are_isolated(tmp_path: Path, data_root: Path
         s = summary(d)
         by_status.setdefault(s["status"], []).append(s)
     assert sorted(s["params"]["model.hidden"][0] for s in by_status["failed"]) == [13, 13]
-    assert all(s["error"] == "RuntimeError: simulated: not enough memory for hidden=[13]" and s["device"].startswith("cpu")
+    assert all(s["error"] == "RuntimeError: simulated: not enough memory for hidden=[13]"
+               and s["device"].startswith("cpu")
                and "torch" in s["versions"] for s in by_status["failed"])
     diverged = by_status["diverged"]
     assert sorted(s["params"]["model.hidden"][0] for s in diverged) == [8, 16]

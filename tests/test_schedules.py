@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -89,7 +90,8 @@ def test_warmup_longer_than_the_run_is_refused() -> None:
     ({"name": "step", "min_lr": 0.1}, "schedule.min_lr: 0.1 is invalid: schedule 'step' does not read it"),
     ({"name": "one_cycle", "warmup": 0.1}, "schedule.warmup: 0.1 is invalid: schedule 'one_cycle' does not read it"),
     ({"name": "constant", "peak": 0.3}, "schedule.peak: 0.3 is invalid: schedule 'constant' does not read it"),
-    ({"warmup": 2.5}, "schedule.warmup: 2.5 is invalid: must be int >= 0 | float >= 0 < 1 (linear warmup from 0: a fraction"),
+    ({"warmup": 2.5},
+     "schedule.warmup: 2.5 is invalid: must be int >= 0 | float >= 0 < 1 (linear warmup from 0: a fraction"),
     ({"name": "poly"}, "schedule.name: 'poly' is invalid: unknown schedule"),
 ])
 def test_settings_a_schedule_does_not_read_are_refused(section: dict[str, Any], message: str) -> None:

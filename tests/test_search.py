@@ -89,7 +89,7 @@ def test_unknown_method_is_refused() -> None:
 
 
 def test_range_round_trips_the_config_form() -> None:
-    for key, r in SPACE.items():
+    for r in SPACE.values():
         assert Range.of(r.as_dict()) == r
     assert Range.of(schema.Distribution(log_uniform=[1e-3, 1e-1])) == Range("log_uniform", 1e-3, 1e-1)
 

@@ -7,7 +7,8 @@ two parameter groups.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -107,7 +108,8 @@ def _configs(name: str) -> list[Any]:
         {"lr": lr / 2, "momentum": 0.95, "betas": (0.95, 0.9), "alpha": 0.5, "eps": 1e-3, "weight_decay": 0.1,
          "rho": 0.95},
         # momentum 0 beside momentum > 0 in one slice (sgd, rmsprop); nesterov needs a momentum
-        {"lr": lr, "momentum": 0.0 if "momentum" in reads and record.setting("momentum").default == 0 else 0.3, "weight_decay": 0.05},
+        {"lr": lr, "momentum": 0.0 if "momentum" in reads and record.setting("momentum").default == 0 else 0.3,
+         "weight_decay": 0.05},
     ]
     return [section("optimizer", name=name, decay_biases=i == 2, **{k: v for k, v in v.items() if k in reads})
             for i, v in enumerate(variants)]

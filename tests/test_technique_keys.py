@@ -32,7 +32,8 @@ def test_defaults_are_accepted() -> None:
     ({"optimizer": {"clip_norm": 0}}, "optimizer.clip_norm: 0 is invalid"),
     ({"optimizer": {"rho": 1.5}}, "optimizer.rho: 1.5 is invalid"),
     ({"optimizer": {"name": "adam", "rho": 0.5}},
-     "optimizer.rho: 0.5 is invalid: optimizer 'adam' does not read it (unknown key; it reads clip_norm, decay_biases, lr, betas, eps, weight_decay)"),
+     "optimizer.rho: 0.5 is invalid: optimizer 'adam' does not read it "
+     "(unknown key; it reads clip_norm, decay_biases, lr, betas, eps, weight_decay)"),
     ({"optimizer": {"name": "sgdw"}}, "optimizer.name: 'sgdw' is invalid: unknown optimizer; allowed: sgd,"),
     ({"train": {"order": "random"}}, "train.order: 'random' is invalid"),
     ({"data": {"preprocess": "whiten"}}, "data.preprocess: 'whiten' is invalid: unknown preprocessing"),

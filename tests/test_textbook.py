@@ -46,7 +46,8 @@ def test_defaults_are_todays_behaviour_and_keep_run_ids() -> None:
 @pytest.mark.parametrize("data, message", [
     ({"model": {"bn_eps": 1e-6}},
      "model.bn_eps: 1e-06 is invalid with model.norm 'none' (it sets BatchNorm; set model.norm: batch, or drop it)"),
-    ({"model": {"norm": "layer", "bn_running_var": 0.0}}, "model.bn_running_var: 0.0 is invalid with model.norm 'layer'"),
+    ({"model": {"norm": "layer", "bn_running_var": 0.0}},
+     "model.bn_running_var: 0.0 is invalid with model.norm 'layer'"),
     ({"model": {"bn_momentum": 0.9}}, "model.bn_momentum: 0.9 is invalid with model.norm 'none'"),
     ({"model": {"norm": "batch", "bn_momentum": 0}}, "model.bn_momentum: 0 is invalid"),
     ({"model": {"norm": "batch", "bn_eps": 0}}, "model.bn_eps: 0 is invalid"),
@@ -169,7 +170,8 @@ def _eval_reference(stack: Stack, run: int, p: float) -> tuple[float, float]:
     for i in range(2):
         h = torch.relu(h @ par[f"blocks.{i}.0.weight"].T + par[f"blocks.{i}.0.bias"]) * (1 - p)
     logits = h @ par["head.weight"].T + par["head.bias"]
-    return F.cross_entropy(logits, stack.splits.y_train).item(), (logits.argmax(1) == stack.splits.y_train).float().mean().item()
+    y = stack.splits.y_train
+    return F.cross_entropy(logits, y).item(), (logits.argmax(1) == y).float().mean().item()
 
 
 @pytest.mark.parametrize("runs", [1, 2])  # a stack of one calls the module directly, a stack of two vmaps

@@ -238,7 +238,8 @@ _add("task", "activations", "the untrained net (model + init) fed Gaussian noise
 # ------------------------------------------------------------------ plots
 # needs: what a config must have for the figure: "search" (a random: section), "swept" (a swept key
 # beside the first), "numeric" (two numeric swept keys), "target" (plot --target), a diagnostics flag
-_add("plot", "curves", "train loss, train and test accuracy vs step; mean ± std band over seeds", task="train", needs=())
+_add("plot", "curves", "train loss, train and test accuracy vs step; mean ± std band over seeds", task="train",
+     needs=())
 _add("plot", "curves_epoch", "the learning curves vs epoch (log axis when the spans differ a lot)", task="train",
      needs=())
 _add("plot", "curves_seconds", "the learning curves vs wall-clock seconds", task="train", needs=())

@@ -10,7 +10,8 @@ from __future__ import annotations
 import typing
 from dataclasses import dataclass, field
 from types import UnionType
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
+from collections.abc import Mapping
 
 Role = Literal["meta", "sweep", "execution", "stack", "run"]
 # meta: names the experiment or its figures; sweep: expands into runs; execution: where and how
@@ -39,13 +40,13 @@ class Setting:
     doc: str
     role: Role | None = None  # None: the role of its section
     choices: str | None = None  # the value names a component of this kind (e.g. "activation")
-    items: tuple["Setting", ...] = ()  # a list of mappings with these keys (model.conv's layers)
+    items: tuple[Setting, ...] = ()  # a list of mappings with these keys (model.conv's layers)
     required: bool = False  # no default: the section must give it
     # added after results were stored: at its default it is left out of a run's id, so the runs stored
     # before it existed (which trained at that default) still count as done
     added: bool = False
 
-    def with_default(self, default: Any) -> "Setting":
+    def with_default(self, default: Any) -> Setting:
         """The same setting with another component's own default."""
         return Setting(self.name, self.type, default, self.doc, self.role, self.choices, self.items, self.required,
                        self.added)

@@ -8,7 +8,8 @@ A record without a builder, or a builder without a record, fails a test.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, Iterator, Mapping, TypeVar
+from typing import Any, Generic, TypeVar
+from collections.abc import Callable, Iterator, Mapping
 
 from dlbench.catalog.records import Component, Facts, Setting
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 
 def feature_shape(conv: Sequence[Any], sample_shape: Sequence[int]) -> tuple[int, ...]:

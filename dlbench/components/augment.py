@@ -14,7 +14,8 @@ draws the whole stack's numbers in one batched call.
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from typing import Protocol
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

@@ -9,7 +9,8 @@ Nothing here is random: `train.seeds` is ignored.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
 
 import pandas as pd
 import torch
@@ -53,12 +54,12 @@ def descend(fn: Function, start: tuple[float, float], opt: Any, steps: int) -> p
     return pd.DataFrame(rows)
 
 
-def run(specs: list["RunSpec"]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def run(specs: list[RunSpec]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(paths: one row per configuration and step, summary: one row per configuration)."""
     seed = specs[0].seed  # the paths are deterministic: one per configuration, not per seed
     paths, summary = [], []
     for spec in (s for s in specs if s.seed == seed):
-        cfg: FunctionConfig = spec.config.function
+        cfg = spec.config.function
         entry = FUNCTIONS[cfg.name]
         start = cfg.start
         path = descend(entry.builder, start, spec.config.optimizer, cfg.steps)

@@ -8,7 +8,8 @@ PyTorch's own initialization (Kaiming-uniform with a = sqrt(5), uniform biases).
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import torch
 from torch import nn

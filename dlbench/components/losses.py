@@ -16,7 +16,7 @@ always argmax over the classes. The losses in SMOOTHABLE take label smoothing
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

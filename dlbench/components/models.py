@@ -10,7 +10,8 @@ input channel added) and images with Conv2d.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from typing import Any
+from collections.abc import Callable
 
 import torch
 from torch import nn

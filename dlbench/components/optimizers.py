@@ -99,7 +99,8 @@ class Slice:
     params: list[Tensor]  # full stacks; the rule updates rows [start, stop)
     state: Callable[[str, int], Tensor]  # (state name, param index) -> rows [start, stop) of a zero-initialized stack
     hyper: dict[str, Tensor]  # hyperparameter -> float64 [n] on the host
-    scalar: Callable[[str, float], Tensor]  # (name, initial value) -> per-run float64 [n] host state (nadam, schedule-free)
+    # (name, initial value) -> per-run float64 [n] host state (nadam, schedule-free)
+    scalar: Callable[[str, float], Tensor]
     t: int = 0  # the step being taken, from 1 (set by the chain)
     configs: list[Any] = field(default_factory=list)  # the runs' optimizer sections (a torch.optim plugin's kwargs)
 

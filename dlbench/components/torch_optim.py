@@ -24,7 +24,8 @@ An optimizer whose `step` needs a closure (LBFGS re-evaluates the loss) is refus
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -97,7 +98,8 @@ class _Runs:
         with torch.no_grad():
             self.views = [[p[s.start + r] for p in s.params] for r in range(s.stop - s.start)]
         self.kwargs: list[dict[str, Any]] = []
-        self.decay: list[tuple[float, float]] = []  # per run: (coupled L2 coefficient of weights, of the others), dlbench's own decay
+        # per run: (coupled L2 coefficient of weights, of the others), dlbench's own decay
+        self.decay: list[tuple[float, float]] = []
         self.opts = [self._build(cfg, views) for cfg, views in zip(s.configs, self.views)]
         self.slots: dict[tuple[int, int, str], Tensor] = {}  # (run, param, key) -> its row of the stack's slot
         self.scalars: dict[str, Tensor] = {}
@@ -202,7 +204,8 @@ def _like(example: Any, value: float) -> Any:
     return type(example)(value)
 
 
-def _layout(opt: torch.optim.Optimizer, kwargs: dict[str, Any]) -> tuple[dict[Tensor, dict[str, Any]], list[dict[str, Any]]]:
+def _layout(opt: torch.optim.Optimizer,
+            kwargs: dict[str, Any]) -> tuple[dict[Tensor, dict[str, Any]], list[dict[str, Any]]]:
     """The state keys (with an example value each) a step gives every parameter, and its groups' new keys:
     from one step of a scratch copy (zeros, zero gradients)."""
     scratch: dict[Tensor, Tensor] = {}

@@ -16,7 +16,8 @@ import math
 import re
 import typing
 from pathlib import Path
-from typing import Annotated, Any, Literal, Mapping, Union
+from typing import Annotated, Any, Literal, Union
+from collections.abc import Mapping
 
 from annotated_types import MinLen
 from pydantic import (
@@ -52,7 +53,7 @@ class Base(BaseModel):
 class _Diagnostics(Base):
     def enabled(self) -> bool:
         """Whether any diagnostic is recorded."""
-        return bool(getattr(self, "activations") or getattr(self, "gradients") or getattr(self, "weights"))
+        return bool(self.activations or self.gradients or self.weights)
 
 
 _BASES: dict[str, type[Base]] = {"diagnostics": _Diagnostics}  # sections with methods of their own
@@ -140,7 +141,8 @@ def _union(section: Section) -> Any:
         name = value.get(key, default) if isinstance(value, dict) else getattr(value, key, None)
         return name if isinstance(name, str) else None
 
-    union = Union[tuple(Annotated[m, Tag(n)] for n, m in members.items())]  # type: ignore[valid-type]
+    # Union[...] of a tuple built at run time: the | operator has no form for a variable number of members
+    union = Union[tuple(Annotated[m, Tag(n)] for n, m in members.items())]  # type: ignore[valid-type]  # noqa: UP007
     annotated: Any = Annotated[union, Discriminator(tag)]
     if section.name == "model":
         annotated = Annotated[annotated, BeforeValidator(_apply_preset), AfterValidator(_norm_placed)]
@@ -165,7 +167,7 @@ class Distribution(Base):
     choice: Annotated[list[Any], Field(min_length=1)] | None = None
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> "Distribution":
+    def _exactly_one(self) -> Distribution:
         given = [k for k, v in self.__dict__.items() if v is not None]
         if len(given) != 1:
             raise ValueError("give exactly one of log_uniform, uniform, int_uniform, choice")
@@ -247,7 +249,8 @@ def _config_fields() -> dict[str, Any]:
         else:
             fields[section.name] = (annotation, Field(default_factory=lambda n=section.name: section_default(n),
                                                       description=section.summary))
-    fields["grid"] = (dict[str, Annotated[list[Any], Field(min_length=1)]], Field({}, description=SECTIONS["grid"].summary))
+    fields["grid"] = (dict[str, Annotated[list[Any], Field(min_length=1)]],
+                      Field({}, description=SECTIONS["grid"].summary))
     fields["random"] = (RandomSearch | None, Field(None, description=SECTIONS["random"].summary))
     fields["confirm"] = (Confirm | None, Field(None, description=SECTIONS["confirm"].summary))
     fields["cases"] = (dict[str, dict[str, Any]], Field({}, description=SECTIONS["cases"].summary))
@@ -517,7 +520,8 @@ def explain(err: ValidationError, prefix: str = "", root: str | None = None) -> 
         section = SECTIONS[loc[0]]
         return f"{path}.{section.key}: is invalid: it must name a {CATALOG[section.chooses or ''].label}"
     if loc[:2] == ["model", "conv"] and kind in ("missing", "too_short"):
-        return (f"{path}: {_show([] if kind == 'missing' else e.get('input'))} is invalid: kind cnn needs conv layers, e.g. [{{channels: 32, "
+        got = _show([] if kind == "missing" else e.get("input"))
+        return (f"{path}: {got} is invalid: kind cnn needs conv layers, e.g. [{{channels: 32, "
                 f"kernel: 3, pool: max}}], or a model.preset ({', '.join(CATALOG['preset'].names())})")
     if kind == "missing":
         return f"{path}: missing; it has no default, give it"

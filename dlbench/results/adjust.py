@@ -10,7 +10,8 @@ package does not need statsmodels at run time (the tests check it against statsm
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from typing import Literal
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import functools
 import html
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 from matplotlib.figure import Figure

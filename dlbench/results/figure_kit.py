@@ -13,7 +13,8 @@ import math
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -41,7 +42,8 @@ def label(params: dict[str, Any], keys: list[str]) -> str:
     if len(keys) == 1:
         return value_text(params.get(keys[0])) if present else "–"
     short = {k: k.rsplit(".", 1)[-1] for k in present}
-    parts = [value_text(params[k]) if short[k] in _SELF_EXPLAINING else f"{short[k]}={value_text(params[k])}" for k in present]
+    parts = [value_text(params[k]) if short[k] in _SELF_EXPLAINING else f"{short[k]}={value_text(params[k])}"
+             for k in present]
     return " ".join(parts) or "defaults"
 
 

@@ -188,7 +188,7 @@ def scatter(res: Results) -> Figure | None:
     best = points["val"].idxmax()
     ax.scatter([points.loc[best, "x"]], [points.loc[best, "y"]], marker="*", s=260, facecolors="none",
                edgecolors="red", label=f"best on validation: {100 * points.loc[best, 'val']:.1f} %")
-    for axis, key in (("x", kx), ("y", ky)):
+    for axis in ("x", "y"):
         values = points[axis]
         if values.min() > 0 and values.max() / values.min() > 50:
             getattr(ax, f"set_{axis}scale")("log")
@@ -282,7 +282,7 @@ def paths(res: Results) -> Figure | None:
     cols = min(n, 3)
     rows = math.ceil(n / cols)
     fig, axes = _figure(rows, cols, (4.0, 2.6 if x1 - x0 > 2 * (y1 - y0) else 3.4))
-    for ax, (i, row) in zip(axes.flat, table.iterrows()):
+    for ax, (_, row) in zip(axes.flat, table.iterrows()):
         sel = path_df[path_df["label"] == label(row.to_dict(), res.keys)]
         ax.contour(gx, gy, gz, levels=levels, colors="0.6", linewidths=0.6)
         ax.plot(sel["x"], sel["y"], "o-" if len(sel) <= 100 else "-", color="tab:red", ms=2.5, lw=1)

@@ -19,7 +19,8 @@ import math
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Iterator, cast
+from typing import Any, cast
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import pandas as pd

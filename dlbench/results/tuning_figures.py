@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import math
 import textwrap
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -149,13 +150,14 @@ def sensitivity(runs: pd.DataFrame, keys: Sequence[str], space: Mapping[str, Map
 
     extra = []
     if (~stats["trained"]).any():
-        extra.append(Line2D([], [], ls="", marker=NOT_OK_MARK, color="0.3", label="no seed trained (diverged / failed)"))
+        extra.append(Line2D([], [], ls="", marker=NOT_OK_MARK, color="0.3",
+                            label="no seed trained (diverged / failed)"))
     if stats["pruned"].any():
         extra.append(Line2D([], [], ls="", marker="o", mfc="none", color="0.3", label="pruned (accuracy when stopped)"))
     items = [*(handles if by else []), *extra]
     if items:  # below the panels: beside them it would run into the title
-        fig.legend(items, [h.get_label() for h in items], title=by, loc="outside lower center", ncols=min(len(items), 4),
-                   fontsize="small", title_fontsize="small", frameon=False)
+        fig.legend(items, [h.get_label() for h in items], title=by, loc="outside lower center",
+                   ncols=min(len(items), 4), fontsize="small", title_fontsize="small", frameon=False)
     fig.suptitle(title or textwrap.fill(f"sensitivity: {_METRIC.get(metric, metric)} (mean ± std over seeds) per "
                                         "searched hyperparameter", 16 * fig.get_figwidth()), fontsize="medium")
     return fig

@@ -4,7 +4,8 @@ Two users: a training run whose config turns on `diagnostics:` records them at e
 evaluation (`Recorder`, called by the engine with the run taken out of its stack as a
 plain module), and `task: activations` measures an untrained net fed Gaussian noise
 (`probe`). Layer i is the i-th weighted layer (Linear / Conv) and the i-th
-activation module after it; the output layer has weights but no activation. Activations are measured in eval mode on fixed inputs
+activation module after it; the output layer has weights but no activation. Activations are
+measured in eval mode on fixed inputs
 (dropout off, BatchNorm on its running statistics), so recording them changes
 neither the random stream nor the BatchNorm statistics of the run.
 """
@@ -166,7 +167,7 @@ def _csv(df: pd.DataFrame) -> str:
 # ---------------------------------------------------------------- task: activations
 
 
-def probe(specs: list["RunSpec"]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def probe(specs: list[RunSpec]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Untrained nets (model + init of each spec) fed N(0, 1) inputs: (per-layer statistics, histograms)."""
     stats, hists = [], []
     for spec in specs:

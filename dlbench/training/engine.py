@@ -32,7 +32,8 @@ import json
 import math
 import sys
 import time
-from typing import Any, Callable, Iterator, cast
+from typing import Any, cast
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -47,11 +48,12 @@ from dlbench.components.optimizers import (StackedOptimizer, clip_grad_norms_, i
                                            to_eval_weights, to_train_weights)
 from dlbench.components.schedules import StackedSchedule
 from dlbench import search
+from dlbench.results.store import SPLITS
 from dlbench.sweep import RunSpec, identity
 from dlbench.training import checkpoint, scaling, streams
 from dlbench.training.per_run import (AUGMENT_STREAM, NOISE_STREAM, ORDER_STREAM, PerRun,  # noqa: F401 - re-exported
                                       generator, to_device)
-from dlbench.training.run import AUTOCAST, SPLITS, Progress, RunResult, check_precision, schedule, summarize
+from dlbench.training.run import AUTOCAST, Progress, RunResult, check_precision, schedule, summarize
 
 MAX_STACK = 256  # runs per stack; larger groups are split into equal stacks
 # evaluation forwards: samples per forward (fixed per device, so losses sum alike in any stack) and
@@ -420,8 +422,9 @@ class Stack:
                 for s, (name, n) in enumerate(zip(SPLITS, sizes)):
                     split_metrics[f"{name}_loss"], split_metrics[f"{name}_acc"] = (
                         (host[2 * s][j] / n, host[2 * s + 1][j] / n) if n else (math.nan, math.nan))
+                batch_loss = host[-2][j] if self.batch_count else math.nan
                 self.v.metrics[i].append({"epoch": self.step / self.per_epoch, "step": self.step,
-                                          "train_batch_loss": host[-2][j] if self.batch_count else math.nan, **split_metrics, "lr": self.v.lr[i],
+                                          "train_batch_loss": batch_loss, **split_metrics, "lr": self.v.lr[i],
                                           "seconds": seconds})
                 recorder = self.v.recorder[i]
                 if recorder:
@@ -483,7 +486,7 @@ class Stack:
     # ------------------------------------------------------------------ the loop
 
     def run(self, progress: Progress | None = None,
-            after_step: Callable[["Stack"], None] | None = None) -> Iterator[RunResult]:
+            after_step: Callable[[Stack], None] | None = None) -> Iterator[RunResult]:
         """Train all runs; yield each result as its run finishes. `after_step` is called between
         steps, where the state is whole (checkpoints).
 

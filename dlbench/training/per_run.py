@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -166,7 +167,7 @@ class PerRun:
     _columns: dict[str, Tensor] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def build(cls, specs: list[RunSpec], stack: Stack) -> "PerRun":
+    def build(cls, specs: list[RunSpec], stack: Stack) -> PerRun:
         values: dict[str, Any] = {}
         for f in _declared():
             items = [f.metadata["of"](spec, stack) for spec in specs]

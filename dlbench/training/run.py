@@ -10,12 +10,12 @@ import math
 import platform
 import traceback
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import torch
 
 from dlbench.config.schema import ConfigError
-from dlbench.results.store import SPLITS
 from dlbench.sweep import RunSpec
 
 

@@ -60,7 +60,8 @@ def uniform(keys: Tensor, position: int, shape: tuple[int, ...]) -> Tensor:
 
 
 def below(keys: Tensor, position: int, shape: tuple[int, ...], high: int) -> Tensor:
-    """[runs, *shape] int64 integers in [0, high): 24 bits times high, top bits (exact integer arithmetic; high < 2^24)."""
+    """[runs, *shape] int64 integers in [0, high): 24 bits times high, top bits
+    (exact integer arithmetic; high < 2^24)."""
     return ((bits(keys, position, shape) >> 8) * high) >> 24
 
 
