@@ -183,6 +183,12 @@ def test_a_task_that_trains_nothing_shows_its_own_table(tmp_path: Path) -> None:
     assert paths.plot("paths").axes
     with pytest.raises(ConfigError, match=r"table\(target=...\): .* holds a task: function experiment"):
         paths.table(target=0.5)
+    # what `dlbench report` prints and its page, from Python; the statistics formats are refused
+    assert all(cell in paths.text() for cell in table.to_numpy().ravel())
+    page = paths.save(tmp_path / "paths.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "data:image/png;base64" in page
+    with pytest.raises(ConfigError, match=r"text\(format='csv'\): .* holds a task: function experiment"):
+        paths.text("csv")
 
 
 @pytest.mark.parametrize("progress", [True, False])
