@@ -11,8 +11,8 @@ import datetime
 import functools
 import time
 import warnings
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, Protocol, Self
+from collections.abc import Callable, Generator, Iterator
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
@@ -26,7 +26,7 @@ Launch = Callable[["list[RunSpec]"], Iterator[Any]]
 
 
 class Bars(Protocol):
-    def __enter__(self) -> Self: ...
+    def __enter__(self) -> Bars: ...
 
     def __exit__(self, *exc: object) -> None: ...
 
@@ -118,7 +118,7 @@ class TerminalBars:
         self.stack_size = 0
         self.first: tuple[int, float] | None = None  # the stack's first (step, time) reported
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> TerminalBars:
         self.progress.start()
         return self
 
@@ -176,7 +176,7 @@ class NotebookBars:
         self.runs.set_postfix_str(f"{_clock(None)} left")
         self.run = tqdm(total=1, unit="step", leave=False)
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> NotebookBars:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -237,7 +237,7 @@ def auto() -> Show:
     return terminal(Console(stderr=True, force_jupyter=False))
 
 
-def launching(launcher: Callable[..., Iterator[Any]], options: Any, device: Any, show: Show | None,
+def launching(launcher: Callable[..., Generator[Any, None, None]], options: Any, device: Any, show: Show | None,
               title: str) -> Launch:
     """The launcher's call with a progress display (None: none): runs to train -> results as they finish."""
 
