@@ -362,18 +362,17 @@ def _compare(runs: pd.DataFrame, summary: pd.DataFrame, keys: list[str], at: str
     """delta (row mean − reference mean), Welch p-value and verdict on `metric` for each row."""
     samples = {values: _values(g[g["status"] == OK], f"{at}.{metric}") for values, g in _groups(runs, keys)}
     names = [tuple(r[k] for k in keys) for _, r in summary.iterrows()]
-    delta, p, verdict = [], [], []
+    rows: list[tuple[float, float, str]] = []  # (delta, p, verdict) per row
     for i, ref in enumerate(references):
         if ref is None:
-            delta.append(math.nan), p.append(math.nan), verdict.append("no reference")
+            rows.append((math.nan, math.nan, "no reference"))
         elif ref == i:
-            delta.append(0.0), p.append(math.nan), verdict.append("reference")
+            rows.append((0.0, math.nan, "reference"))
         else:
             a, b = samples[names[i]], samples[names[ref]]
-            delta.append(float(a.mean() - b.mean()) if len(a) and len(b) else math.nan)
             p_i, v = welch(a, b)
-            p.append(p_i), verdict.append(v)
-    return summary.assign(delta=delta, p_value=p, verdict=verdict)
+            rows.append((float(a.mean() - b.mean()) if len(a) and len(b) else math.nan, p_i, v))
+    return summary.assign(delta=[r[0] for r in rows], p_value=[r[1] for r in rows], verdict=[r[2] for r in rows])
 
 
 def _adjusted(summary: pd.DataFrame, method: Adjustment) -> pd.DataFrame:
@@ -680,7 +679,8 @@ def _wrap_header(header: str, width: int) -> str:
 
 
 def _draw(rep: Report, title: str | None, cols: list[tuple[str, str, list[str]]], layout: _Layout,
-          notes: list[str]) -> Table:
+          notes: list[str] | None) -> Table:
+    """One table in `layout`; notes None: no caption (a part of a split table: the whole has it)."""
     n_keys = sum(c[0] in rep.keys for c in cols)
     tall = any("\n" in cell for c in cols for cell in c[2])
     # compact: two spaces between columns, a blank line between rows of several lines
@@ -704,9 +704,9 @@ def _draw(rep: Report, title: str | None, cols: list[tuple[str, str, list[str]]]
 
 def _width(table: Table) -> int:
     """The columns a table takes, drawn as wide as it needs (its caption wraps to it)."""
-    console = Console(width=10**4, file=io.StringIO(), color_system=None)
-    console.print(table, crop=False)
-    return max(map(len, console.file.getvalue().splitlines()), default=0)
+    out = io.StringIO()
+    Console(width=10**4, file=out, color_system=None).print(table, crop=False)
+    return max(map(len, out.getvalue().splitlines()), default=0)
 
 
 def _layouts(rep: Report) -> Iterator[_Layout]:
@@ -777,9 +777,9 @@ def render(rep: Report, title: str) -> str:
 
 def plain_text(table: Table) -> str:
     """A rich table as plain text, as wide as it needs."""
-    console = Console(file=io.StringIO(), width=Console(width=10**4).measure(table).maximum, color_system=None)
-    console.print(table)
-    return console.file.getvalue()
+    out = io.StringIO()
+    Console(file=out, width=Console(width=10**4).measure(table).maximum, color_system=None).print(table)
+    return out.getvalue()
 
 
 def markdown(rep: Report) -> str:

@@ -141,7 +141,8 @@ def sensitivity(runs: pd.DataFrame, keys: Sequence[str], space: Mapping[str, Map
         if _is_log(declared):
             ax.set_xscale("log")
         if not _is_choice(declared):  # the whole declared range: where the search could have gone
-            ax.set_xlim(*_padded(*next(iter(declared.values())), log=_is_log(declared)))
+            low, high = next(iter(declared.values()))
+            ax.set_xlim(*_padded(low, high, log=_is_log(declared)))
         ax.set(title=key, xlabel=key + (" (log scale)" if _is_log(declared) else ""))
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel(f"{_METRIC.get(metric, metric)} %")
@@ -159,7 +160,7 @@ def sensitivity(runs: pd.DataFrame, keys: Sequence[str], space: Mapping[str, Map
         fig.legend(items, [h.get_label() for h in items], title=by, loc="outside lower center",
                    ncols=min(len(items), 4), fontsize="small", title_fontsize="small", frameon=False)
     fig.suptitle(title or textwrap.fill(f"sensitivity: {_METRIC.get(metric, metric)} (mean ± std over seeds) per "
-                                        "searched hyperparameter", 16 * fig.get_figwidth()), fontsize="medium")
+                                        "searched hyperparameter", int(16 * fig.get_figwidth())), fontsize="medium")
     return fig
 
 
