@@ -11,7 +11,7 @@ import datetime
 import functools
 import time
 import warnings
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from rich.console import Console
@@ -237,7 +237,7 @@ def auto() -> Show:
     return terminal(Console(stderr=True, force_jupyter=False))
 
 
-def launching(launcher: Callable[..., Generator[Any, None, None]], options: Any, device: Any, show: Show | None,
+def launching(launcher: Callable[..., Iterator[Any]], options: Any, device: Any, show: Show | None,
               title: str) -> Launch:
     """The launcher's call with a progress display (None: none): runs to train -> results as they finish."""
 
@@ -260,11 +260,16 @@ def launching(launcher: Callable[..., Generator[Any, None, None]], options: Any,
                 bars.steps(done, total, training)
             return on_step
 
-        with bars or contextlib.nullcontext(), \
-                contextlib.closing(launcher(todo, device, on_start if bars else None, options)) as results:
-            for result in results:
-                if bars:
-                    bars.finished()
-                yield result
+        results = launcher(todo, device, on_start if bars else None, options)
+        with bars or contextlib.nullcontext():
+            try:
+                for result in results:
+                    if bars:
+                        bars.finished()
+                    yield result
+            finally:  # stopped early (Ctrl-C, --fail-fast): the launcher's generator cleans up now
+                close = getattr(results, "close", None)
+                if close is not None:
+                    close()
 
     return launch
