@@ -9,7 +9,8 @@ CPU cores), redraws its figures with the current code (`dlbench plot`), and writ
 - docs/outputs/experiments-NAME.md: the report as markdown (`dlbench report --format markdown`),
   shown between `<!-- report: experiments-NAME -->` and `<!-- end report -->`;
 - docs/outputs/experiments-NAME.txt: a task's own table (optimizer paths, activations) as a
-  100-column terminal prints it, shown in a `<!-- output: experiments-NAME -->` block;
+  100-column terminal prints it, shown in a `<!-- output: experiments-NAME -->` block; and
+  experiments-NAME-diagnostics.txt, the diagnostics table `dlbench run` prints after the report;
 
 then fills the page's marked tables (docs/outputs.py `fill`). tests/test_docs.py checks that
 the page shows exactly these files; the prose around them quotes their numbers.
@@ -48,6 +49,9 @@ EXPERIMENTS: dict[str, tuple[list[str] | None, list[str]]] = {
     "batchnorm_batch_size": ([], ["curves_epoch", "curves_seconds"]),
     "tuning": ([], ["sensitivity"]),  # by default: the confirm and the defaults runs
 }
+# experiments that record diagnostics: their table as `dlbench run` prints it after the report, 100 columns
+# wide (docs/outputs/experiments-NAME-diagnostics.txt, in an output block)
+DIAGNOSTICS = ("init_training", "l1_sparsity")
 # figures other pages show (README.md, docs/index.md): experiment -> figures, no table
 FIGURES_ONLY: dict[str, list[str]] = {"quickstart": ["curves"]}
 # the page's name for a figure: docs/img/<experiment>_<figure>.png (optimizer paths: the experiment's name)
@@ -62,6 +66,20 @@ def dlbench(args: list[str], cwd: Path) -> str:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "dlbench", *args], cwd=cwd, check=True, capture_output=True,
                           text=True, env=env).stdout
+
+
+def diagnostics(folder: Path) -> str:
+    """The diagnostics table `dlbench run` prints (results.tables), in a 100-column terminal."""
+    import io
+
+    from rich.console import Console
+
+    sys.path.insert(0, str(REPO))
+    from dlbench.results import plots, tables
+
+    console = Console(file=io.StringIO(), width=100, color_system=None)
+    console.print(tables.table(plots.load(folder)))
+    return "\n".join(line.rstrip() for line in console.file.getvalue().splitlines()) + "\n"
 
 
 def produce(workdir: Path, name: str) -> None:
@@ -86,6 +104,8 @@ def produce(workdir: Path, name: str) -> None:
     else:
         text = dlbench(["report", folder, "--format", "markdown", *report], workdir)
         (outputs.OUTPUTS / f"experiments-{name}.md").write_text(text)
+    if name in DIAGNOSTICS:
+        (outputs.OUTPUTS / f"experiments-{name}-diagnostics.txt").write_text(diagnostics(workdir / folder))
     print(f"{name}: {', '.join(shown)}, table")
 
 

@@ -133,6 +133,8 @@ def test_the_experiments_page_shows_every_experiments_table_and_figures() -> Non
         for figure in figures:
             image = experiments.image(name, figure)
             assert image.is_file() and f"(img/{image.name})" in page, image
+    for name in experiments.DIAGNOSTICS:
+        assert f"<!-- output: experiments-{name}-diagnostics -->" in page, name
 
 
 def _command(line: str) -> str:
