@@ -102,6 +102,17 @@ def test_stacks_train_on_cuda_without_a_host_read_in_the_step(data_root: Path, r
     assert all(r.metrics[-1]["train_loss"] < r.metrics[0]["train_loss"] for r in results)
 
 
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_steps_make_no_host_read(data_root: Path, precision: str, no_sync_in_steps: None) -> None:
+    """fp16's per-run loss scaling (unscale, the skipped update of an overflowing run, the scale's update)
+    and bf16's autocast stay on the device too."""
+    if precision == "bf16" and not torch.cuda.is_bf16_supported():
+        pytest.skip("this GPU has no bfloat16")
+    raw = _raw(data_root, 4, model={"hidden": [32, 32], "dropout": 0.2}, train={"precision": precision})
+    results = list(engine.train(_specs(raw), GPU))
+    assert {r.status for r in results} == {"ok"} and {r.summary["precision"] for r in results} == {precision}
+
+
 def test_a_diverging_run_is_found_at_the_next_evaluation(data_root: Path) -> None:
     raw = _raw(data_root, 1, grid={"optimizer": [{"name": "adam", "lr": 0.01}, {"name": "sgd", "lr": 1.0e5}]})
     on_gpu = {r.spec.run_id: r for r in engine.train(_specs(raw), GPU)}
