@@ -66,6 +66,7 @@ system-deps:
 
 lint: install  ## the linter (ruff) and the type checker (mypy), configured in pyproject.toml
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 test: install system-deps lint  ## lint, type-check, then run the test suite
 	# one thread per process: the tests' models are tiny, and threads only contend on a small CI machine

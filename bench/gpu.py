@@ -26,6 +26,7 @@ GPU time is measured between torch.cuda.synchronize() calls; every number is the
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import subprocess
@@ -154,6 +155,11 @@ def whole_process(args: argparse.Namespace, device: torch.device) -> list[dict[s
 # ------------------------------------------------------------------ 3. throughput against stack size
 
 
+def repeat(fn: Callable[[], object], times: int) -> None:
+    for _ in range(times):
+        fn()
+
+
 def train_steps(stack: engine.Stack, steps: int) -> None:
     """`steps` training steps of the stack (forward, backward, update), evaluation left out."""
     n = len(stack.splits.x_train)
@@ -174,7 +180,7 @@ def by_stack_size(args: argparse.Namespace, device: torch.device) -> list[dict[s
         try:
             stack = engine.Stack(specs, device)
             train_steps(stack, 2)  # warm-up
-            t = best_of(args.repeats, device, lambda stack=stack: train_steps(stack, args.steps))
+            t = best_of(args.repeats, device, functools.partial(train_steps, stack, args.steps))
         except torch.OutOfMemoryError:
             rows.append({"runs in the stack": runs, "ms per step": "out of memory"})
             break
@@ -210,7 +216,7 @@ def cifar_cnn(args: argparse.Namespace, device: torch.device) -> list[dict[str, 
         try:
             stack = engine.Stack(specs, device)
             train_steps(stack, 1)
-            t = best_of(args.repeats, device, lambda stack=stack: train_steps(stack, args.steps))
+            t = best_of(args.repeats, device, functools.partial(train_steps, stack, args.steps))
         except torch.OutOfMemoryError:
             rows.append({"runs": runs, "ms per step": "out of memory"})
             continue
@@ -273,7 +279,7 @@ def step_variants(args: argparse.Namespace, device: torch.device) -> list[dict[s
             fn = make()
             for _ in range(3):
                 fn()
-            t = best_of(args.repeats, device, lambda fn=fn: [fn() for _ in range(args.steps)])
+            t = best_of(args.repeats, device, functools.partial(repeat, fn, args.steps))
             rows.append({"step (forward + backward)": name, "runs": len(specs), "ms per step": 1e3 * t / args.steps})
         except Exception as e:  # noqa: BLE001 - a variant that cannot run says why in its row
             rows.append({"step (forward + backward)": name, "runs": len(specs),

@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import ROOT, lr_seed_grid  # noqa: E402
+from bench import ROOT, lr_seed_grid
 
-from dlbench.training import engine  # noqa: E402
+from dlbench.training import engine
 
 
 def main() -> None:

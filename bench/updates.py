@@ -26,15 +26,21 @@ import sys
 import time
 from pathlib import Path
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import ROOT, lr_seed_grid  # noqa: E402
+from bench import ROOT, lr_seed_grid
 
-from dlbench.config.schema import section  # noqa: E402
-from dlbench.components.optimizers import StackedOptimizer  # noqa: E402
-from dlbench.training import engine  # noqa: E402
+from dlbench.config.schema import section
+from dlbench.components.optimizers import StackedOptimizer
+from dlbench.training import engine
+
+
+def step_all(optimizers: list[torch.optim.Optimizer]) -> None:
+    for o in optimizers:
+        o.step()
 
 
 def per_call(fn: Callable[[], object], steps: int) -> float:
@@ -79,10 +85,10 @@ def main() -> None:
         configs = [section("optimizer", name=name, lr=spec.config.optimizer.lr) for spec in stack.runs]
         ours = StackedOptimizer(params, configs)
         rows.append((name, "dlbench stacked rule (per-run columns)", per_call(ours.step, args.steps)))
-        extra = {"momentum": 0.9} if name == "momentum" else {}
+        extra: dict[str, Any] = {"momentum": 0.9} if name == "momentum" else {}
         for impl in ("single-tensor", "foreach", "fused"):
-            flags = {"foreach": impl == "foreach", "fused": impl == "fused"} if impl != "single-tensor" else \
-                {"foreach": False}
+            flags: dict[str, Any] = ({"foreach": impl == "foreach", "fused": impl == "fused"}
+                                     if impl != "single-tensor" else {"foreach": False})
             try:
                 reference = kind(params, lr=1e-3, **extra, **flags)
             except (RuntimeError, ValueError) as e:  # an implementation this build lacks on CPU
@@ -94,7 +100,7 @@ def main() -> None:
         groups: dict[float, list[int]] = {}
         for i, c in enumerate(configs):
             groups.setdefault(c.lr, []).append(i)
-        optimizers = []
+        optimizers: list[torch.optim.Optimizer] = []
         for lr, members in groups.items():
             views = []
             for p in params:
@@ -104,7 +110,7 @@ def main() -> None:
                     views.append(view)
             optimizers.append(kind(views, lr=lr, **extra, fused=True))
         rows.append((name, f"torch.optim fused, one per lr ({len(groups)} groups of runs)",
-                     per_call(lambda optimizers=optimizers: [o.step() for o in optimizers], args.steps)))
+                     per_call(functools.partial(step_all, optimizers), args.steps)))
 
     # the whole training step, for scale, and the same step with a 4-unit hidden layer, where the
     # matmuls cost next to nothing: the per-step overhead

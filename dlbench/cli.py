@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from enum import Enum
+from enum import Enum, StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, ParamSpec, TypeVar
 from collections.abc import Callable
@@ -41,7 +41,7 @@ console = Console(width=None if sys.stdout.isatty() else 200)
 err_console = Console(stderr=True)
 
 
-class Device(str, Enum):
+class Device(StrEnum):
     auto = "auto"
     cpu = "cpu"
     cuda = "cuda"
@@ -51,7 +51,7 @@ class Device(str, Enum):
 Format = Enum("Format", {f: f for f in report_options.FORMATS}, type=str)  # type: ignore[misc]
 
 
-class Rerun(str, Enum):
+class Rerun(StrEnum):
     failed = "failed"
     all = "all"
 
@@ -281,6 +281,7 @@ def report(
         from dlbench.results.tables import table as task_table
 
         table = task_table(plots_mod.load(results_dirs[0]))
+        assert table is not None, f"task {task} has no table"  # every task but train has one (results/tables.py)
         if html_page:
             from dlbench.results import html
 
@@ -419,10 +420,11 @@ def command() -> TyperGroup:
                 name = (param.metavar or param.name or "").upper() + ("..." if param.nargs != 1 else "")
                 param.metavar = name
                 usage = name if param.required else f"[{name}]"
-                param._usage_display_name = lambda usage=usage: usage  # type: ignore[attr-defined]
-                param.display_type_rich = lambda ctx: None  # type: ignore[attr-defined]
+                # Typer's display hooks, replaced per parameter (methods, to the checker)
+                param._usage_display_name = lambda usage=usage: usage  # type: ignore[method-assign,misc]
+                param.display_type_rich = lambda ctx: None  # type: ignore[method-assign]
             elif isinstance(param, TyperOption) and param.is_flag:
-                param.display_type_rich = lambda ctx: None  # type: ignore[attr-defined]
+                param.display_type_rich = lambda ctx: None  # type: ignore[method-assign]
         sub.get_help_option = functools.partial(_help_option, sub.get_help_option)  # type: ignore[method-assign]
     return cmd
 
@@ -441,7 +443,7 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
-    except Exception as e:  # noqa: BLE001 - no tracebacks for users; DLBENCH_DEBUG=1 shows them
+    except Exception as e:
         if os.environ.get("DLBENCH_DEBUG"):
             raise
         _exit(f"{type(e).__name__}: {e} (set DLBENCH_DEBUG=1 for the traceback)", 1)

@@ -15,7 +15,7 @@ def cell(text: Any) -> str:
 
 
 def cli_page() -> str:
-    from typer.core import TyperArgument
+    from typer.core import TyperArgument, TyperOption
 
     from dlbench.cli import command
 
@@ -31,9 +31,10 @@ def cli_page() -> str:
             if getattr(p, "hidden", False):
                 continue
             names = p.metavar if isinstance(p, TyperArgument) else ", ".join([*p.opts, *p.secondary_opts])
-            value = "" if isinstance(p, TyperArgument) else (p.display_type_rich(ctx) or "").strip("<>")
+            value = (p.display_type_rich(ctx) or "").strip("<>") if isinstance(p, TyperOption) else ""
             default = "" if p.required or p.default in (None, False, [], ()) else getattr(p.default, "value", p.default)
-            lines.append(f"| `{cell(names)}` | {cell(value)} | {cell(default)} | {cell(p.help or '')} |")
+            doc = getattr(p, "help", None) or ""
+            lines.append(f"| `{cell(names)}` | {cell(value)} | {cell(default)} | {cell(doc)} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -98,7 +99,7 @@ def results_page() -> str:
 
     from dlbench.results import report, store
 
-    layout = inspect.getdoc(store).split("\n\n")
+    layout = (inspect.getdoc(store) or "").split("\n\n")
     runs = pd.DataFrame([{"status": "ok", "wall_time": 1.0, **{f"final.{m}": 0.5 for m in ["epoch", *store.METRICS]}}])
     summary_columns = list(report.build(runs, []).summary.columns)
     return "\n".join([

@@ -28,7 +28,7 @@ import pytest
 from sweep_util import REPO, dlbench, one_thread  # noqa: F401 - fixture
 
 sys.path.insert(0, str(REPO / "docs"))
-import outputs  # noqa: E402 - docs/outputs.py, the script that writes the output blocks
+import outputs  # docs/outputs.py, the script that writes the output blocks
 
 FENCE = re.compile(r"(?:<!-- (output|not run|not checked): ?(.*?) -->\n)?^```(\w*)\n(.*?)^```", re.S | re.M)
 COMMAND = ("dlbench ", "make ", "$ ")

@@ -97,16 +97,16 @@ def test_each_member_accepts_exactly_what_its_component_reads(section) -> None:
 
 
 def test_every_record_has_a_builder_and_every_builder_a_record() -> None:
-    import dlbench.components.augment  # noqa: F401 - the builders register on import
-    import dlbench.components.data  # noqa: F401
-    import dlbench.components.functions  # noqa: F401
-    import dlbench.components.inits  # noqa: F401
-    import dlbench.components.losses  # noqa: F401
-    import dlbench.components.models  # noqa: F401
-    import dlbench.components.optimizers  # noqa: F401
-    import dlbench.components.schedules  # noqa: F401
-    import dlbench.results.export  # noqa: F401
-    import dlbench.results.plots  # noqa: F401
+    import dlbench.components.augment  # the builders register on import
+    import dlbench.components.data
+    import dlbench.components.functions
+    import dlbench.components.inits
+    import dlbench.components.losses
+    import dlbench.components.models
+    import dlbench.components.optimizers
+    import dlbench.components.schedules
+    import dlbench.results.export
+    import dlbench.results.plots
     import dlbench.results.tuning_figures  # noqa: F401
 
     data_only = {"preset", "task"}  # records that are data: a preset's values, a task's sections and figures

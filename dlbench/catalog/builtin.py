@@ -8,7 +8,7 @@ To add a component, declare it here and register its builder; the schema, `dlben
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from annotated_types import Ge, Gt, Le, Lt, MinLen
 
@@ -25,7 +25,7 @@ Fraction = Annotated[float, Gt(0), Lt(1)]  # (0, 1)
 Count = Annotated[int, Ge(0)]
 
 
-def _add(kind: str, name: str, summary: str, *settings: Setting, **facts: object) -> None:
+def _add(kind: str, name: str, summary: str, *settings: Setting, **facts: Any) -> None:
     CATALOG[kind].declare(name, summary, tuple(settings), **facts)
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 
 def feature_shape(conv: Sequence[Any], sample_shape: Sequence[int]) -> tuple[int, ...]:
@@ -19,7 +20,7 @@ def feature_shape(conv: Sequence[Any], sample_shape: Sequence[int]) -> tuple[int
             from dlbench.catalog.builtin import CONV_LAYER
 
             layer = {**{s.name: s.default for s in CONV_LAYER}, **layer}
-        get = layer.get if isinstance(layer, dict) else lambda k, layer=layer: getattr(layer, k)
+        get: Callable[[str], Any] = layer.get if isinstance(layer, dict) else functools.partial(getattr, layer)
         positions = [(n + 2 * get("padding") - get("kernel")) // get("stride") + 1 for n in positions]
         if get("pool") != "none":
             positions = [n // get("pool_size") for n in positions]

@@ -225,9 +225,9 @@ def _raw(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
 @PREPROCESSING.register("positive")
 def _positive(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
     """standardized, then shifted per feature / channel so its training minimum is 0: all inputs >= 0"""
-    train, *others = _standardize(train, *others)
-    low = train.amin(dim=_dims(train), keepdim=True)
-    return [t - low for t in (train, *others)]
+    standardized = _standardize(train, *others)
+    low = standardized[0].amin(dim=_dims(train), keepdim=True)
+    return [t - low for t in standardized]
 
 
 def _prepare(cfg: Any, device: str) -> Splits:

@@ -64,8 +64,9 @@ def _activate(width: int, dims: int, cfg: Any) -> list[nn.Module]:
         module = norm(width, dims)
         if isinstance(module, nn.modules.batchnorm._BatchNorm):  # model.bn_*: torch's defaults or the textbook's
             module.eps, module.momentum = cfg.bn_eps, cfg.bn_momentum
-            with torch.no_grad():
-                module.running_var.fill_(cfg.bn_running_var)
+            if module.running_var is not None:  # None only without running statistics
+                with torch.no_grad():
+                    module.running_var.fill_(cfg.bn_running_var)
         layers.insert(0 if cfg.norm_position == "pre" else 1, module)
     return layers
 

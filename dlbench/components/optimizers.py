@@ -43,6 +43,7 @@ or any function (s: Slice, t: int) -> None that updates s.tensors() in place.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -580,15 +581,20 @@ class StackedOptimizer:
             self._scalars[name] = torch.full((len(self.configs),), initial, dtype=torch.float64)
         return self._scalars[name]
 
+    def _slot_rows(self, a: int, b: int, name: str, i: int) -> Tensor:
+        return self._slot(name, i)[a:b]
+
+    def _scalar_rows(self, a: int, b: int, name: str, initial: float) -> Tensor:
+        return self._scalar(name, initial)[a:b]
+
     def _split(self) -> list[tuple[str, Slice]]:
         out, start = [], 0
         for stop in range(1, len(self.configs) + 1):
             if stop == len(self.configs) or self.configs[stop].name != self.configs[start].name:
                 a, b = start, stop
                 out.append((self.configs[a].name, Slice(
-                    a, b, self.params, lambda name, i, a=a, b=b: self._slot(name, i)[a:b],
-                    hyperparameters(self.configs[a:b]),
-                    lambda name, initial, a=a, b=b: self._scalar(name, initial)[a:b], configs=self.configs[a:b])))
+                    a, b, self.params, functools.partial(self._slot_rows, a, b), hyperparameters(self.configs[a:b]),
+                    functools.partial(self._scalar_rows, a, b), configs=self.configs[a:b])))
                 start = stop
         return out
 

@@ -113,7 +113,7 @@ class _Runs:
         wd = float(cfg.weight_decay)
         other = wd if cfg.decay_biases else 0.0
         self.decay.append((0.0, 0.0) if self.rule.own_decay else (wd, other))
-        groups = [{"params": [v for v, w in zip(views, self.weights) if w]},
+        groups: list[dict[str, Any]] = [{"params": [v for v, w in zip(views, self.weights) if w]},
                   {"params": [v for v, w in zip(views, self.weights) if not w]}]
         if self.rule.own_decay:
             groups[0]["weight_decay"], groups[1]["weight_decay"] = wd, other

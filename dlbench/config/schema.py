@@ -16,7 +16,7 @@ import math
 import re
 import typing
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 from collections.abc import Mapping
 
 from annotated_types import MinLen
@@ -49,6 +49,9 @@ class Base(BaseModel):
         """The values as a plain mapping (what a builder reads)."""
         return dict(self)
 
+    if TYPE_CHECKING:  # the fields are generated from the catalog: the checker reads them as Any
+        def __getattr__(self, name: str) -> Any: ...
+
 
 class _Diagnostics(Base):
     def enabled(self) -> bool:
@@ -71,7 +74,7 @@ def _names_of(kind: str) -> AfterValidator:
 def _annotation(s: Setting, where: str) -> Any:
     if s.items:
         item = _named(create_model(f"{where}_{s.name}_item", __base__=Base,
-                                   **{i.name: _field(i, where) for i in s.items}))  # type: ignore[call-overload]
+                                   **{i.name: _field(i, where) for i in s.items}))
         return Annotated[list[item], MinLen(1)] if s.required else list[item]  # type: ignore[valid-type]
     if s.choices:
         return Annotated[s.type, _names_of(s.choices)]
@@ -90,7 +93,7 @@ def _section_model(section: Section, extra: tuple[Setting, ...] = (), name: str 
     for s in (*section.settings, *extra):
         fields[s.name] = _field(s, name or section.name)
     return _named(create_model(name or f"{section.name.title()}Config", __base__=_BASES.get(section.name, Base),
-                               **fields))  # type: ignore[call-overload]
+                               **fields))
 
 
 def _named(model: type[Base]) -> type[Base]:
@@ -436,7 +439,15 @@ def _plot_rules(cfg: Any) -> None:
                       f"{', '.join(k for k, v in keys.items() if _numeric(v)) or 'none'}")
 
 
-Config: type[Base] = create_model("Config", __base__=_Rules, **_config_fields())  # type: ignore[call-overload]
+def _config_model() -> Any:
+    return create_model("Config", __base__=_Rules, **_config_fields())
+
+
+if TYPE_CHECKING:
+    class Config(_Rules):
+        """What the checker sees of the generated model: a _Rules whose sections read as Any."""
+else:
+    Config = _config_model()
 
 
 def rebuild() -> None:
@@ -445,7 +456,7 @@ def rebuild() -> None:
     global Config
     MEMBERS.clear()
     SECTION_TYPES.clear()
-    Config = create_model("Config", __base__=_Rules, **_config_fields())  # type: ignore[call-overload]
+    Config = _config_model()  # type: ignore[misc]  # the generated model replaces the class the checker sees
 
 
 def field_at(key: str) -> bool:

@@ -34,7 +34,7 @@ class _Loader(yaml.SafeLoader):
         """A key given twice is refused: YAML would keep the last one silently."""
         seen: set[Any] = set()
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=deep)
             if isinstance(key, (str, int, float, bool)) and key in seen:
                 mark = key_node.start_mark
                 raise yaml.constructor.ConstructorError(
@@ -105,7 +105,7 @@ def parse_yaml(text: str, source: str) -> Any:
     if _bracket_depth(text) > 2 * MAX_YAML_DEPTH:
         raise ConfigError(f"{source}: invalid YAML: nested deeper than {MAX_YAML_DEPTH} levels")
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+        return yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
     except RecursionError:  # PyYAML composes nested collections recursively
         raise ConfigError(f"{source}: invalid YAML: nested deeper than {MAX_YAML_DEPTH} levels") from None
     except yaml.YAMLError as e:
@@ -172,4 +172,4 @@ _FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when pre
 
 def read_written(path: Path) -> Any:
     """A YAML file dlbench wrote itself (a run's config.yaml): trusted size, so the fast safe loader."""
-    return yaml.load(path.read_text(encoding="utf-8"), Loader=_FAST_LOADER)  # noqa: S506 - a SafeLoader
+    return yaml.load(path.read_text(encoding="utf-8"), Loader=_FAST_LOADER)  # a SafeLoader

@@ -26,7 +26,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 
 import torch
 
@@ -49,7 +49,7 @@ class Options:
 
 class Launcher(Protocol):
     def __call__(self, specs: list[RunSpec], device: torch.device, on_start: StartStack | None = None,
-                 options: Options = Options()) -> Iterator[RunResult]: ...
+                 options: Options = Options()) -> Generator[RunResult]: ...
 
 
 EXECUTORS: Kind[Launcher] = CATALOG["executor"]
@@ -116,7 +116,7 @@ def _out_of_memory(e: BaseException) -> bool:
 
 
 def train_stack(job: Job, device: torch.device, on_start: StartStack | None = None,
-                interrupt: checkpoint.Interrupt | None = None) -> Iterator[RunResult]:
+                interrupt: checkpoint.Interrupt | None = None) -> Generator[RunResult]:
     """One stack through the engine; if it raises, its unfinished runs again as stacks of one."""
     finished: set[str] = set()
     stack = job.stack
@@ -150,7 +150,7 @@ def train_stack(job: Job, device: torch.device, on_start: StartStack | None = No
 
 def _split(job: Job, saves: checkpoint.Checkpoint | None, unfinished: list[RunSpec], device: torch.device,
            on_start: StartStack | None, interrupt: checkpoint.Interrupt | None, error: BaseException
-           ) -> Iterator[RunResult]:
+           ) -> Generator[RunResult]:
     """A stack that ran out of memory, as two equal stacks resumed from its last state (its latest
     checkpoint, else the state it resumed from, else the start)."""
     if device.type == "cuda":
@@ -175,7 +175,7 @@ def _split(job: Job, saves: checkpoint.Checkpoint | None, unfinished: list[RunSp
             yield from train_stack(Job(half, where, state, keep), device, on_start, interrupt)
 
 
-def _in_this_process(jobs_: list[Job], device: torch.device, on_start: StartStack | None) -> Iterator[RunResult]:
+def _in_this_process(jobs_: list[Job], device: torch.device, on_start: StartStack | None) -> Generator[RunResult]:
     with checkpoint.deferred_interrupt() as interrupt:  # Ctrl-C: the stack in training checkpoints first
         for job in jobs_:
             yield from train_stack(job, device, on_start, interrupt)
@@ -183,14 +183,14 @@ def _in_this_process(jobs_: list[Job], device: torch.device, on_start: StartStac
 
 @EXECUTORS.register("local")
 def local(specs: list[RunSpec], device: torch.device, on_start: StartStack | None = None,
-          options: Options = Options()) -> Iterator[RunResult]:
+          options: Options = Options()) -> Generator[RunResult]:
     """stacks of compatible runs (differing only in values), one stack after another in this process"""
     yield from _in_this_process(jobs(specs, options, device=device), device, on_start)
 
 
 @EXECUTORS.register("serial")
 def serial(specs: list[RunSpec], device: torch.device, on_start: StartStack | None = None,
-           options: Options = Options()) -> Iterator[RunResult]:
+           options: Options = Options()) -> Generator[RunResult]:
     """stacks of one run, one after another in this process"""
     yield from _in_this_process(jobs(specs, options, max_stack=1, device=device), device, on_start)
 
@@ -225,7 +225,7 @@ def _wanted(job: Job) -> list[RunSpec]:
 
 @EXECUTORS.register("processes")
 def processes(specs: list[RunSpec], device: torch.device, on_start: StartStack | None = None,
-              options: Options = Options()) -> Iterator[RunResult]:
+              options: Options = Options()) -> Generator[RunResult]:
     """a pool of worker processes (--workers N, default one per core), each training stacks"""
     if not specs:
         return
@@ -255,7 +255,7 @@ def processes(specs: list[RunSpec], device: torch.device, on_start: StartStack |
 
 @EXECUTORS.register("ray")
 def ray_launcher(specs: list[RunSpec], device: torch.device, on_start: StartStack | None = None,
-                 options: Options = Options()) -> Iterator[RunResult]:
+                 options: Options = Options()) -> Generator[RunResult]:
     """stacks as Ray tasks (--address HOST:PORT for a cluster, --workers N tasks at a time)"""
     try:
         import ray
@@ -263,7 +263,7 @@ def ray_launcher(specs: list[RunSpec], device: torch.device, on_start: StartStac
         raise ConfigError("--executor ray needs Ray, which is not installed: pip install 'dlbench[ray]'") from None
     started = not ray.is_initialized()
     if started:  # a local instance unless an address is given; its workers log nothing to our terminal
-        extra = {} if options.address else {"include_dashboard": False}
+        extra: dict[str, Any] = {} if options.address else {"include_dashboard": False}
         ray.init(address=options.address, log_to_driver=False, logging_level=logging.WARNING, **extra)
     pending: dict[ray.ObjectRef, list[RunSpec]] = {}
     try:

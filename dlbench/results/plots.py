@@ -25,7 +25,7 @@ from dlbench.results.report import value_text
 from dlbench.catalog import CATALOG
 from dlbench.catalog.status import OK, TROUBLE
 from dlbench.results.store import atomic_write, read_view
-from dlbench.results.figure_kit import (  # noqa: F401 - Results, PLOTS, label: read here by the API and tests
+from dlbench.results.figure_kit import (
     DPI, PLOTS, Results, _band, _colors, _figure, _legend, _log_ticks, _styles, label,
 )
 from dlbench.results import tuning_figures  # noqa: F401 - registers the search figures (sensitivity, profile)

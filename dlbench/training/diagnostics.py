@@ -37,7 +37,7 @@ STAT_COLUMNS = ["step", "layer", "act_mean", "act_std", "act_saturated", "act_ze
                 "weight_near_zero", "n_weights"]
 
 
-def weighted_layers(model: nn.Module) -> list[nn.Module]:
+def weighted_layers(model: nn.Module) -> list[nn.Linear | nn.Conv1d | nn.Conv2d]:
     return [m for m in model.modules() if isinstance(m, inits.WEIGHTED)]
 
 

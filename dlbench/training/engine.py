@@ -122,6 +122,9 @@ class MaskedDropout(nn.Module):
     (model.dropout_scaling: inverted), or 0 / 1 with every unit times the run's `scale` = 1 - p at
     evaluation (test: the textbook's layer)."""
 
+    mask: Tensor
+    scale: Tensor
+
     def __init__(self, at_test: bool = False) -> None:
         super().__init__()
         self.at_test = at_test
@@ -422,9 +425,9 @@ class Stack:
                 for s, (name, n) in enumerate(zip(SPLITS, sizes)):
                     split_metrics[f"{name}_loss"], split_metrics[f"{name}_acc"] = (
                         (host[2 * s][j] / n, host[2 * s + 1][j] / n) if n else (math.nan, math.nan))
-                batch_loss = host[-2][j] if self.batch_count else math.nan
+                run_batch_loss = host[-2][j] if self.batch_count else math.nan
                 self.v.metrics[i].append({"epoch": self.step / self.per_epoch, "step": self.step,
-                                          "train_batch_loss": batch_loss, **split_metrics, "lr": self.v.lr[i],
+                                          "train_batch_loss": run_batch_loss, **split_metrics, "lr": self.v.lr[i],
                                           "seconds": seconds})
                 recorder = self.v.recorder[i]
                 if recorder:
@@ -440,9 +443,9 @@ class Stack:
             for k, t in self.inspected.named_parameters():
                 t.copy_(self.params[k][i])
                 t.grad = None if self.params[k].grad is None else self.params[k].grad[i].clone()
-            for k, t in self.inspected.named_buffers():
+            for k, b in self.inspected.named_buffers():
                 if k in self.buffers:
-                    t.copy_(self.buffers[k][i])
+                    b.copy_(self.buffers[k][i])
         return self.inspected
 
     # ------------------------------------------------------------------ finishing runs
