@@ -330,7 +330,7 @@ def validate(config: Annotated[Path, typer.Argument(help="Experiment config (YAM
              max_runs: MaxRunsOption = DEFAULT_MAX_RUNS, yes: YesOption = False, plugin: PluginOption = None) -> None:
     """Check a config (and its --set overrides) and that its datasets load, without training."""
     from dlbench import runner
-    from dlbench.tasks import TASKS
+    from dlbench.tasks import trains
 
     from dlbench.training.run import resolve_device
 
@@ -339,7 +339,7 @@ def validate(config: Annotated[Path, typer.Argument(help="Experiment config (YAM
     cfg, specs, _ = runner.load(config, sets or [], max_runs, yes, plugin)
     for name in {s.config.train.device for s in specs}:
         resolve_device(name)  # refuses cuda on a machine without it
-    if TASKS[cfg.task].trains:  # the function and activations tasks read no data
+    if trains(cfg.task):  # the function and activations tasks read no data
         runner.prepare_data(specs, "cpu")
     later = runner.planned_runs(cfg) - len(specs) if sweep.staged(cfg) else 0
     more = f" now, up to {later} more in later rounds and the confirm stage" if later > 0 else ""

@@ -178,7 +178,7 @@ def view(cfg: Config, specs: list[sweep.RunSpec]) -> dict[str, Any]:
 
 def compute(cfg: Config, specs: list[sweep.RunSpec], raw: dict[str, Any], store: Store, force_new: bool) -> None:
     """A task that trains nothing (optimizer paths, activation statistics): its CSVs into the folder."""
-    compute_task = tasks.TASKS[cfg.task].compute
+    compute_task = tasks.TASKS[cfg.task].builder.compute
     assert compute_task is not None
     with store.session(experiment_record(cfg, specs), raw, view(cfg, specs), force_new):
         compute_task(specs, store.root)
@@ -221,7 +221,7 @@ class DryRun:
 
 def dry_run(run: Plan, *, force_new: bool = False, rerun: str | None = None) -> DryRun:
     """What `execute` would do, checked and estimated on the data it would load; trains nothing."""
-    trains = tasks.TASKS[run.cfg.task].trains
+    trains = tasks.trains(run.cfg.task)
     dev = resolve_device(run.cfg.train.device) if trains else torch.device("cpu")
     if trains:
         check_device(run.specs, dev)
@@ -245,7 +245,7 @@ def execute(run: Plan, *, show: progress.Show | None, force_new: bool = False, r
     """Train the sweep (or compute a task that trains nothing) into its folder, then the task's
     table and, with `figures`, the figures."""
     check_rerun(rerun)  # before the folder is touched
-    if tasks.TASKS[run.cfg.task].trains:
+    if tasks.trains(run.cfg.task):
         dev = resolve_device(run.cfg.train.device)
         check_device(run.specs, dev)
         prepare_data(run.specs, str(dev))

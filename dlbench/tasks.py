@@ -1,4 +1,6 @@
-"""TASKS: what each `task:` of a config does, in one place instead of if-chains.
+"""TASKS: what each `task:` of a config does, in one place instead of if-chains. The catalog's task
+records say what a task is (whether it trains, the sections it reads, its figures); this module
+registers what it does against them.
 
 - `train`: the sweep's runs are trained (the runner launches them); costs are estimated.
 - `function` (optimizer paths on a 2-D function) and `activations` (an untrained net
@@ -20,6 +22,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from dlbench.catalog import CATALOG, Kind
 from dlbench.config.schema import Config
 from dlbench.results.store import atomic_write
 from dlbench.sweep import RunSpec
@@ -27,9 +30,16 @@ from dlbench.sweep import RunSpec
 
 @dataclass(frozen=True)
 class Task:
-    trains: bool  # loads data, launches runs, stores run folders
     details: Callable[[Config], dict[str, Any]]
-    compute: Callable[[list[RunSpec], Path], None] | None = None
+    compute: Callable[[list[RunSpec], Path], None] | None = None  # a task that trains (the record says) has none
+
+
+TASKS: Kind[Task] = CATALOG["task"]
+
+
+def trains(task: str) -> bool:
+    """Whether the task loads data, launches runs and stores run folders (its catalog record's fact)."""
+    return bool(TASKS.record(task).facts["trains"])
 
 
 def _function_details(cfg: Config) -> dict[str, Any]:
@@ -65,20 +75,17 @@ def _activations(specs: list[RunSpec], root: Path) -> None:
     atomic_write(root / "histograms.csv", histograms.to_csv(index=False))
 
 
-TASKS: dict[str, Task] = {
-    "train": Task(trains=True, details=lambda cfg: {"diagnostics": cfg.diagnostics.enabled(),
-                                                    "near_zero": cfg.diagnostics.near_zero}),
-    "function": Task(trains=False, details=_function_details, compute=_function),
-    "activations": Task(trains=False, details=lambda cfg: {"samples": cfg.activations.samples},
-                        compute=_activations),
-}
+TASKS.register("train")(Task(details=lambda cfg: {"diagnostics": cfg.diagnostics.enabled(),
+                                                   "near_zero": cfg.diagnostics.near_zero}))
+TASKS.register("function")(Task(details=_function_details, compute=_function))
+TASKS.register("activations")(Task(details=lambda cfg: {"samples": cfg.activations.samples}, compute=_activations))
 
 
 def view(cfg: Config, specs: list[RunSpec], keys: list[str]) -> dict[str, Any]:
     """What the folder's report, tables and figures need, written as results/<name>/view.json."""
     points = list({json.dumps(s.params, sort_keys=True, default=str): s.params for s in specs}.values())
     return {"name": cfg.name, "description": cfg.description, "task": cfg.task, "plots": cfg.plots,
-            "keys": keys, "points": points, "details": TASKS[cfg.task].details(cfg),
+            "keys": keys, "points": points, "details": TASKS[cfg.task].builder.details(cfg),
             # the searched ranges as declared: figures draw their axes (log where the range is)
             "space": {k: d.model_dump(mode="json", exclude_none=True) for k, d in cfg.random.space.items()}
             if cfg.random else {}}

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Mapping
 
 from dlbench.catalog.records import Component, Facts, Setting
 
-T = TypeVar("T", bound=Callable[..., Any])
+T = TypeVar("T")  # a builder: a function, a class, or what a task does
 
 
 @dataclass(frozen=True)
