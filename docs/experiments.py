@@ -77,9 +77,9 @@ def diagnostics(folder: Path) -> str:
     sys.path.insert(0, str(REPO))
     from dlbench.results import plots, tables
 
-    console = Console(file=io.StringIO(), width=100, color_system=None)
-    console.print(tables.table(plots.load(folder)))
-    return "\n".join(line.rstrip() for line in console.file.getvalue().splitlines()) + "\n"
+    out = io.StringIO()
+    Console(file=out, width=100, color_system=None).print(tables.table(plots.load(folder)))
+    return "\n".join(line.rstrip() for line in out.getvalue().splitlines()) + "\n"
 
 
 def produce(workdir: Path, name: str) -> None:
