@@ -632,3 +632,19 @@ def test_report_options_are_checked_once_for_the_cli_and_the_api(grid: Path) -> 
         assert str(caught.value).startswith(f"--{name}: {bad!r} is invalid")
     with pytest.raises(ConfigError, match=r"table\(adjsut=...\): not a report option.*did you mean 'adjust'"):
         results.table(adjsut="none")
+
+
+def test_a_small_loss_keeps_three_significant_digits(tmp_path: Path) -> None:
+    """A loss of 2.4e-4 (Muon's train loss) reads 0.000240 ± ..., never 0.000 ± 0.000."""
+    root = tmp_path / "tiny_loss"
+    for opt, loss in (("adam", 2.4e-4), ("sgd", 0.52)):
+        for seed in range(3):
+            final = block(0.9, 0.88, 1.0, 5, seed) | {"train_loss": loss * (1 + 0.1 * seed)}
+            write_run(root, f"{opt}-{seed}", {"optimizer.name": opt}, seed, final=final)
+    res = report_cli(root, "--losses", "--format", "markdown")
+    assert res.code == 0, res.err
+    table = res.out
+    adam = next(line for line in table.splitlines() if line.startswith("| adam"))
+    assert "0.000264 ± 0.000024" in adam  # mean of 2.4e-4 x (1, 1.1, 1.2), its std, at 3 significant digits
+    sgd = next(line for line in table.splitlines() if line.startswith("| sgd"))
+    assert "0.572 ± 0.052" in sgd  # losses near 1 keep 3 decimals

@@ -518,8 +518,14 @@ def _stat(row: pd.Series, prefix: str, scale: float, digits: int) -> str:
             f"[{_num(lo, scale, digits)}, {_num(hi, scale, digits)}]")
 
 
-def _scale(metric: str) -> tuple[float, int]:
-    return (100.0, 1) if metric in ACCURACIES else (1.0, 3)
+def _scale(metric: str, mean: float = math.nan) -> tuple[float, int]:
+    """(scale, decimals) of a metric's cells: accuracies in % with one decimal; a loss with three
+    significant digits of its mean (a loss of 2.4e-4 reads 0.000240, not 0.000), at least 3 decimals."""
+    if metric in ACCURACIES:
+        return 100.0, 1
+    if not math.isfinite(mean) or mean == 0:
+        return 1.0, 3
+    return 1.0, max(3, min(9, 2 - math.floor(math.log10(abs(mean)))))
 
 
 def _p(p: float) -> str:
@@ -530,7 +536,7 @@ def _versus(row: pd.Series, metric: str, method: Adjustment) -> str:
     verdict = row["verdict"]
     if verdict in ("reference", "no reference", TOO_FEW):
         return verdict
-    scale, digits = _scale(metric)
+    scale, digits = _scale(metric, row[f"{metric}_mean"])
     delta = f"{scale * row['delta']:+.{digits}f}" if not math.isnan(row["delta"]) else MISSING
     if verdict == "identical":
         return f"{delta}, identical"
@@ -565,7 +571,7 @@ def display_rows(rep: Report) -> tuple[list[str], list[list[str]]]:
     rows = []
     for _, r in rep.summary.iterrows():
         row = [*(value_text(r[k]) for k in rep.keys), str(r["n"]), _epoch(r),
-               *(_stat(r, m, *_scale(m)) for m in rep.show), _versus(r, rep.metric, rep.adjust)]
+               *(_stat(r, m, *_scale(m, r[f"{m}_mean"])) for m in rep.show), _versus(r, rep.metric, rep.adjust)]
         if rep.target is not None:
             row += [f"{r['reached']}/{r['runs']}", _stat(r, "ttt_epoch", 1, 1), _stat(r, "ttt_step", 1, 0),
                     _stat(r, "ttt_seconds", 1, 1)]
@@ -651,7 +657,7 @@ def _layout_columns(rep: Report, layout: _Layout) -> list[tuple[str, str, list[s
     rows = [r for _, r in rep.summary.iterrows()]
     cols: list[tuple[str, str, list[str]]] = [(k, k, [value_text(r[k]) for r in rows]) for k in rep.keys]
     cols += [("n", "n", [str(r["n"]) for r in rows]), ("epoch", "epoch", [_epoch(r) for r in rows])]
-    cols += [(m, LABELS[m], [_stat_cell(r, m, *_scale(m), layout) for r in rows]) for m in rep.show]
+    cols += [(m, LABELS[m], [_stat_cell(r, m, *_scale(m, r[f"{m}_mean"]), layout) for r in rows]) for m in rep.show]
     cols.append(("vs", f"vs {rep.reference}", [_versus_cell(r, rep.metric, rep.adjust, layout) for r in rows]))
     if rep.target is not None:
         t = f"{rep.target:.4g}"
