@@ -4,6 +4,8 @@ and every bad plugin refused in one line before anything trains."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import textwrap
 from pathlib import Path
@@ -243,9 +245,19 @@ def test_run_ids_follow_the_plugin_source(tmp_path: Path, data_root: Path) -> No
     assert dlbench("run", cfg, "--out", out, "--no-plots").code == 0
     assert len(set(run_dirs(out / "tiny")) - first) == 1
     assert len(list((out / "tiny" / "plugins").glob("*-mine.py"))) == 2
-    # the report says its rows pool runs of two versions of the plugin
-    assert "plugin plain_sgd: optimizer from mine.py in 2 versions, pooled in its rows" in _one_line(
-        dlbench("report", out / "tiny").out)
+    # the report keeps the two versions apart: a row each, and says so
+    report = dlbench("report", out / "tiny", "--format", "csv")
+    assert report.code == 0, report.err
+    rows = list(csv.DictReader(io.StringIO(report.out)))
+    versions = sorted(r["plugin version"] for r in rows)
+    assert len(rows) == 2 and versions[0] != versions[1] and all(v.startswith("plain_sgd ") for v in versions)
+    assert all(r["n"] == "1" for r in rows)
+    assert "plugin plain_sgd: optimizer from mine.py in 2 versions, in rows of their own (plugin version)" in (
+        _one_line(dlbench("report", out / "tiny").out))
+    # and the figures: a line per version
+    from dlbench.results import plots as plots_mod
+
+    assert sorted(plots_mod.load(out / "tiny").order) == versions
 
 
 def test_plugins_on_the_processes_launcher(tmp_path: Path, data_root: Path) -> None:

@@ -74,16 +74,18 @@ class Results:
     def points(self) -> list[dict[str, Any]]:
         """The swept values of each configuration, in sweep order (from the folder's runs
         when an older folder has no view.json)."""
-        if "points" in self.view:
+        if "points" in self.view and report.PLUGIN_VERSION not in self.keys:
             return list(self.view["points"])
         runs, _ = report.load_runs(self.root)
         return [] if runs.empty else runs[self.keys].to_dict("records")
 
     @functools.cached_property
     def keys(self) -> list[str]:
+        """The swept keys, and the plugin version when a plugin's source changed between runs."""
+        loaded = report.load_runs(self.root)[1]
         if "keys" in self.view:
-            return list(self.view["keys"])
-        return report.load_runs(self.root)[1]
+            return [*self.view["keys"], *(k for k in loaded if k == report.PLUGIN_VERSION)]
+        return loaded
 
     @functools.cached_property
     def order(self) -> list[str]:

@@ -71,6 +71,7 @@ def _cell(value: Any) -> Any:
 # runs.csv: each run's summary.json facts beside its flattened config (config.<key>), its swept
 # values and its metrics at the final and best-validation evaluations (final.<metric>, best.<metric>)
 PLUGIN_SOURCES = "plugin_sources"  # runs.csv: section -> {name, kind, file, module, sha256, kept} as JSON
+PLUGIN_VERSION = "plugin version"  # a key when a plugin source changed between runs: a row per version
 RUN_COLUMNS = ("run_id", "seed", "status", "error", "diverged_step", "stopped_early", "steps", "epochs", "wall_time",
                "n_params", "device")
 
@@ -93,7 +94,28 @@ def load_runs(results_dir: Path) -> tuple[pd.DataFrame, list[str]]:
             for k, v in (s.get(at) or {}).items():
                 row[f"{at}.{k}"] = math.nan if v is None else v
         rows.append(row)
-    return pd.DataFrame(rows), list(keys)
+    runs = pd.DataFrame(rows)
+    versions = _plugin_versions(runs)
+    if versions is not None:  # runs of an edited plugin are never pooled with the runs of its earlier source
+        return runs.assign(**{PLUGIN_VERSION: versions}), [*keys, PLUGIN_VERSION]
+    return runs, list(keys)
+
+
+def _plugin_versions(runs: pd.DataFrame) -> pd.Series | None:
+    """Per run, the source versions (first 8 hex digits of the sha256) of the plugin components that
+    changed between runs, e.g. 'adabelief 0bc9417f'; None when no plugin has two sources here."""
+    if PLUGIN_SOURCES not in runs:
+        return None
+    parsed = runs[PLUGIN_SOURCES].map(lambda text: json.loads(text) if isinstance(text, str) else {})
+    digests: dict[tuple[str, str], set[str]] = {}
+    for records in parsed:
+        for r in records.values():
+            digests.setdefault((r["kind"], r["name"]), set()).add(r["sha256"])
+    changed = {component for component, seen in digests.items() if len(seen) > 1}
+    if not changed:
+        return None
+    return parsed.map(lambda records: ", ".join(
+        f"{r['name']} {r['sha256'][:8]}" for r in records.values() if (r["kind"], r["name"]) in changed) or MISSING)
 
 
 def time_to_target(results_dir: Path, runs: pd.DataFrame, target: float) -> pd.DataFrame:
@@ -477,8 +499,8 @@ def plugin_notes(folders: list[tuple[Path, pd.DataFrame, bool]]) -> list[str]:
             lines.append(f"plugin {name}: {kind} from {origin} (sha256 {record['sha256'][:8]}{copy}).")
         else:
             each = ", ".join(f"{digest[:8]} ({n} runs)" for digest, (_, n, _) in seen.items())
-            lines.append(f"plugin {name}: {kind} from {origin} in {len(seen)} versions, pooled in its rows: "
-                         f"sha256 {each}; each source kept in plugins/.")
+            lines.append(f"plugin {name}: {kind} from {origin} in {len(seen)} versions, in rows of their own "
+                         f"({PLUGIN_VERSION}): sha256 {each}; each source kept in plugins/.")
     return lines + older
 
 
