@@ -293,10 +293,20 @@ def report(
         report_mod.write_tables(d)
     rep = report_mod.report(results_dirs, options)
     title = " vs ".join(d.name for d in results_dirs)
+    # the diagnostics table `dlbench run` prints after the report, when the sweep recorded diagnostics
+    diagnostics = None
+    if fmt == "table" and len(results_dirs) == 1:
+        from dlbench.results import plots as plots_mod
+        from dlbench.results.tables import table as task_table
+
+        diagnostics = task_table(plots_mod.load(results_dirs[0]))
     if fmt == "table" and output is None and console.is_terminal:
         console.print(report_mod.rich_table(rep, title, console.width))
+        if diagnostics is not None:
+            console.print(diagnostics)
         return
-    _emit(report_mod.text(rep, title, fmt, results_dirs), output)
+    text = report_mod.text(rep, title, fmt, results_dirs)
+    _emit(text + (report_mod.plain_text(diagnostics) if diagnostics is not None else ""), output)
 
 
 def _emit(text: str, output: Path | None) -> None:

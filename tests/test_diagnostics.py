@@ -110,6 +110,11 @@ def test_diagnostics_files_in_the_run_folder(cli, tiny) -> None:
     assert set(hist["step"]) == {0, 20} and len(hist) == 2 * 2 * 10  # first + last evaluation, 2 layers, 10 bins
     assert (hist.groupby(["step", "layer"])["count"].sum() == [40 * 32, 32 * 10, 40 * 32, 32 * 10]).all()
     assert "near-zero weights %" in result.stdout and not list(root.glob("*.png"))
+    # `dlbench report` shows the same diagnostics table after the report, as `run` did
+    report = cli("report", root)
+    assert report.exit_code == 0, report.output
+    assert "tiny: diagnostics" in report.stdout and "near-zero weights %" in report.stdout
+    assert "near-zero" not in cli("report", root, "--format", "csv").stdout  # a table format's own content only
 
 
 def test_activation_stats_by_hand() -> None:
