@@ -312,13 +312,20 @@ def _adam_columns(s: Slice) -> dict[str, Tensor]:
             "one_minus_beta1": 1 - b1, "beta2": b2, "one_minus_beta2": 1 - b2, "eps": h["eps"]}
 
 
+def _moments(s: Slice, c: Columns, x: Param, g: Tensor) -> tuple[Tensor, Tensor]:
+    """Adam's moment estimates (adam, nadam, radam), updated in place and returned:
+    m <- m + (1 - beta1)(g - m), v <- beta2 v + (1 - beta2) g^2 (torch.optim's operation order)."""
+    exp_avg, exp_avg_sq = s.state("exp_avg", x.i), s.state("exp_avg_sq", x.i)
+    exp_avg.lerp_(g, c("one_minus_beta1", x.p))
+    exp_avg_sq.mul_(c("beta2", x.p)).addcmul_(g * c("one_minus_beta2", x.p), g)
+    return exp_avg, exp_avg_sq
+
+
 @step(_adam_columns)
 def scale_by_adam(s: Slice, c: Columns, x: Param, g: Tensor) -> Update:
     """Adam: momentum + RMSprop scaling with bias correction"""
     p = x.p
-    exp_avg, exp_avg_sq = s.state("exp_avg", x.i), s.state("exp_avg_sq", x.i)
-    exp_avg.lerp_(g, c("one_minus_beta1", p))
-    exp_avg_sq.mul_(c("beta2", p)).addcmul_(g * c("one_minus_beta2", p), g)
+    exp_avg, exp_avg_sq = _moments(s, c, x, g)
     denom = (exp_avg_sq.sqrt() * c("inv_bc2_sqrt", p)).add_(c("eps", p))
     return ((exp_avg / denom, "adam_step_size"),)
 
@@ -343,9 +350,7 @@ def _nadam_columns(s: Slice) -> dict[str, Tensor]:
 def scale_by_nadam(s: Slice, c: Columns, x: Param, g: Tensor) -> Update:
     """Adam with Nesterov momentum, warming up with 0.96^(t * 0.004): a gradient term and a momentum term"""
     p = x.p
-    exp_avg, exp_avg_sq = s.state("exp_avg", x.i), s.state("exp_avg_sq", x.i)
-    exp_avg.lerp_(g, c("one_minus_beta1", p))
-    exp_avg_sq.mul_(c("beta2", p)).addcmul_(g * c("one_minus_beta2", p), g)
+    exp_avg, exp_avg_sq = _moments(s, c, x, g)
     denom = (exp_avg_sq / c("bc2", p)).sqrt_().add_(c("eps", p))
     return ((g / denom, "grad_step_size"), (exp_avg / denom, "avg_step_size"))
 
@@ -368,9 +373,7 @@ def _radam_columns(s: Slice) -> dict[str, Tensor]:
 def scale_by_radam(s: Slice, c: Columns, x: Param, g: Tensor) -> Update:
     """Rectified Adam: the bias-corrected momentum until the variance estimate is trustworthy, then Adam's step"""
     p = x.p
-    exp_avg, exp_avg_sq = s.state("exp_avg", x.i), s.state("exp_avg_sq", x.i)
-    exp_avg.lerp_(g, c("one_minus_beta1", p))
-    exp_avg_sq.mul_(c("beta2", p)).addcmul_(g * c("one_minus_beta2", p), g)
+    exp_avg, exp_avg_sq = _moments(s, c, x, g)
     direction = exp_avg / c("bc1", p)
     if "adaptive" in c:
         scale = c("bc2_sqrt", p) / exp_avg_sq.sqrt().add_(c("eps", p)) * c("rect", p)
