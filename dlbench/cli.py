@@ -391,8 +391,9 @@ def list_registries(
             facts = "; ".join(f"{k}: {v}" for k, v in c.facts.items() if k not in ("values", "plugin", "sha256"))
             if facts:
                 lines.append(f"  [dim]{escape(facts)}[/]")
-            if c.source != "built in":
-                lines.append(f"  [dim]from {escape(c.source)} (sha256 {c.facts.get('sha256', '?')[:12]})[/]")
+            if c.source != "built in":  # a plugin's file carries its hash; a built-in dataset says where it comes from
+                digest = f" (sha256 {c.facts['sha256'][:12]})" if "sha256" in c.facts else ""
+                lines.append(f"  [dim]source: {escape(c.source)}{digest}[/]")
             table.add_row(escape(c.name), "\n".join(lines))
         console.print(table)
         console.print()

@@ -4,6 +4,7 @@ from and `dlbench list` prints), the results folder's files and columns."""
 
 from __future__ import annotations
 
+import html
 import inspect
 from typing import Any
 
@@ -11,7 +12,13 @@ import mkdocs_gen_files
 
 
 def cell(text: Any) -> str:
+    """A table cell's text: one line, its pipes escaped."""
     return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def prose(text: Any) -> str:
+    """Text outside code spans: `<name>` in a help text must not be read as an HTML tag."""
+    return html.escape(cell(text), quote=False)
 
 
 def cli_page() -> str:
@@ -25,7 +32,8 @@ def cli_page() -> str:
         ctx = cmd.make_context(name, [], resilient_parsing=True, parent=group.make_context("dlbench", [],
                                                                                           resilient_parsing=True))
         lines += [f"## dlbench {name}", "", "```", cmd.get_usage(ctx).replace("Usage: ", "", 1), "```", "",
-                  inspect.cleandoc(cmd.help or ""), "", "| argument / option | value | default | what it does |",
+                  html.escape(inspect.cleandoc(cmd.help or ""), quote=False), "",
+                  "| argument / option | value | default | what it does |",
                   "|---|---|---|---|"]
         for p in cmd.params:
             if getattr(p, "hidden", False):
@@ -34,7 +42,7 @@ def cli_page() -> str:
             value = (p.display_type_rich(ctx) or "").strip("<>") if isinstance(p, TyperOption) else ""
             default = "" if p.required or p.default in (None, False, [], ()) else getattr(p.default, "value", p.default)
             doc = getattr(p, "help", None) or ""
-            lines.append(f"| `{cell(names)}` | {cell(value)} | {cell(default)} | {cell(doc)} |")
+            lines.append(f"| `{cell(names)}` | {prose(value)} | {prose(default)} | {prose(doc)} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -42,9 +50,14 @@ def cli_page() -> str:
 def _row(key: str, setting: Any, readers: str = "") -> str:
     from dlbench.catalog import type_text
 
+    from dlbench.catalog import CATALOG
+
     default = "required" if setting.required else f"`{cell(repr(setting.default))}`"
     doc = setting.doc + (f" ({readers})" if readers else "")
-    return f"| `{key}` | {cell(type_text(setting.type))} | {default} | {cell(doc)} |"
+    # a setting that names a component of another kind (model.activation, loss) lists the names it takes
+    kind = setting.choices and CATALOG[setting.choices]
+    typed = f"one of {', '.join(kind.names())}" if kind else type_text(setting.type)
+    return f"| `{key}` | {prose(typed)} | {default} | {prose(doc)} |"
 
 
 def config_page() -> str:

@@ -52,3 +52,9 @@ def test_validate_counts_the_runs_a_search_may_add(tmp_path: Path, data_root: Pa
     res = dlbench("validate", write_config(tmp_path / "c.yaml", cfg))
     assert res.code == 0, res.err
     assert "4 runs now, up to 6 more in later rounds and the confirm stage" in res.out  # round 2: 4, confirm: 2
+
+
+def test_list_says_where_a_dataset_comes_from_without_an_unknown_hash() -> None:
+    text = dlbench("list", "dataset").out
+    assert "source: generated locally by the mnist1d package" in " ".join(text.split())
+    assert "sha256 ?" not in text

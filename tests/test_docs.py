@@ -99,7 +99,12 @@ def test_the_docs_build_strictly(tmp_path: Path) -> None:
     done = subprocess.run([mkdocs, "build", "--strict", "--site-dir", str(tmp_path / "site")], cwd=REPO,
                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert done.returncode == 0, done.stderr[-3000:]
-    assert (tmp_path / "site" / "reference" / "config" / "index.html").is_file()
+    config_page = (tmp_path / "site" / "reference" / "config" / "index.html").read_text()
+    # a key that names a component lists the names it takes, not a bare "str"
+    assert re.search(r"<code>model.activation</code></td>\s*<td>one of relu, sigmoid, tanh", config_page)
+    assert re.search(r"<code>loss</code></td>\s*<td>one of cross_entropy,", config_page)
+    # help text that says DIR/<name>/ shows it, not an empty HTML tag
+    assert "DIR/&lt;name&gt;/" in (tmp_path / "site" / "reference" / "cli" / "index.html").read_text()
 
 
 @pytest.mark.parametrize("name", sorted(outputs.COMMANDS))

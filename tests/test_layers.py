@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -160,6 +161,15 @@ def test_report_on_a_folder_of_experiments_lists_them(finished: Path) -> None:
     res = dlbench("report", finished)
     assert res.code == 2
     assert "holds 3 experiments: acts, paths, tiny" in res.error_line
+
+
+def test_report_on_a_folder_of_one_experiment_names_it(tmp_path: Path, finished: Path) -> None:
+    (tmp_path / "only").mkdir()
+    shutil.copytree(finished / "tiny", tmp_path / "only" / "tiny")
+    res = dlbench("report", tmp_path / "only")
+    assert res.code == 2
+    assert res.error_line == f"error: {tmp_path / 'only'} holds one experiment, tiny: name its folder, " \
+                             f"{tmp_path / 'only' / 'tiny'}"
 
 
 def test_report_refuses_an_unknown_output_suffix(finished: Path, tmp_path: Path) -> None:

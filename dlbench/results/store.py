@@ -273,6 +273,8 @@ def check_folder(d: Path) -> None:
         raise ConfigError(f"{d}: no such folder{did_you_mean(d.name, siblings)}")
     inside = sorted(p.name for p in d.iterdir() if (p / "experiment.yaml").is_file()) if d.is_dir() else []
     if inside:
+        if len(inside) == 1:
+            raise ConfigError(f"{d} holds one experiment, {inside[0]}: name its folder, {d / inside[0]}")
         raise ConfigError(f"{d} holds {len(inside)} experiments: {', '.join(inside)}; report one, e.g. {d / inside[0]}")
     raise ConfigError(f"{d}: not a results folder (expected {d / 'runs'}/ or {d / 'experiment.yaml'})")
 
