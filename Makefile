@@ -80,6 +80,10 @@ test: install system-deps lint  ## lint, type-check, then run the test suite
 docs: install  ## build the docs site into site/ (reference pages generated from the code; also run by make test)
 	PYTHONPATH=. $(BIN)/mkdocs build --strict
 
+.PHONY: notebook
+notebook: install  ## run docs/quickstart.ipynb top to bottom on this venv's kernel, keeping its outputs (results in results/)
+	$(BIN)/jupyter nbconvert --to notebook --execute --inplace docs/quickstart.ipynb
+
 .PHONY: test-gpu
 test-gpu: install  ## the CUDA tests (tests marked cuda; skipped without a GPU)
 	# cuBLAS needs this workspace setting for deterministic results (docs/gpu.md); set before CUDA starts

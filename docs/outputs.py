@@ -25,13 +25,14 @@ OUTPUTS = REPO / "docs" / "outputs"
 COMMANDS: dict[str, tuple[int, list[str]]] = {
     "quickstart-report-100": (100, ["report", "results/quickstart"]),
     "quickstart-report-80": (80, ["report", "results/quickstart"]),
-    "seeds3-report-100": (100, ["report", "seeds3/quickstart"]),
-    "seeds3-init-100": (100, ["report", "seeds3/quickstart", "--group-by", "init.scheme"]),
+    "seeds3-report-100": (100, ["report", "results/seeds3/quickstart"]),
+    "seeds3-init-100": (100, ["report", "results/seeds3/quickstart", "--group-by", "init.scheme"]),
 }
 # the sweeps the commands read: (dlbench run arguments, the folder it fills)
 SWEEPS = [(["run", "configs/quickstart.yaml", "--no-plots"], "results/quickstart"),
-          (["run", "configs/quickstart.yaml", "--set", "train.seeds=[0,1,2]", "--out", "seeds3", "--no-plots"],
-           "seeds3/quickstart")]
+          (["run", "configs/quickstart.yaml", "--set", "train.seeds=[0,1,2]", "--out", "results/seeds3",
+           "--no-plots"],
+           "results/seeds3/quickstart")]
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 

@@ -4,6 +4,7 @@ shows what it promises: the report table, a progress bar, the curves, the compar
 from __future__ import annotations
 
 import base64
+import shutil
 import sys
 from typing import Any
 
@@ -22,9 +23,13 @@ def outputs(cell: Any, kind: str) -> list[Any]:
 
 @pytest.fixture(scope="module")
 def executed(tmp_path_factory: pytest.TempPathFactory) -> list[Any]:
-    """The notebook's code cells after running it in a fresh folder, on a kernel that runs
-    this interpreter with this checkout first on the path (never another Python's kernel)."""
+    """The notebook's code cells after running it where Jupyter runs it, in its own folder (a
+    fresh copy of docs/), on a kernel that runs this interpreter with this checkout first on the
+    path (never another Python's kernel)."""
     work = tmp_path_factory.mktemp("notebook")
+    docs = work / "docs"
+    docs.mkdir()
+    shutil.copy(NOTEBOOK, docs / NOTEBOOK.name)
     kernels = work / "jupyter"
     write_kernel_spec(kernels / "kernels" / "dlbench-test", overrides={
         "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
@@ -34,8 +39,10 @@ def executed(tmp_path_factory: pytest.TempPathFactory) -> list[Any]:
         env.setenv("JUPYTER_PATH", str(kernels))  # searched first: the kernel named below is this one
         env.setenv("JUPYTER_RUNTIME_DIR", str(work / "runtime"))
         NotebookClient(notebook, kernel_name="dlbench-test", timeout=300,
-                       resources={"metadata": {"path": str(work)}}).execute()
+                       resources={"metadata": {"path": str(docs)}}).execute()
+    # opened from docs/, it works from the repository root: results/ there, nothing written into docs/
     assert (work / "results" / "nb_optimizers" / "runs.csv").is_file()
+    assert sorted(p.name for p in docs.iterdir()) == [NOTEBOOK.name]
     return [c for c in notebook.cells if c.cell_type == "code"]
 
 
