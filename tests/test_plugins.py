@@ -334,6 +334,29 @@ def test_plugin_datasets_are_checked(tmp_path: Path) -> None:
     assert "dataset 'broken': its factory must return a dict with x_train, y_train, x_test, y_test" in line
 
 
+def test_a_plugin_dataset_with_nan_inputs_is_refused_when_it_loads(tmp_path: Path) -> None:
+    write(tmp_path / "data.py", """
+        import torch
+        from dlbench import register
+
+        @register.dataset("holey")
+        def holey(root, seed):
+            x = torch.randn(20, 3)
+            x[7, 1] = float("nan")
+            x[9, 0] = float("inf")
+            y = torch.arange(20) % 2
+            return {"x_train": x, "y_train": y, "x_test": torch.randn(6, 3), "y_test": torch.arange(6) % 2}
+    """)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"plugins": ["data.py"], "data": {"dataset": "holey"}}))
+    for command in ("validate", "run"):
+        res = dlbench(command, cfg, "--out", tmp_path / "out") if command == "run" else dlbench(command, cfg)
+        assert res.code == 2, res.output
+        assert res.error_line.endswith("dataset 'holey': x_train has 2 sample(s) with NaN or infinite values (the "
+                                       "first at index 7); inputs must be finite"), res.error_line
+    assert not list((tmp_path / "out").rglob("summary.json"))  # nothing trained
+
+
 def test_plugins_on_ray_workers_through_the_job(tmp_path: Path, data_root: Path) -> None:
     """Ray tasks get the plugin's source with the job: the worker never reads the file."""
     ray = pytest.importorskip("ray")

@@ -33,6 +33,11 @@ def raw_data(name: str, out: Any) -> RawData:
     if out["x_train"].shape[1:] != out["x_test"].shape[1:]:
         raise DataError(f"{where}: x_train samples are {tuple(out['x_train'].shape[1:])}, x_test samples "
                         f"{tuple(out['x_test'].shape[1:])}")
+    for x in ("x_train", "x_test"):  # a NaN would only show later as every run "diverged"
+        bad = ~torch.isfinite(out[x].detach()).reshape(len(out[x]), -1).all(dim=1)
+        if bad.any():
+            raise DataError(f"{where}: {x} has {int(bad.sum())} sample(s) with NaN or infinite values (the first "
+                            f"at index {int(bad.nonzero()[0])}); inputs must be finite")
     labels = torch.cat([out["y_train"], out["y_test"]]).long()
     if len(labels) and int(labels.min()) < 0:
         raise DataError(f"{where}: labels must be 0..classes-1, found {int(labels.min())}")
