@@ -13,10 +13,13 @@ from dlbench.results import plots
 HEADER = "epoch,step,train_batch_loss,train_loss,train_acc,val_loss,val_acc,test_loss,test_acc,lr,seconds"
 
 
-def folder(root: Path, n: int, schedule: bool) -> Path:
-    """n configurations (optimizer.lr values) x 2 seeds, 5 evaluations each; the lr decays when `schedule`."""
-    for i in range(n):
-        lr = 0.001 * (i + 1)
+def folder(root: Path, n: int, schedule: bool, key: str = "optimizer.lr", decades: float = 0.0) -> Path:
+    """n configurations x 2 seeds, 5 evaluations each; the lr decays when `schedule`. The swept `key`:
+    optimizer.lr (0.001, 0.002, ..., or log-spaced over `decades` from 1 down), or case (names)."""
+    values = [(10 ** (-decades * i / (n - 1)) if decades else 0.001 * (i + 1)) if key == "optimizer.lr"
+              else f"setting {i}" for i in range(n)]
+    for i, value in enumerate(values):
+        lr = value if isinstance(value, float) else 0.001 * (i + 1)
         for seed in range(2):
             d = root / "runs" / f"r{i}s{seed}"
             d.mkdir(parents=True)
@@ -29,11 +32,11 @@ def folder(root: Path, n: int, schedule: bool) -> Path:
             final = {"epoch": 4, "step": 40, "train_acc": acc, "val_acc": acc - 0.05, "test_acc": acc - 0.08,
                      "gap": 0.08, "train_loss": 0.4, "val_loss": 1.0, "test_loss": 1.0}
             (d / "summary.json").write_text(json.dumps({"run_id": d.name, "seed": seed, "status": "ok",
-                                                        "params": {"optimizer.lr": lr}, "final": final,
+                                                        "params": {key: value}, "final": final,
                                                         "best": final, "wall_time": 1.0}))
             (d / "config.yaml").write_text(f"optimizer: {{name: sgd, lr: {lr}}}\n")
-    (root / "view.json").write_text(json.dumps({"name": "t", "task": "train", "keys": ["optimizer.lr"],
-                                                "points": [{"optimizer.lr": 0.001 * (i + 1)} for i in range(n)]}))
+    (root / "view.json").write_text(json.dumps({"name": "t", "task": "train", "keys": [key],
+                                                "points": [{key: v} for v in values]}))
     return root
 
 
@@ -44,11 +47,12 @@ def inside(fig, artist) -> bool:  # type: ignore[no-untyped-def]
     return box.x0 >= page.x0 - 1 and box.y0 >= page.y0 - 1 and box.x1 <= page.x1 + 1 and box.y1 <= page.y1 + 1
 
 
-@pytest.mark.parametrize("n", [4, 18])
-def test_curves_legend_inside_and_every_line_apart(tmp_path: Path, n: int) -> None:
+@pytest.mark.parametrize("n, key", [(4, "optimizer.lr"), (18, "case")])
+def test_curves_legend_inside_and_every_line_apart(tmp_path: Path, n: int, key: str) -> None:
+    """Up to ten lines, or lines that are not values of one number: a legend, colour and style apart."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    fig = plots.curves(plots.load(folder(tmp_path, n, schedule=False)))
+    fig = plots.curves(plots.load(folder(tmp_path, n, schedule=False, key=key)))
     FigureCanvasAgg(fig)
     legends = [ax.get_legend() for ax in fig.axes if ax.get_legend()] + list(fig.legends)
     [legend] = legends
@@ -62,6 +66,25 @@ def test_curves_legend_inside_and_every_line_apart(tmp_path: Path, n: int) -> No
         if ax.get_title().endswith("%") or "accuracy %" in ax.get_title():
             low, high = ax.get_ylim()
             assert 1 < high <= 105  # percent, as in the tables
+
+
+@pytest.mark.parametrize("decades, log", [(0.0, False), (4.0, True)])
+def test_more_than_ten_lines_of_one_number_read_from_a_colour_bar(tmp_path: Path, decades: float, log: bool) -> None:
+    """16 values of a swept number (weight stds 1 ... 1e-4): a sequential colormap over the value, log where
+    it spans two decades or more, and a colour bar saying which colour is which value; no legend."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import to_rgb
+
+    root = folder(tmp_path, 16, schedule=False, decades=decades)
+    fig = plots.curves(plots.load(root))
+    FigureCanvasAgg(fig)
+    assert not fig.legends and not any(ax.get_legend() for ax in fig.axes)
+    [bar] = [ax for ax in fig.axes if ax.get_ylabel() == "optimizer.lr"]
+    assert bar.get_yscale() == ("log" if log else "linear") and inside(fig, bar)
+    colors = {float(line.get_label()): to_rgb(line.get_color()) for line in fig.axes[0].get_lines()}
+    assert len(colors) == len(set(colors.values())) == 16
+    green = [colors[value][1] for value in sorted(colors)]
+    assert green == sorted(green)  # one sequential map in the values' order: viridis' green rises along it
 
 
 def test_an_lr_schedule_gets_its_panel(tmp_path: Path) -> None:

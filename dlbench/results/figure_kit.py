@@ -155,6 +155,41 @@ def _styles(n: int) -> list[str]:
     return [("-", "--", ":", "-.")[(i // 10) % 4] for i in range(n)]
 
 
+MANY_LINES = 10  # past this, lines that are values of one number are told apart by a colour scale, not a legend
+
+
+@dataclass
+class Palette:
+    """Each line's colour and style. Up to ten lines, or lines that are not values of one number: ten
+    colours that read apart, then line styles (_colors, _styles), named in a legend. More lines of one
+    numeric key (16 weight stds): a sequential colormap over the value, on a log scale where the values
+    span two decades or more, read from a colour bar (`scale`) instead of a legend of 16 entries."""
+
+    colors: dict[str, Any]
+    styles: dict[str, str]
+    scale: Any = None  # a matplotlib ScalarMappable for the colour bar, or None: a legend
+
+
+def palette(points: list[dict[str, Any]], keys: list[str], labels: list[str]) -> Palette:
+    """The palette of `labels` (label(point, keys) of the sweep's points) as _legend draws its key."""
+    values = {label(p, keys): p.get(keys[0]) for p in points} if len(keys) == 1 else {}
+    numbers = [float(v) for v in (values.get(lab) for lab in labels)
+               if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
+    if len(labels) <= MANY_LINES or len(numbers) != len(labels):
+        return Palette(dict(zip(labels, _colors(len(labels)))), dict(zip(labels, _styles(len(labels)))))
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import ListedColormap, LogNorm, Normalize
+
+    low, high = min(numbers), max(numbers)
+    norm = LogNorm(low, high) if low > 0 and high >= 100 * low else Normalize(low, high)
+    # viridis without its last tenth: its pale yellow end hardly shows on white
+    cmap = ListedColormap(colormaps["viridis"](np.linspace(0.0, 0.9, 256)))
+    colors = {lab: cmap(float(norm(v))) for lab, v in zip(labels, numbers)}
+    scale = ScalarMappable(norm, cmap)
+    return Palette(colors, dict.fromkeys(labels, "-"), scale)
+
+
 def _band(ax: Axes, runs: pd.DataFrame, x: str, y: str, color: Any, name: str, style: str = "-",
           scale: float = 1.0) -> None:
     """Mean over seeds of y (times `scale`: 100 for accuracies in %) at each evaluation, with a ± 1 std band."""
@@ -168,9 +203,17 @@ def _legend_rows(n: int, cols: int) -> float:
     return math.ceil(n / cols) + 1.5  # entries and the title, in lines of small text
 
 
-def _legend(fig: Figure, axes: Iterable[Axes], title: str, spare: Axes | None = None) -> None:
+def _legend(fig: Figure, axes: Iterable[Axes], title: str, spare: Axes | None = None,
+            colors: Palette | None = None) -> None:
     """The legend inside the figure: in a spare panel when there is one, else below the panels in
-    as many columns as it needs (the figure is made tall enough by its caller: _legend_height)."""
+    as many columns as it needs (the figure is made tall enough by its caller: _legend_height).
+    A palette with a colour scale gets a colour bar beside the panels instead (`axes`: all of them)."""
+    if colors is not None and colors.scale is not None:
+        if spare is not None:
+            spare.set_visible(False)
+        shown = [ax for ax in axes if ax.get_visible() and ax is not spare]
+        fig.colorbar(colors.scale, ax=shown, label=title, shrink=0.9, aspect=30)
+        return
     handles, labels = next(iter(axes)).get_legend_handles_labels()
     if not handles:
         return

@@ -26,7 +26,7 @@ from dlbench.catalog import CATALOG
 from dlbench.catalog.status import OK, TROUBLE
 from dlbench.results.store import atomic_write, read_view
 from dlbench.results.figure_kit import (
-    DPI, PLOTS, Results, _band, _colors, _figure, _legend, _log_ticks, _styles, label,
+    DPI, PLOTS, Results, _band, _colors, _figure, _legend, _log_ticks, label, palette,
 )
 from dlbench.results import tuning_figures  # noqa: F401 - registers the search figures (sensitivity, profile)
 
@@ -61,10 +61,11 @@ def curves(res: Results, x: str = "step") -> Figure | None:
     rows = math.ceil((len(shown) + 1) / cols)
     fig, axes = _figure(rows, cols, (4.2, 3.0))
     panels = list(axes.flat)
-    for lab, color, style in zip(labels, _colors(len(labels)), _styles(len(labels))):
+    colors = palette(res.points, res.keys, labels)
+    for lab in labels:
         runs = metrics[metrics["label"] == lab]
         for ax, (col, _, scale) in zip(panels, shown):
-            _band(ax, runs, x, col, color, lab, style, scale)
+            _band(ax, runs, x, col, colors.colors[lab], lab, colors.styles[lab], scale)
     for ax, (col, title, _) in zip(panels, shown):
         ax.set(title=title, xlabel=_X_LABEL[x])
         ax.title.set_fontsize("medium")
@@ -78,7 +79,7 @@ def curves(res: Results, x: str = "step") -> Figure | None:
             ax.set_xscale("log")
     for ax in panels[len(shown) + 1:]:
         fig.delaxes(ax)
-    _legend(fig, panels[:1], res.legend_title(), spare=panels[len(shown)])
+    _legend(fig, panels[:len(shown) + 1], res.legend_title(), spare=panels[len(shown)], colors=colors)
     fig.suptitle(f"{res.name}: learning curves (mean ± std over seeds)")
     return fig
 
@@ -140,15 +141,14 @@ def panels(res: Results) -> Figure | None:
     cols = math.ceil(math.sqrt(len(panel_values)))
     rows = math.ceil(len(panel_values) / cols)
     fig, axes = _figure(rows, cols, (3.2, 2.6), sharex=True, sharey=True)  # shared: fewer tick labels to draw
-    colors = dict(zip(lines, _colors(len(lines))))
-    styles = dict(zip(lines, _styles(len(lines))))
+    colors = palette(res.points, rest, lines)
     status = res.runs.assign(panel=[value_text(v) for v in res.runs[first]],
                              line=[label(r, rest) for r in res.runs[rest].to_dict("records")])
     for ax, value in zip(axes.flat, panel_values):
         for line in lines:
             sel = metrics[(metrics["panel"] == value) & (metrics["line"] == line)]
             if not sel.empty:
-                _band(ax, sel, "step", "train_acc", colors[line], line, styles[line], 100.0)
+                _band(ax, sel, "step", "train_acc", colors.colors[line], line, colors.styles[line], 100.0)
         runs = status[status["panel"] == value]
         gone = [f"{line}: {', '.join(sorted(set(g['status'])))}" for line, g in runs.groupby("line", sort=False)
                 if (g["status"] != OK).all()]
@@ -166,7 +166,7 @@ def panels(res: Results) -> Figure | None:
     spare = axes.flat[len(panel_values)] if len(panel_values) < axes.size else None
     if spare is not None:
         spare.set_visible(True)
-    _legend(fig, axes.flat, res.legend_title(rest), spare=spare)
+    _legend(fig, list(axes.flat), res.legend_title(rest), spare=spare, colors=colors)
     fig.suptitle(f"{res.name}: train accuracy (mean ± std over seeds)")
     return fig
 
