@@ -17,6 +17,7 @@
 """
 from __future__ import annotations
 
+import csv
 import dataclasses
 import math
 import socket
@@ -28,13 +29,13 @@ from collections.abc import Callable, Mapping
 
 import torch
 
-from dlbench import plugins, progress, sweep, tasks
+from dlbench import plugins, progress, search, sweep, tasks
 from dlbench.components import models
 from dlbench.components import data
 from dlbench.config import schema
 from dlbench.config.keys import pop_path
 from dlbench.config.schema import Config
-from dlbench.catalog.status import STATUSES
+from dlbench.catalog.status import EVALUATED, PRUNED, STATUSES
 from dlbench.errors import ConfigError
 from dlbench.execution.launchers import Launcher, Options, planned, resolve
 from dlbench.results import plots
@@ -282,7 +283,7 @@ def train(cfg: Config, specs: list[sweep.RunSpec], raw: dict[str, Any], store: S
             say(f"moved the old results to {moved}")
         keep_plugin_sources(store.root, specs)
         if sweep.staged(cfg):  # resuming: the stages the finished runs already let us plan
-            specs = unique(sweep.expand(cfg, raw, validation_accuracy(store)))
+            specs = unique(sweep.expand(cfg, raw, search_outcomes(store)))
         todo = select(specs, store.finished(), rerun)
         if len(todo) < len(specs):
             say(f"{len(specs) - len(todo)} of {len(specs)} runs already finished in {store.root}; skipping them")
@@ -304,7 +305,7 @@ def train(cfg: Config, specs: list[sweep.RunSpec], raw: dict[str, Any], store: S
                 if not sweep.staged(cfg):
                     break
                 # the next round / the confirm stage, planned from what finished
-                specs = unique(sweep.expand(cfg, raw, validation_accuracy(store)))
+                specs = unique(sweep.expand(cfg, raw, search_outcomes(store)))
                 todo = [s for s in select(specs, store.finished(), rerun) if s.run_id not in trained]
                 if not todo:
                     break
@@ -322,11 +323,20 @@ class StopSweep(Exception):
     """--fail-fast: a run failed, so no further run or stage starts."""
 
 
-def validation_accuracy(store: Store) -> dict[str, float]:
-    """run id -> final validation accuracy of every finished run (NaN: it diverged or failed),
-    what a staged search plans its next round and its confirm stage from."""
-    return {s["run_id"]: float(s["final"].get("val_acc", math.nan))
-            if s["status"] in ("ok", "pruned") and s.get("final") else math.nan for s in store.summaries()}
+def search_outcomes(store: Store) -> dict[str, search.Outcome]:
+    """run id -> what every finished run tells a staged search, which plans its next round and its
+    confirm stage from them: status, final validation accuracy (NaN: it diverged or failed) and, for
+    a pruned run, its validation accuracy at each evaluation (Optuna's samplers weigh it by these)."""
+    out = {}
+    for s in store.summaries():
+        evaluated = s["status"] in EVALUATED and s.get("final")
+        curve: search.trials.Curve = ()
+        if s["status"] == PRUNED:
+            with open(store.run_dir(s["run_id"]) / "metrics.csv", newline="") as f:
+                curve = tuple((int(row["step"]), float(row["val_acc"])) for row in csv.DictReader(f))
+        out[s["run_id"]] = search.Outcome(float(s["final"].get("val_acc", math.nan)) if evaluated else math.nan,
+                                          s["status"], curve)
+    return out
 
 
 def unique(specs: list[sweep.RunSpec]) -> list[sweep.RunSpec]:

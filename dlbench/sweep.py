@@ -89,7 +89,9 @@ def points(config: Any) -> list[dict[str, Any]]:
     if config.random is None:
         return grid
     r = config.random
-    return [{**g, **t} for g in grid for t in search.sample(search.space_of(r.space), r.method, r.trials, r.seed)]
+    first = search.plan_round(search.space_of(r.space), [], method=r.method, trials=r.trials, seed=r.seed,
+                              keep=getattr(r, "keep", None))
+    return [{**g, **t} for g in grid for t in first]
 
 
 def grid_points(config: Any) -> list[dict[str, Any]]:
@@ -116,11 +118,11 @@ def staged(config: Any) -> bool:
     return config.random is not None and (config.random.rounds > 1 or config.confirm is not None)
 
 
-def expand(config: Any, raw: dict[str, Any], results: Mapping[str, float] | None = None) -> list[RunSpec]:
+def expand(config: Any, raw: dict[str, Any], results: Mapping[str, search.Outcome] | None = None) -> list[RunSpec]:
     """Resolve every (case, point, seed) into a validated RunSpec, in sweep order.
 
-    A staged search is planned as far as `results` (run id -> final validation accuracy of
-    the finished runs, NaN when a run diverged or failed) allows: round 1 always; round
+    A staged search is planned as far as `results` (run id -> what each finished run tells
+    its search: status, final validation accuracy, a pruned run's curve) allows: round 1 always; round
     k + 1 of a group (one case x one grid point) once all its round-k runs are finished;
     its confirm runs once its last round is. A round is a pure function of the finished
     runs before it, so a resumed sweep plans the same points and run ids.
@@ -146,7 +148,7 @@ def expand(config: Any, raw: dict[str, Any], results: Mapping[str, float] | None
 
 
 def _search(config: Any, group: dict[str, Any], params: dict[str, Any],
-            results: Mapping[str, float]) -> list[RunSpec]:
+            results: Mapping[str, search.Outcome]) -> list[RunSpec]:
     """One group's search runs, round by round while the rounds before are finished, then its confirm runs."""
     r = config.random
     assert r is not None
@@ -158,7 +160,7 @@ def _search(config: Any, group: dict[str, Any], params: dict[str, Any],
         labels = {"stage": "search", "round": round_} if stages else {}
         group_id = json.dumps({**params, "round": round_}, sort_keys=True, default=str)
         round_specs = [spec for values in search.plan_round(space, history, method=r.method, trials=r.trials,
-                                                            seed=r.seed, keep=r.keep)
+                                                            seed=r.seed, keep=getattr(r, "keep", None))
                        for spec in _specs(group, {**params, **values, **labels}, values,
                                           None if r.prune is None else Pruning(
                                               r.prune.every, r.prune.keep, group_id,
@@ -166,7 +168,8 @@ def _search(config: Any, group: dict[str, Any], params: dict[str, Any],
         specs += round_specs
         if any(s.run_id not in results for s in round_specs):
             return specs  # the next round waits for this one
-        history.append([search.Trial({k: s.params[k] for k in space}, results[s.run_id]) for s in round_specs])
+        # in the order the round planned its points: the sampler's history is the same on every resume
+        history.append([search.Trial.of({k: s.params[k] for k in space}, results[s.run_id]) for s in round_specs])
     if config.confirm is not None:
         seeds = {"train": {**group.get("train", {}), "seeds": config.confirm.seeds}}
         confirmed = {**group, **seeds}

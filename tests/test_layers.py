@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from sweep_util import ONE_THREAD, REPO, dlbench, one_thread, tiny_config, write_config  # noqa: F401 - fixture
 
-FRONT = ("torch", "dlbench.config.schema", "dlbench.sweep", "dlbench.training", "dlbench.runner", "dlbench.tasks")
+FRONT = ("torch", "optuna", "dlbench.config.schema", "dlbench.sweep", "dlbench.training", "dlbench.runner",
+         "dlbench.tasks")
 
 
 def python(code: str, cwd: Path = REPO) -> dict[str, Any]:
@@ -47,8 +48,9 @@ def test_results_sources_name_no_front_module() -> None:
 
 # the layers, front first (README "Architecture"): a module imports only modules of its own layer or below
 LAYERS = [("dlbench.cli", "dlbench.__init__", "dlbench.__main__"), ("dlbench.runner", "dlbench.progress"),
-          ("dlbench.tasks",), ("dlbench.execution",), ("dlbench.training",), ("dlbench.sweep", "dlbench.search"),
+          ("dlbench.tasks",), ("dlbench.execution",), ("dlbench.training",), ("dlbench.sweep",),
           ("dlbench.config.schema", "dlbench.plugins"), ("dlbench.components",), ("dlbench.results",),
+          ("dlbench.search",),
           ("dlbench.config.keys", "dlbench.config.yaml_io", "dlbench.config.__init__"),
           ("dlbench.catalog",), ("dlbench.errors", "dlbench.__version__")]  # the version: package metadata
 

@@ -84,7 +84,7 @@ def test_sobol_maps_each_kind_through_its_scale() -> None:
 
 
 def test_unknown_method_is_refused() -> None:
-    with pytest.raises(ValueError, match="unknown search method 'grid'; allowed: random, sobol, halton"):
+    with pytest.raises(ValueError, match="unknown sampling method .grid.; allowed: random, sobol, halton"):
         search.sample(SPACE, "grid", 4, 0)  # type: ignore[arg-type]
 
 

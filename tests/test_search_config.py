@@ -39,7 +39,7 @@ def test_pruning_every_steps_when_training_is_counted_in_steps() -> None:
 
 
 @pytest.mark.parametrize("delta, message", [
-    ({"random": {"method": "grid"}}, "random.method: 'grid' is invalid: must be 'random', 'sobol' or 'halton'"),
+    ({"random": {"method": "grid"}}, "random.method: 'grid' is invalid: allowed: random, sobol, halton, tpe, gp"),
     ({"random": {"keep": 0.3}}, "random.keep: 0.3 is invalid: it narrows the ranges between rounds, and "
                                 "random.rounds is 1"),
     ({"random": {"rounds": 2, "keep": 0}}, "random.keep: 0 is invalid: must be greater than 0"),

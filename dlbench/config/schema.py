@@ -189,11 +189,11 @@ class Prune(Base):
     keep: Annotated[float, Field(gt=0, lt=1)] = 0.5
 
 
-class RandomSearch(Base):
-    method: Literal["random", "sobol", "halton"] = "random"  # sobol / halton: scrambled, seeded (scipy.stats.qmc)
+class _Search(Base):
+    """What every search method reads; a member per method family below (random.method is the tag)."""
+
     trials: Annotated[int, Field(gt=0)] = 20  # per round (Sobol' points are best balanced at powers of 2)
-    rounds: Annotated[int, Field(gt=0)] = 1  # > 1: each round narrows the ranges to the best `keep` of the last
-    keep: Annotated[float, Field(gt=0, le=1)] = 0.25
+    rounds: Annotated[int, Field(gt=0)] = 1
     prune: Prune | None = None
     seed: int = 0
     space: Annotated[dict[str, Distribution], Field(min_length=1)]
@@ -204,6 +204,47 @@ class RandomSearch(Base):
         for key in space:
             field_at(key)
         return space
+
+
+class SampledSearch(_Search):
+    """random / sobol / halton (ours): each round after the first narrows the ranges to its best `keep`."""
+
+    method: Literal["random", "sobol", "halton"] = "random"  # sobol / halton: scrambled, seeded (scipy.stats.qmc)
+    keep: Annotated[float, Field(gt=0, le=1)] = 0.25
+
+
+class LearnedSearch(_Search):
+    """tpe / gp (Optuna's samplers): each round is asked at once of a sampler fitted on the rounds
+    before; round 1 is its random start-up, so a learned search has at least two rounds."""
+
+    method: Literal["tpe", "gp"]
+    rounds: Annotated[int, Field(gt=0)] = 4
+
+    @model_validator(mode="after")
+    def _learns(self) -> LearnedSearch:
+        if self.rounds == 1:
+            raise ValueError(f"random.rounds: 1 is invalid: method {self.method} learns from the rounds before, and "
+                             "round 1 is its random start-up (set rounds: 2 or more, or use method: random)")
+        from dlbench.search import bayes, space_of  # optuna, only for a search that uses it
+
+        try:
+            bayes.distributions(space_of(self.space))
+        except ValueError as e:
+            raise ValueError(f"random.space.{e}") from None
+        return self
+
+
+def _search_method(value: Any) -> str | None:
+    method = value.get("method", "random") if isinstance(value, dict) else getattr(value, "method", None)
+    return method if isinstance(method, str) else repr(method)  # not a tag: refused, named
+
+
+# a union on random.method (the sections that choose a component are unions on their names, too):
+# a setting the chosen method does not read (keep with tpe) is refused
+_SEARCH_MEMBERS: dict[str, type[_Search]] = {m: SampledSearch for m in ("random", "sobol", "halton")} | {
+    m: LearnedSearch for m in ("tpe", "gp")}
+RandomSearch: Any = Annotated[Union[tuple(Annotated[m, Tag(n)] for n, m in _SEARCH_MEMBERS.items())],  # noqa: UP007
+                              Discriminator(_search_method)]
 
 
 class Confirm(Base):
@@ -508,6 +549,9 @@ def explain(err: ValidationError, prefix: str = "", root: str | None = None) -> 
     component = None
     if len(loc) > 1 and loc[0] in MEMBERS and loc[1] in MEMBERS[loc[0]]:  # the union's tag: the chosen component
         component = loc.pop(1)
+    method = None
+    if len(loc) > 1 and loc[0] == "random" and loc[1] in _SEARCH_MEMBERS:  # random.method's union tag
+        method = loc.pop(1)
     loc = [p for p in loc if not re.fullmatch(r"function-.*|int|float|str|bool|none|list\[.*\]|tuple\[.*\]|"
                                                r"constrained-.*|literal\[.*\]|'.*'", p)]
     path = prefix + ".".join(loc) if loc else prefix.rstrip(".") or "config"
@@ -519,8 +563,14 @@ def explain(err: ValidationError, prefix: str = "", root: str | None = None) -> 
             label = CATALOG[section.chooses or ""].label
             return (f"{path}: {_show(e.get('input'))} is invalid: {label} {component!r} does not read it (unknown "
                     f"key; it reads {_component_reads(loc[0], component)})")
-        parent = _allowed_at(loc[:-1])
+        if method is not None and len(loc) == 2:
+            return (f"{path}: {_show(e.get('input'))} is invalid: search method {method!r} does not read it (it "
+                    f"reads {', '.join(k for k in _SEARCH_MEMBERS[method].model_fields if k != 'method')})")
+        parent = _allowed_at(loc[:-1], method)
         return f"{path}: unknown key; allowed keys here: {parent}"
+    if kind == "union_tag_invalid" and loc == ["random"]:
+        got = e["input"].get("method") if isinstance(e.get("input"), dict) else e["ctx"]["tag"]
+        return f"random.method: {_show(got)} is invalid: allowed: {', '.join(_SEARCH_MEMBERS)}"
     if kind == "union_tag_invalid":
         section = SECTIONS[loc[0]]
         label = CATALOG[section.chooses or ""].label
@@ -568,14 +618,15 @@ def _plain(msg: str) -> str:
     return re.sub(r"Input tag .* does not match any of the expected tags: ", "allowed: ", msg)
 
 
-def _allowed_at(loc: list[str]) -> str:
+def _allowed_at(loc: list[str], method: str | None = None) -> str:
     if not loc:
         return ", ".join(Config.model_fields)
     head = loc[0]
     if head in SECTION_MODELS and len(loc) == 1:
         return ", ".join(SECTION_MODELS[head].model_fields)
     if head == "random":
-        models: dict[str, type[BaseModel]] = {"random": RandomSearch, "prune": Prune}
+        chosen = _SEARCH_MEMBERS.get(method or "random", SampledSearch)
+        models: dict[str, type[BaseModel]] = {"random": chosen, "prune": Prune}
         return ", ".join(models.get(loc[-1], Distribution).model_fields)
     if head == "confirm":
         return ", ".join(Confirm.model_fields)

@@ -1,0 +1,47 @@
+"""Successive halving inside a stack (random.prune): when a search run is due to be judged,
+and which runs of each group stay."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Sequence
+
+import numpy as np
+
+from dlbench.search.trials import kept
+
+
+def prune_due(at: float, every: int, end: float) -> bool:
+    """Whether the evaluation at `at` prunes: a positive multiple of `every` before the end
+    of training (pruning at the end would save nothing). All three in the unit of
+    train.eval_every: epochs, or steps when training is counted in steps."""
+    multiple = at / every
+    return 0 < at < end and abs(multiple - round(multiple)) < 1e-9
+
+
+def survivors(val_acc: Sequence[float], keep: float, point: Sequence[Hashable] | None = None,
+              bracket: Sequence[Hashable] | None = None) -> list[int]:
+    """Indices (ascending) of the runs that stay in the stack after one pruning evaluation.
+
+    Runs are compared only within their `bracket` (one group: runs of different
+    optimizers or grid points never eliminate each other), and by `point`: the seeds of
+    one point stay or go together, scored by their mean validation accuracy. Each
+    bracket keeps ceil(keep x its points), at least one; a NaN accuracy ranks last and
+    ties go to the point that comes first in the stack.
+    """
+    n = len(val_acc)
+    point = list(range(n)) if point is None else list(point)
+    bracket = [0] * n if bracket is None else list(bracket)
+    if not len(point) == len(bracket) == n:
+        raise ValueError(f"val_acc, point and bracket differ in length ({n}, {len(point)}, {len(bracket)})")
+    stay: set[int] = set()
+    for b in dict.fromkeys(bracket):
+        members: dict[Hashable, list[int]] = {}
+        for i in range(n):
+            if bracket[i] == b:
+                members.setdefault(point[i], []).append(i)
+        scored = [(float(np.mean([val_acc[i] for i in runs])), runs) for runs in members.values()]
+        scored.sort(key=lambda s: -s[0] if not math.isnan(s[0]) else math.inf)
+        for _, runs in scored[:kept(keep, len(scored))]:
+            stay.update(runs)
+    return sorted(stay)
