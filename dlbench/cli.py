@@ -160,7 +160,6 @@ def run(
     2 bad input or a refused folder, 130 interrupted.
     """
     from dlbench import progress, runner
-    from dlbench.results import report as report_mod
 
     plan = runner.plan(config, sets or [], out=out, device=device and device.value, max_runs=max_runs, yes=yes,
                        executor=executor, workers=workers, address=address, plugins=plugin)
@@ -174,6 +173,8 @@ def run(
     outcome = runner.execute(plan, show=progress.terminal(err_console), force_new=force_new,
                              rerun=rerun and rerun.value, fail_fast=fail_fast, figures=plots, say=_say, warn=_warn)
     if outcome.report is not None:
+        from dlbench.results import report as report_mod  # loaded by then: after training, not before it
+
         console.print(report_mod.rich_table(outcome.report, f"{plan.cfg.name}: {plan.cfg.description}".strip(": "),
                                             console.width))
     if outcome.task_table is not None:

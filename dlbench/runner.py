@@ -38,15 +38,14 @@ from dlbench.config.schema import Config
 from dlbench.catalog.status import EVALUATED, PRUNED, STATUSES
 from dlbench.errors import ConfigError
 from dlbench.execution.launchers import Launcher, Options, planned, resolve
-from dlbench.results import plots
-from dlbench.results.report import Report, write_tables
 from dlbench.results.store import Store, atomic_write
 from dlbench.training import checkpoint, memory
-from dlbench.results.tables import table as task_table
 from dlbench.training.run import check_precision, resolve_device, schedule
 
 if TYPE_CHECKING:
     from rich.table import Table
+
+    from dlbench.results.report import Report
 
 FINISHED = STATUSES
 RUN_IDS = 2  # the version of run ids; see experiment_record
@@ -258,6 +257,10 @@ def execute(run: Plan, *, show: progress.Show | None, force_new: bool = False, r
     else:
         compute(run.cfg, run.specs, run.raw, run.store, force_new)
         outcome = Outcome(run.store.root, len(run.specs), len(run.specs), 0, False, None)
+    # the report's and figures' libraries (pandas, scipy, matplotlib) load after training, not before it
+    from dlbench.results import plots
+    from dlbench.results.tables import table as task_table
+
     folder = plots.load(run.store.root)
     return dataclasses.replace(outcome, task_table=task_table(folder),
                                figures=tuple(plots.write(folder)) if figures else ())
@@ -313,10 +316,18 @@ def train(cfg: Config, specs: list[sweep.RunSpec], raw: dict[str, Any], store: S
             pass
         except KeyboardInterrupt:  # what finished is saved; the run in flight is dropped
             interrupted = True
-        rep = write_tables(store.root) if store.finished() else None
+        rep = _write_tables(store.root) if store.finished() else None
     status = store.finished()
     return Outcome(store.root, len(specs), sum(s.run_id in status for s in specs),
                    sum(status.get(s.run_id) == "failed" for s in specs), interrupted, rep)
+
+
+def _write_tables(root: Path) -> Report:
+    """runs.csv, summary.csv and the report (results.report, imported here: pandas and scipy load when the
+    first run has finished, not before training)."""
+    from dlbench.results.report import write_tables
+
+    return write_tables(root)
 
 
 class StopSweep(Exception):
@@ -445,6 +456,6 @@ class TableRefresh:
         if time.monotonic() - self.last < self.every_s:
             return
         start = time.monotonic()
-        write_tables(self.root)
+        _write_tables(self.root)
         self.last = time.monotonic()
         self.every_s = max(self.every_s, 10 * (self.last - start))

@@ -27,8 +27,9 @@ def python(code: str, cwd: Path = REPO) -> dict[str, Any]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def loaded_front(prelude: str) -> list[str]:
-    return python(prelude + f"\nimport json, sys\nprint(json.dumps([m for m in {FRONT!r} if m in sys.modules]))")
+def loaded_front(prelude: str, modules: tuple[str, ...] = FRONT) -> list[str]:
+    """Which of `modules` (default: the front) are imported after running `prelude` in a fresh interpreter."""
+    return python(prelude + f"\nimport json, sys\nprint(json.dumps([m for m in {modules!r} if m in sys.modules]))")
 
 
 @pytest.mark.parametrize("module", sorted(p.stem for p in (REPO / "dlbench" / "results").glob("*.py")))
@@ -122,6 +123,34 @@ def test_light_commands_start_without_torch(finished: Path, command: list[str]) 
     front = loaded_front(f"import sys\nsys.argv = ['dlbench', *{args!r}]\nfrom dlbench.cli import main\n"
                          "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code")
     assert front == []
+
+
+# what the report and the figures need, and training does not: loaded after training (or never, with --no-plots)
+REPORT_LIBRARIES = ("pandas", "scipy", "matplotlib")
+
+
+@pytest.mark.parametrize("plots", ["--plots", "--no-plots"])
+def test_training_starts_before_the_report_libraries_load(tmp_path: Path, data_root: Path, plots: str) -> None:
+    """Start-up pays only for what training needs: when the first stack starts training, `dlbench run` has
+    not imported pandas, scipy or matplotlib (the report and the figures import them once runs finished)."""
+    path = write_config(tmp_path / "c.yaml", tiny_config(data_root, grid={"optimizer.lr": [0.05, 0.1]},
+                                                         train={"steps": 4, "seeds": [0, 1], "device": "cpu"}))
+    code = ("import json, sys\nfrom dlbench.training import engine\nat_start = []\ntrain = engine.Stack.run\n"
+            "def spy(self, *args, **kwargs):\n"
+            f"    at_start.append([m for m in {REPORT_LIBRARIES!r} if m in sys.modules])\n"
+            "    return train(self, *args, **kwargs)\n"
+            "engine.Stack.run = spy\n"
+            f"sys.argv = ['dlbench', 'run', {str(path)!r}, '--out', {str(tmp_path)!r}, {plots!r}]\n"
+            "from dlbench.cli import main\ntry:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+            "print(json.dumps([at_start, [m for m in ('pandas', 'scipy') if m in sys.modules]]))")
+    at_start, after = python(code)
+    assert at_start == [[]]  # one stack, and nothing of the report loaded when it started
+    assert after == ["pandas", "scipy"]  # the report was made (2 seeds: its t-intervals) after training
+
+
+def test_a_worker_process_loads_no_report_library() -> None:
+    """What a process-pool worker (or a Ray task) imports to train a stack: the launcher and the engine."""
+    assert loaded_front("import dlbench.execution.launchers", REPORT_LIBRARIES) == []
 
 
 def test_import_dlbench_is_light() -> None:

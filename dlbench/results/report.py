@@ -24,7 +24,6 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 import pandas as pd
-from scipy import special
 from rich import box
 from rich.console import Console
 from rich.table import Table
@@ -150,7 +149,11 @@ def describe(values: Iterable[float], possible: tuple[float, float] = (-math.inf
     n = len(x)
     mean = float(x.mean()) if n else math.nan
     std = float(x.std(ddof=1)) if n > 1 else math.nan
-    half = float(special.stdtrit(n - 1, (1 + CONFIDENCE) / 2)) * std / math.sqrt(n) if n > 1 else math.nan
+    half = math.nan
+    if n > 1:
+        from scipy import special  # here: a sweep of single runs does not pay its import
+
+        half = float(special.stdtrit(n - 1, (1 + CONFIDENCE) / 2)) * std / math.sqrt(n)
     low, high = possible
     return {"n": n, "mean": mean, "std": std, "ci_low": max(mean - half, low), "ci_high": min(mean + half, high)}
 
@@ -161,6 +164,8 @@ def welch(a: np.ndarray, b: np.ndarray) -> tuple[float, str]:
         return math.nan, TOO_FEW
     # Welch's t-test written out (scipy.stats.ttest_ind(equal_var=False) is the reference in the
     # tests): scipy.stats alone costs a second of start-up, scipy.special a tenth
+    from scipy import special
+
     va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
     if va + vb == 0:  # both constant: equal (nothing to test) or certainly different
         return (math.nan, "identical") if a.mean() == b.mean() else (0.0, "significant")

@@ -16,7 +16,6 @@ import io
 import math
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import torch
 from torch import nn
 
@@ -24,6 +23,8 @@ from dlbench.components import inits
 from dlbench.components import models
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from dlbench.sweep import RunSpec
 
 # an output outside (low, high) sits on the activation's flat part, where its gradient ~ 0;
@@ -133,6 +134,8 @@ class Recorder:
 
     def files(self) -> dict[str, str]:
         """diagnostics.csv (per step and layer) and histograms.csv (first and last evaluation)."""
+        import pandas as pd  # here, not at the top: the training path does not pay pandas' import
+
         stats = pd.DataFrame(self.rows).reindex(columns=STAT_COLUMNS).dropna(axis=1, how="all")
         hist = self.first_hist + (self.last_hist if self.last_hist != self.first_hist else [])
         return {"diagnostics.csv": _csv(stats), "histograms.csv": _csv(pd.DataFrame(hist))}
@@ -141,6 +144,8 @@ class Recorder:
         """Headline numbers at the last evaluation, for summary.json and the diagnostics table."""
         if not self.rows:
             return {}
+        import pandas as pd
+
         last = pd.DataFrame([r for r in self.rows if r["step"] == self.rows[-1]["step"]])
         out: dict[str, float] = {}
         if self.cfg.weights:
@@ -169,6 +174,8 @@ def _csv(df: pd.DataFrame) -> str:
 
 def probe(specs: list[RunSpec]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Untrained nets (model + init of each spec) fed N(0, 1) inputs: (per-layer statistics, histograms)."""
+    import pandas as pd
+
     stats, hists = [], []
     for spec in specs:
         cfg = spec.config
