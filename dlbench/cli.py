@@ -144,9 +144,13 @@ def run(
     plots: Annotated[bool, typer.Option(help="Draw the experiment's figures (PNG) into the results folder.")] = True,
     executor: Annotated[str, typer.Option(
         metavar="NAME", help="Where stacks of runs train: auto (= local), local (this process), "
-             "serial (stacks of one run), processes (a process pool), ray (Ray tasks).")] = "auto",
+             "serial (stacks of one run), processes (a process pool), ray (Ray tasks), "
+             "slurm (a SLURM job array; resources from the config's slurm: section).")] = "auto",
     workers: Annotated[int | None, typer.Option(
-        min=1, metavar="N", help="Tasks at a time for --executor processes / ray (default: one per CPU).")] = None,
+        min=1, metavar="N", help="Tasks at a time for --executor processes / ray (default: one per CPU) / slurm "
+                                 "(the array's throttle, %N).")] = None,
+    detach: Annotated[bool, typer.Option(
+        "--detach", help="--executor slurm: submit and return at once; the same command again collects.")] = False,
     address: Annotated[str | None, typer.Option(
         metavar="HOST:PORT",
         help="Ray cluster address for --executor ray (default: start a local Ray instance).")] = None,
@@ -162,7 +166,7 @@ def run(
     from dlbench import progress, runner
 
     plan = runner.plan(config, sets or [], out=out, device=device and device.value, max_runs=max_runs, yes=yes,
-                       executor=executor, workers=workers, address=address, plugins=plugin)
+                       executor=executor, workers=workers, address=address, plugins=plugin, detach=detach)
     if dry_run:
         dry = runner.dry_run(plan, force_new=force_new, rerun=rerun and rerun.value)
         console.print(_runs_table(plan.specs, dry.costs, dry.finished))
@@ -182,10 +186,22 @@ def run(
     if outcome.figures:
         console.print(f"figures: {', '.join(str(p) for p in outcome.figures)}")
     console.print(f"results: {outcome.root}")
+    if outcome.submitted is not None:
+        _say(_submitted(outcome, config))
     if outcome.problem:
         _warn(outcome.problem)
     if outcome.exit_code:
         raise typer.Exit(outcome.exit_code)
+
+
+def _submitted(outcome: runner.Outcome, config: Path) -> str:
+    """What --detach did: the tasks submitted now, and how to follow and collect them."""
+    tasks = outcome.submitted or ()
+    arrays = sorted({t.partition("_")[0] for t in tasks}, key=lambda j: (len(j), j))
+    now = (f"submitted {len(tasks)} task{'s' * (len(tasks) != 1)} as SLURM job {', '.join(arrays)}" if tasks
+           else "submitted nothing (every unfinished stack is queued or running)")
+    return (f"{now}; {outcome.n_done} of {outcome.n_runs} runs finished. Follow with `dlbench status {outcome.root}`; "
+            f"`dlbench run {config}` again collects (and resubmits what failed or was lost).")
 
 
 def _say(text: str) -> None:

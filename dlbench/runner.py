@@ -37,10 +37,12 @@ from dlbench.config.keys import pop_path
 from dlbench.config.schema import Config
 from dlbench.catalog.status import EVALUATED, PRUNED, STATUSES
 from dlbench.errors import ConfigError
+from dlbench.execution import slurm
+from dlbench.execution.jobs import read_jobs
 from dlbench.execution.launchers import Launcher, Options, planned, resolve
 from dlbench.results.store import Store, atomic_write
 from dlbench.training import checkpoint, memory
-from dlbench.training.run import check_precision, resolve_device, schedule
+from dlbench.training.run import check_precision, resolve_device, save, schedule
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -94,18 +96,24 @@ class Plan:
 
 def plan(config: Path | Mapping[str, Any], sets: list[str], *, out: Path, device: str | None = None,
          max_runs: int = 1000, yes: bool = False, executor: str = "auto", workers: int | None = None,
-         address: str | None = None, plugins: list[str] | None = None) -> Plan:
+         address: str | None = None, plugins: list[str] | None = None, detach: bool = False) -> Plan:
     """Load and expand the sweep (`device` overrides train.device), refuse what cannot run."""
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers: {workers} is invalid: at least 1")
+    options = Options(workers, address, None, detach)
+    resolve(executor, options)  # a bad --executor / --workers / --detach before the config is read
+    if executor == "slurm":
+        slurm.check_available()
     cfg, specs, raw = load(config, [*sets, *([f"train.device={device}"] if device else [])], max_runs, yes, plugins)
     if executor == "serial" and cfg.random is not None and cfg.random.prune is not None:
         raise ConfigError("--executor serial: trains stacks of one run, where random.prune (successive halving "
                           "among the runs of a stack) cannot act; use --executor auto, local, processes or ray, "
                           "or leave out random.prune")
     store = Store(Path(out) / cfg.name)  # cfg.name: one plain path component
-    options = Options(workers, address, checkpoint.folder(store.root))
+    options = Options(workers, address, checkpoint.folder(store.root), detach)
     launcher = resolve(executor, options)
+    if executor == "slurm":
+        slurm.check_section(slurm.section_of(specs))
     check_address(executor, address)
     return Plan(cfg, specs, raw, store, launcher, options, executor)
 
@@ -194,10 +202,16 @@ class Outcome:
     report: Report | None  # None: nothing finished, or a task that trains nothing
     task_table: Table | None = None  # paths, activations, diagnostics (results.tables)
     figures: tuple[Path, ...] = ()
+    submitted: tuple[str, ...] | None = None  # --detach: the scheduler's ids of the tasks submitted now
+
+    @property
+    def unfinished(self) -> int:
+        """Runs that neither finished nor failed though the launcher returned (a SLURM task killed)."""
+        return 0 if self.submitted is not None or self.interrupted else self.n_runs - self.n_done
 
     @property
     def exit_code(self) -> int:
-        return 130 if self.interrupted else 1 if self.n_failed else 0
+        return 130 if self.interrupted else 1 if self.n_failed or self.unfinished else 0
 
     @property
     def problem(self) -> str | None:
@@ -208,6 +222,9 @@ class Outcome:
         if self.n_failed:
             return (f"{self.n_failed} of {self.n_runs} runs failed (see the status column; "
                     "--rerun failed, or rerun='failed' in Python, trains them again)")
+        if self.unfinished:
+            return (f"{self.unfinished} of {self.n_runs} runs did not finish (their tasks ended without a result); "
+                    "run the same sweep again to resume them from their last checkpoints")
         return None
 
 
@@ -233,6 +250,8 @@ def dry_run(run: Plan, *, force_new: bool = False, rerun: str | None = None) -> 
     todo = select(run.specs, finished, rerun)
     line = describe(run.specs, todo, run_costs)
     stacks = memory.describe(planned(run.executor, todo, dev, run.options), dev) if trains and todo else ""
+    if run.executor == "slurm" and todo:  # the array's tasks and each one's time limit
+        stacks = slurm.describe(slurm.plan(todo, run.options, run.store.root))
     later = planned_runs(run.cfg) - len(run.specs) if sweep.staged(run.cfg) else 0
     if later > 0:  # a staged search plans its next rounds from the results of these
         line += f"; up to {later} more runs in later rounds and the confirm stage, planned from these runs' results"
@@ -250,8 +269,12 @@ def execute(run: Plan, *, show: progress.Show | None, force_new: bool = False, r
         check_device(run.specs, dev)
         prepare_data(run.specs, str(dev))
         launch = progress.launching(run.launcher, run.options, dev, show, f"{run.cfg.name} on {dev.type}")
+        before = {r.task_id for r in read_jobs(run.store.root)}
         outcome = train(run.cfg, run.specs, run.raw, run.store, launch, force_new=force_new, rerun=rerun,
-                        fail_fast=fail_fast, say=say, warn=warn)
+                        fail_fast=fail_fast, say=say, warn=warn, detach=run.options.detach)
+        if run.options.detach:
+            outcome = dataclasses.replace(outcome, submitted=tuple(
+                r.task_id for r in read_jobs(run.store.root) if r.task_id not in before))
         if outcome.report is None:
             return outcome
     else:
@@ -277,9 +300,10 @@ def keep_plugin_sources(root: Path, specs: list[sweep.RunSpec]) -> None:
 
 def train(cfg: Config, specs: list[sweep.RunSpec], raw: dict[str, Any], store: Store, launch: progress.Launch, *,
           force_new: bool = False, rerun: str | None = None, fail_fast: bool = False,
-          say: Callable[[str], None] = print, warn: Callable[[str], None] = print) -> Outcome:
+          say: Callable[[str], None] = print, warn: Callable[[str], None] = print, detach: bool = False) -> Outcome:
     """Train the runs not finished yet, store each as it finishes, rewrite the tables.
-    Ctrl-C keeps what finished (Outcome.interrupted)."""
+    Ctrl-C keeps what finished (Outcome.interrupted). `detach`: the launcher submits and returns, so a
+    search's next stage is planned by a later run, from what then finished."""
     interrupted = False
     with store.session(experiment_record(cfg, specs), raw, view(cfg, specs), force_new) as moved:
         if moved:
@@ -296,16 +320,14 @@ def train(cfg: Config, specs: list[sweep.RunSpec], raw: dict[str, Any], store: S
             while True:
                 for result in launch(todo) if todo else ():
                     trained.add(result.spec.run_id)
-                    # where its plugin components came from: the report names them from the folder alone
-                    source = plugins.provenance(result.spec.config)
-                    store.save(result.spec.run_id, result.spec.config.model_dump(mode="json"), result.metrics,
-                               {**result.summary, "plugins": source} if source else result.summary, result.files)
+                    if not result.stored:
+                        save(store, result)
                     if result.status == "failed":
                         warn(f"run {result.spec.run_id} failed: {result.summary['error']}")
                         if fail_fast:
                             raise StopSweep
                     refresh.maybe()
-                if not sweep.staged(cfg):
+                if not sweep.staged(cfg) or detach:
                     break
                 # the next round / the confirm stage, planned from what finished
                 specs = unique(sweep.expand(cfg, raw, search_outcomes(store)))

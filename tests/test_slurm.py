@@ -8,13 +8,15 @@ and say how to run them. As root, a SLURM that does not come up fails them.
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sweep_util import REPO
+from sweep_util import REPO, dlbench, metrics_without_time, run_dirs, summary, write_config
 
 from dlbench.execution.jobs import JobRecord, SchedulerState, add_jobs, read_jobs, scheduler_states, write_jobs
 
@@ -98,3 +100,124 @@ def test_real_scheduler_states(slurm: None) -> None:
     while scheduler_states(records)[f"{job}_0"].live and time.monotonic() < deadline:
         time.sleep(0.5)
     assert scheduler_states(records)[f"{job}_0"].state == "CANCELLED"  # from scontrol, once it left the queue
+
+
+# ------------------------------------------------------------------ bad input: one line, exit 2, nothing submitted
+
+
+def test_refusals_submit_nothing(tiny: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = write_config(tmp_path / "c.yaml", tiny)
+    out = tmp_path / "results"
+    detached = dlbench("run", config, "--detach", "--out", out)
+    assert detached.exit_code == 2
+    assert "--detach is invalid with --executor local" in detached.error_line
+    bad_key = write_config(tmp_path / "k.yaml", {**tiny, "slurm": {"workers": 4}})
+    refused = dlbench("run", bad_key, "--executor", "slurm", "--out", out)
+    if shutil.which("sbatch") is not None:  # without sbatch the missing command is said first
+        assert refused.exit_code == 2 and "slurm.workers: unknown key" in refused.error_line
+    own = write_config(tmp_path / "o.yaml", {**tiny, "slurm": {"sbatch": {"array": "0-9"}}})
+    fake_commands(tmp_path / "bin", "", {})
+    (tmp_path / "bin" / "sbatch").write_text("#!/bin/sh\necho submitted >> \"$0.called\"\n")
+    (tmp_path / "bin" / "sbatch").chmod(stat.S_IRWXU)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    refused = dlbench("run", own, "--executor", "slurm", "--out", out)
+    assert refused.exit_code == 2 and "slurm.sbatch.array: is invalid: set by dlbench itself" in refused.error_line
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    missing = dlbench("run", config, "--executor", "slurm", "--out", out)
+    assert missing.exit_code == 2 and "sbatch is not on the PATH" in missing.error_line
+    assert not (tmp_path / "bin" / "sbatch.called").exists() and not out.exists()
+
+
+# ------------------------------------------------------------------ on the real scheduler
+
+
+def wait_for(condition: Any, what: str, timeout_s: float = 240.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+
+
+def live(folder: Path) -> list[str]:
+    records = read_jobs(folder)
+    return [task for task, state in scheduler_states(records).items() if state.live]
+
+
+def same_numbers(a: Path, b: Path) -> None:
+    runs_a, runs_b = run_dirs(a), run_dirs(b)
+    assert runs_a.keys() == runs_b.keys() and runs_a
+    for run_id in runs_a:
+        assert metrics_without_time(runs_a[run_id]) == metrics_without_time(runs_b[run_id]), run_id
+
+
+def test_detached_sweep_finishes_with_the_local_numbers(slurm: None, tiny: dict[str, Any], tmp_path: Path) -> None:
+    cfg = {**tiny, "train": {**tiny["train"], "seeds": [0, 1]}, "grid": {"optimizer.lr": [0.01, 0.003]}}
+    config = write_config(tmp_path / "c.yaml", cfg)
+    assert dlbench("run", config, "--out", tmp_path / "local", "--no-plots").exit_code == 0
+    out = tmp_path / "slurm"
+    submitted = dlbench("run", config, "--executor", "slurm", "--workers", "2", "--detach", "--out", out, "--no-plots")
+    assert submitted.exit_code == 0, submitted.output
+    folder = out / "tiny"
+    records = read_jobs(folder)
+    assert len(records) == 2 and {r.array_task for r in records} == {0, 1}  # two stacks: two array tasks
+    assert f"submitted 2 tasks as SLURM job {records[0].job_id}" in submitted.out
+    assert sorted(run for r in records for run in r.run_ids) == sorted(run_dirs(tmp_path / "local" / "tiny"))
+    wait_for(lambda: not live(folder), "the array to finish")
+    collected = dlbench("run", config, "--executor", "slurm", "--out", out, "--no-plots")
+    assert collected.exit_code == 0, collected.output
+    assert "4 of 4 runs already finished" in collected.out
+    assert read_jobs(folder) == records  # nothing submitted again
+    same_numbers(tmp_path / "local" / "tiny", folder)
+
+
+def test_requeued_task_resumes_from_its_checkpoint(slurm: None, tiny: dict[str, Any], tmp_path: Path) -> None:
+    cfg = {**tiny, "train": {**tiny["train"], "steps": 600, "eval_every": 100, "checkpoint_seconds": 0.2,
+                             "seeds": [0, 1]}}
+    config = write_config(tmp_path / "c.yaml", cfg)
+    out = tmp_path / "slurm"
+    assert dlbench("run", config, "--executor", "slurm", "--detach", "--out", out, "--no-plots").exit_code == 0
+    folder = out / "tiny"
+    (record,) = read_jobs(folder)
+    wait_for(lambda: any((folder / ".checkpoints").glob("*.pt")), "the stack's first checkpoint")
+    subprocess.run(["scontrol", "requeue", record.task_id], check=True)
+    wait_for(lambda: scheduler_states([record])[record.task_id] == SchedulerState("PENDING", "BeginTime"),
+             "the requeued task to wait")
+    again = dlbench("run", config, "--executor", "slurm", "--detach", "--out", out, "--no-plots")
+    assert "submitted nothing (every unfinished stack is queued or running)" in again.out  # a queued stack
+    assert read_jobs(folder) == [record]
+    subprocess.run(["scontrol", "update", f"JobId={record.task_id}", "StartTime=now"], check=True)
+    wait_for(lambda: not live(folder), "the requeued task to finish")
+    log = (folder / ".slurm" / f"{record.task_id}_0_log.out").read_text()
+    assert "stopped by signal 15: the stack is checkpointed" in log
+    resumed = [line for line in log.splitlines() if line.startswith("resuming a stack of 2 runs from step")]
+    assert resumed and int(resumed[-1].split("from step ")[1].split()[0]) > 0, log
+    assert dlbench("run", config, "--executor", "slurm", "--out", out, "--no-plots").exit_code == 0
+    assert dlbench("run", config, "--out", tmp_path / "local", "--no-plots").exit_code == 0
+    same_numbers(tmp_path / "local" / "tiny", folder)  # resumed bit for bit
+
+
+BROKEN = '''
+import torch
+from dlbench import register
+
+
+@register.optimizer("broken", fields={"lr": 0.1})
+class Broken(torch.optim.Optimizer):
+    def __init__(self, params, lr):
+        super().__init__(params, {"lr": lr})
+
+    def step(self, closure=None):
+        raise RuntimeError("this optimizer is broken")
+'''
+
+
+def test_failing_stack_is_reported_failed(slurm: None, tiny: dict[str, Any], tmp_path: Path) -> None:
+    """The plugin's source travels with the task; its runs fail there, with the error, and are said to."""
+    (tmp_path / "broken.py").write_text(BROKEN)
+    config = write_config(tmp_path / "c.yaml", {**tiny, "plugins": ["broken.py"], "optimizer": {"name": "broken"}})
+    done = dlbench("run", config, "--executor", "slurm", "--out", tmp_path, "--no-plots")
+    assert done.exit_code == 1, done.output
+    (run,) = run_dirs(tmp_path / "tiny").values()
+    assert summary(run)["status"] == "failed"
+    assert summary(run)["error"] == "RuntimeError: this optimizer is broken"
+    assert f"run {run.name} failed: RuntimeError: this optimizer is broken" in done.err

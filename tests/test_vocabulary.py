@@ -105,6 +105,7 @@ def test_every_record_has_a_builder_and_every_builder_a_record() -> None:
     import dlbench.components.models
     import dlbench.components.optimizers
     import dlbench.components.schedules
+    import dlbench.execution.slurm
     import dlbench.results.export
     import dlbench.results.plots
     import dlbench.results.tuning_figures

@@ -274,6 +274,8 @@ _add("executor", "local", "stacks of compatible runs (differing only in values),
 _add("executor", "serial", "stacks of one run, one after another in this process")
 _add("executor", "processes", "a pool of worker processes (--workers N, default one per core), each training stacks")
 _add("executor", "ray", "stacks as Ray tasks (--address HOST:PORT for a cluster, --workers N tasks at a time)")
+_add("executor", "slurm", "stacks as the tasks of a SLURM job array through submitit (resources from the slurm: "
+     "section, --workers N tasks at a time, --detach to submit and return)", extra="slurm")
 
 # ------------------------------------------------------------------ config sections
 TOP = Section("config", "the top level of a config file", "meta", (
@@ -351,6 +353,25 @@ SECTIONS: dict[str, Section] = {s.name: s for s in (
         Setting("steps", PositiveInt, 30, "optimizer steps"),
         Setting("threshold", Positive, 1e-3, "report the first step with f - f_min below this"),
     ), chooses="function", key="name", default="elliptic", optional=True),
+    Section("slurm", "resources of each task of --executor slurm's job array (read by that executor only)",
+            "execution", (
+        Setting("partition", str | None, None, "the partition (sbatch --partition); null: the cluster's default"),
+        Setting("time", PositiveInt | None, None, "time limit of a task in minutes; null: from the stack's measured "
+                "cost (earlier runs' step times, else a short timing probe) x 2 + 5 minutes"),
+        Setting("cpus", PositiveInt, 1, "CPUs per task (sbatch --cpus-per-task); torch uses as many threads"),
+        Setting("gpus", Count, 0, "GPUs per task (sbatch --gpus-per-node)"),
+        Setting("mem", str | None, None, "memory per task as sbatch takes it (e.g. 4G); null: the cluster's default"),
+        Setting("account", str | None, None, "the account charged (sbatch --account)"),
+        Setting("qos", str | None, None, "the quality of service (sbatch --qos)"),
+        Setting("sbatch", dict[str, str | int], {}, "more sbatch options, name -> value (e.g. {constraint: a100, "
+                "exclude: node7}); the ones the keys above and dlbench set are refused"),
+        Setting("setup", list[str], [], "shell lines run before the task (e.g. module load cuda, source "
+                "venv/bin/activate)"),
+        Setting("python", str | None, None, "the Python command on the nodes; null: the one running dlbench"),
+        Setting("signal_seconds", PositiveInt, 90, "a task is signalled this long before its time limit: it "
+                "checkpoints its stack and requeues itself (sbatch --signal)"),
+        Setting("retries", Count, 3, "times a task that reached its time limit is requeued before its runs fail"),
+    ), optional=True),
     Section("activations", "task: activations - the untrained net fed Gaussian noise", "meta", (
         Setting("samples", Annotated[int, Gt(1)], 1000, "samples fed through the net"),
         Setting("features", PositiveInt, 100, "input width; the samples are N(0, 1) in every feature"),

@@ -7,6 +7,7 @@ same engine; they differ only in where a stack trains:
 - serial: stacks of one, in this process.
 - processes: a pool of worker processes; stacks are split so that every worker is busy.
 - ray: stacks as Ray tasks (CPU / GPU requests) on a local or remote Ray cluster.
+- slurm: stacks as the tasks of a SLURM job array, through submitit (`dlbench.execution.slurm`).
 
 Results are yielded as runs finish, so the caller can store each one at once (that is
 what makes an interrupted sweep resumable). A stack that raises is retried as stacks
@@ -45,6 +46,7 @@ class Options:
     workers: int | None = None  # processes / ray: stacks at a time (default: this machine's / the cluster's CPUs)
     address: str | None = None  # ray: cluster address (default: start a local Ray instance)
     checkpoints: Path | None = None  # folder of stack checkpoints (results/<name>/.checkpoints); None: none
+    detach: bool = False  # slurm: submit the stacks and return (a later run of the same config collects)
 
 
 class Launcher(Protocol):
@@ -62,9 +64,12 @@ def resolve(name: str, options: Options) -> Launcher:
         raise ConfigError(f"--executor: {name!r} is invalid; allowed: auto, {', '.join(EXECUTORS.names())}")
     if options.address is not None and name != "ray":
         raise ConfigError(f"--address: {options.address!r} is invalid with --executor {name}; it is for ray")
-    if options.workers is not None and name not in ("processes", "ray"):
+    if options.workers is not None and name not in ("processes", "ray", "slurm"):
         raise ConfigError(f"--workers: {options.workers} is invalid with --executor {name}; "
-                          "it is for processes and ray")
+                          "it is for processes, ray and slurm")
+    if options.detach and name != "slurm":
+        raise ConfigError(f"--detach is invalid with --executor {name}: only --executor slurm submits and returns "
+                          "(a later `dlbench run` of the same config collects)")
     return EXECUTORS[name].builder
 
 

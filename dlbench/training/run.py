@@ -15,7 +15,9 @@ from collections.abc import Callable
 
 import torch
 
+from dlbench import plugins
 from dlbench.config.schema import ConfigError
+from dlbench.results.store import Store
 from dlbench.sweep import RunSpec
 
 
@@ -29,6 +31,15 @@ class RunResult:
     metrics: list[dict[str, float]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)  # more files for the run folder: name -> text
+    stored: bool = False  # its folder is written already (by the worker that trained it: a SLURM task)
+
+
+def save(store: Store, result: RunResult) -> None:
+    """Write a finished run's folder, with where its plugin components came from (the report names
+    them from the folder alone)."""
+    source = plugins.provenance(result.spec.config)
+    store.save(result.spec.run_id, result.spec.config.model_dump(mode="json"), result.metrics,
+               {**result.summary, "plugins": source} if source else result.summary, result.files)
 
 
 def resolve_device(name: str) -> torch.device:
