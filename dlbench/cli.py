@@ -22,7 +22,7 @@ from dlbench.errors import ConfigError
 
 from dlbench.results import options as report_options
 from dlbench.results.adjust import ADJUSTMENTS
-from dlbench.results.store import METRICS, check_folder
+from dlbench.results.store import check_folder
 
 if TYPE_CHECKING:  # the front imports torch, the report scipy: loaded by the commands that need them
     from dlbench import runner
@@ -63,7 +63,6 @@ At = Enum("At", {a: a for a in report_options.AT}, type=str)  # type: ignore[mis
 
 
 Adjust = Enum("Adjust", {a: a for a in ADJUSTMENTS}, type=str)  # type: ignore[misc]
-Metric = Enum("Metric", {m: m for m in METRICS}, type=str)  # type: ignore[misc]
 
 
 def _version(show: bool) -> None:
@@ -238,9 +237,7 @@ def plot(results_dir: Annotated[Path, typer.Argument(help="An experiment folder,
         console.print(str(path))
 
 
-_DEFAULT_AT, _DEFAULT_METRIC, _DEFAULT_ADJUST = (At(report_options.default("at")),
-                                                 Metric(report_options.default("metric")),
-                                                 Adjust(report_options.default("adjust")))
+_DEFAULT_AT, _DEFAULT_ADJUST = At(report_options.default("at")), Adjust(report_options.default("adjust"))
 
 
 def _report_option(name: str) -> Any:
@@ -264,7 +261,7 @@ def report(
         "--output", "-o", metavar="FILE", help="Write to FILE instead of stdout; its suffix names the format: "
                                                ".csv .json .md .tex .txt .html.")] = None,
     at: Annotated[At, _report_option("at")] = _DEFAULT_AT,
-    metric: Annotated[Metric, _report_option("metric")] = _DEFAULT_METRIC,
+    metric: Annotated[str, _report_option("metric")] = report_options.default("metric"),
     baseline: Annotated[list[str] | None, _report_option("baseline")] = None,
     target: Annotated[float | None, _report_option("target")] = None,
     group_by: Annotated[list[str] | None, _report_option("group_by")] = None,
@@ -281,7 +278,7 @@ def report(
         check_folder(d)
     # the statistics options, checked and documented once (dlbench.results.options; the API takes the same)
     options = report_options.ReportOptions(
-        at=at.value, metric=metric.value, baseline=tuple(baseline or ()), target=target,
+        at=at.value, metric=metric, baseline=tuple(baseline or ()), target=target,
         group_by=tuple(group_by or ()), where=tuple(where or ()), losses=losses, adjust=adjust.value)
     fmt = report_options.format_of(output, format.value if format else None)
     task = read_view(results_dirs[0]).get("task", "train")
@@ -376,20 +373,24 @@ def validate(config: Annotated[Path, typer.Argument(help="Experiment config (YAM
 @app.command("list")
 @user_errors
 def list_registries(
-    kind: Annotated[str | None, typer.Argument(help="Only this kind: " + ", ".join(CATALOG.kinds()) + ".",
-                                                  show_default=False)] = None,
+    kind: Annotated[str | None, typer.Argument(help="Only this kind: " + ", ".join([*CATALOG.kinds(), "metric"])
+                                                + " (or its plural: metrics).", show_default=False)] = None,
     plugin: PluginOption = None,
 ) -> None:
     """List every component a config can name, kind by kind: datasets, preprocessing, models, model presets,
     activations, norms, poolings, init schemes, losses, optimizers, schedules, augmentations, tasks, plots, test
-    functions (task: function), export targets and executors, with the settings each reads and their defaults."""
+    functions (task: function), export targets and executors, with the settings each reads and their defaults;
+    then the metrics a report ranks and compares on."""
     from dlbench import plugins
     from dlbench.catalog import CATALOG, SECTIONS, type_text
 
     plugins.load_entry_points()
     plugins.load(plugin or [])
-    if kind is not None and kind not in CATALOG.kinds():
-        _exit(f"list: {kind!r} is invalid: allowed kinds: {', '.join(CATALOG.kinds())}", 2)
+    kinds = [*CATALOG.kinds(), "metric"]
+    plural = {k + ("es" if k.endswith("s") else "s"): k for k in kinds}
+    kind = plural.get(kind, kind) if kind is not None else None
+    if kind is not None and kind not in kinds:
+        _exit(f"list: {kind!r} is invalid: allowed kinds: {', '.join(kinds)}", 2)
     chosen_by = {s.chooses: f"{s.name}.{s.key}" for s in SECTIONS.values() if s.chooses}
     for registry in CATALOG:  # the catalog's records: names, summaries, settings, facts; no torch
         if kind is not None and registry.kind != kind:
@@ -414,6 +415,21 @@ def list_registries(
             table.add_row(escape(c.name), "\n".join(lines))
         console.print(table)
         console.print()
+    if kind in (None, "metric"):
+        console.print(_metrics_table())
+
+
+def _metrics_table() -> Table:
+    """The catalog's metrics: what `dlbench report --metric` takes, with what each is and how it is shown."""
+    from dlbench.catalog.metrics import METRICS
+
+    table = Table(title="[dim]report --metric:[/] metrics", title_justify="left", show_header=False, box=None)
+    table.add_column(style="bold cyan", no_wrap=True)
+    table.add_column()
+    for m in METRICS:
+        table.add_row(escape(m.name), f"{escape(m.words)} ({escape(m.label)}): {escape(m.doc)}\n"
+                                      f"  [dim]{escape(m.facts())}[/]")
+    return table
 
 
 @app.command("schema")

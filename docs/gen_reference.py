@@ -110,19 +110,21 @@ def components_page() -> str:
 def results_page() -> str:
     import pandas as pd
 
+    from dlbench.catalog.metrics import METRICS
     from dlbench.results import report, store
 
     layout = (inspect.getdoc(store) or "").split("\n\n")
-    runs = pd.DataFrame([{"status": "ok", "wall_time": 1.0, **{f"final.{m}": 0.5 for m in ["epoch", *store.METRICS]}}])
+    runs = pd.DataFrame([{"status": "ok", "wall_time": 1.0,
+                          **{f"final.{m}": 0.5 for m in ["epoch", *METRICS.names()]}}])
     summary_columns = list(report.build(runs, []).summary.columns)
     return "\n".join([
         "# Results folder: files and columns", "", "Generated from `dlbench/results/`.", "", "```",
         *layout[1].splitlines(), "```", "", layout[2].replace("\n", " "), "",
         "## metrics.csv", "", "One row per evaluation of a run:", "",
-        ", ".join(f"`{c}`" for c in store.METRIC_COLUMNS), "",
+        ", ".join(f"`{c}`" for c in store.metric_columns()), "",
         "## runs.csv", "", "One row per finished run: `config.<key>` for every key of the run's resolved config, "
         "the swept keys, then " + ", ".join(f"`{c}`" for c in report.RUN_COLUMNS) + ", and every metric at the "
-        "final and best-validation evaluations: " + ", ".join(f"`final.{m}`" for m in store.METRICS) +
+        "final and best-validation evaluations: " + ", ".join(f"`final.{m}`" for m in METRICS.names()) +
         " (and `best.<metric>`).", "",
         "## summary.csv", "", "One row per configuration (the swept keys first), best first; a key a configuration "
         "has not got is an empty cell:", "", ", ".join(f"`{c}`" for c in summary_columns), "",

@@ -15,7 +15,8 @@ from sweep_util import dlbench as cli, metrics_without_time, run_dirs, tiny_conf
 
 import dlbench
 from dlbench import ConfigError
-from dlbench.results.store import METRIC_COLUMNS
+from dlbench.catalog.metrics import METRICS
+from dlbench.results.store import metric_columns
 
 
 def same_csv(frame: pd.DataFrame, text: str) -> None:
@@ -47,12 +48,14 @@ def test_run_returns_the_folder_as_dataframes(results: dlbench.Results) -> None:
 
 def test_metrics_hold_every_evaluation_with_the_runs_swept_values(results: dlbench.Results) -> None:
     metrics, runs = results.metrics, results.runs.set_index("run_id")
-    assert list(metrics.columns) == ["run_id", "optimizer.name", "optimizer.lr", "seed", "status", *METRIC_COLUMNS]
+    derived = [name for name, _ in METRICS.derived()]  # the gap at every evaluation, as the figures draw it
+    assert list(metrics.columns) == ["run_id", "optimizer.name", "optimizer.lr", "seed", "status", *metric_columns(),
+                                     *derived]
     folders = run_dirs(results.root)
     assert len(metrics) == sum(len(pd.read_csv(d / "metrics.csv")) for d in folders.values())
     for run_id, rows in metrics.groupby("run_id"):
         expected = pd.read_csv(folders[str(run_id)] / "metrics.csv")
-        pd.testing.assert_frame_equal(rows[METRIC_COLUMNS].reset_index(drop=True), expected)
+        pd.testing.assert_frame_equal(rows[metric_columns()].reset_index(drop=True), expected)
         for key in ("optimizer.name", "optimizer.lr", "seed"):
             assert set(rows[key]) == {runs.loc[run_id, key]}
     assert metrics["step"].max() == 16  # the override was honoured

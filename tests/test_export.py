@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from dlbench.components import models
+from dlbench.catalog.metrics import METRICS
 from dlbench.results import export as export_mod
 from dlbench.results import report as report_mod
 from sweep_util import dlbench, run_dirs, summary, tiny_config, write_config
@@ -111,7 +112,7 @@ def test_tensorboard_scalars_and_hparams(sweep: Path, tmp_path: Path) -> None:
     assert [v.number_value for v in lr.domain_discrete.values] == LRS
     assert hidden.name == "model.hidden" and hidden.type == api_pb2.DATA_TYPE_STRING
     assert sorted(v.string_value for v in hidden.domain_discrete.values) == sorted(map(json.dumps, HIDDEN))
-    assert [m.name.tag for m in experiment.metric_infos] == report_mod.METRICS
+    assert [m.name.tag for m in experiment.metric_infos] == METRICS.names()
 
 
 def flat(config: dict, prefix: str = "") -> dict[str, object]:

@@ -19,6 +19,7 @@ import yaml
 from scipy import stats
 from sweep_util import Outcome, dlbench
 
+from dlbench.catalog.metrics import METRICS
 from dlbench.results import report as rp
 from dlbench.cli import main
 from dlbench.errors import ConfigError
@@ -121,11 +122,12 @@ def grid(tmp_path: Path) -> Path:
 @pytest.mark.parametrize("at", ["final", "best"])
 def test_mean_std_ci_match_numpy_and_scipy(grid: Path, at: str) -> None:
     rep = rp.report([grid], rp.ReportOptions(at=at))
-    for config, metric in itertools.product(VAL, rp.METRICS):
+    recorded = [m for m in METRICS.names() if m in block(0, 0, 0, 0, 0)]  # what these hand-made runs hold
+    for config, metric in itertools.product(VAL, recorded):
         x = values(grid, config, metric, at)
         r = row(rep.summary, optimizer__name=config[0], init__scheme=config[1])
         lo, hi = stats.t.interval(0.95, len(x) - 1, loc=np.mean(x), scale=stats.sem(x))
-        low, high = rp.POSSIBLE[metric]  # clipped to what the metric can be
+        low, high = METRICS[metric].possible  # clipped to what the metric can be
         lo, hi = max(lo, low), min(hi, high)
         assert r[f"{metric}_n"] == len(x) == 3
         assert r[f"{metric}_mean"] == pytest.approx(np.mean(x), rel=1e-12)
@@ -193,11 +195,12 @@ def test_an_unknown_adjustment_is_one_line(grid: Path) -> None:
 @pytest.mark.parametrize("metric", ["test_acc", "val_loss", "gap"])
 def test_significance_on_a_chosen_metric(grid: Path, metric: str) -> None:
     rep = rp.report([grid], rp.ReportOptions(metric=metric))
-    ref = values(grid, ("adam", "he_normal"), metric)
+    best = rep.best().iloc[0]
+    ref = values(grid, (best["optimizer.name"], best["init.scheme"]), metric)
     x = values(grid, ("sgd", "he_normal"), metric)
     r = row(rep.summary, optimizer__name="sgd", init__scheme="he_normal")
     assert r["p_value"] == pytest.approx(stats.ttest_ind(x, ref, equal_var=False).pvalue, rel=1e-12)
-    assert rp.LABELS[metric] in rp.display_rows(rep)[0]  # the compared metric is shown
+    assert METRICS[metric].label in rp.display_rows(rep)[0]  # the compared metric is shown
 
 
 def test_welch_edge_cases() -> None:
@@ -271,6 +274,66 @@ def test_without_validation_data_the_metric_asked_ranks(tmp_path: Path) -> None:
     by_loss = rp.report([tmp_path / "noval"], rp.ReportOptions(metric="test_loss"))  # lower is better
     assert list(by_loss.summary["optimizer.name"]) == ["adam", "sgd"]
     assert "ranked by test loss" in rp.caption(by_loss)[0]
+
+
+def _confident(root: Path) -> Path:
+    """'sharp' has the higher validation accuracy and the higher (worse) validation loss; 'smooth' the reverse.
+    Each run's curve: its lowest validation loss comes at epoch 2, its highest accuracy at epoch 4."""
+    for seed in range(3):
+        for name, val, loss in (("sharp", 0.90, 1.30), ("smooth", 0.86, 1.20)):
+            final = block(val + 0.002 * seed, val - 0.02, 0.97, 4, seed) | {"val_loss": loss + 0.01 * seed}
+            d = root / "runs" / f"{name}{seed}"
+            write_run(root, f"{name}{seed}", {"loss.smoothing": name}, seed, final=final, best=final)
+            rows = [block(val - 0.1, val - 0.1, 0.8, 2, seed) | {"val_loss": loss - 0.3 + 0.01 * seed},
+                    final]
+            pd.DataFrame(rows).drop(columns="gap").to_csv(d / "metrics.csv", index=False)
+    return root
+
+
+@pytest.mark.parametrize("metric", ["val_loss", "test_loss", "gap"])
+def test_a_lower_is_better_metric_ranks_ascending_everywhere(tmp_path: Path, metric: str) -> None:
+    """--metric M ranks on M's validation split (or M itself), in M's direction: the best, the order,
+    the vs differences and the caption all say M."""
+    root = _confident(tmp_path / "smoothing")
+    rep = rp.report([root], rp.ReportOptions(metric=metric))
+    chosen = "val_loss" if metric != "gap" else "gap"
+    means = list(rep.summary[f"{chosen}_mean"])
+    assert means == sorted(means)  # ascending: the lowest loss first
+    assert rep.best()["loss.smoothing"].item() == ("smooth" if metric != "gap" else "sharp")
+    if metric == chosen:  # compared on what ranks: no row is better than the best
+        assert (rep.summary["delta"].dropna() >= 0).all()
+    words = METRICS[chosen].words
+    caption = rp.caption(rep)
+    assert f"ranked by {words}." in caption[0] and f"the best configuration by {words}" in caption[1]
+    assert caption[-1].startswith(f"best by {words}: loss.smoothing=")
+    final = METRICS.on_split(metric, "test") or METRICS[metric]
+    assert f": {final.words} " in caption[-1]
+
+
+def test_at_best_is_the_evaluation_with_the_best_value_of_the_metric(tmp_path: Path) -> None:
+    """--at best --metric val_loss: each run's evaluation of lowest validation loss, from metrics.csv
+    (summary.json's best is the engine's, on validation accuracy)."""
+    root = _confident(tmp_path / "smoothing")
+    by_acc = rp.report([root], rp.ReportOptions(at="best"))
+    assert set(by_acc.summary["epoch_mean"]) == {4.0}
+    rep = rp.report([root], rp.ReportOptions(at="best", metric="val_loss"))
+    assert set(rep.summary["epoch_mean"]) == {2.0}
+    smooth = row(rep.summary, loss__smoothing="smooth")
+    assert smooth["val_loss_mean"] == pytest.approx(np.mean([0.90 + 0.01 * s for s in range(3)]))
+    assert smooth["gap_mean"] == pytest.approx(0.8 - 0.76)  # derived at that evaluation too
+    assert "at the evaluation with the best validation loss of each run" in rp.caption(rep)[0]
+
+
+def test_when_every_run_diverged_the_caption_says_so(tmp_path: Path) -> None:
+    root = tmp_path / "lr50"
+    nan = {k: math.nan for k in block(0, 0, 0, 0, 0)} | {"epoch": 1, "step": 10}
+    for seed in range(2):
+        write_run(root, f"x{seed}", {"optimizer.lr": 50.0}, seed, status="diverged", final=nan, best=nan)
+        config = yaml.safe_load((root / "runs" / f"x{seed}" / "config.yaml").read_text())
+        (root / "runs" / f"x{seed}" / "config.yaml").write_text(yaml.safe_dump(config | {"data": {"val_size": 0.1}}))
+    caption = rp.caption(rp.report([root]))
+    assert "no run finished ok (2 diverged): none is picked as best." in caption
+    assert not any("val_size" in line for line in caption)
 
 
 @pytest.mark.parametrize("baseline, message", [
@@ -648,3 +711,10 @@ def test_a_small_loss_keeps_three_significant_digits(tmp_path: Path) -> None:
     assert "0.000264 ± 0.000024" in adam  # mean of 2.4e-4 x (1, 1.1, 1.2), its std, at 3 significant digits
     sgd = next(line for line in table.splitlines() if line.startswith("| sgd"))
     assert "0.572 ± 0.052" in sgd  # losses near 1 keep 3 decimals
+
+
+def test_list_metrics_prints_every_metric_with_its_direction() -> None:
+    result = dlbench("list", "metrics")
+    assert result.exit_code == 0
+    for m in METRICS:
+        assert m.name in result.stdout and m.direction in result.stdout

@@ -14,7 +14,7 @@ import yaml
 
 from dlbench.config.schema import Config, section
 from dlbench.components.data import prepare
-from dlbench.results.store import METRIC_COLUMNS
+from dlbench.results.store import metric_columns
 from dlbench.training.run import schedule
 
 
@@ -48,7 +48,7 @@ def test_sweep_writes_the_results_layout(cli, tiny) -> None:
             assert 0 <= m["test_acc"] <= 1 and m["gap"] == pytest.approx(m["train_acc"] - m["test_acc"])
         assert summary["best"]["val_acc"] >= summary["final"]["val_acc"]
         rows = read_metrics(d)
-        assert list(rows[0]) == METRIC_COLUMNS
+        assert list(rows[0]) == metric_columns()
         assert [int(r["step"]) for r in rows] == [0, 10, 20]  # eval at init and every eval_every steps
         resolved = Config.model_validate(yaml.safe_load((d / "config.yaml").read_text()))
         assert resolved.train.seeds == [summary["seed"]]

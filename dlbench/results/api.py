@@ -25,7 +25,7 @@ from dlbench.results import html as html_page
 from dlbench.results import plots
 from dlbench.results import report as report_mod
 from dlbench.results.options import FIELDS, ReportOptions, format_of
-from dlbench.results.store import METRIC_COLUMNS, check_folder
+from dlbench.results.store import check_folder, metric_columns
 from dlbench.results.tables import table as task_table
 
 Conditions = str | Sequence[str] | Mapping[str, Any]  # 'KEY=VALUE', a list of them, or {key: value}
@@ -128,7 +128,7 @@ class Results:
         ids = ["run_id", *self.keys, "seed", "status"]
         stacked = self._folder.per_run("metrics.csv")
         if stacked.empty:
-            return pd.DataFrame(columns=[*ids, *METRIC_COLUMNS])
+            return pd.DataFrame(columns=[*ids, *metric_columns()])
         return self._runs_and_keys[0][ids].merge(stacked.drop(columns=["label", "idx"]), on="run_id")
 
     @property

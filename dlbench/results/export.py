@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 import pandas as pd
 
 from dlbench.catalog import CATALOG, Kind
+from dlbench.catalog.metrics import METRICS
 from dlbench.catalog.status import FAILED
 from dlbench.errors import ConfigError
 from dlbench.results import report
@@ -167,7 +168,7 @@ def tensorboard(root: Path, out: Path) -> str:
     experiment = hp.hparams_config_pb(
         hparams=[hp.HParam(k, hp.Discrete(sorted(v)) if len({type(x) for x in v}) == 1 else None)
                  for k, v in domains.items()],
-        metrics=[hp.Metric(m, display_name=report.LABELS[m].removesuffix(" %")) for m in report.METRICS],
+        metrics=[hp.Metric(m.name, display_name=m.label.removesuffix(" %")) for m in METRICS],
         time_created_secs=min(run.start for run in exported))
     writer = EventFileWriter(str(top))
     writer.add_event(event_pb2.Event(wall_time=min(run.start for run in exported), summary=experiment))

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from dlbench.catalog import CATALOG, Kind
+from dlbench.catalog.metrics import METRICS
 from dlbench.results import report
 from dlbench.results.report import value_text
 
@@ -112,6 +113,8 @@ class Results:
             path = self.root / "runs" / run.run_id / filename
             if path.is_file() and path.stat().st_size:
                 df = pd.read_csv(path)
+                if filename == "metrics.csv":  # and the metrics derived from the recorded ones (the gap)
+                    df = report.with_derived(df)
                 if len(df):  # a failed run's metrics.csv is a header only
                     frames.append(df.assign(run_id=run.run_id, label=run.label, idx=np.arange(len(df))))
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -128,6 +131,15 @@ class Results:
 
     def legend_title(self, keys: list[str] | None = None) -> str:
         return textwrap.fill(", ".join(keys if keys is not None else self.keys), 40)
+
+
+def metric_words(column: str, unit: bool = False) -> str:
+    """A runs column in words: 'final.val_acc' -> 'final validation accuracy' (and its unit: '... %')."""
+    at, _, name = column.rpartition(".")
+    if name not in METRICS:
+        return column
+    m = METRICS[name]
+    return " ".join(part for part in (at, m.words, m.unit if unit else "") if part)
 
 
 PlotFn = Callable[[Results], "Figure | None"]  # None: nothing to draw (e.g. no finished runs)

@@ -19,7 +19,7 @@ from typing import Any
 
 from dlbench.errors import ConfigError
 from dlbench.results.adjust import ADJUSTMENTS
-from dlbench.results.store import METRICS
+from dlbench.catalog.metrics import METRICS
 
 AT = {"final": "the final evaluation", "best": "the best-validation evaluation"}
 FORMATS = ("table", "csv", "markdown", "json", "latex", "html")
@@ -36,7 +36,9 @@ class ReportOptions:
     """How a report is computed from results folders (the flags of `dlbench report`)."""
 
     at: str = _option("final", "Numbers from each run's final or best-validation evaluation.")
-    metric: str = _option("val_acc", "Metric the significance tests compare.")
+    metric: str = _option("val_acc", "The metric the report ranks on (its validation split's, where it has one), "
+                                      "compares and picks the best by, in its direction; see `dlbench list metrics`.",
+                          "METRIC")
     baseline: tuple[str, ...] = _option((), "Compare with this configuration instead of the best, e.g. "
                                             "optimizer.name=sgd (repeat to pin several keys).", "KEY=VALUE")
     target: float | None = _option(None, "Time to reach this validation accuracy (0..1): epoch, step and seconds.")
@@ -48,7 +50,7 @@ class ReportOptions:
 
     def __post_init__(self) -> None:
         """Every value checked here, so the CLI and the API refuse the same inputs with the same line."""
-        for name, allowed in (("at", tuple(AT)), ("metric", tuple(METRICS)), ("adjust", ADJUSTMENTS)):
+        for name, allowed in (("at", tuple(AT)), ("metric", tuple(METRICS.names())), ("adjust", ADJUSTMENTS)):
             value = getattr(self, name)
             if not isinstance(value, str) or value not in allowed:
                 raise ConfigError(f"{flag(name)}: {value!r} is invalid; allowed: {', '.join(allowed)}")

@@ -23,6 +23,8 @@ from dlbench.errors import ConfigError
 from dlbench.results import report
 from dlbench.results.report import value_text
 from dlbench.catalog import CATALOG
+from dlbench.catalog.metrics import METRICS
+from dlbench.results import options
 from dlbench.catalog.status import OK, TROUBLE
 from dlbench.results.store import atomic_write, read_view
 from dlbench.results.figure_kit import (
@@ -34,10 +36,15 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 _X_LABEL = {"step": "step", "epoch": "epoch", "seconds": "wall time since the first evaluation (s)"}
-# (column, title, scale): accuracies in %, as in the tables; validation accuracy ranks the table
-_CURVE_PANELS = [("train_loss", "train loss", 1.0), ("train_acc", "train accuracy %", 100.0),
-                 ("val_acc", "validation accuracy % (ranks the table)", 100.0), ("test_acc", "test accuracy %", 100.0),
-                 ("lr_of_peak", "learning rate ÷ its peak (the schedule)", 1.0)]
+
+
+def _curve_panels() -> list[tuple[str, str, float]]:
+    """(column, title, scale) of each curves panel: the metrics whose record asks for one, in their unit as in
+    the tables (the one that ranks the default table says so), then the schedule."""
+    ranks = METRICS.selection(options.default("metric"))
+    return [*((m.name, m.words + (f" {m.unit}" if m.unit else "") + (" (ranks the table)" if m.name == ranks else ""),
+               m.scale) for m in METRICS.declared() if m.curve),
+            ("lr_of_peak", "learning rate ÷ its peak (the schedule)", 1.0)]
 
 
 def _varies_over_steps(metrics: pd.DataFrame, column: str) -> bool:
@@ -52,7 +59,7 @@ def curves(res: Results, x: str = "step") -> Figure | None:
     metrics["seconds"] -= metrics.groupby("run_id")["seconds"].transform("first")
     if _varies_over_steps(metrics, "lr"):  # a schedule: its shape, on one scale for every optimizer's lr
         metrics["lr_of_peak"] = metrics["lr"] / metrics.groupby("run_id")["lr"].transform("max")
-    shown = [p for p in _CURVE_PANELS if p[0] in metrics and metrics[p[0]].notna().any()]
+    shown = [p for p in _curve_panels() if p[0] in metrics and metrics[p[0]].notna().any()]
     labels = res.labels_in(metrics)
     log_x = x == "epoch" and metrics["epoch"].max() > 50 * max(metrics.loc[metrics["epoch"] > 0, "epoch"].min(), 1e-9)
     if log_x:  # epoch 0 has no place on a log axis: drawn at its edge, it is a flat line to the first evaluation
@@ -71,7 +78,7 @@ def curves(res: Results, x: str = "step") -> Figure | None:
         ax.title.set_fontsize("medium")
         ax.grid(alpha=0.3)
         ax.margins(x=0)
-        if col == "train_loss":
+        if col in METRICS and METRICS[col].possible == (0.0, math.inf):  # a loss: decades apart
             ax.set_yscale("log")
             _log_ticks(ax, metrics[col])
     if log_x:

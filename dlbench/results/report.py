@@ -29,17 +29,15 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from dlbench.catalog.metrics import METRICS, TRAINING_BEST
 from dlbench.catalog.status import OK, TROUBLE
 from dlbench.config.keys import flatten
 from dlbench.config.yaml_io import parse_yaml, read_written
 from dlbench.errors import ConfigError
 from dlbench.results.adjust import Adjustment, adjust
 from dlbench.results.options import AT, FORMATS, ReportOptions
-from dlbench.results.store import METRICS, Store, atomic_write
+from dlbench.results.store import Store, atomic_write
 
-ACCURACIES = ["train_acc", "val_acc", "test_acc", "gap"]
-LABELS = {"train_acc": "train acc %", "val_acc": "val acc %", "test_acc": "test acc %", "gap": "gap (train-test) %",
-          "train_loss": "train loss", "val_loss": "val loss", "test_loss": "test loss"}
 TIMES = ["epoch", "step", "seconds"]  # units of time-to-target
 CONFIDENCE = 0.95
 ALPHA = 0.05
@@ -89,15 +87,26 @@ def load_runs(results_dir: Path) -> tuple[pd.DataFrame, list[str]]:
             row[k] = s.get(k)
         if s.get("plugins"):  # where its plugin components came from (runs of a plugin-less sweep: no column)
             row[PLUGIN_SOURCES] = json.dumps(s["plugins"], sort_keys=True)
-        for at in AT:
-            for k, v in (s.get(at) or {}).items():
-                row[f"{at}.{k}"] = math.nan if v is None else v
+        for at in AT:  # the metrics recorded at that evaluation, and those derived from them (the gap)
+            recorded = {k: math.nan if v is None else v for k, v in (s.get(at) or {}).items()}
+            for k, v in (METRICS.with_derived(recorded) if recorded else {}).items():
+                row[f"{at}.{k}"] = v
         rows.append(row)
     runs = pd.DataFrame(rows)
     versions = _plugin_versions(runs)
     if versions is not None:  # runs of an edited plugin are never pooled with the runs of its earlier source
         return runs.assign(**{PLUGIN_VERSION: versions}), [*keys, PLUGIN_VERSION]
     return runs, list(keys)
+
+
+def with_derived(frame: pd.DataFrame) -> pd.DataFrame:
+    """metrics.csv's rows with the metrics derived from the recorded ones (the gap), as columns."""
+    for name, derive in METRICS.derived():
+        try:
+            frame[name] = derive(frame)
+        except KeyError:  # an input the folder did not record
+            frame[name] = math.nan
+    return frame
 
 
 def _plugin_versions(runs: pd.DataFrame) -> pd.Series | None:
@@ -132,13 +141,35 @@ def time_to_target(results_dir: Path, runs: pd.DataFrame, target: float) -> pd.D
     return runs.join(pd.DataFrame(found, index=runs.index, columns=[f"ttt.{u}" for u in TIMES]))
 
 
+def best_on(results_dir: Path, runs: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """best.* from each run's metrics.csv: the first evaluation with the best `metric` (in its direction),
+    for a report that chooses on another metric than the engine did (summary.json's best: TRAINING_BEST)."""
+    store, higher = Store(results_dir), METRICS[metric].higher_is_better
+    runs = runs.copy()
+    for i, run_id in zip(runs.index, runs.get("run_id", [])):
+        file = store.run_dir(run_id) / "metrics.csv"
+        curve = pd.read_csv(file) if file.is_file() and file.stat().st_size else pd.DataFrame()
+        rows = [METRICS.with_derived(r) for r in curve.to_dict("records")]
+        rows = [r for r in rows if math.isfinite(r.get(metric, math.nan))]
+        if not rows:
+            continue
+        best = max(rows, key=lambda r: r[metric]) if higher else min(rows, key=lambda r: r[metric])
+        for k, v in best.items():
+            if f"best.{k}" in runs or k in METRICS or k == "epoch":
+                runs.loc[i, f"best.{k}"] = v
+    return runs
+
+
 # ---------------------------------------------------------------- statistics
 
 
-# what a metric can be: intervals are clipped to this (a t-interval of 96.7 ± 2.1 % runs past 100 %)
-POSSIBLE = {"train_acc": (0.0, 1.0), "val_acc": (0.0, 1.0), "test_acc": (0.0, 1.0), "gap": (-1.0, 1.0),
-            "train_loss": (0.0, math.inf), "val_loss": (0.0, math.inf), "test_loss": (0.0, math.inf),
-            "epoch": (0.0, math.inf), **{f"ttt_{u}": (0.0, math.inf) for u in TIMES}}
+# what the numbers beside the metrics can be (a metric's own range is its record's `possible`)
+POSSIBLE = {"epoch": (0.0, math.inf), **{f"ttt_{u}": (0.0, math.inf) for u in TIMES}}
+
+
+def possible(column: str) -> tuple[float, float]:
+    """What a summarized column can be: intervals are clipped to it (a t-interval of 96.7 ± 2.1 % runs past 100 %)."""
+    return METRICS[column].possible if column in METRICS else POSSIBLE[column]
 
 
 def describe(values: Iterable[float], possible: tuple[float, float] = (-math.inf, math.inf)) -> dict[str, float]:
@@ -203,8 +234,8 @@ def aggregate(runs: pd.DataFrame, keys: list[str], at: str = "final") -> pd.Data
         # a column per troubled status (diverged, failed, pruned): counted, never averaged
         row.update(n=len(ok), **{status: int((g["status"] == status).sum()) for status in TROUBLE},
                    runs=len(g), at=at)
-        for m in ["epoch", *METRICS]:
-            row.update({f"{m}_{k}": v for k, v in describe(_values(ok, f"{at}.{m}"), POSSIBLE[m]).items()})
+        for m in ["epoch", *METRICS.names()]:
+            row.update({f"{m}_{k}": v for k, v in describe(_values(ok, f"{at}.{m}"), possible(m)).items()})
         if "ttt.step" in g:
             for u in TIMES:
                 row.update({f"ttt_{u}_{k}": v for k, v in describe(_values(g, f"ttt.{u}"),
@@ -279,59 +310,70 @@ class Report:
     reference: str  # what each row is compared with: best | baseline | the first experiment
     reference_text: str  # the same, in words for the caption
     target: float | None = None
-    show: tuple[str, ...] = tuple(ACCURACIES)  # metrics shown in the tables (csv / json carry all)
+    show: tuple[str, ...] = ()  # metrics shown in the tables (csv / json carry all)
     adjust: Adjustment = "holm"  # how the p-values are adjusted for the many comparisons
-    rank_by: str = "val_acc"  # validation accuracy; without a validation split, the metric asked
+    rank_by: str = "val_acc"  # the validation split's of the metric asked; without one, the metric asked
+    fallback: bool = False  # ranked without a validation split (data.val_size: 0)
     notes: list[str] = field(default_factory=list)  # what the caption adds (rows left out)
     sources: list[str] = field(default_factory=list)  # the caption's last lines: where plugin components came from
     options: ReportOptions = ReportOptions()  # what it was asked (`metric` above: what it compares, which may differ)
 
     def ranked_text(self) -> str:
-        if self.rank_by == "val_acc":
-            return "validation accuracy"
-        return (f"{_WORDS[self.rank_by]} (no validation split: data.val_size is 0; a best picked on the "
-                "test set is an optimistic estimate)" if self.rank_by == "test_acc" else
-                f"{_WORDS[self.rank_by]} (no validation split: data.val_size is 0)")
+        words = METRICS[self.rank_by].words
+        if not self.fallback:
+            return words
+        return (f"{words} (no validation split: data.val_size is 0; a best picked on the test set is an "
+                "optimistic estimate)" if METRICS[self.rank_by].split == "test" else
+                f"{words} (no validation split: data.val_size is 0)")
+
+    def at_text(self) -> str:
+        """Which evaluation of each run the numbers come from."""
+        if self.at == "best" and self.rank_by != TRAINING_BEST:
+            return f"the evaluation with the best {METRICS[self.rank_by].words}"
+        return AT[self.at]
 
     def confirmed(self) -> bool:
         """Whether a confirm stage is in the table: the best then comes from its runs (fresh seeds)."""
         return STAGE in self.keys and bool((self.summary[STAGE] == "confirm").any())
 
     def best(self) -> pd.DataFrame:
-        """The configuration with the highest mean validation accuracy (per experiment); with
-        a confirm stage, among its reruns only (a search's best is optimistic: picked on the
-        same runs it is measured on)."""
+        """The configuration with the best mean of `rank_by` (in its direction; per experiment);
+        with a confirm stage, among its reruns only (a search's best is optimistic: picked on
+        the same runs it is measured on)."""
         ranked = self.summary.dropna(subset=[f"{self.rank_by}_mean"])
         if self.confirmed():
             ranked = ranked[ranked[STAGE] == "confirm"]
         if EXPERIMENT in self.keys:
-            return ranked.sort_values(f"{self.rank_by}_mean", ascending=not _higher_is_better(self.rank_by),
-                                      kind="stable").groupby(
-                EXPERIMENT, sort=False).head(1)
+            return ranked.sort_values(f"{self.rank_by}_mean", ascending=not METRICS[self.rank_by].higher_is_better,
+                                      kind="stable").groupby(EXPERIMENT, sort=False).head(1)
         return ranked.head(1)
 
 
-_WORDS = {"train_acc": "train accuracy", "val_acc": "validation accuracy", "test_acc": "test accuracy",
-          "gap": "the train-test gap", "train_loss": "train loss", "val_loss": "validation loss",
-          "test_loss": "test loss"}
+def rank_by(runs: pd.DataFrame, metric: str) -> tuple[str, bool]:
+    """What the best is chosen on when `metric` is compared: the metric on the validation split where there
+    is one, else the metric itself; with no validation split at all (data.val_size: 0), a validation
+    metric falls back to its test split. Also whether it fell back."""
+    chosen = METRICS.selection(metric)
+    if METRICS[chosen].split != "val" or _has_validation(runs, chosen):
+        return chosen, False
+    test = METRICS.on_split(metric, "test")
+    return (test.name if metric == chosen and test is not None else metric), True
 
 
-def _higher_is_better(metric: str) -> bool:
-    return metric in ("train_acc", "val_acc", "test_acc")
-
-
-def _rank_by(summary: pd.DataFrame, metric: str) -> str:
-    """Validation accuracy ranks; without a validation split the metric asked (test accuracy by default)."""
-    if summary["val_acc_mean"].notna().any():
-        return "val_acc"
-    return "test_acc" if metric == "val_acc" else metric
+def _has_validation(runs: pd.DataFrame, metric: str) -> bool:
+    """Whether the runs had a validation split: some run measured `metric` (a run that diverged at once
+    measured nothing, so the config says: data.val_size)."""
+    if any(runs[c].notna().any() for c in (f"{at}.{metric}" for at in AT) if c in runs):
+        return True
+    size = runs.get("config.data.val_size")
+    return size is not None and bool((pd.to_numeric(size, errors="coerce") > 0).any())
 
 
 def _rank(summary: pd.DataFrame, keys: list[str], first: str | None, rank_by: str = "val_acc") -> pd.DataFrame:
-    """Best first (by `rank_by`). When comparing experiments, the rows of one
+    """Best first (by `rank_by`, in its direction). When comparing experiments, the rows of one
     configuration stay together, ordered as the folders were given, and configurations
     are ranked on the `first` experiment."""
-    sign = 1.0 if _higher_is_better(rank_by) else -1.0
+    sign = 1.0 if METRICS[rank_by].higher_is_better else -1.0
     if first is None:
         return summary.sort_values(f"{rank_by}_mean", ascending=sign < 0, na_position="last", kind="stable")
     configs = [tuple(r) for r in summary[keys[1:]].itertuples(index=False)]
@@ -363,10 +405,10 @@ def _references(summary: pd.DataFrame, keys: list[str], baseline: list[str],
         if STAGE in keys and (summary[STAGE] == "confirm").any():  # a search point has one seed: not a reference
             best = np.flatnonzero(ranked & (summary[STAGE] == "confirm").to_numpy())
             return ([int(best[0]) if len(best) else None] * len(summary), "best",
-                    f"the best confirm run by {_WORDS[rank_by]}")
+                    f"the best confirm run by {METRICS[rank_by].words}")
         best = np.flatnonzero(ranked)
         return ([int(best[0]) if len(best) else None] * len(summary), "best",
-                f"the best configuration by {_WORDS[rank_by]}")
+                f"the best configuration by {METRICS[rank_by].words}")
     hit = np.ones(len(summary), dtype=bool)
     for item in baseline:
         key, value = _split(item, "--baseline")
@@ -411,20 +453,20 @@ def _adjusted(summary: pd.DataFrame, method: Adjustment) -> pd.DataFrame:
 
 
 def build(runs: pd.DataFrame, keys: list[str], options: ReportOptions = ReportOptions()) -> Report:
-    """Aggregate, rank on validation accuracy and compare with the reference (`options.where` and
-    `group_by` are applied by `report`, which loads the runs)."""
+    """Aggregate, rank on the metric's validation split (or the metric itself; in its direction) and compare
+    with the reference (`options.where` and `group_by` are applied by `report`, which loads the runs)."""
     at, metric, adjust = options.at, options.metric, cast(Adjustment, options.adjust)
     summary = aggregate(runs, keys, at)
     first = summary[EXPERIMENT].iloc[0] if EXPERIMENT in keys else None  # folders keep the order given
-    rank_by = _rank_by(summary, metric)
-    if rank_by != "val_acc" and metric == "val_acc":  # no validation split: compare on what ranks
-        metric = rank_by
-    summary = _rank(summary, keys, first, rank_by).reset_index(drop=True)
-    references, reference, reference_text = _references(summary, keys, list(options.baseline), first, rank_by)
+    ranked_on, fallback = rank_by(runs, metric)
+    if fallback and METRICS[metric].split == "val":  # no validation split: compare on what ranks
+        metric = ranked_on
+    summary = _rank(summary, keys, first, ranked_on).reset_index(drop=True)
+    references, reference, reference_text = _references(summary, keys, list(options.baseline), first, ranked_on)
     summary = _adjusted(_compare(runs, summary, keys, at, metric, references), adjust)
-    show = [*ACCURACIES, *(m for m in METRICS if m not in ACCURACIES and (options.losses or m == metric))]
-    return Report(summary, keys, at, metric, reference, reference_text, options.target, tuple(show), adjust, rank_by,
-                  options=options)
+    show = [m.name for m in METRICS if m.shown_with is None or getattr(options, m.shown_with) or m.name == metric]
+    return Report(summary, keys, at, metric, reference, reference_text, options.target, tuple(show), adjust,
+                  ranked_on, fallback, options=options)
 
 
 def _label(path: Path, paths: list[Path]) -> str:
@@ -448,6 +490,8 @@ def report(results_dirs: list[Path], options: ReportOptions = ReportOptions()) -
             runs = where(runs, keys, filters)
         if target is not None:
             runs = time_to_target(d, runs, target)
+        if options.at == "best" and rank_by(runs, options.metric)[0] != TRAINING_BEST:
+            runs = best_on(d, runs, rank_by(runs, options.metric)[0])
         if STAGE in keys and not filters and not group_by and (runs[STAGE] == "confirm").any():
             # a staged search: the confirm and defaults runs are the comparison (fresh seeds);
             # the search's one-seed points are in summary.csv, or shown with --where stage=search
@@ -548,11 +592,12 @@ def _stat(row: pd.Series, prefix: str, scale: float, digits: int) -> str:
 def _scale(metric: str, mean: float = math.nan) -> tuple[float, int]:
     """(scale, decimals) of a metric's cells: accuracies in % with one decimal; a loss with three
     significant digits of its mean (a loss of 2.4e-4 reads 0.000240, not 0.000), at least 3 decimals."""
-    if metric in ACCURACIES:
-        return 100.0, 1
+    m = METRICS[metric]
+    if m.digits is not None:
+        return m.scale, m.digits
     if not math.isfinite(mean) or mean == 0:
-        return 1.0, 3
-    return 1.0, max(3, min(9, 2 - math.floor(math.log10(abs(mean)))))
+        return m.scale, 3
+    return m.scale, max(3, min(9, 2 - math.floor(math.log10(abs(m.scale * mean)))))
 
 
 def _p(p: float) -> str:
@@ -590,7 +635,7 @@ def _epoch(row: pd.Series) -> str:
 
 def display_rows(rep: Report) -> tuple[list[str], list[list[str]]]:
     """Header and rows of strings shared by the terminal, markdown and LaTeX tables."""
-    header = [*rep.keys, "n", "epoch", *(LABELS[m] for m in rep.show), f"vs {rep.reference}"]
+    header = [*rep.keys, "n", "epoch", *(METRICS[m].label for m in rep.show), f"vs {rep.reference}"]
     if rep.target is not None:
         header += [f"reached {rep.target:g}", *(f"{u} to {rep.target:g}" for u in ("epochs", "steps", "seconds"))]
     troubled = bool(rep.summary[list(TROUBLE)].to_numpy().any())  # a status column only when needed
@@ -606,18 +651,15 @@ def display_rows(rep: Report) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def _difference(metric: str) -> str:
-    return LABELS[metric].removesuffix(" %") + (" (percentage points)" if metric in ACCURACIES else "")
-
-
 def caption(rep: Report) -> list[str]:
     """What the numbers are, and the final figure: test accuracy of the best by validation."""
     n_tests = int(rep.summary["verdict"].isin(["significant", "not significant"]).sum())
     lines = [
         f"mean ± std over seeds [{CONFIDENCE:.0%} CI, t-distribution, clipped to what is possible: accuracy "
-        f"0-100 %, losses and times >= 0] at {AT[rep.at]} of each run; n = runs that finished ok; "
+        f"0-100 %, losses and times >= 0] at {rep.at_text()} of each run; n = runs that finished ok; "
         f"ranked by {rep.ranked_text()}.",
-        f"vs: difference in {_difference(rep.metric)} from {rep.reference_text}; * p < {ALPHA} (Welch's t-test, "
+        f"vs: difference in {METRICS[rep.metric].difference()} from {rep.reference_text}; * p < {ALPHA} "
+        "(Welch's t-test, "
         f"{n_tests} comparisons, " + ("p Holm-adjusted for the comparisons made, beside the raw p; * from the "
                                       "adjusted p)." if rep.adjust == "holm" else
                                       "not corrected for multiple testing)."),
@@ -627,15 +669,23 @@ def caption(rep: Report) -> list[str]:
                      "over the runs that reached it; seconds are the wall clock of the stack that trained "
                      "the run, shared by the runs trained together (compare steps and epochs).")
     lines += rep.notes
-    if rep.best().empty:
-        lines.append("no configuration has a validation accuracy (data.val_size: 0?): none is picked as best.")
+    if rep.best().empty and not rep.summary["n"].any():  # every run diverged, failed or was pruned
+        counts = ", ".join(f"{int(rep.summary[s].sum())} {s}" for s in TROUBLE if rep.summary[s].sum())
+        lines.append(f"no run finished ok ({counts}): none is picked as best.")
+    elif rep.best().empty:
+        lines.append(f"no configuration has a {METRICS[rep.rank_by].words} (data.val_size: 0?): none is picked "
+                     "as best.")
+    # the final figure: the compared metric on the test split (an honest estimate: not what chose the best)
+    final = METRICS.on_split(rep.metric, "test") or METRICS[rep.metric]
     for _, r in rep.best().iterrows():
         name = ", ".join(f"{k}={value_text(r[k])}" for k in rep.keys) or "the only configuration"
-        test = _stat(r, "test_acc", 100.0, 1).replace("\n", " ")
+        test = _stat(r, final.name, *_scale(final.name, r[f"{final.name}_mean"])).replace("\n", " ")
         warn = f" ({_status(r)} among {r['runs']} runs)" if _status(r) != OK else ""
-        how = ("best by validation accuracy among the confirm runs (configurations chosen on the search's "
-               "validation accuracy, rerun on fresh seeds)" if rep.confirmed() else f"best by {_WORDS[rep.rank_by]}")
-        lines.append(f"{how}: {name}: test accuracy {test} % (n = {r['n']}){warn}.")
+        words = METRICS[rep.rank_by].words
+        how = (f"best by {words} among the confirm runs (configurations chosen on the search's "
+               "validation accuracy, rerun on fresh seeds)" if rep.confirmed() else f"best by {words}")
+        lines.append(f"{how}: {name}: {final.words} {test}{' ' + final.unit if final.unit else ''} "
+                     f"(n = {r['n']}){warn}.")
     return lines + rep.sources
 
 
@@ -684,7 +734,8 @@ def _layout_columns(rep: Report, layout: _Layout) -> list[tuple[str, str, list[s
     rows = [r for _, r in rep.summary.iterrows()]
     cols: list[tuple[str, str, list[str]]] = [(k, k, [value_text(r[k]) for r in rows]) for k in rep.keys]
     cols += [("n", "n", [str(r["n"]) for r in rows]), ("epoch", "epoch", [_epoch(r) for r in rows])]
-    cols += [(m, LABELS[m], [_stat_cell(r, m, *_scale(m, r[f"{m}_mean"]), layout) for r in rows]) for m in rep.show]
+    cols += [(m, METRICS[m].label, [_stat_cell(r, m, *_scale(m, r[f"{m}_mean"]), layout) for r in rows])
+             for m in rep.show]
     cols.append(("vs", f"vs {rep.reference}", [_versus_cell(r, rep.metric, rep.adjust, layout) for r in rows]))
     if rep.target is not None:
         t = f"{rep.target:.4g}"

@@ -34,17 +34,19 @@ from collections.abc import Iterator
 import filelock
 import yaml
 
+from dlbench.catalog.metrics import METRICS
+from dlbench.catalog.metrics import SPLITS as SPLITS  # the engine evaluates these splits
 from dlbench.errors import ConfigError, did_you_mean
 from dlbench.config.keys import flatten
 
 EXPERIMENT_RECORD = "experiment.json"
 VIEW = "view.json"  # what report, tables and figures need (name, task, swept points in order, task details)
-SPLITS = ("train", "val", "test")
-# metrics.csv: one row per evaluation (the engine writes these keys, the report and plots read them)
-# summary.json's metrics at the final and best-validation evaluations (what reports compare)
-METRICS = ["train_acc", "val_acc", "test_acc", "gap", "train_loss", "val_loss", "test_loss"]
-METRIC_COLUMNS = ["epoch", "step", "train_batch_loss", *(f"{s}_{m}" for s in SPLITS for m in ("loss", "acc")),
-                  "lr", "seconds"]
+
+
+def metric_columns() -> list[str]:
+    """metrics.csv's columns: one row per evaluation, the per-split metrics of the catalog (which the engine
+    records) between the evaluation's step and its lr and time."""
+    return ["epoch", "step", "train_batch_loss", *(m.name for m in METRICS.measured()), "lr", "seconds"]
 
 
 def _write_synced(path: Path, content: str | bytes, mode: str = "w") -> None:
@@ -104,10 +106,11 @@ def dump_yaml(data: Any) -> str:
 
 def metrics_csv(rows: list[dict[str, float]]) -> str:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS, lineterminator="\n")
+    columns = metric_columns()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: repr(float(row[k])) if k != "step" else int(row[k]) for k in METRIC_COLUMNS})
+        writer.writerow({k: repr(float(row[k])) if k != "step" else int(row[k]) for k in columns})
     return buf.getvalue()
 
 

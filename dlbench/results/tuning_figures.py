@@ -20,7 +20,7 @@ import pandas as pd
 
 from dlbench.catalog.status import EVALUATED, PRUNED
 from dlbench.errors import ConfigError
-from dlbench.results.figure_kit import PLOTS, Results, _colors, _figure, _legend
+from dlbench.results.figure_kit import PLOTS, Results, _colors, _figure, _legend, metric_words
 from dlbench.results.report import time_to_target
 from dlbench.results.report import value_text as _fmt
 
@@ -39,7 +39,6 @@ def _is_choice(declared: Mapping[str, Any]) -> bool:
     return "choice" in declared
 
 
-_METRIC = {"final.val_acc": "final validation accuracy", "best.val_acc": "best validation accuracy"}
 
 
 def _padded(low: float, high: float, log: bool, margin: float = 0.04) -> tuple[float, float]:
@@ -145,7 +144,7 @@ def sensitivity(runs: pd.DataFrame, keys: Sequence[str], space: Mapping[str, Map
             ax.set_xlim(*_padded(low, high, log=_is_log(declared)))
         ax.set(title=key, xlabel=key + (" (log scale)" if _is_log(declared) else ""))
         ax.grid(alpha=0.3)
-    axes[0, 0].set_ylabel(f"{_METRIC.get(metric, metric)} %")
+    axes[0, 0].set_ylabel(metric_words(metric, unit=True))
     handles = [*axes[0, 0].get_legend_handles_labels()[0]]
     from matplotlib.lines import Line2D
 
@@ -159,7 +158,7 @@ def sensitivity(runs: pd.DataFrame, keys: Sequence[str], space: Mapping[str, Map
     if items:  # below the panels: beside them it would run into the title
         fig.legend(items, [h.get_label() for h in items], title=by, loc="outside lower center",
                    ncols=min(len(items), 4), fontsize="small", title_fontsize="small", frameon=False)
-    fig.suptitle(title or textwrap.fill(f"sensitivity: {_METRIC.get(metric, metric)} (mean ± std over seeds) per "
+    fig.suptitle(title or textwrap.fill(f"sensitivity: {metric_words(metric)} (mean ± std over seeds) per "
                                         "searched hyperparameter", int(16 * fig.get_figwidth())), fontsize="medium")
     return fig
 
