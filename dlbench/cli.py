@@ -387,8 +387,8 @@ def list_registries(
     plugins.load_entry_points()
     plugins.load(plugin or [])
     kinds = [*CATALOG.kinds(), "metric"]
-    plural = {k + ("es" if k.endswith("s") else "s"): k for k in kinds}
-    kind = plural.get(kind, kind) if kind is not None else None
+    plurals = {k + ("es" if k.endswith("s") else "s"): k for k in kinds}
+    kind = plurals.get(kind, kind) if kind is not None else None
     if kind is not None and kind not in kinds:
         _exit(f"list: {kind!r} is invalid: allowed kinds: {', '.join(kinds)}", 2)
     chosen_by = {s.chooses: f"{s.name}.{s.key}" for s in SECTIONS.values() if s.chooses}

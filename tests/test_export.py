@@ -24,7 +24,6 @@ import yaml
 from dlbench.components import models
 from dlbench.catalog.metrics import METRICS
 from dlbench.results import export as export_mod
-from dlbench.results import report as report_mod
 from sweep_util import dlbench, run_dirs, summary, tiny_config, write_config
 
 LRS = [0.1, 1.0e6]  # 1e6 diverges: its NaN / inf values must come back as they are
