@@ -108,8 +108,8 @@ bench-engine: install  ## the engine's parts: throughput vs stack size, optimize
 
 .PHONY: schema
 schema: install  ## rewrite configs/schema.json (the JSON Schema the configs' modeline names) from the catalog
-	$(BIN)/dlbench schema > configs/schema.json
-	$(BIN)/dlbench schema $(PLUGIN_EXAMPLES:%=--plugin %) > examples/plugins/schema.json
+	$(BIN)/dlbench schema -o configs/schema.json
+	$(BIN)/dlbench schema $(PLUGIN_EXAMPLES:%=--plugin %) -o examples/plugins/schema.json
 
 clean:
 	rm -rf results/*/ .pytest_cache site/

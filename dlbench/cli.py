@@ -434,17 +434,24 @@ def _metrics_table() -> Table:
 
 @app.command("schema")
 @user_errors
-def print_schema(plugin: PluginOption = None) -> None:
+def print_schema(
+    plugin: PluginOption = None,
+    config: Annotated[Path | None, typer.Option("--config", metavar="FILE", help="A config whose plugins: the "
+                                                "schema includes (your own components in your editor).",
+                                                show_default=False)] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write to FILE (e.g. "
+                                                "schema.json beside your configs) instead of stdout.",
+                                                show_default=False)] = None,
+) -> None:
     """Print the JSON Schema of a config file (for editors: the YAML language server's $schema modeline)."""
     import json
 
     from dlbench import plugins
-    from dlbench.config.schema import json_schema
+    from dlbench.config.json_schema import json_schema
+    from dlbench.config.yaml_io import read_config
 
-    plugins.load_entry_points()
-    plugins.load(plugin or [])
-
-    print(json.dumps(json_schema(), indent=1))
+    plugins.from_config(read_config(config) if config is not None else {}, config, plugin or [])
+    _emit(json.dumps(json_schema(), indent=1) + "\n", output)
 
 
 def _exit(message: str, code: int) -> NoReturn:

@@ -120,22 +120,13 @@ def test_every_record_has_a_builder_and_every_builder_a_record() -> None:
         CATALOG["optimizer"].register("not_declared")(lambda s, t: None)
 
 
-def test_schema_command_prints_the_json_schema_and_it_checks_configs() -> None:
-    jsonschema = pytest.importorskip("jsonschema")
+def test_schema_command_prints_the_json_schema_the_configs_name() -> None:
     out = subprocess.run([sys.executable, "-m", "dlbench", "schema"], capture_output=True, text=True, cwd=ROOT,
                          check=True)
-    schema = json.loads(out.stdout)
     # the file the configs' modeline names is the schema a fresh process prints (rewrite it with `make schema`;
-    # this process's own schema may hold components that other tests registered)
-    assert json.loads((ROOT / "configs" / "schema.json").read_text()) == schema
-    validator = jsonschema.Draft202012Validator(schema)
-    for path in sorted((ROOT / "configs").rglob("*.yaml")):
-        errors = list(validator.iter_errors(yaml.safe_load(path.read_text())))
-        assert not errors, (path.name, errors[0].message)
-    for bad in ({"optimizer": {"name": "sgd", "betas": [0.9, 0.9]}},  # a key sgd does not read
-                {"train": {"epochs": "3"}},  # a wrong type
-                {"optimizer": {"name": "sgdd"}}):  # an unknown name
-        assert list(validator.iter_errors(bad)), bad
+    # this process's own schema may hold components that other tests registered). What the schema refuses and
+    # accepts: tests/test_json_schema.py
+    assert json.loads((ROOT / "configs" / "schema.json").read_text()) == json.loads(out.stdout)
 
 
 def test_shipped_configs_carry_the_schema_modeline_and_validate() -> None:

@@ -3,10 +3,10 @@ role of every key, run statuses. The bottom layer: it imports no torch, pandas o
 
 from dlbench.catalog import builtin
 from dlbench.catalog.builtin import SECTIONS, TOP
-from dlbench.catalog.records import HASHED, Component, Role, Section, Setting, type_text
+from dlbench.catalog.records import HASHED, Component, Distinct, Role, Section, Setting, type_text
 from dlbench.catalog.registry import CATALOG, Catalog, Entry, Facts, Kind
 
-__all__ = ["CATALOG", "HASHED", "SECTIONS", "TOP", "Catalog", "Component", "Entry", "Facts", "Kind", "Role",
+__all__ = ["CATALOG", "HASHED", "SECTIONS", "TOP", "Catalog", "Component", "Distinct", "Entry", "Facts", "Kind", "Role",
            "Section", "Setting", "builtin", "type_text", "roles", "settings_by_key"]
 
 

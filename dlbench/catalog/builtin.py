@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from annotated_types import Ge, Gt, Le, Lt, MinLen
 
-from dlbench.catalog.records import Section, Setting
+from dlbench.catalog.records import Distinct, Section, Setting
 from dlbench.catalog.registry import CATALOG
 
 # ------------------------------------------------------------------ constrained types
@@ -283,7 +283,8 @@ TOP = Section("config", "the top level of a config file", "meta", (
     Setting("description", str, "", "one line shown above the report"),
     Setting("task", str, "train", "what the experiment does", choices="task"),
     Setting("loss", str, "cross_entropy", "the training loss", role="stack", choices="loss"),
-    Setting("plots", list[str] | None, None, "figures `dlbench plot` draws; null: the task's usual ones"),
+    Setting("plots", list[str] | None, None, "figures `dlbench plot` draws; null: the task's usual ones",
+            choices="plot"),
     Setting("plugins", list[str], [], "the users' components: Python files (relative to this config) or "
             "importable modules, loaded before the config is read", role="execution"),
 ))
@@ -327,7 +328,7 @@ SECTIONS: dict[str, Section] = {s.name: s for s in (
         Setting("steps", PositiveInt | None, None, "updates in all, instead of epochs"),
         Setting("batch_size", PositiveInt | Literal["full"], 100, "samples per update; full: the whole training set"),
         Setting("eval_every", PositiveInt, 1, "evaluate every this many epochs (steps with train.steps)"),
-        Setting("seeds", Annotated[list[Seed], MinLen(1)], [0, 1, 2], "one run per seed", role="sweep"),
+        Setting("seeds", Annotated[list[Seed], MinLen(1), Distinct()], [0, 1, 2], "one run per seed", role="sweep"),
         Setting("device", Literal["auto", "cpu", "cuda"], "auto", "where runs train", role="execution"),
         Setting("precision", Literal["fp32", "bf16", "fp16"], "fp32", "bf16 / fp16: autocast on CUDA (fp16 with "
                 "loss scaling); refused where the device cannot"),

@@ -30,6 +30,14 @@ class Facts(dict[str, Any]):
             raise AttributeError(name) from None
 
 
+class Distinct:
+    """Annotated marker: a list whose items must all differ (train.seeds). The JSON Schema writes it as
+    uniqueItems; validate refuses a repeat with its own rule."""
+
+    def __repr__(self) -> str:
+        return "Distinct()"
+
+
 @dataclass(frozen=True)
 class Setting:
     """One key a component or section reads: its type (with constraints), default and one-line doc."""
@@ -125,6 +133,8 @@ def type_text(annotation: Any) -> str:
 
 
 def _bound(meta: Any) -> str:
+    if isinstance(meta, Distinct):
+        return "distinct"
     for attr, sign in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="), ("min_length", "min length")):
         if hasattr(meta, attr):
             return f"{sign} {getattr(meta, attr)}"

@@ -5,8 +5,8 @@ Every section that chooses a component (`optimizer.name`, `init.scheme`, `model.
 per component, accepting the section's own settings plus exactly the settings its
 component reads, with that component's defaults. Values are checked strictly (no bool
 for a number, no string for an integer) and every problem becomes a `ConfigError`: one
-line naming the key, the bad value and what is allowed. The same models give the JSON
-Schema that `dlbench schema` prints.
+line naming the key, the bad value and what is allowed. `config/json_schema.py` writes the
+JSON Schema that `dlbench schema` prints from the same catalog records.
 """
 
 from __future__ import annotations
@@ -63,10 +63,12 @@ _BASES: dict[str, type[Base]] = {"diagnostics": _Diagnostics}  # sections with m
 
 
 def _names_of(kind: str) -> AfterValidator:
-    def check(name: str | None) -> str | None:
-        if name is not None and name not in CATALOG[kind]:
-            raise ValueError(f"unknown {CATALOG[kind].label}; allowed: {', '.join(CATALOG[kind].names())}")
-        return name
+    def check(value: Any) -> Any:
+        for name in value if isinstance(value, list) else [value]:
+            if name is not None and name not in CATALOG[kind]:
+                which = f" {name!r}" if isinstance(value, list) else ""
+                raise ValueError(f"unknown {CATALOG[kind].label}{which}; allowed: {', '.join(CATALOG[kind].names())}")
+        return value
 
     return AfterValidator(check)
 
@@ -218,7 +220,7 @@ class LearnedSearch(_Search):
     before; round 1 is its random start-up, so a learned search has at least two rounds."""
 
     method: Literal["tpe", "gp"]
-    rounds: Annotated[int, Field(gt=0)] = 4
+    rounds: Annotated[int, Field(gt=0, json_schema_extra={"minimum": 2})] = 4  # 1: refused below (editors: minimum)
 
     @model_validator(mode="after")
     def _learns(self) -> LearnedSearch:
@@ -275,7 +277,9 @@ RegularizationConfig = SECTION_MODELS["regularization"]
 DiagnosticsConfig = SECTION_MODELS["diagnostics"]
 ActivationsConfig = SECTION_MODELS["activations"]
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+# an experiment's folder name: never '..' (a path out of OUT/); the JSON Schema's `pattern` is this one
+NAME_PATTERN = r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+_NAME = re.compile(NAME_PATTERN)
 
 
 SECTION_TYPES: dict[str, Any] = {}  # section -> its type as built (a union keeps its discriminator here)
@@ -307,7 +311,7 @@ class _Rules(Base):
     @field_validator("name", check_fields=False)
     @classmethod
     def _safe_name(cls, v: str) -> str:
-        if not _NAME.match(v) or ".." in v:
+        if not _NAME.fullmatch(v):
             raise ValueError("must be 1-100 letters, digits, '_', '-' or '.', starting with a letter or digit")
         return v
 
@@ -459,8 +463,6 @@ def _plot_rules(cfg: Any) -> None:
     kind = CATALOG["plot"]
     keys = swept(cfg)
     for name in cfg.plots or []:
-        if name not in kind:
-            _fail("plots", name, f"unknown plot; allowed: {', '.join(kind.names())}")
         facts = kind.record(name).facts
         if facts["task"] != cfg.task:
             _fail("plots", name, f"it draws task {facts['task']!r} results, this is task {cfg.task!r}")
@@ -500,14 +502,19 @@ def rebuild() -> None:
     Config = _config_model()  # type: ignore[misc]  # the generated model replaces the class the checker sees
 
 
+def sweepable() -> list[str]:
+    """The top-level keys a grid, case or random space may set (a dotted key starts with one)."""
+    heads = [s.name for s in SECTIONS.values() if s.role != "sweep" and s.name not in ("function", "activations")]
+    return heads + [s.name for s in TOP.settings if s.role not in ("meta", "execution", None) or s.name == "loss"]
+
+
 def field_at(key: str) -> bool:
     """Check that a dotted key names a config setting (of any component of its section); True for a whole section."""
     parts = key.split(".")
     head = parts[0]
-    sweepable = [s.name for s in SECTIONS.values() if s.role != "sweep" and s.name not in ("function", "activations")]
-    sweepable += [s.name for s in TOP.settings if s.role not in ("meta", "execution", None) or s.name == "loss"]
-    if head not in sweepable:
-        raise ValueError(f"unknown key {key!r} ({head!r} is not in top level; allowed: {', '.join(sweepable)})")
+    heads = sweepable()
+    if head not in heads:
+        raise ValueError(f"unknown key {key!r} ({head!r} is not in top level; allowed: {', '.join(heads)})")
     if len(parts) == 1:
         return head in SECTIONS
     if head not in SECTIONS:
@@ -675,20 +682,6 @@ def section(name: str, /, **values: Any) -> Any:
         return adapter.validate_json(_jsonable(values), strict=True)
     except ValidationError as e:
         raise ConfigError(explain(e, root=name)) from None
-
-
-def json_schema() -> dict[str, Any]:
-    """The JSON Schema of a config file, for editors (`dlbench schema`)."""
-    schema = Config.model_json_schema()
-    schema["title"] = "dlbench config"
-    # a section that chooses a component: the key is required except for the default component, so a
-    # section without it matches exactly one member (as the schema's own discriminator decides)
-    for section in SECTIONS.values():
-        for name in MEMBERS.get(section.name, {}):
-            member = schema["$defs"][f"{section.name}_{name}"]
-            if name != section.default:
-                member["required"] = sorted({*member.get("required", []), section.key})
-    return schema
 
 
 ConfigType = typing.Any  # the type of a validated config (pydantic builds it from the catalog at import)

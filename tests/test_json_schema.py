@@ -1,0 +1,102 @@
+"""The JSON Schema an editor reads (`dlbench schema`, configs/schema.json) refuses what `dlbench validate`
+refuses wherever JSON Schema can say it, checked with a real client (jsonschema, whose best match
+check-jsonschema reports) on the bad-config corpus (tests/bad_configs.yaml); what it cannot say is
+listed, and that list is the docs page's. Every shipped config passes both."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from jsonschema.exceptions import best_match
+from sweep_util import dlbench
+
+from dlbench.config.json_schema import ONLY_VALIDATE
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS: dict[str, dict[str, Any]] = yaml.safe_load((ROOT / "tests" / "bad_configs.yaml").read_text())
+SHIPPED = [*sorted((ROOT / "configs").rglob("*.yaml")), *sorted((ROOT / "examples").rglob("*.yaml"))]
+
+
+def _validator(schema_file: Path) -> jsonschema.Draft202012Validator:
+    schema = json.loads(schema_file.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+@pytest.fixture(scope="module")
+def editor() -> jsonschema.Draft202012Validator:
+    """configs/schema.json: what the shipped configs' modeline names (a fresh process writes the same)."""
+    return _validator(ROOT / "configs" / "schema.json")
+
+
+def test_the_corpus_has_one_entry_per_kind_of_refusal() -> None:
+    assert len(CORPUS) >= 40
+    for name, entry in CORPUS.items():
+        assert ("schema" in entry) != ("only_validate" in entry), name
+        assert entry.get("only_validate", next(iter(ONLY_VALIDATE))) in ONLY_VALIDATE, name
+
+
+@pytest.mark.parametrize("case", list(CORPUS))
+def test_a_bad_config_is_refused_by_validate_and_where_it_can_be_by_the_schema(
+        case: str, editor: jsonschema.Draft202012Validator, tmp_path: Path) -> None:
+    entry = CORPUS[case]
+    config = {"name": "bad", **entry["config"]}
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = dlbench("validate", path)
+    assert out.code == 2, (case, out.output)
+    out.error_line  # noqa: B018 - asserts exactly one line
+    error = best_match(editor.iter_errors(config))
+    if "only_validate" in entry:
+        assert error is None, (case, error and error.message)
+        return
+    assert error is not None, f"{case}: the schema accepts it"
+    assert error.json_path == entry["schema"], (case, error.json_path, error.message)
+    assert entry.get("says", "") in error.message, (case, error.message)
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_shipped_config_passes_the_schema_its_modeline_names(path: Path) -> None:
+    first = path.read_text().splitlines()[0]
+    target = first.removeprefix("# yaml-language-server: $schema=")
+    assert target != first, f"{path} has no schema modeline"
+    errors = list(_validator(path.parent / target).iter_errors(yaml.safe_load(path.read_text())))
+    assert not errors, (path.name, best_match(errors).message)
+
+
+def test_validate_refuses_in_one_line_with_exit_2_as_a_command(tmp_path: Path) -> None:
+    """The console script itself (a few cases; the corpus runs in this process)."""
+    for case in ("a key the chosen optimizer does not read", "a typo in a grid key", "epochs and steps both"):
+        path = tmp_path / "bad.yaml"
+        path.write_text(yaml.safe_dump({"name": "bad", **CORPUS[case]["config"]}))
+        out = subprocess.run([sys.executable, "-m", "dlbench", "validate", str(path)], capture_output=True,
+                             text=True, cwd=tmp_path)
+        assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, (case, out.stderr)
+        assert "Traceback" not in out.stderr
+
+
+def test_the_editor_page_lists_what_only_validate_catches() -> None:
+    page = (ROOT / "docs" / "guide" / "editor.md").read_text()
+    for reason in ONLY_VALIDATE.values():
+        assert reason in page, reason
+
+
+def test_schema_with_a_config_knows_its_plugins(tmp_path: Path) -> None:
+    """`dlbench schema --config FILE` loads the config's plugins: their components and fields are in it."""
+    out = tmp_path / "schema.json"
+    done = subprocess.run([sys.executable, "-m", "dlbench", "schema", "--config",
+                           str(ROOT / "examples" / "plugins" / "models.yaml"), "-o", str(out)],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    validator = _validator(out)
+    good = {"name": "p", "data": {"dataset": "digits", "test_fraction": 0.3}, "model": {"kind": "tiny_resnet"}}
+    assert not list(validator.iter_errors(good))
+    error = best_match(validator.iter_errors({**good, "data": {"dataset": "digits", "samples": 3}}))
+    assert error is not None and error.json_path == "$.data" and "'samples' was unexpected" in error.message
