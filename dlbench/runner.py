@@ -75,6 +75,8 @@ def load(config: Path | Mapping[str, Any], sets: list[str], max_runs: int, yes: 
     refuse a sweep over --max-runs and a --set that the sweep would overwrite."""
     cfg, raw = schema.load(config, sets, plugins)
     sweep.refuse_shadowed(raw, sets)
+    if cfg.slurm is not None:
+        slurm.check_section(cfg.slurm)
     check_size(planned_runs(cfg), max_runs, yes, cfg.name)  # before expanding a huge grid
     specs = unique(sweep.expand(cfg, raw))
     check_size(len(specs), max_runs, yes, cfg.name)
@@ -112,8 +114,6 @@ def plan(config: Path | Mapping[str, Any], sets: list[str], *, out: Path, device
     store = Store(Path(out) / cfg.name)  # cfg.name: one plain path component
     options = Options(workers, address, checkpoint.folder(store.root), detach)
     launcher = resolve(executor, options)
-    if executor == "slurm":
-        slurm.check_section(slurm.section_of(specs))
     check_address(executor, address)
     return Plan(cfg, specs, raw, store, launcher, options, executor)
 

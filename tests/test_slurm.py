@@ -171,29 +171,52 @@ def test_detached_sweep_finishes_with_the_local_numbers(slurm: None, tiny: dict[
 
 
 def test_requeued_task_resumes_from_its_checkpoint(slurm: None, tiny: dict[str, Any], tmp_path: Path) -> None:
-    cfg = {**tiny, "train": {**tiny["train"], "steps": 600, "eval_every": 100, "checkpoint_seconds": 0.2,
+    """Signalled before its time limit (SIGUSR2, as sbatch --signal does), the task checkpoints and requeues
+    itself; requeued by `scontrol requeue` (SIGTERM), it checkpoints and exits; each time it resumes."""
+    cfg = {**tiny, "train": {**tiny["train"], "steps": 1500, "eval_every": 250, "checkpoint_seconds": 0.2,
                              "seeds": [0, 1]}}
     config = write_config(tmp_path / "c.yaml", cfg)
     out = tmp_path / "slurm"
     assert dlbench("run", config, "--executor", "slurm", "--detach", "--out", out, "--no-plots").exit_code == 0
     folder = out / "tiny"
     (record,) = read_jobs(folder)
-    wait_for(lambda: any((folder / ".checkpoints").glob("*.pt")), "the stack's first checkpoint")
-    subprocess.run(["scontrol", "requeue", record.task_id], check=True)
-    wait_for(lambda: scheduler_states([record])[record.task_id] == SchedulerState("PENDING", "BeginTime"),
-             "the requeued task to wait")
+    log = folder / ".slurm" / f"{record.task_id}_0_log.out"
+
+    def resumed() -> list[int]:
+        lines = log.read_text().splitlines() if log.exists() else []
+        return [int(line.split("from step ")[1].split()[0]) for line in lines
+                if line.startswith("resuming a stack of 2 runs from step")]
+
+    def checkpoint_after(seen: float) -> bool:
+        return any(p.stat().st_mtime > seen for p in (folder / ".checkpoints").glob("*.pt"))
+
+    def interrupt(command: list[str]) -> None:
+        subprocess.run(command, check=True)
+        wait_for(lambda: scheduler_states([record])[record.task_id] == SchedulerState("PENDING", "BeginTime"),
+                 "the requeued task to wait")
+
+    def release(times: int) -> None:
+        subprocess.run(["scontrol", "update", f"JobId={record.task_id}", "StartTime=now"], check=True)
+        wait_for(lambda: len(resumed()) == times, "the task to resume")
+
+    wait_for(lambda: checkpoint_after(0.0), "the stack's first checkpoint")
+    interrupt(["scancel", "--signal=USR2", record.task_id])
     again = dlbench("run", config, "--executor", "slurm", "--detach", "--out", out, "--no-plots")
     assert "submitted nothing (every unfinished stack is queued or running)" in again.out  # a queued stack
     assert read_jobs(folder) == [record]
-    subprocess.run(["scontrol", "update", f"JobId={record.task_id}", "StartTime=now"], check=True)
+    release(1)
+    seen = time.time()
+    wait_for(lambda: checkpoint_after(seen), "a checkpoint after resuming")
+    interrupt(["scontrol", "requeue", record.task_id])
+    release(2)
     wait_for(lambda: not live(folder), "the requeued task to finish")
-    log = (folder / ".slurm" / f"{record.task_id}_0_log.out").read_text()
-    assert "stopped by signal 15: the stack is checkpointed" in log
-    resumed = [line for line in log.splitlines() if line.startswith("resuming a stack of 2 runs from step")]
-    assert resumed and int(resumed[-1].split("from step ")[1].split()[0]) > 0, log
+    text = log.read_text()
+    assert "stopped by signal 12: the stack is checkpointed" in text and "Requeued job" in text  # SIGUSR2
+    assert "stopped by signal 15: the stack is checkpointed" in text, text  # SIGTERM
+    assert 0 < resumed()[0] < resumed()[1], text
     assert dlbench("run", config, "--executor", "slurm", "--out", out, "--no-plots").exit_code == 0
     assert dlbench("run", config, "--out", tmp_path / "local", "--no-plots").exit_code == 0
-    same_numbers(tmp_path / "local" / "tiny", folder)  # resumed bit for bit
+    same_numbers(tmp_path / "local" / "tiny", folder)  # resumed twice, bit for bit
 
 
 BROKEN = '''

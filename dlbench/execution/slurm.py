@@ -209,6 +209,7 @@ class Payload:
     job: bytes
     folder: str
     threads: int
+    retries: int  # slurm.retries: a task started again more often fails its runs
 
 
 class Task:
@@ -227,6 +228,13 @@ class Task:
         wanted = frozenset(s.run_id for s in job.stack if s.run_id not in done and
                            (job.wanted is None or s.run_id in job.wanted))
         restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0"))
+        if restarts > payload.retries:
+            error = RuntimeError(f"the SLURM task was requeued {restarts} times, more than slurm.retries "
+                                 f"({payload.retries}); its checkpoint is kept: --rerun failed resumes it")
+            results = [failed(s, error) for s in job.stack if s.run_id in wanted]
+            for result in results:
+                save(store, result)
+            return [replace(r, stored=True) for r in results]
         if job.saves is not None and job.saves.exists():
             loaded = checkpoint.read(job.saves)
             if loaded is not None:
@@ -265,10 +273,10 @@ class _Caught:
         self.interrupt.requested = True  # the engine checkpoints at the next step, then raises KeyboardInterrupt
 
     def after_checkpoint(self) -> None:
-        if self.signum == signal.SIGUSR2 and callable(self.submitit_handler):
-            self.submitit_handler(signal.SIGUSR2, None)  # checkpoint() -> requeue -> exit, or the retries are spent
         print(f"stopped by signal {self.signum}: the stack is checkpointed; it resumes when the task starts again",
               flush=True)
+        if self.signum == signal.SIGUSR2 and callable(self.submitit_handler):
+            self.submitit_handler(signal.SIGUSR2, None)  # checkpoint() -> requeue -> exit, or the retries are spent
         raise SystemExit(128 + (self.signum or 0))  # no result is written: the task did not finish
 
 
@@ -335,8 +343,8 @@ def submit(folder: Path, specs: list[sweep.RunSpec], section: Any, options: Opti
     planned = plan(specs, options, folder)
     executor = _executor(folder, section, options.workers, max(p.minutes for p in planned))
     task = Task(plugins.shipped())
-    threads = section.cpus
-    submitted = executor.map_array(task, [Payload(pickle.dumps(p.job), str(folder), threads) for p in planned])
+    submitted = executor.map_array(task, [Payload(pickle.dumps(p.job), str(folder), section.cpus, section.retries)
+                                          for p in planned])
     now = datetime.now(UTC).isoformat(timespec="seconds")
     records = []
     for p, job in zip(planned, submitted):
