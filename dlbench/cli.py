@@ -348,6 +348,35 @@ def export(
     console.print(export_mod.export(results_dir, to, output), soft_wrap=True)
 
 
+ResultsDir = Annotated[Path, typer.Argument(help="An experiment folder, e.g. results/quickstart.", show_default=False)]
+
+
+@app.command()
+@user_errors
+def status(results_dir: ResultsDir) -> None:
+    """Where a sweep stands, from its folder alone (any terminal, whichever launcher trains it): runs
+    finished / training / queued / pruned / failed / diverged, the runs in training with their step
+    and last validation accuracy, the best configuration so far and the time left from measured step times."""
+    from dlbench import monitor
+
+    monitor.status(results_dir, console)
+
+
+@app.command()
+@user_errors
+def watch(results_dir: ResultsDir,
+          refresh: Annotated[float, typer.Option(min=0.1, metavar="SECONDS", help="Seconds between redraws.")]
+          = 2.0) -> None:
+    """`dlbench status`, redrawn live until the sweep ends (nothing trains or runs it any more);
+    Ctrl-C stops watching (the sweep goes on)."""
+    from dlbench import monitor
+
+    try:
+        monitor.watch(results_dir, console, refresh)
+    except KeyboardInterrupt:  # only the watching ends: exit 0, nothing to say
+        pass
+
+
 @app.command()
 @user_errors
 def validate(config: Annotated[Path, typer.Argument(help="Experiment config (YAML).")], sets: SetOption = None,

@@ -21,6 +21,7 @@ import csv
 import dataclasses
 import math
 import socket
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,7 @@ from dlbench.errors import ConfigError
 from dlbench.execution import slurm
 from dlbench.execution.jobs import read_jobs
 from dlbench.execution.launchers import Launcher, Options, planned, resolve
+from dlbench.results import live
 from dlbench.results.store import Store, atomic_write
 from dlbench.training import checkpoint, memory
 from dlbench.training.run import check_precision, resolve_device, save, schedule
@@ -112,7 +114,7 @@ def plan(config: Path | Mapping[str, Any], sets: list[str], *, out: Path, device
                           "among the runs of a stack) cannot act; use --executor auto, local, processes or ray, "
                           "or leave out random.prune")
     store = Store(Path(out) / cfg.name)  # cfg.name: one plain path component
-    options = Options(workers, address, checkpoint.folder(store.root), detach)
+    options = Options(workers, address, checkpoint.folder(store.root), detach, progress=store.root)
     launcher = resolve(executor, options)
     check_address(executor, address)
     return Plan(cfg, specs, raw, store, launcher, options, executor)
@@ -316,6 +318,8 @@ def train(cfg: Config, specs: list[sweep.RunSpec], raw: dict[str, Any], store: S
             say(f"{len(specs) - len(todo)} of {len(specs)} runs already finished in {store.root}; skipping them")
         refresh = TableRefresh(store.root)
         trained: set[str] = set()
+        sweep_record = planned_sweep(cfg, specs)
+        live.write_sweep(store.root, sweep_record)
         try:
             while True:
                 for result in launch(todo) if todo else ():
@@ -334,10 +338,16 @@ def train(cfg: Config, specs: list[sweep.RunSpec], raw: dict[str, Any], store: S
                 todo = [s for s in select(specs, store.finished(), rerun) if s.run_id not in trained]
                 if not todo:
                     break
+                sweep_record = planned_sweep(cfg, specs)
+                live.write_sweep(store.root, sweep_record)
         except StopSweep:
             pass
         except KeyboardInterrupt:  # what finished is saved; the run in flight is dropped
             interrupted = True
+        finally:  # `dlbench status` / `watch`: this process runs the sweep no more (its jobs may: detached)
+            ended = not interrupted and sys.exc_info()[0] is None
+            state = ("detached" if detach else "ended") if ended else "interrupted"  # interrupted: Ctrl-C or a crash
+            live.write_sweep(store.root, dataclasses.replace(sweep_record, state=state))
         rep = _write_tables(store.root) if store.finished() else None
     status = store.finished()
     return Outcome(store.root, len(specs), sum(s.run_id in status for s in specs),
@@ -350,6 +360,13 @@ def _write_tables(root: Path) -> Report:
     from dlbench.results.report import write_tables
 
     return write_tables(root)
+
+
+def planned_sweep(cfg: Config, specs: list[sweep.RunSpec]) -> live.Sweep:
+    """The sweep's record for `dlbench status` / `watch`: the runs planned so far, and at most how
+    many more a staged search plans from their results."""
+    later = planned_runs(cfg) - len(specs) if sweep.staged(cfg) else 0
+    return live.Sweep([s.run_id for s in specs], max(0, later))
 
 
 class StopSweep(Exception):

@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[int, list[str]]] = {
     "quickstart-report-80": (80, ["report", "results/quickstart"]),
     "seeds3-report-100": (100, ["report", "results/seeds3/quickstart"]),
     "seeds3-init-100": (100, ["report", "results/seeds3/quickstart", "--group-by", "init.scheme"]),
+    "quickstart-status-80": (80, ["status", "results/quickstart"]),
 }
 # the sweeps the commands read: (dlbench run arguments, the folder it fills)
 SWEEPS = [(["run", "configs/quickstart.yaml", "--no-plots"], "results/quickstart"),

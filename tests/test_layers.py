@@ -49,7 +49,8 @@ def test_results_sources_name_no_front_module() -> None:
 
 # the layers, front first (README "Architecture"): a module imports only modules of its own layer or below
 LAYERS = [("dlbench.cli", "dlbench.__init__", "dlbench.__main__"), ("dlbench.runner", "dlbench.progress"),
-          ("dlbench.tasks",), ("dlbench.execution",), ("dlbench.training",), ("dlbench.sweep",),
+          ("dlbench.monitor",), ("dlbench.tasks",), ("dlbench.execution",), ("dlbench.training",),
+          ("dlbench.sweep",),
           ("dlbench.config.schema", "dlbench.plugins"), ("dlbench.components",), ("dlbench.results",),
           ("dlbench.search",),
           ("dlbench.config.keys", "dlbench.config.yaml_io", "dlbench.config.__init__"),

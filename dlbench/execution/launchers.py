@@ -34,6 +34,7 @@ import torch
 from dlbench import plugins
 from dlbench.catalog import CATALOG, Kind
 from dlbench.config.schema import ConfigError
+from dlbench.results import live
 from dlbench.sweep import RunSpec
 from dlbench.training import checkpoint, engine, memory
 from dlbench.training.run import Progress, RunResult, failed
@@ -47,6 +48,7 @@ class Options:
     address: str | None = None  # ray: cluster address (default: start a local Ray instance)
     checkpoints: Path | None = None  # folder of stack checkpoints (results/<name>/.checkpoints); None: none
     detach: bool = False  # slurm: submit the stacks and return (a later run of the same config collects)
+    progress: Path | None = None  # results/<name>, whose .progress/ shows the runs in training; None: none
 
 
 class Launcher(Protocol):
@@ -82,6 +84,7 @@ class Job:
     saves: Path | None = None
     resume: dict[str, Any] | None = None
     wanted: frozenset[str] | None = None  # None: every run of the stack
+    progress: Path | None = None  # results/<name>: its runs' progress files go to .progress/ (results/live.py)
 
 
 def jobs(specs: list[RunSpec], options: Options, max_stack: int = engine.MAX_STACK, device: torch.device | None = None,
@@ -90,11 +93,11 @@ def jobs(specs: list[RunSpec], options: Options, max_stack: int = engine.MAX_STA
     where they would not fit in the memory `device` has free (`concurrent` stacks at a time)."""
     out, wanted = [], {s.run_id for s in specs}
     for path, held, state in checkpoint.resumable(options.checkpoints, specs):
-        out.append(Job(held, path, state, frozenset(wanted & {s.run_id for s in held})))
+        out.append(Job(held, path, state, frozenset(wanted & {s.run_id for s in held}), options.progress))
         wanted -= {s.run_id for s in held}
     for stack in new_stacks([s for s in specs if s.run_id in wanted], max_stack, device, concurrent):
         saves = checkpoint.path_for(options.checkpoints, stack) if options.checkpoints else None
-        out.append(Job(stack, saves))
+        out.append(Job(stack, saves, progress=options.progress))
     return out
 
 
@@ -127,9 +130,10 @@ def train_stack(job: Job, device: torch.device, on_start: StartStack | None = No
     stack = job.stack
     seconds = stack[0].config.train.checkpoint_seconds
     saves = checkpoint.Checkpoint(job.saves, seconds) if job.saves else None
+    writer = live.Writer(job.progress) if job.progress else None
     try:
         for result in engine.train(stack, device, on_start(stack) if on_start else None, saves, job.resume,
-                                   interrupt):
+                                   interrupt, writer):
             finished.add(result.spec.run_id)
             if job.wanted is None or result.spec.run_id in job.wanted:
                 yield result
@@ -143,14 +147,17 @@ def train_stack(job: Job, device: torch.device, on_start: StartStack | None = No
         if saves:
             saves.remove()
         if len(stack) == 1:
-            yield from (failed(s, e, device) for s in unfinished)
+            for s in unfinished:
+                if writer:
+                    writer.finished(s.run_id, "failed")
+                yield failed(s, e, device)
             return
         if not isinstance(e, engine.Unstackable):
             warnings.warn(f"stack of {len(stack)} runs stopped ({type(e).__name__}: {e}); "
                           "training its unfinished runs one by one", RuntimeWarning, stacklevel=2)
         for spec in unfinished:
             saves_one = checkpoint.path_for(job.saves.parent, [spec]) if job.saves else None
-            yield from train_stack(Job([spec], saves_one), device, on_start, interrupt)
+            yield from train_stack(Job([spec], saves_one, progress=job.progress), device, on_start, interrupt)
 
 
 def _split(job: Job, saves: checkpoint.Checkpoint | None, unfinished: list[RunSpec], device: torch.device,
@@ -177,7 +184,7 @@ def _split(job: Job, saves: checkpoint.Checkpoint | None, unfinished: list[RunSp
         keep = frozenset(s.run_id for s in half) & wanted
         if keep:
             where = checkpoint.path_for(job.saves.parent, half) if job.saves else None
-            yield from train_stack(Job(half, where, state, keep), device, on_start, interrupt)
+            yield from train_stack(Job(half, where, state, keep, job.progress), device, on_start, interrupt)
 
 
 def _in_this_process(jobs_: list[Job], device: torch.device, on_start: StartStack | None) -> Generator[RunResult]:
@@ -277,7 +284,7 @@ def ray_launcher(specs: list[RunSpec], device: torch.device, on_start: StartStac
         threads = max(1, cpus // slots)
         task = ray.remote(_ray_worker).options(num_cpus=threads, num_gpus=1 if device.type == "cuda" else 0)
         # a remote cluster's nodes do not see this machine's results folder: no checkpoints there
-        local_options = options if options.address is None else replace(options, checkpoints=None)
+        local_options = options if options.address is None else replace(options, checkpoints=None, progress=None)
         shipped = plugins.shipped()
         pending.update({task.remote(shipped, pickle.dumps(job), str(device), threads): _wanted(job)
                         for job in shares(specs, slots, local_options, None if options.address else device,

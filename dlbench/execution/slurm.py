@@ -239,7 +239,7 @@ class Task:
             loaded = checkpoint.read(job.saves)
             if loaded is not None:
                 held, state = loaded
-                job = Job(held, job.saves, state, wanted)
+                job = Job(held, job.saves, state, wanted, job.progress)
                 print(f"resuming a stack of {len(held)} runs from step {state['step']} (SLURM restart {restarts})",
                       flush=True)
         job = replace(job, wanted=wanted)

@@ -675,6 +675,12 @@ def caption(rep: Report) -> list[str]:
     elif rep.best().empty:
         lines.append(f"no configuration has a {METRICS[rep.rank_by].words} (data.val_size: 0?): none is picked "
                      "as best.")
+    return lines + best_lines(rep) + rep.sources
+
+
+def best_lines(rep: Report) -> list[str]:
+    """The best configuration (one per experiment) and its compared metric on the test split, in words."""
+    lines = []
     # the final figure: the compared metric on the test split (an honest estimate: not what chose the best)
     final = METRICS.on_split(rep.metric, "test") or METRICS[rep.metric]
     for _, r in rep.best().iterrows():
@@ -686,7 +692,7 @@ def caption(rep: Report) -> list[str]:
                "validation accuracy, rerun on fresh seeds)" if rep.confirmed() else f"best by {words}")
         lines.append(f"{how}: {name}: {final.words} {test}{' ' + final.unit if final.unit else ''} "
                      f"(n = {r['n']}){warn}.")
-    return lines + rep.sources
+    return lines
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@
     results/<name>/view.json                name, task, plots, swept keys and points in sweep order
     results/<name>/runs.csv, summary.csv    experiment tables (derived from runs/ by report)
     results/<name>/.checkpoints/            unfinished stacks (the engine's; left alone here)
+    results/<name>/.progress/<run_id>.json  a run in training (results/live.py); removed when its folder is written
     results/.<name>.lock                    held by the `dlbench run` writing the folder
 
 A run folder is written complete under a hidden temporary name and renamed into
@@ -40,6 +41,7 @@ from dlbench.errors import ConfigError, did_you_mean
 from dlbench.config.keys import flatten
 
 EXPERIMENT_RECORD = "experiment.json"
+PROGRESS = ".progress"  # hidden: a run folder still means a finished run
 VIEW = "view.json"  # what report, tables and figures need (name, task, swept points in order, task details)
 
 
@@ -49,12 +51,13 @@ def metric_columns() -> list[str]:
     return ["epoch", "step", "train_batch_loss", *(m.name for m in METRICS.measured()), "lr", "seconds"]
 
 
-def _write_synced(path: Path, content: str | bytes, mode: str = "w") -> None:
+def _write_synced(path: Path, content: str | bytes, mode: str = "w", sync: bool = True) -> None:
     data = content.encode("utf-8") if isinstance(content, str) else content
     with open(path, mode + "b") as f:
         f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+        if sync:
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def _fsync_dir(path: Path) -> None:
@@ -71,18 +74,26 @@ def _temp_name(path: Path, suffix: str) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{suffix}")
 
 
-def atomic_write(path: Path, content: str | bytes) -> None:
+def atomic_write(path: Path, content: str | bytes, sync: bool = True) -> None:
     """The one writer of results files (tables, records, figures): complete or absent,
-    mode 0644 under the usual umask like any file the user creates."""
+    mode 0644 under the usual umask like any file the user creates. `sync=False`: not made
+    durable against power loss (still whole or absent to every reader), for files rewritten
+    every few seconds (progress)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_name(path, ".tmp")
     try:
-        _write_synced(tmp, content, "x")
+        _write_synced(tmp, content, "x", sync)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    if sync:
+        _fsync_dir(path.parent)
+
+
+def progress_file(root: Path, run_id: str) -> Path:
+    """Where the process training a run writes its progress (the format: results/live.py)."""
+    return root / PROGRESS / f"{run_id}.json"
 
 
 def _json_safe(value: Any) -> Any:
@@ -241,6 +252,7 @@ class Store:
             else:
                 tmp.rename(final)
             _fsync_dir(self.runs_dir)
+            progress_file(self.root, run_id).unlink(missing_ok=True)  # finished: no longer in training
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

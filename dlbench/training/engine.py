@@ -48,6 +48,7 @@ from dlbench.components.optimizers import (StackedOptimizer, clip_grad_norms_, i
                                            to_eval_weights, to_train_weights)
 from dlbench.components.schedules import StackedSchedule
 from dlbench import search
+from dlbench.results import live as live_progress
 from dlbench.results.store import SPLITS
 from dlbench.sweep import RunSpec, identity
 from dlbench.training import checkpoint, scaling, streams
@@ -618,6 +619,12 @@ class Stack:
                                 bracket=[s.pruning.group for s in pruned])  # type: ignore[union-attr]
         return {j: ("pruned", None, False) for i, j in enumerate(alive) if i not in stay}
 
+    def progress(self) -> list[dict[str, Any]]:
+        """Each run still training, as its progress file records it (results/live.py)."""
+        return [{"run_id": spec.run_id, "params": spec.params, "seed": spec.seed, "step": self.step,
+                 "total": self.total, "epoch": self.step / self.per_epoch, "metrics": rows[-1] if rows else {}}
+                for spec, rows in zip(self.v.spec, self.v.metrics)]
+
     # ------------------------------------------------------------------ checkpoints
 
     def state(self) -> dict[str, Any]:
@@ -652,12 +659,16 @@ class Stack:
 
 def train(specs: list[RunSpec], device: torch.device, progress: Progress | None = None,
           saves: checkpoint.Checkpoint | None = None, resume: dict[str, Any] | None = None,
-          interrupt: checkpoint.Interrupt | None = None) -> Iterator[RunResult]:
+          interrupt: checkpoint.Interrupt | None = None, live: live_progress.Writer | None = None
+          ) -> Iterator[RunResult]:
     """Train compatible runs as one stack; yield each result as its run finishes.
 
     With `saves`, the stack's state is written every `saves.seconds` and when `interrupt`
     is requested (then KeyboardInterrupt is raised), and the file is removed when the
-    stack finishes. `resume`: a state read from such a file (`specs` = the runs it holds)."""
+    stack finishes. `resume`: a state read from such a file (`specs` = the runs it holds).
+    With `live`, the runs' progress files are written after the first step (with the first
+    evaluation's metrics), then between steps when due (a clock read per step otherwise), and
+    say the status of a run that finishes before its stack."""
     stack = Stack(specs, device)
     if resume is not None:
         stack.restore(resume)
@@ -669,7 +680,12 @@ def train(specs: list[RunSpec], device: torch.device, progress: Progress | None 
             raise KeyboardInterrupt
         if saves is not None and saves.due():
             saves.save(stack.state())
+        if live is not None and live.due():
+            live.write(stack.step, stack.progress())
 
-    yield from stack.run(progress, between_steps)
+    for result in stack.run(progress, between_steps):
+        if live is not None and stack.v:  # finished early; at the stack's end its results follow at once
+            live.finished(result.spec.run_id, result.status)
+        yield result
     if saves is not None:
         saves.remove()

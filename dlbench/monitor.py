@@ -1,0 +1,233 @@
+"""`dlbench status` and `dlbench watch`: where a sweep stands, read from its folder alone.
+
+The folder says everything: finished runs (`runs/`), runs in training (`.progress/`, written
+by whatever process trains them: results/live.py), the runs planned (`.progress/sweep.json`)
+and, on a cluster, the jobs and their scheduler's states. Nothing here talks to a training
+process, so both commands work from any terminal that sees the folder, whichever launcher
+trains. `watch` redraws the same view (rich's Live) until nothing runs the sweep any more.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich import box
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from dlbench.catalog.status import DIVERGED, FAILED, OK, PRUNED
+from dlbench.errors import ConfigError
+from dlbench.results import live
+from dlbench.results.live import RunProgress
+from dlbench.results.report import best_lines, report, value_text
+from dlbench.results.store import Store, check_folder, read_view
+
+REFRESH = 2.0  # seconds between `watch`'s redraws: the writers' own cadence (live.EVERY)
+STATUS_ROWS = 20  # runs in training listed by `status`; `watch` lists what the terminal's height allows
+
+
+@dataclass(frozen=True)
+class Job:
+    """A scheduler's job of the sweep (SLURM), as its scheduler reports it."""
+
+    job_id: str
+    state: str  # PENDING, RUNNING, ... (the scheduler's words)
+    runs: int  # the runs it trains
+
+
+def jobs(root: Path) -> list[Job]:
+    """The sweep's jobs and their scheduler states; none for a sweep trained without a scheduler."""
+    return []
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the folder says now."""
+
+    root: Path
+    name: str
+    keys: list[str]  # the swept keys, in the report's order
+    planned: int | None  # runs planned so far (None: the folder records no plan)
+    later: int  # at most this many more runs, planned by later rounds of a search
+    counts: dict[str, int]  # finished by status: ok, pruned, failed, diverged
+    training: list[RunProgress]  # with a live writer, not finished
+    stale: list[RunProgress]  # their writer is gone (killed): they resume on the next `dlbench run`
+    queued: int | None
+    running: bool  # some process still runs the sweep (its `dlbench run`, a worker, a job)
+    seconds_left: float | None
+    best: list[str] = field(default_factory=list)
+    jobs: list[Job] = field(default_factory=list)
+
+
+class Best:
+    """The best configuration so far, computed again only when the finished runs change."""
+
+    def __init__(self) -> None:
+        self.seen: frozenset[tuple[str, str]] | None = None
+        self.lines: list[str] = []
+
+    def __call__(self, root: Path, finished: dict[str, str]) -> list[str]:
+        key = frozenset(finished.items())
+        if key != self.seen:
+            self.seen = key
+            try:
+                self.lines = best_lines(report([root])) if OK in finished.values() else []
+            except ConfigError:  # nothing to rank yet
+                self.lines = []
+        return self.lines
+
+
+def snapshot(root: Path, best: Best | None = None, now: float | None = None) -> Snapshot:
+    """Read the folder once: finished runs, runs in training, the plan, the jobs."""
+    check_folder(root)
+    view = read_view(root)
+    store = Store(root)
+    summaries = store.summaries()
+    finished = {s["run_id"]: s["status"] for s in summaries}
+    progress = live.read(root, now)
+    current = {p.run_id: p for p in progress if p.live}
+    for p in current.values():  # finished by the engine, its folder not written yet: finished all the same
+        if p.state != live.TRAINING:
+            finished[p.run_id] = p.state
+    training = [p for p in current.values() if p.training]
+    finished = {k: v for k, v in finished.items() if not (k in current and current[k].training)}  # --rerun
+    stale = [p for p in progress if not p.live and p.run_id not in finished]
+    sweep = live.read_sweep(root)
+    counts: dict[str, int] = {s: sum(v == s for v in finished.values()) for s in (OK, PRUNED, FAILED, DIVERGED)}
+    queued = None
+    if sweep is not None:
+        busy = set(finished) | {p.run_id for p in training} | {p.run_id for p in stale}
+        queued = sum(r not in busy for r in sweep.runs)
+    scheduled = jobs(root)
+    running = bool(training) or (sweep is not None and sweep.running) or any(
+        j.state in ("PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING") for j in scheduled)
+    steps_done = [int(s["steps"]) for s in summaries if s.get("steps")]
+    stored = {s["run_id"] for s in summaries}
+    return Snapshot(root, view.get("name", root.name), view.get("keys", []),
+                    None if sweep is None else len(sweep.runs), 0 if sweep is None else sweep.later,
+                    counts, training, stale, queued, running,
+                    seconds_left(training, queued or 0, steps_done) if running else None,
+                    (best or Best())(root, {k: v for k, v in finished.items() if k in stored}), scheduled)
+
+
+def seconds_left(training: list[RunProgress], queued: int, finished_steps: list[int]) -> float | None:
+    """From measured step times: the run-steps left (the runs training, and the queued ones at the
+    mean length of the runs seen) over the run-steps per second the live stacks train now."""
+    timed = [p for p in training if p.step_seconds]
+    if not timed:
+        return None
+    rate = sum(1 / p.step_seconds for p in timed if p.step_seconds)  # each stack: its runs / its step time
+    lengths = [p.total for p in training] + finished_steps
+    work = sum(p.total - p.step for p in training) + queued * sum(lengths) / len(lengths)
+    return work / rate
+
+
+def _clock(seconds: float | None) -> str:
+    return "-:--:--" if seconds is None else str(datetime.timedelta(seconds=round(seconds)))
+
+
+def _percent(value: float | None) -> str:
+    return "–" if value is None or not math.isfinite(value) else f"{100 * value:.1f}"
+
+
+def _step_time(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    return f"{seconds * 1000:.3g} ms" if seconds < 1 else f"{seconds:.3g} s"
+
+
+def _headline(s: Snapshot) -> Text:
+    if s.running:
+        state = f"running, {_clock(s.seconds_left)} left" if s.seconds_left is not None else "running"
+    elif s.stale or s.queued:
+        state = (f"stopped, {len(s.stale) + (s.queued or 0)} runs unfinished; `dlbench run` of its config "
+                 "resumes it")
+    else:
+        state = "finished" if s.queued == 0 else "not running"
+    return Text.assemble((s.name, "bold"), f" ({s.root}): {state}")
+
+
+def _counts(s: Snapshot) -> Table:
+    table = Table(box=None, pad_edge=False)
+    cells = {"planned": "?" if s.planned is None else str(s.planned) + (f" (+≤{s.later})" if s.later else ""),
+             "finished": str(s.counts[OK]), "training": str(len(s.training)),
+             "queued": "?" if s.queued is None else str(s.queued)}
+    if s.stale:
+        cells["stale"] = str(len(s.stale))
+    cells |= {status: str(s.counts[status]) for status in (PRUNED, FAILED, DIVERGED)}
+    for header in cells:
+        table.add_column(header, justify="right")
+    table.add_row(*cells.values())
+    return table
+
+
+def _runs(s: Snapshot, limit: int) -> Table | None:
+    """The runs in training (then the stale ones): their swept values, step, last validation accuracy
+    and the step time of their stack; a column per swept key, as in the report, so it folds to the width."""
+    shown = [*s.training, *s.stale]
+    if not shown:
+        return None
+    shown.sort(key=lambda p: (not p.live, [value_text(p.params.get(k)) for k in s.keys], p.seed))
+    title = f"{len(s.training)} training" + (f", {len(s.stale)} stale (no live writer)" if s.stale else "")
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    keys = list(dict.fromkeys([*s.keys, *(k for p in shown for k in p.params)]))
+    for key in [*keys, "seed"]:
+        table.add_column(key.replace(".", ".\n"), overflow="fold")  # optimizer.name over two lines: narrower
+    for header in ("step", "val\nacc %", "step\ntime"):
+        table.add_column(header, justify="right", no_wrap=True)
+    for p in shown[:limit]:
+        step = f"{p.step}/{p.total}" + ("" if p.live else " stale")
+        table.add_row(*(value_text(p.params[k]) if k in p.params else "–" for k in keys), str(p.seed), step,
+                      _percent(p.metrics.get("val_acc")), _step_time(p.step_seconds))
+    if len(shown) > limit:
+        table.caption = f"and {len(shown) - limit} more"
+    return table
+
+
+def _jobs(s: Snapshot) -> Table | None:
+    if not s.jobs:
+        return None
+    table = Table(title="jobs", title_justify="left")
+    for header in ("job", "state", "runs"):
+        table.add_column(header)
+    for j in s.jobs:
+        table.add_row(j.job_id, j.state, str(j.runs))
+    return table
+
+
+def render(s: Snapshot, limit: int = STATUS_ROWS) -> RenderableType:
+    parts: list[RenderableType] = [_headline(s), _counts(s)]
+    parts += [Text(f"so far, {line}" if s.running else line) for line in s.best]
+    parts += [t for t in (_jobs(s), _runs(s, limit)) if t is not None]
+    return Group(*parts)
+
+
+def status(root: Path, console: Console) -> Snapshot:
+    """`dlbench status`: print the view once."""
+    s = snapshot(root)
+    console.print(render(s))
+    return s
+
+
+def watch(root: Path, console: Console, refresh: float = REFRESH) -> Snapshot:
+    """`dlbench watch`: the same view, redrawn every `refresh` seconds until nothing runs the sweep
+    (Ctrl-C: KeyboardInterrupt, for the caller to end quietly)."""
+    from rich.live import Live
+
+    best = Best()
+    s = snapshot(root, best)
+
+    def rows() -> int:
+        return max(3, console.height - 12)
+
+    with Live(render(s, rows()), console=console, auto_refresh=False) as view:
+        while s.running:
+            time.sleep(refresh)
+            s = snapshot(root, best)
+            view.update(render(s, rows()), refresh=True)
+    return s
