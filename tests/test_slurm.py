@@ -8,6 +8,7 @@ and say how to run them. As root, a SLURM that does not come up fails them.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -128,6 +129,32 @@ def test_refusals_submit_nothing(tiny: dict[str, Any], tmp_path: Path, monkeypat
     assert not (tmp_path / "bin" / "sbatch.called").exists() and not out.exists()
 
 
+def test_dry_run_shows_each_tasks_time_limit(tiny: dict[str, Any], tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Probed where nothing ran yet, from earlier runs' step times once some did, as given with slurm.time."""
+    config = write_config(tmp_path / "c.yaml", {**tiny, "grid": {"optimizer.lr": [0.01, 0.003]}})
+    out = tmp_path / "results"
+    fake_commands(tmp_path / "bin", "", {})
+    (tmp_path / "bin" / "sbatch").write_text("#!/bin/sh\nexit 1\n")
+    (tmp_path / "bin" / "sbatch").chmod(stat.S_IRWXU)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+
+    def tasks(*args: str) -> list[str]:
+        dry = dlbench("run", config, "--executor", "slurm", "--dry-run", "--out", out, *args)
+        assert dry.exit_code == 0, dry.output
+        return [line.strip() for line in dry.out.splitlines() if line.strip().startswith("task ")]
+
+    probed = tasks("--workers", "2")
+    assert len(probed) == 2 and all(re.fullmatch(r"task \d: 1 runs, time limit \d+ min \(20 steps x [\d.]+ ms "
+                                                 r"\(a probe\) x 2 \+ 5 min\)", t) for t in probed), probed
+    assert dlbench("run", config, "--out", out, "--no-plots").exit_code == 0
+    measured = tasks("--set", "train.seeds=[0, 1]")  # seed 1 to train, seed 0's step times measured
+    assert len(measured) == 1 and "task 0: 2 runs, time limit" in measured[0] and "(earlier runs)" in measured[0]
+    assert tasks("--set", "train.seeds=[0, 1]", "--set", "slurm.time=30") == [
+        "task 0: 2 runs, time limit 30 min (slurm.time)"]
+    assert not (out / "tiny" / "jobs.json").exists()
+
+
 # ------------------------------------------------------------------ on the real scheduler
 
 
@@ -160,6 +187,8 @@ def test_detached_sweep_finishes_with_the_local_numbers(slurm: None, tiny: dict[
     folder = out / "tiny"
     records = read_jobs(folder)
     assert len(records) == 2 and {r.array_task for r in records} == {0, 1}  # two stacks: two array tasks
+    script = (folder / ".slurm" / f"{records[0].job_id}_submission.sh").read_text()
+    assert "#SBATCH --array=0-1%2" in script  # --workers 2: the array's throttle
     assert f"submitted 2 tasks as SLURM job {records[0].job_id}" in submitted.out
     assert sorted(run for r in records for run in r.run_ids) == sorted(run_dirs(tmp_path / "local" / "tiny"))
     wait_for(lambda: not live(folder), "the array to finish")

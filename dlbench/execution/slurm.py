@@ -121,8 +121,8 @@ def plan(specs: list[sweep.RunSpec], options: Options, folder: Path) -> list[Pla
     given = section.time if section is not None else None
     if given is not None:
         return [Planned(j, given, "slurm.time") for j in jobs_]
-    measured = _measured(folder)
-    return [Planned(j, *time_limit(j.stack, measured)) for j in jobs_]
+    measured, probed = _measured(folder), dict[tuple[str, int], tuple[float, str]]()
+    return [Planned(j, *time_limit(j.stack, measured, probed)) for j in jobs_]
 
 
 def _stack_key(spec: sweep.RunSpec) -> str:
@@ -145,17 +145,22 @@ def _measured(folder: Path) -> dict[str, float]:
     return out
 
 
-def time_limit(stack: list[sweep.RunSpec], measured: dict[str, float]) -> tuple[int, str]:
-    """(minutes, how): the stack's steps x seconds per step (earlier runs', else a probe) x MARGIN + SLACK_S."""
+def time_limit(stack: list[sweep.RunSpec], measured: dict[str, float],
+               probed: dict[tuple[str, int], tuple[float, str]]) -> tuple[int, str]:
+    """(minutes, how): the stack's steps x seconds per step (earlier runs', else a probe of a stack of its
+    settings and size, once: `probed`) x MARGIN + SLACK_S."""
     cfg = stack[0].config
     steps = schedule(len(data.prepare(cfg.data, "cpu").y_train), cfg.train)[2]
-    per_step = measured.get(_stack_key(stack[0]))
-    source = "earlier runs"
-    if per_step is None:
-        try:
-            per_step, source = probe(stack), "a probe"
-        except Exception as e:  # noqa: BLE001 - the task will meet the same error and report its runs failed
-            per_step, source = 0.0, f"the probe raised {type(e).__name__}"
+    key = _stack_key(stack[0])
+    if key in measured:
+        per_step, source = measured[key], "earlier runs"
+    else:
+        if (key, len(stack)) not in probed:
+            try:
+                probed[key, len(stack)] = probe(stack), "a probe"
+            except Exception as e:  # noqa: BLE001 - the task meets the same error and reports its runs failed
+                probed[key, len(stack)] = 0.0, f"the probe raised {type(e).__name__}"
+        per_step, source = probed[key, len(stack)]
     seconds = steps * per_step
     minutes = max(1, math.ceil((seconds * MARGIN + SLACK_S) / 60))
     return minutes, f"{steps:,} steps x {per_step * 1000:.3g} ms ({source}) x {MARGIN:g} + {SLACK_S / 60:g} min"
