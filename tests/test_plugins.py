@@ -275,7 +275,7 @@ def test_list_and_schema_show_plugin_components(tmp_path: Path) -> None:
     res = dlbench("list", "optimizer", "--plugin", plugin)
     assert res.code == 0 and "plain_sgd" in res.out and str(plugin) in res.out and "momentum" in res.out
     res = dlbench("schema", "--plugin", plugin)
-    assert res.code == 0 and "optimizer_plain_sgd" in json.loads(res.out)["$defs"]
+    assert res.code == 0 and "optimizer.plain_sgd" in json.loads(res.out)["$defs"]
 
 
 BAD = {
@@ -327,11 +327,19 @@ def test_plugin_datasets_are_checked(tmp_path: Path) -> None:
         @register.dataset("broken")
         def broken(root, seed):
             return {"x_train": torch.zeros(10, 2, dtype=torch.long), "y_train": torch.zeros(10)}
+
+        @register.dataset("float_labels")
+        def float_labels(root, seed):
+            x, y = torch.randn(20, 3), (torch.arange(20) % 2).float()
+            return {"x_train": x, "y_train": y, "x_test": x, "y_test": y}
     """)
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(yaml.safe_dump({"plugins": ["data.py"], "data": {"dataset": "broken"}}))
-    line = dlbench("validate", cfg).error_line
-    assert "dataset 'broken': its factory must return a dict with x_train, y_train, x_test, y_test" in line
+    # the line says what is wrong with the data, never starting with the whole config
+    for name, problem in (("broken", "its factory must return a dict with x_train, y_train, x_test, y_test"),
+                          ("float_labels", "y_train has dtype torch.float32 and shape (20,); labels are integers")):
+        cfg.write_text(yaml.safe_dump({"plugins": ["data.py"], "data": {"dataset": name}}))
+        line = dlbench("validate", cfg).error_line
+        assert line.startswith(f"error: dataset {name!r}: {problem}"), line
 
 
 def test_a_plugin_dataset_with_nan_inputs_is_refused_when_it_loads(tmp_path: Path) -> None:

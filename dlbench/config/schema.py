@@ -593,13 +593,17 @@ def explain(err: ValidationError, prefix: str = "", root: str | None = None) -> 
                 f"kernel: 3, pool: max}}], or a model.preset ({', '.join(CATALOG['preset'].names())})")
     if kind == "missing":
         return f"{path}: missing; it has no default, give it"
-    if re.match(r"[a-z_]+(\.[a-z_0-9]+)*: ", msg) and kind == "value_error":  # a rule names its key itself
+    if kind == "value_error" and (not loc or re.match(r"[a-z_]+(\.[a-z_0-9]+)*: ", msg)):
+        # a rule names its key itself; what a check of the whole config raised (a plugin dataset's data, loaded
+        # for its shape) says what it is about: never the whole config shown before it
         return prefix + msg
     if "input" not in e or kind.startswith("model_"):
         return f"{path}: {msg}"
     setting = _setting_at(loc, component)
     if setting is not None and len(e["loc"]) + bool(root) > len(loc) + (component is not None):  # a union
         return f"{path}: {_show(e.get('input'))} is invalid: must be {type_text(setting.type)} ({setting.doc})"
+    if isinstance(e.get("input"), dict):  # a section: its keys are not the news
+        return f"{path}: {_plain(msg)}"
     return f"{path}: {_show(e.get('input'))} is invalid: {_plain(msg)}"
 
 
