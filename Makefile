@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e ".[dev,ray,slurm,tensorboard,mlflow,notebook]"
+	$(BIN)/pip install --quiet -e ".[dev,ray,slurm,tensorboard,mlflow,notebook,bench-peers]"
 	touch $@
 
 quickstart: install  ## train the quickstart grid on MNIST-1D and print the table
@@ -100,6 +100,10 @@ bench-whole: install  ## whole-process timings: dlbench vs idiomatic, the launch
 .PHONY: bench-gpu
 bench-gpu: install  ## dlbench on one GPU: 256-run stack vs the idiomatic loop, stack sizes, a CIFAR-shaped CNN, compile / graphs
 	$(BIN)/python bench/gpu.py
+
+.PHONY: bench-peers
+bench-peers: install  ## whole processes, in turns: dlbench vs a JAX expert's script vs the idiomatic loop (32 and 64 runs)
+	$(BIN)/python bench/peers.py
 
 .PHONY: bench-engine
 bench-engine: install  ## the engine's parts: throughput vs stack size, optimizer updates vs torch.optim's (foreach, fused)

@@ -21,11 +21,11 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from process_time import timed
 
 REPO = Path(__file__).resolve().parents[1]
 TARGETS = {"--help": 0.35, "report": 0.60}  # of import torch's time
@@ -51,19 +51,8 @@ train: {steps: 10, eval_every: 5, batch_size: 50, seeds: [0, 1], device: cpu}
 
 
 def once(argv: list[str], repo: Path = REPO) -> tuple[float, float]:
-    """(wall s, CPU s of the process: user + sys) of `python ARGV` importing dlbench from `repo`."""
-    env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
-    with tempfile.TemporaryFile("w+") as err:  # a file, not a pipe: nothing blocks while wait4 waits
-        start = time.perf_counter()
-        # cwd outside any checkout: `python -m` puts the cwd first on sys.path, before PYTHONPATH
-        proc = subprocess.Popen([sys.executable, *argv], env=env, stdout=subprocess.DEVNULL, stderr=err,
-                                cwd=tempfile.gettempdir())
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-        if status:
-            err.seek(0)
-            raise SystemExit(f"{' '.join(argv)} failed: {err.read()[-2000:]}")
-    return wall, usage.ru_utime + usage.ru_stime
+    """(wall s, CPU s) of `python ARGV` importing dlbench from `repo`."""
+    return timed([sys.executable, *argv], {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"})
 
 
 def main() -> None:

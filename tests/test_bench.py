@@ -24,6 +24,22 @@ def test_bench_script_prints_its_table(args: list[str], expect: str, tmp_path: P
     assert expect in done.stdout, done.stdout
 
 
+def test_the_jax_peer_trains_a_grid(tmp_path: Path, data_root: Path) -> None:
+    """bench/jax_peer.py (make bench-peers' JAX contestant) trains a tiny grid of a dlbench config and says how
+    well its runs did (jax comes with make install, in the bench-peers extra)."""
+    pytest.importorskip("jax", reason="the bench-peers extra (pip install -e '.[bench-peers]') is not installed")
+    config = tmp_path / "grid.yaml"
+    config.write_text(f"data: {{root: {data_root}}}\nmodel: {{hidden: [16]}}\noptimizer: {{name: adam}}\n"
+                      "train: {epochs: 2, seeds: [0, 1]}\ngrid: {optimizer.lr: [0.001, 0.01]}\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "bench/jax_peer.py", str(config)], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "1 thread(s): 4 runs x 2 epochs; final test accuracy mean" in done.stderr, done.stderr
+    accuracy = float(done.stderr.split("final test accuracy mean ")[1].split()[0])
+    assert 0.15 < accuracy <= 1  # trained: above chance (0.1) on MNIST-1D after two epochs
+
+
 def test_the_gpu_check_runs_every_step_and_writes_its_outputs(tmp_path: Path) -> None:
     """scripts/gpu-check.sh --smoke on a CPU: the CUDA tests (skipped here) and every bench/gpu.py section at
     toy sizes, each under the budget, their outputs in $OUT (what a GPU session brings back)."""
