@@ -273,3 +273,21 @@ def test_failing_stack_is_reported_failed(slurm: None, tiny: dict[str, Any], tmp
     assert summary(run)["status"] == "failed"
     assert summary(run)["error"] == "RuntimeError: this optimizer is broken"
     assert f"run {run.name} failed: RuntimeError: this optimizer is broken" in done.err
+
+
+def test_a_lost_task_is_said_and_submitted_again(slurm: None, tiny: dict[str, Any], tmp_path: Path) -> None:
+    """A task that ends without a result (here its set-up line fails) leaves its runs unfinished; the
+    same sweep run again submits them again (slurm: is an execution setting: the runs are the same)."""
+    lost = write_config(tmp_path / "lost.yaml", {**tiny, "slurm": {"setup": ["exit 3"]}})
+    with pytest.warns(RuntimeWarning, match=r"SLURM task \d+ ended FAILED without finishing its runs"):
+        first = dlbench("run", lost, "--executor", "slurm", "--out", tmp_path, "--no-plots")
+    assert first.exit_code == 1, first.output
+    (record,) = read_jobs(tmp_path / "tiny")
+    assert "1 of 1 runs did not finish (their tasks ended without a result)" in first.err
+    assert run_dirs(tmp_path / "tiny") == {}
+    config = write_config(tmp_path / "c.yaml", tiny)
+    again = dlbench("run", config, "--executor", "slurm", "--out", tmp_path, "--no-plots")
+    assert again.exit_code == 0, again.output
+    (resubmitted,) = read_jobs(tmp_path / "tiny")
+    assert resubmitted.job_id != record.job_id and resubmitted.run_ids == record.run_ids
+    assert [summary(d)["status"] for d in run_dirs(tmp_path / "tiny").values()] == ["ok"]

@@ -371,6 +371,18 @@ def submit(folder: Path, specs: list[sweep.RunSpec], section: Any, options: Opti
 def collect(folder: Path, pending: dict[str, jobs_record.JobRecord], specs: list[sweep.RunSpec],
             device: torch.device) -> Generator[RunResult]:
     """Wait for the tasks; yield their runs' results as each task ends (written by the task already)."""
+    try:
+        yield from _collect(folder, pending, specs, device)
+    except (KeyboardInterrupt, GeneratorExit):  # Ctrl-C, --fail-fast: the tasks are not ours to stop
+        if pending:
+            warnings.warn(f"{len(pending)} SLURM tasks go on without this process ({', '.join(pending)}); "
+                          "run the same sweep again to collect them (scancel stops them)", RuntimeWarning,
+                          stacklevel=2)
+        raise
+
+
+def _collect(folder: Path, pending: dict[str, jobs_record.JobRecord], specs: list[sweep.RunSpec],
+             device: torch.device) -> Generator[RunResult]:
     import submitit
 
     by_id = {s.run_id: s for s in specs}
