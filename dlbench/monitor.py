@@ -22,6 +22,7 @@ from rich.text import Text
 
 from dlbench.catalog.status import DIVERGED, FAILED, OK, PRUNED
 from dlbench.errors import ConfigError
+from dlbench.execution.jobs import UNKNOWN, SchedulerState, read_jobs, scheduler_states
 from dlbench.results import live
 from dlbench.results.live import RunProgress
 from dlbench.results.report import best_lines, report, value_text
@@ -29,20 +30,33 @@ from dlbench.results.store import Store, check_folder, read_view
 
 REFRESH = 2.0  # seconds between `watch`'s redraws: the writers' own cadence (live.EVERY)
 STATUS_ROWS = 20  # runs in training listed by `status`; `watch` lists what the terminal's height allows
+SCHEDULER_EVERY = 10.0  # seconds between two questions to the scheduler while watching
 
 
 @dataclass(frozen=True)
 class Job:
-    """A scheduler's job of the sweep (SLURM), as its scheduler reports it."""
+    """A scheduler's task of the sweep (a SLURM array task: one stack), as its scheduler reports it."""
 
-    job_id: str
-    state: str  # PENDING, RUNNING, ... (the scheduler's words)
+    task_id: str
+    state: SchedulerState
     runs: int  # the runs it trains
+    unfinished: int  # of those, the runs without a folder yet
 
 
-def jobs(root: Path) -> list[Job]:
-    """The sweep's jobs and their scheduler states; none for a sweep trained without a scheduler."""
-    return []
+class Scheduler:
+    """The jobs record and the scheduler's states of its tasks, asked at most every `every` seconds
+    (squeue / scontrol for each redraw would load the controller of a shared cluster)."""
+
+    def __init__(self, every: float = SCHEDULER_EVERY) -> None:
+        self.every, self.asked = every, -math.inf
+        self.states: dict[str, SchedulerState] = {}
+
+    def __call__(self, root: Path, finished: set[str]) -> list[Job]:
+        records = [r for r in read_jobs(root) if r.launcher == "slurm"]  # a scheduler's tasks: states to ask
+        if time.monotonic() - self.asked >= self.every or any(r.task_id not in self.states for r in records):
+            self.asked, self.states = time.monotonic(), scheduler_states(records)
+        return [Job(r.task_id, self.states.get(r.task_id, SchedulerState(UNKNOWN)), len(r.run_ids),
+                    sum(run not in finished for run in r.run_ids)) for r in records]
 
 
 @dataclass(frozen=True)
@@ -82,7 +96,8 @@ class Best:
         return self.lines
 
 
-def snapshot(root: Path, best: Best | None = None, now: float | None = None) -> Snapshot:
+def snapshot(root: Path, best: Best | None = None, scheduler: Scheduler | None = None,
+             now: float | None = None) -> Snapshot:
     """Read the folder once: finished runs, runs in training, the plan, the jobs."""
     check_folder(root)
     view = read_view(root)
@@ -103,9 +118,8 @@ def snapshot(root: Path, best: Best | None = None, now: float | None = None) -> 
     if sweep is not None:
         busy = set(finished) | {p.run_id for p in training} | {p.run_id for p in stale}
         queued = sum(r not in busy for r in sweep.runs)
-    scheduled = jobs(root)
-    running = bool(training) or (sweep is not None and sweep.running) or any(
-        j.state in ("PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING") for j in scheduled)
+    scheduled = (scheduler or Scheduler())(root, set(finished))
+    running = bool(training) or (sweep is not None and sweep.running) or any(j.state.live for j in scheduled)
     steps_done = [int(s["steps"]) for s in summaries if s.get("steps")]
     stored = {s["run_id"] for s in summaries}
     return Snapshot(root, view.get("name", root.name), view.get("keys", []),
@@ -190,13 +204,20 @@ def _runs(s: Snapshot, limit: int) -> Table | None:
 
 
 def _jobs(s: Snapshot) -> Table | None:
-    if not s.jobs:
+    """The tasks still queued or running, or whose runs are not all finished; the others are counted."""
+    shown = [j for j in s.jobs if j.state.live or j.unfinished]
+    if not shown:
         return None
-    table = Table(title="jobs", title_justify="left")
-    for header in ("job", "state", "runs"):
-        table.add_column(header)
-    for j in s.jobs:
-        table.add_row(j.job_id, j.state, str(j.runs))
+    table = Table(title=f"{len(shown)} job{'s' * (len(shown) != 1)} (SLURM)", title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("task")
+    table.add_column("state", overflow="fold")
+    table.add_column("runs left", justify="right")
+    for j in shown:
+        state = j.state.state + (f" ({j.state.reason})" if j.state.reason else "")
+        table.add_row(j.task_id, state, f"{j.unfinished}/{j.runs}")
+    if len(shown) < len(s.jobs):
+        table.caption = f"and {len(s.jobs) - len(shown)} ended with all their runs finished"
     return table
 
 
@@ -219,8 +240,8 @@ def watch(root: Path, console: Console, refresh: float = REFRESH) -> Snapshot:
     (Ctrl-C: KeyboardInterrupt, for the caller to end quietly)."""
     from rich.live import Live
 
-    best = Best()
-    s = snapshot(root, best)
+    best, scheduler = Best(), Scheduler()
+    s = snapshot(root, best, scheduler)
 
     def rows() -> int:
         return max(3, console.height - 12)
@@ -228,6 +249,6 @@ def watch(root: Path, console: Console, refresh: float = REFRESH) -> Snapshot:
     with Live(render(s, rows()), console=console, auto_refresh=False) as view:
         while s.running:
             time.sleep(refresh)
-            s = snapshot(root, best)
+            s = snapshot(root, best, scheduler)
             view.update(render(s, rows()), refresh=True)
     return s

@@ -20,6 +20,7 @@ from dlbench import monitor
 from dlbench.results import live
 from dlbench.results.store import Store, progress_file
 from sweep_util import ONE_THREAD, REPO, dlbench, one_thread, tiny_config, write_config  # noqa: F401 - fixture
+from test_slurm import slurm  # noqa: F401 - the one-node SLURM (a fixture)
 
 ENV = {**os.environ, **ONE_THREAD, "PYTHONPATH": str(REPO)}
 
@@ -58,14 +59,12 @@ def test_a_sweep_trained_by_worker_processes_is_watched_from_another_process(tmp
     seen = until(training, sweep)
     assert {p.pid for p in seen}.isdisjoint({os.getpid(), sweep.pid})  # written by the workers
     assert all(0 < p.step <= p.total == 800 and p.host for p in seen)
-    watcher = start("watch", root, "--refresh", "0.2")  # from yet another process; it must end by itself
     shown = dlbench("status", root)
     assert shown.code == 0 and "training" in shown.out and "running" in shown.out
-
-    assert sweep.wait(timeout=300) == 0, sweep.communicate()
-    watched, err = watcher.communicate(timeout=60)
-    assert watcher.returncode == 0 and not err, err
-    assert "finished" in watched.splitlines()[-3] or "finished" in watched  # its last view: the sweep done
+    watched = dlbench("watch", root, "--refresh", "0.2")  # returns by itself once the sweep has ended
+    assert watched.code == 0 and not watched.err, watched.err
+    assert watched.out.splitlines()[0].endswith(": finished")  # its last view stays: the sweep done
+    assert sweep.wait(timeout=60) == 0, sweep.communicate()
 
     s = monitor.snapshot(root)
     assert not s.running and s.planned == 4 and s.counts["ok"] == 4 and s.queued == 0 and not s.training
@@ -145,3 +144,35 @@ def test_watch_ends_quietly_on_ctrl_c(tmp_path: Path, data_root: Path) -> None:
     ctrl_c.join()
     assert watched.code == 0 and watched.err == "", watched.err
     assert watched.out.startswith(f"tiny ({root}): running")  # its last view stays on the screen
+
+
+@pytest.mark.usefixtures("slurm")
+def test_a_detached_slurm_sweep_is_watched_through_its_jobs(tmp_path: Path, data_root: Path) -> None:
+    """On the real one-node SLURM: two stacks as an array throttled to one task at a time; status shows
+    the task that trains (its runs' progress, written on the node) and the one that waits; watch ends
+    when the array is done."""
+    cfg = tiny_config(data_root, grid={"model.hidden": [[16], [24]]},
+                      train={"steps": 600, "batch_size": 50, "eval_every": 200, "seeds": [0, 1], "device": "cpu"})
+    out, root = tmp_path / "results", tmp_path / "results" / "tiny"
+    submitted = dlbench("run", write_config(tmp_path / "c.yaml", cfg), "--executor", "slurm", "--workers", "1",
+                        "--detach", "--out", out, "--no-plots")
+    assert submitted.code == 0, submitted.output
+    scheduler = monitor.Scheduler(every=0.5)
+
+    def one_trains_one_waits() -> monitor.Snapshot | None:
+        s = monitor.snapshot(root, scheduler=scheduler)
+        states = sorted((j.state.state, j.state.reason) for j in s.jobs)
+        return s if s.training and states == [("PENDING", "JobArrayTaskLimit"), ("RUNNING", "")] else None
+
+    deadline = time.monotonic() + 240
+    seen = one_trains_one_waits()
+    while seen is None:
+        assert time.monotonic() < deadline, monitor.snapshot(root)
+        time.sleep(0.2)
+        seen = one_trains_one_waits()
+    assert seen.running and seen.planned == 4 and len(seen.training) == 2 and seen.queued == 2
+    assert {p.pid for p in seen.training}.isdisjoint({os.getpid()})  # written by the SLURM task
+    watched = dlbench("watch", root, "--refresh", "0.5")  # returns once no task is queued or running
+    assert watched.code == 0 and watched.out.splitlines()[0].endswith(": finished"), watched.output
+    s = monitor.snapshot(root)
+    assert s.counts["ok"] == 4 and not s.running and not any(j.state.live for j in s.jobs)
