@@ -267,6 +267,8 @@ def execute(run: Plan, *, show: progress.Show | None, force_new: bool = False, r
     table and, with `figures`, the figures."""
     check_rerun(rerun)  # before the folder is touched
     if tasks.trains(run.cfg.task):
+        if run.executor != "slurm":
+            slurm.refuse_live(run.store.root, run.specs)
         dev = resolve_device(run.cfg.train.device)
         check_device(run.specs, dev)
         prepare_data(run.specs, str(dev))

@@ -233,6 +233,8 @@ def test_requeued_task_resumes_from_its_checkpoint(slurm: None, tiny: dict[str, 
     again = dlbench("run", config, "--executor", "slurm", "--detach", "--out", out, "--no-plots")
     assert "submitted nothing (every unfinished stack is queued or running)" in again.out  # a queued stack
     assert read_jobs(folder) == [record]
+    local = dlbench("run", config, "--out", out, "--no-plots")  # nor does another executor train them
+    assert local.exit_code == 2 and f"SLURM tasks {record.task_id} are queued or running" in local.error_line
     release(1)
     seen = time.time()
     wait_for(lambda: checkpoint_after(seen), "a checkpoint after resuming")

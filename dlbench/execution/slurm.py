@@ -300,6 +300,21 @@ def _signals() -> Iterator[_Caught]:
 # ------------------------------------------------------------------ the launcher, in the driver
 
 
+def refuse_live(folder: Path, specs: list[sweep.RunSpec]) -> None:
+    """Another executor must not train the runs that live SLURM tasks of this folder train (twice, racing)."""
+    records = [r for r in jobs_record.read_jobs(folder) if r.launcher == "slurm"]
+    if not records:
+        return
+    finished = Store(folder).finished()
+    unfinished = {s.run_id for s in specs} - set(finished)
+    held = [r for r in records if unfinished & set(r.run_ids)]
+    live = [task for task, state in jobs_record.scheduler_states(held).items() if state.live]
+    if live:
+        raise ConfigError(f"{folder}: SLURM tasks {', '.join(live)} are queued or running with runs of this sweep; "
+                          "collect them with --executor slurm, or stop them first (scancel)")
+
+
+
 def _executor(folder: Path, section: Any, workers: int | None, minutes: int) -> submitit.SlurmExecutor:
     import submitit
 
