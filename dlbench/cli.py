@@ -268,6 +268,10 @@ def report(
     where: Annotated[list[str] | None, _report_option("where")] = None,
     losses: Annotated[bool, _report_option("losses")] = False,
     adjust: Annotated[Adjust, _report_option("adjust")] = _DEFAULT_ADJUST,
+    importance: Annotated[bool, typer.Option(
+        "--importance", help="Instead of the statistics: which searched setting mattered, each searched key's "
+                             "share of the variance of validation accuracy (fANOVA on a search's first round).")
+    ] = False,
 ) -> None:
     """Statistics over seeds from results folders (reads only the folders): mean ± std, 95% CI,
     Welch's t-test against the best (or a baseline), time to target; table, csv, markdown, json, latex or html."""
@@ -276,6 +280,9 @@ def report(
 
     for d in results_dirs:
         check_folder(d)
+    if importance:
+        _importance(results_dirs, format, output, at, metric, baseline, target, group_by, where, losses, adjust)
+        return
     # the statistics options, checked and documented once (dlbench.results.options; the API takes the same)
     options = report_options.ReportOptions(
         at=at.value, metric=metric, baseline=tuple(baseline or ()), target=target,
@@ -321,6 +328,21 @@ def report(
         return
     text = report_mod.text(rep, title, fmt, results_dirs)
     _emit(text + (report_mod.plain_text(diagnostics) if diagnostics is not None else ""), output)
+
+
+def _importance(results_dirs: list[Path], format: Any, output: Path | None, *options: Any) -> None:
+    """report --importance: its text per folder; the statistics' options do not apply and are refused."""
+    from dlbench.results import plots as plots_mod
+    from dlbench.results.search_figures import importance_text
+
+    defaults = (_DEFAULT_AT, _DEFAULT_METRIC, None, None, None, None, False, _DEFAULT_ADJUST)
+    names = ("at", "metric", "baseline", "target", "group_by", "where", "losses", "adjust")
+    changed = [n for n, given, default in zip(names, options, defaults) if given not in (default, [])]
+    if changed or (format is not None and format.value != "table"):
+        what = report_options.flag(changed[0]) if changed else "--format"
+        fail(f"report {what}: --importance prints which searched setting mattered, as text; {what} applies to "
+             "the statistics (drop one of them)")
+    _emit("\n".join(importance_text(plots_mod.load(d)) for d in results_dirs), output)
 
 
 def _emit(text: str, output: Path | None) -> None:

@@ -259,6 +259,10 @@ _add("plot", "histograms", "activation histograms: one row per configuration, on
      task="activations", needs=())
 _add("plot", "sensitivity", "validation accuracy against each searched hyperparameter (search runs), one colour per "
      "case", task="train", needs=("search",))
+_add("plot", "importance", "each searched key's share of the variance of validation accuracy (fANOVA on the first "
+     "round), per case", task="train", needs=("search",))
+_add("plot", "parallel", "parallel coordinates: one axis per searched key (log where the range is) and one for "
+     "validation accuracy, a line per search trial coloured by it", task="train", needs=("search",))
 _add("plot", "profile", "performance profile: the fraction of settings where each case reaches the target "
      "(plot --target) within tau x the fastest case's steps", task="train", needs=("target",))
 

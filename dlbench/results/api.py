@@ -189,6 +189,14 @@ class Results:
                               "diagnostics it needs were not recorded)")
         return figure
 
+    def importance(self) -> pd.DataFrame:
+        """Which searched setting mattered (`dlbench report DIR --importance`): one row per search group
+        and searched key, `share` of the variance of validation accuracy (fANOVA on the first round), its
+        `spread` (std over forest seeds), `points`, `evaluator`; a NaN share where the round is too small."""
+        from dlbench.results import search_figures
+
+        return search_figures.importance_frame(search_figures.importance(self._folder))
+
     def _shown(self) -> Table:
         """The table a Results shows: the report (training) or the task's own table."""
         if self.task != "train":

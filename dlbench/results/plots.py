@@ -31,6 +31,7 @@ from dlbench.results.figure_kit import (
     DPI, PLOTS, Results, _band, _colors, _figure, _legend, _log_ticks, label, palette,
 )
 from dlbench.results import tuning_figures  # noqa: F401 - registers the search figures (sensitivity, profile)
+from dlbench.results import search_figures  # noqa: F401 - registers importance and parallel
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -371,6 +372,8 @@ def write(res: Results, only: list[str] | None = None) -> list[Path]:
     written (none when nothing finished)."""
     written = []
     names = res.view.get("plots") or list(CATALOG["task"].record(res.task).facts["plots"])
+    if not res.view.get("plots") and res.view.get("space"):  # a search: which setting mattered, every trial
+        names = [*names, "parallel", "importance"]
     if res.target is not None:  # and the figures that need a target
         names = [*names, *(p.name for p in PLOTS if "target" in p.facts["needs"] and p.facts["task"] == res.task)]
     if only:

@@ -1,5 +1,5 @@
 """Hyperparameter search as pure functions: a round's points, narrowing, the configurations to
-confirm, successive halving's decisions; TPE and GP through Optuna.
+confirm, successive halving's decisions; TPE and GP through Optuna; importance.
 
 Nothing here trains or reads files; `sweep` and the engine call these with what the results
 folder says, so a round's points are a function of the config and the finished runs of the
@@ -18,6 +18,7 @@ fitted on its earlier rounds (tpe, gp).
   bayes.py       TPE / GP rounds through Optuna's ask-and-tell
   rounds.py      a round's points, whatever the method
   halving.py     successive halving inside a stack
+  importance.py  each searched key's share of the variance (Optuna's fANOVA / PED-ANOVA)
 """
 
 from dlbench.search.halving import prune_due, survivors

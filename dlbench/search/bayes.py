@@ -65,7 +65,7 @@ def distributions(space: Space) -> dict[str, BaseDistribution]:
     return out
 
 
-def _encode(space: Space, values: Any) -> dict[str, Any]:
+def encode(space: Space, values: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, r in space.items():
         if r.kind == "choice":
@@ -98,7 +98,7 @@ def told(space: Space, trials: Sequence[Trial]) -> Iterator[FrozenTrial]:
     for t in trials:
         points.setdefault(point_key(dict(t.values)), []).append(t)
     for seeds in points.values():
-        params = _encode(space, seeds[0].values)
+        params = encode(space, seeds[0].values)
         statuses = {t.status for t in seeds}
         accuracy = float(np.mean(sorted(t.val_acc for t in seeds)))
         if DIVERGED in statuses:
