@@ -280,13 +280,13 @@ def report(
 
     for d in results_dirs:
         check_folder(d)
-    if importance:
-        _importance(results_dirs, format, output, at, metric, baseline, target, group_by, where, losses, adjust)
-        return
     # the statistics options, checked and documented once (dlbench.results.options; the API takes the same)
     options = report_options.ReportOptions(
         at=at.value, metric=metric, baseline=tuple(baseline or ()), target=target,
         group_by=tuple(group_by or ()), where=tuple(where or ()), losses=losses, adjust=adjust.value)
+    if importance:
+        _importance(results_dirs, format, output, options)
+        return
     fmt = report_options.format_of(output, format.value if format else None)
     task = read_view(results_dirs[0]).get("task", "train")
     if task != "train":  # optimizer paths / activation statistics: their own table, no statistics over runs
@@ -330,18 +330,17 @@ def report(
     _emit(text + (report_mod.plain_text(diagnostics) if diagnostics is not None else ""), output)
 
 
-def _importance(results_dirs: list[Path], format: Any, output: Path | None, *options: Any) -> None:
+def _importance(results_dirs: list[Path], format: Any, output: Path | None,
+                options: report_options.ReportOptions) -> None:
     """report --importance: its text per folder; the statistics' options do not apply and are refused."""
     from dlbench.results import plots as plots_mod
     from dlbench.results.search_figures import importance_text
 
-    defaults = (_DEFAULT_AT, _DEFAULT_METRIC, None, None, None, None, False, _DEFAULT_ADJUST)
-    names = ("at", "metric", "baseline", "target", "group_by", "where", "losses", "adjust")
-    changed = [n for n, given, default in zip(names, options, defaults) if given not in (default, [])]
-    if changed or (format is not None and format.value != "table"):
-        what = report_options.flag(changed[0]) if changed else "--format"
-        fail(f"report {what}: --importance prints which searched setting mattered, as text; {what} applies to "
-             "the statistics (drop one of them)")
+    refused = [*map(report_options.flag, options.changed()), *(["--format"] if format is not None and
+                                                               format.value != "table" else [])]
+    if refused:
+        fail(f"report {refused[0]}: --importance prints which searched setting mattered, as text; {refused[0]} "
+             "applies to the statistics (drop one of them)")
     _emit("\n".join(importance_text(plots_mod.load(d)) for d in results_dirs), output)
 
 
