@@ -158,11 +158,11 @@ def test_dry_run_shows_each_tasks_time_limit(tiny: dict[str, Any], tmp_path: Pat
 # ------------------------------------------------------------------ on the real scheduler
 
 
-def wait_for(condition: Any, what: str, timeout_s: float = 240.0) -> None:
+def wait_for(condition: Any, what: str, timeout_s: float = 240.0, poll_s: float = 0.5) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.5)
+        time.sleep(poll_s)
 
 
 def live(folder: Path) -> list[str]:
@@ -201,9 +201,9 @@ def test_detached_sweep_finishes_with_the_local_numbers(slurm: None, tiny: dict[
 
 def test_requeued_task_resumes_from_its_checkpoint(slurm: None, tiny: dict[str, Any], tmp_path: Path) -> None:
     """Signalled before its time limit (SIGUSR2, as sbatch --signal does), the task checkpoints and requeues
-    itself; requeued by `scontrol requeue` (SIGTERM), it checkpoints and exits; each time it resumes."""
-    cfg = {**tiny, "train": {**tiny["train"], "steps": 1500, "eval_every": 250, "checkpoint_seconds": 0.2,
-                             "seeds": [0, 1]}}
+    itself; requeued by `scontrol requeue` (SIGTERM), it checkpoints and exits; each time it resumes. The
+    signals come as soon as the task says it trains: a signal checkpoints at the next step, whatever the speed."""
+    cfg = {**tiny, "train": {**tiny["train"], "steps": 1500, "eval_every": 250, "seeds": [0, 1]}}
     config = write_config(tmp_path / "c.yaml", cfg)
     out = tmp_path / "slurm"
     assert dlbench("run", config, "--executor", "slurm", "--detach", "--out", out, "--no-plots").exit_code == 0
@@ -211,43 +211,45 @@ def test_requeued_task_resumes_from_its_checkpoint(slurm: None, tiny: dict[str, 
     (record,) = read_jobs(folder)
     log = folder / ".slurm" / f"{record.task_id}_0_log.out"
 
-    def resumed() -> list[int]:
-        lines = log.read_text().splitlines() if log.exists() else []
-        return [int(line.split("from step ")[1].split()[0]) for line in lines
-                if line.startswith("resuming a stack of 2 runs from step")]
+    def lines(start: str) -> list[str]:
+        return [line for line in (log.read_text() if log.exists() else "").splitlines() if line.startswith(start)]
 
-    def checkpoint_after(seen: float) -> bool:
-        return any(p.stat().st_mtime > seen for p in (folder / ".checkpoints").glob("*.pt"))
-
-    def interrupt(command: list[str]) -> None:
+    def interrupt(training: int, command: list[str]) -> None:
+        wait_for(lambda: len(lines("training 2 runs")) == training, "the task to start training", poll_s=0.05)
         subprocess.run(command, check=True)
         wait_for(lambda: scheduler_states([record])[record.task_id] == SchedulerState("PENDING", "BeginTime"),
                  "the requeued task to wait")
-
-    def release(times: int) -> None:
         subprocess.run(["scontrol", "update", f"JobId={record.task_id}", "StartTime=now"], check=True)
-        wait_for(lambda: len(resumed()) == times, "the task to resume")
 
-    wait_for(lambda: checkpoint_after(0.0), "the stack's first checkpoint")
-    interrupt(["scancel", "--signal=USR2", record.task_id])
-    again = dlbench("run", config, "--executor", "slurm", "--detach", "--out", out, "--no-plots")
-    assert "submitted nothing (every unfinished stack is queued or running)" in again.out  # a queued stack
-    assert read_jobs(folder) == [record]
-    local = dlbench("run", config, "--out", out, "--no-plots")  # nor does another executor train them
-    assert local.exit_code == 2 and f"SLURM tasks {record.task_id} are queued or running" in local.error_line
-    release(1)
-    seen = time.time()
-    wait_for(lambda: checkpoint_after(seen), "a checkpoint after resuming")
-    interrupt(["scontrol", "requeue", record.task_id])
-    release(2)
+    interrupt(1, ["scancel", "--signal=USR2", record.task_id])
+    interrupt(2, ["scontrol", "requeue", record.task_id])
     wait_for(lambda: not live(folder), "the requeued task to finish")
     text = log.read_text()
     assert "stopped by signal 12: the stack is checkpointed" in text and "Requeued job" in text  # SIGUSR2
     assert "stopped by signal 15: the stack is checkpointed" in text, text  # SIGTERM
-    assert 0 < resumed()[0] < resumed()[1], text
-    assert dlbench("run", config, "--executor", "slurm", "--out", out, "--no-plots").exit_code == 0
+    assert lines("training 2 runs") == [f"training 2 runs (SLURM restart {n})" for n in range(3)], text
+    steps = [int(line.split("from step ")[1]) for line in lines("resuming a stack of 2 runs from step")]
+    assert len(steps) == 2 and 0 < steps[0] < steps[1] < 1500, text
+    again = dlbench("run", config, "--executor", "slurm", "--detach", "--out", out, "--no-plots")
+    assert "submitted nothing" in again.out and "2 of 2 runs finished" in again.out
     assert dlbench("run", config, "--out", tmp_path / "local", "--no-plots").exit_code == 0
     same_numbers(tmp_path / "local" / "tiny", folder)  # resumed twice, bit for bit
+
+
+def test_live_tasks_are_not_trained_again(slurm: None, tiny: dict[str, Any], tmp_path: Path) -> None:
+    """While a task is queued, `dlbench run` submits nothing new and another executor refuses its runs."""
+    config = write_config(tmp_path / "c.yaml", {**tiny, "slurm": {"sbatch": {"begin": "now+1hour"}}})
+    out = tmp_path / "slurm"
+    assert dlbench("run", config, "--executor", "slurm", "--detach", "--out", out, "--no-plots").exit_code == 0
+    (record,) = read_jobs(out / "tiny")
+    try:
+        again = dlbench("run", config, "--executor", "slurm", "--detach", "--out", out, "--no-plots")
+        assert "submitted nothing (every unfinished stack is queued or running)" in again.out
+        assert read_jobs(out / "tiny") == [record]
+        local = dlbench("run", config, "--out", out, "--no-plots")
+        assert local.exit_code == 2 and f"SLURM tasks {record.task_id} are queued or running" in local.error_line
+    finally:
+        subprocess.run(["scancel", record.job_id], check=True)
 
 
 BROKEN = '''

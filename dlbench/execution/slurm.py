@@ -112,7 +112,8 @@ def _stacks(specs: list[sweep.RunSpec], options: Options) -> list[Job]:
     at most an equal share, so that N tasks are busy."""
     found = shares(specs, options.workers, options) if options.workers else jobs(specs, options)
     # the state is read again by the task from the checkpoint (after a requeue too): not shipped
-    return [replace(j, resume=None, saves=j.saves.resolve() if j.saves else None) for j in found]
+    return [replace(j, resume=None, saves=j.saves.resolve() if j.saves else None,
+                    progress=j.progress.resolve() if j.progress else None) for j in found]
 
 
 def plan(specs: list[sweep.RunSpec], options: Options, folder: Path) -> list[Planned]:
@@ -240,17 +241,17 @@ class Task:
             for result in results:
                 save(store, result)
             return [replace(r, stored=True) for r in results]
-        if job.saves is not None and job.saves.exists():
-            loaded = checkpoint.read(job.saves)
-            if loaded is not None:
-                held, state = loaded
-                job = Job(held, job.saves, state, wanted, job.progress)
-                print(f"resuming a stack of {len(held)} runs from step {state['step']} (SLURM restart {restarts})",
-                      flush=True)
-        job = replace(job, wanted=wanted)
-        device = resolve_device(job.stack[0].config.train.device)
         results = []
-        with _signals() as caught:
+        with _signals() as caught:  # from here on, a signal checkpoints the stack (at its first step, at the latest)
+            if job.saves is not None and job.saves.exists():
+                loaded = checkpoint.read(job.saves)
+                if loaded is not None:
+                    held, state = loaded
+                    job = Job(held, job.saves, state, wanted, job.progress)
+                    print(f"resuming a stack of {len(held)} runs from step {state['step']}", flush=True)
+            job = replace(job, wanted=wanted)
+            device = resolve_device(job.stack[0].config.train.device)
+            print(f"training {len(wanted)} runs (SLURM restart {restarts})", flush=True)
             try:
                 for result in train_stack(job, device, None, caught.interrupt):
                     save(store, result)
