@@ -159,8 +159,7 @@ def _headline(s: Snapshot) -> Text:
     if s.running:
         state = f"running, {_clock(s.seconds_left)} left" if s.seconds_left is not None else "running"
     elif s.stale or s.queued:
-        state = (f"stopped, {len(s.stale) + (s.queued or 0)} runs unfinished; `dlbench run` of its config "
-                 "resumes it")
+        state = f"stopped with {len(s.stale) + (s.queued or 0)} runs unfinished (run it again to resume)"
     else:
         state = "finished" if s.queued == 0 else "not running"
     return Text.assemble((s.name, "bold"), f" ({s.root}): {state}")

@@ -114,7 +114,8 @@ def plan(config: Path | Mapping[str, Any], sets: list[str], *, out: Path, device
                           "among the runs of a stack) cannot act; use --executor auto, local, processes or ray, "
                           "or leave out random.prune")
     store = Store(Path(out) / cfg.name)  # cfg.name: one plain path component
-    options = Options(workers, address, checkpoint.folder(store.root), detach, progress=store.root)
+    options = Options(workers, address, checkpoint.folder(store.root), detach,
+                      progress=store.root.resolve())  # absolute: workers may start elsewhere
     launcher = resolve(executor, options)
     check_address(executor, address)
     return Plan(cfg, specs, raw, store, launcher, options, executor)

@@ -677,6 +677,8 @@ def train(specs: list[RunSpec], device: torch.device, progress: Progress | None 
         if interrupt is not None and interrupt.requested:
             if saves is not None:
                 saves.save(stack.state())
+            if live is not None:  # the step its runs resume from, for `dlbench status`
+                live.write(stack.step, stack.progress())
             raise KeyboardInterrupt
         if saves is not None and saves.due():
             saves.save(stack.state())
