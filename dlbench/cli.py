@@ -267,6 +267,7 @@ def report(
     group_by: Annotated[list[str] | None, _report_option("group_by")] = None,
     where: Annotated[list[str] | None, _report_option("where")] = None,
     losses: Annotated[bool, _report_option("losses")] = False,
+    calibration: Annotated[bool, _report_option("calibration")] = False,
     adjust: Annotated[Adjust, _report_option("adjust")] = _DEFAULT_ADJUST,
     importance: Annotated[bool, typer.Option(
         "--importance", help="Instead of the statistics: which searched setting mattered, each searched key's "
@@ -283,7 +284,8 @@ def report(
     # the statistics options, checked and documented once (dlbench.results.options; the API takes the same)
     options = report_options.ReportOptions(
         at=at.value, metric=metric, baseline=tuple(baseline or ()), target=target,
-        group_by=tuple(group_by or ()), where=tuple(where or ()), losses=losses, adjust=adjust.value)
+        group_by=tuple(group_by or ()), where=tuple(where or ()), losses=losses, calibration=calibration,
+        adjust=adjust.value)
     if importance:
         _importance(results_dirs, format, output, options)
         return

@@ -102,10 +102,10 @@ class Metrics:
     def names(self) -> list[str]:
         return [m.name for m in self]
 
-    def measured(self) -> list[Metric]:
-        """The metrics the engine measures on each split, split by split (metrics.csv's order)."""
+    def measured(self) -> list[tuple[str, str, str]]:
+        """(name, split, measure) of the metrics the engine measures, split by split (metrics.csv's order)."""
         declared = list(self._records.values())
-        return [m for s in SPLITS for m in declared if m.split == s and m.measure]
+        return [(m.name, s, m.measure) for s in SPLITS for m in declared if m.split == s and m.measure]
 
     def derived(self) -> list[tuple[str, Callable[[Any], Any]]]:
         """(name, derive) of the metrics computed from the others of an evaluation."""
@@ -158,3 +158,6 @@ METRICS.declare(Metric(
     "gap", "gap (train-test) %", "the train-test gap", "train accuracy minus test accuracy (overfitting)",
     higher_is_better=False, possible=(-1.0, 1.0), scale=100.0, unit="%", digits=1,
     derive=lambda m: m["train_acc"] - m["test_acc"]))
+_per_split("ece", "ECE", "calibration error", "expected calibration error: the predicted class's softmax "
+           "confidence in 15 equal-width bins, |accuracy - mean confidence| of each bin weighted by its share of "
+           "the samples", higher_is_better=False, possible=(0.0, 1.0), percent=True, shown_with="calibration")

@@ -142,7 +142,7 @@ class Results:
         configuration, ranked on validation accuracy, compared with the best (or `baseline`).
 
         options: those of `dlbench report` (dlbench.results.options.ReportOptions): at, metric,
-        baseline, target, group_by, where, losses, adjust. baseline / where: {"optimizer.name": "sgd"}
+        baseline, target, group_by, where, losses, calibration, adjust. baseline / where: {"optimizer.name": "sgd"}
         or the CLI's "optimizer.name=sgd" strings; in `where`, a list value means any of these values;
         adjust: "holm" (p_adjusted, and the verdicts from it) or "none". A task that trains nothing
         (optimizer paths, activations) has its own table, which takes no options."""
@@ -272,6 +272,6 @@ def load(folder: str | Path) -> Results:
 
 def compare(*folders: Results | str | Path, **options: Any) -> Comparison:
     """Two or more results folders (or Results) side by side, as `dlbench report A B`, with every option
-    of `dlbench report` as a keyword argument (at, metric, baseline, target, group_by, where, losses,
+    of `dlbench report` as a keyword argument (at, metric, baseline, target, group_by, where, losses, calibration,
     adjust: see `Results.table`)."""
     return Comparison(folders, report_options(options, "compare"))

@@ -46,6 +46,7 @@ class ReportOptions:
     where: tuple[str, ...] = _option((), "Keep runs with KEY=VALUE (repeatable; one key given twice means "
                                          "either).", "KEY=VALUE")
     losses: bool = _option(False, "Show the loss columns too.")
+    calibration: bool = _option(False, "Show the calibration columns too (expected calibration error, 15 bins).")
     adjust: str = _option("holm", "Adjust the p-values for the many comparisons (Holm-Bonferroni), or not.")
 
     def __post_init__(self) -> None:
@@ -66,8 +67,9 @@ class ReportOptions:
             if not isinstance(value, tuple) or not all(isinstance(v, str) for v in value):
                 raise ConfigError(f"{flag(name)}: {value!r} is invalid: a list of "
                                   f"{FIELDS[name].metadata['metavar']} strings")
-        if not isinstance(self.losses, bool):
-            raise ConfigError(f"--losses: {self.losses!r} is invalid: true or false")
+        for name in ("losses", "calibration"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{flag(name)}: {getattr(self, name)!r} is invalid: true or false")
 
     def changed(self) -> list[str]:
         """The options given a value other than their default, in the order of the fields."""

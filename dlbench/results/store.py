@@ -48,7 +48,7 @@ VIEW = "view.json"  # what report, tables and figures need (name, task, swept po
 def metric_columns() -> list[str]:
     """metrics.csv's columns: one row per evaluation, the per-split metrics of the catalog (which the engine
     records) between the evaluation's step and its lr and time."""
-    return ["epoch", "step", "train_batch_loss", *(m.name for m in METRICS.measured()), "lr", "seconds"]
+    return ["epoch", "step", "train_batch_loss", *(name for name, _, _ in METRICS.measured()), "lr", "seconds"]
 
 
 def _write_synced(path: Path, content: str | bytes, mode: str = "w", sync: bool = True) -> None:

@@ -48,10 +48,10 @@ from dlbench.components.optimizers import (StackedOptimizer, clip_grad_norms_, i
                                            to_eval_weights, to_train_weights)
 from dlbench.components.schedules import StackedSchedule
 from dlbench import search
+from dlbench.catalog.metrics import METRICS, SPLITS
 from dlbench.results import live as live_progress
-from dlbench.results.store import SPLITS
 from dlbench.sweep import RunSpec, identity
-from dlbench.training import checkpoint, scaling, streams
+from dlbench.training import checkpoint, measures, scaling, streams
 from dlbench.training.per_run import (AUGMENT_STREAM, NOISE_STREAM, ORDER_STREAM, PerRun,  # noqa: F401 - re-exported
                                       generator, to_device)
 from dlbench.training.run import AUTOCAST, Progress, RunResult, check_precision, schedule, summarize
@@ -373,36 +373,44 @@ class Stack:
 
     @torch.no_grad()
     def _evaluate(self, rows: list[int]) -> Tensor:
-        """Summed loss and number correct per split for the given runs, in eval mode, on the device:
-        float64 [2 x splits, runs], rows train loss, train correct, val loss, ...
+        """Each split's measures (training/measures.py: loss, accuracy, calibration error, ...) of the given
+        runs, in eval mode, on the device: float64 [splits x measures, runs], rows train loss, train acc, ...
 
         Forwards of a fixed number of samples (so a run's loss sums the same way in every
         stack), as many runs per forward as fit the device's activation budget."""
         index = self._index(rows)
         params = {k: v.detach() if index is None else v.detach()[index] for k, v in self.params.items()}
         buffers = self.buffers if index is None else {k: v[index] for k, v in self.buffers.items()}
-        sums = torch.zeros(2 * len(SPLITS), len(rows), device=self.device, dtype=torch.float64)
+        width = sum(m.width for _, m in measures.measured())
+        sums = torch.zeros(len(SPLITS), len(rows), width, device=self.device, dtype=torch.float64)
         self.template.eval()
         with self._autocast():
             self._evaluate_into(sums, params, buffers, len(rows))
         self.template.train()
-        return sums
+        starts, start = {}, 0
+        for name, m in measures.measured():
+            starts[name], start = start, start + m.width
+        values = []
+        for _, split, measure in METRICS.measured():  # each from its split's sums (a split without samples: NaN)
+            s, m = SPLITS.index(split), measures.MEASURES[measure]
+            n, at = len(self.splits.split(split)[1]), starts[measure]
+            values.append(m.value(sums[s, :, at:at + m.width], n) if n
+                          else torch.full((len(rows),), math.nan, device=self.device, dtype=torch.float64))
+        return torch.stack(values)
 
     def _evaluate_into(self, sums: Tensor, params: dict[str, Tensor], buffers: dict[str, Tensor], runs: int) -> None:
         per_call = EVAL_SAMPLES.get(self.device.type, EVAL_SAMPLES_DEFAULT)
         runs_per_call = max(1, EVAL_ELEMENTS.get(self.device.type, EVAL_ELEMENTS_DEFAULT) // (per_call * self.widest))
         for s, name in enumerate(SPLITS):
             x, y = self.splits.split(name)
-            loss_sum, correct = sums[2 * s], torch.zeros(runs, device=self.device, dtype=torch.long)
             for a in range(0, runs, runs_per_call):
                 b = min(a + runs_per_call, runs)
                 p, bufs = {k: v[a:b] for k, v in params.items()}, {k: v[a:b] for k, v in buffers.items()}
                 for i in range(0, len(x), per_call):
                     xc, yc = x[i:i + per_call], y[i:i + per_call].expand(b - a, -1)
                     logits = self.eval_logits(p, bufs, xc)
-                    loss_sum[a:b] += self._per_sample_losses(logits, yc).sum(1, dtype=torch.float64)
-                    correct[a:b] += (logits.argmax(-1) == yc).sum(1)
-            sums[2 * s + 1] = correct
+                    losses_ = self._per_sample_losses(logits, yc)
+                    sums[s, a:b] += torch.cat([m.sums(logits, yc, losses_) for _, m in measures.measured()], 1)
 
     def _index(self, rows: list[int]) -> Tensor | None:
         """Rows as an index tensor on the device; None when they are all runs in order (no copy needed)."""
@@ -420,12 +428,12 @@ class Stack:
             tail = torch.stack([batch_loss, self.v.diverged_at.double()])
             host = torch.cat([sums, tail if index is None else tail[:, index]]).tolist()
             seconds = time.perf_counter() - self.start
-            sizes = [len(self.splits.split(name)[1]) for name in SPLITS]
+            # the catalog's per-split metrics, in the order _evaluate measured them
+            measured = METRICS.measured()
+            empty = {split for split in SPLITS if not len(self.splits.split(split)[1])}  # no samples: math.nan
             for j, i in enumerate(rows):
-                split_metrics = {}
-                for s, (name, n) in enumerate(zip(SPLITS, sizes)):
-                    split_metrics[f"{name}_loss"], split_metrics[f"{name}_acc"] = (
-                        (host[2 * s][j] / n, host[2 * s + 1][j] / n) if n else (math.nan, math.nan))
+                split_metrics = {name: math.nan if split in empty else host[k][j]
+                                 for k, (name, split, _) in enumerate(measured)}
                 run_batch_loss = host[-2][j] if self.batch_count else math.nan
                 self.v.metrics[i].append({"epoch": self.step / self.per_epoch, "step": self.step,
                                           "train_batch_loss": run_batch_loss, **split_metrics, "lr": self.v.lr[i],
