@@ -22,7 +22,7 @@ from dlbench.training import measures
 def test_every_measure_of_the_catalog_is_computed_and_every_computation_declared() -> None:
     declared = {measure for _, _, measure in METRICS.measured()}
     assert declared == set(measures.MEASURES)
-    for name, split, measure in METRICS.measured():
+    for name, split, _ in METRICS.measured():
         assert METRICS[name].split == split and METRICS.on_split(name, "val") is not None, name
 
 
