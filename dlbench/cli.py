@@ -377,9 +377,11 @@ ResultsDir = Annotated[Path, typer.Argument(help="An experiment folder, e.g. res
 @app.command()
 @user_errors
 def status(results_dir: ResultsDir) -> None:
-    """Where a sweep stands, from its folder alone (any terminal, whichever launcher trains it): runs
-    finished / training / queued / pruned / failed / diverged, the runs in training with their step
-    and last validation accuracy, the best configuration so far and the time left from measured step times."""
+    """Where a sweep stands, read from its folder alone (from any terminal, whichever launcher trains it).
+
+    Runs finished / training / queued / pruned / failed / diverged, the SLURM tasks and their
+    states, the runs in training (step, last validation accuracy, step time), the best
+    configuration so far and the time left from measured step times."""
     from dlbench import monitor
 
     monitor.status(results_dir, console)
@@ -390,8 +392,10 @@ def status(results_dir: ResultsDir) -> None:
 def watch(results_dir: ResultsDir,
           refresh: Annotated[float, typer.Option(min=0.1, metavar="SECONDS", help="Seconds between redraws.")]
           = 2.0) -> None:
-    """`dlbench status`, redrawn live until the sweep ends (nothing trains or runs it any more);
-    Ctrl-C stops watching (the sweep goes on)."""
+    """What `dlbench status` shows, redrawn until the sweep ends; Ctrl-C stops watching, not the sweep.
+
+    The sweep has ended when nothing trains or runs it any more (its `dlbench run`, a worker, a
+    queued or running SLURM task); watch then exits 0, its last view left on the screen."""
     from dlbench import monitor
 
     try:
