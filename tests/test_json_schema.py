@@ -17,7 +17,9 @@ import yaml
 from jsonschema.exceptions import best_match
 from sweep_util import dlbench
 
-from dlbench.config.json_schema import ONLY_VALIDATE
+from dlbench.catalog import CATALOG, SECTIONS, Section
+from dlbench.config.json_schema import ONLY_VALIDATE, json_schema
+from dlbench.config.schema import sweepable
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS: dict[str, dict[str, Any]] = yaml.safe_load((ROOT / "tests" / "bad_configs.yaml").read_text())
@@ -83,9 +85,12 @@ def test_validate_refuses_in_one_line_with_exit_2_as_a_command(tmp_path: Path) -
 
 
 def test_the_editor_page_lists_what_only_validate_catches() -> None:
-    page = (ROOT / "docs" / "guide" / "editor.md").read_text()
+    page = " ".join((ROOT / "docs" / "guide" / "editor.md").read_text().split())
     for reason in ONLY_VALIDATE.values():
         assert reason in page, reason
+    refused = sum("schema" in entry for entry in CORPUS.values())  # the page's count of scripts/editor_check.py
+    assert f"the {refused} bad configs the schema refuses" in page and f"none of the {len(CORPUS) - refused} " \
+        "left to `validate`" in page
 
 
 def test_schema_with_a_config_knows_its_plugins(tmp_path: Path) -> None:
@@ -100,3 +105,31 @@ def test_schema_with_a_config_knows_its_plugins(tmp_path: Path) -> None:
     assert not list(validator.iter_errors(good))
     error = best_match(validator.iter_errors({**good, "data": {"dataset": "digits", "samples": 3}}))
     assert error is not None and error.json_path == "$.data" and "'samples' was unexpected" in error.message
+
+
+def _enums(node: Any) -> list[list[Any]]:
+    if isinstance(node, dict):
+        return ([node["enum"]] if "enum" in node else []) + [e for v in node.values() for e in _enums(v)]
+    return [e for v in node for e in _enums(v)] if isinstance(node, list) else []
+
+
+@pytest.mark.parametrize("section", [s for s in SECTIONS.values() if s.role != "sweep"], ids=lambda s: s.name)
+def test_every_section_key_and_name_of_the_catalog_is_in_the_schema(section: Section) -> None:
+    """The generator reads the catalog: a section, a component or a setting declared there (by anyone, a plugin
+    included) is in the schema with no edit, each named choice as an enum of every name."""
+    schema = json_schema()
+    node = schema["properties"][section.name]
+    node = next((s for s in node.get("anyOf", [node]) if s.get("type") == "object"), node)
+    settings = list(section.settings)
+    if section.chooses:
+        assert node["properties"][section.key]["enum"] == CATALOG[section.chooses].names()
+        for c in CATALOG[section.chooses]:
+            member = schema["$defs"][f"{section.name}.{c.name}"]["properties"]
+            assert set(member) == {section.key, *(s.name for s in (*section.settings, *c.settings))}, c.name
+            settings += c.settings
+    else:
+        assert set(node["properties"]) == {s.name for s in section.settings}
+    for s in settings:
+        if s.choices:
+            assert CATALOG[s.choices].names() in _enums(schema), (section.name, s.name)
+        assert f"key:{section.name}.{s.name}" in schema["$defs"] or section.name not in sweepable()

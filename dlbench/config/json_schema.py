@@ -48,12 +48,10 @@ ONLY_VALIDATE: dict[str, str] = {
     "integral floats": "1.0 where an integer is asked: JSON Schema counts it as an integer, validate does not",
 }
 
-_NOT = "not"
-
-
 def _forbid(why: str) -> dict[str, Any]:
-    """A key that must not be there (the YAML language server shows `errorMessage`)."""
-    return {_NOT: {}, "errorMessage": why}
+    """A key that must not be set: null (unset) at most. Not `not: {}`, whose message the YAML language server
+    will not replace with `errorMessage`."""
+    return {"type": "null", "errorMessage": why}
 
 
 def _only(value: Any, why: str) -> dict[str, Any]:
@@ -292,8 +290,8 @@ def _rules() -> list[dict[str, Any]]:
         if section.role == "meta" and section.optional:
             readers = [t.name for t in tasks if section.name in t.facts["sections"]]
             others = [t.name for t in tasks if t.name not in readers]
-            rules.append(_rule(_is("task", others, default_task), _then(section.name, {"anyOf": [
-                {"type": "null"}, _forbid(f"only task {' / '.join(readers)} reads it")]})))
+            rules.append(_rule(_is("task", others, default_task), _then(section.name, _forbid(
+                f"only task {' / '.join(readers)} reads it"))))
     # the plots a task draws; one that needs a target is drawn after the run (dlbench plot --target)
     plots = CATALOG["plot"]
     for task in tasks:
@@ -319,8 +317,8 @@ def _rules() -> list[dict[str, Any]]:
     first = _given("data.train_subset", {"const": "first"})
     rules.append(_rule(first, _given("data.train_size", {"type": "integer", "errorMessage":
                                                          "train_subset: first keeps the first train_size samples"})))
-    rules.append(_rule(_given("data.val_size", {"const": 0}), _then("regularization.early_stopping", {"anyOf": [
-        {"type": "null"}, _forbid("early stopping reads the validation accuracy; data.val_size is 0")]})))
+    rules.append(_rule(_given("data.val_size", {"const": 0}), _then("regularization.early_stopping", _forbid(
+        "early stopping reads the validation accuracy; data.val_size is 0"))))
     losses = CATALOG["loss"]
     plain = [c.name for c in losses if not c.facts.get("smoothable")]
     default_loss = next(s.default for s in TOP.settings if s.name == "loss")
@@ -374,12 +372,14 @@ def _data_rules(data: Section, model: Section) -> list[dict[str, Any]]:
         augment.default, "augmentation is for images; this dataset's samples are not"))))
     points = [c.name for c in known if c.facts["inputs"] == "points"]
     preset = _preset(model)
-    cnn_presets = [p.name for p in CATALOG[preset.choices or ""] if p.facts["values"].get("kind") == "cnn"] \
-        if preset else []
     why = "this dataset's samples are 2-D points, with no spatial axis to convolve"
-    rules.append(_rule(_is("data.dataset", points, data.default), _then("model", {
-        "properties": {"kind": {"not": {"const": "cnn"}, "errorMessage": why},
-                       **({"preset": {"not": {"enum": cnn_presets}, "errorMessage": why}} if cnn_presets else {})}})))
+    # enums of what is allowed, not `not`: the YAML language server shows errorMessage only for the former
+    others = [k for k in CATALOG[model.chooses or ""].names() if k != "cnn"]
+    kinds: dict[str, Any] = {"kind": {"enum": others, "errorMessage": why}}
+    if preset is not None:
+        kinds[preset.name] = {"enum": [None, *(p.name for p in CATALOG[preset.choices or ""]
+                                               if p.facts["values"].get("kind") != "cnn")], "errorMessage": why}
+    rules.append(_rule(_is("data.dataset", points, data.default), _then("model", {"properties": kinds})))
     return rules
 
 

@@ -220,7 +220,7 @@ class LearnedSearch(_Search):
     before; round 1 is its random start-up, so a learned search has at least two rounds."""
 
     method: Literal["tpe", "gp"]
-    rounds: Annotated[int, Field(gt=0, json_schema_extra={"minimum": 2})] = 4  # 1: refused below (editors: minimum)
+    rounds: Annotated[int, Field(gt=0, json_schema_extra={"exclusiveMinimum": 1})] = 4  # 1: refused below; editors too
 
     @model_validator(mode="after")
     def _learns(self) -> LearnedSearch:
