@@ -21,13 +21,14 @@ if [ -f "$CONF" ] && ! grep -qF "$MARK" "$CONF"; then
 fi
 
 host=$(hostname -s)
-# the node as slurmd sees it (CPUs, sockets, cores, memory), so the controller accepts it
-node=$(slurmd -C | head -1)
+# the node as slurmd sees it (CPUs, sockets, cores, memory), so the controller accepts it; both daemons on
+# the loopback address, so nothing depends on the host name resolving
+node="$(slurmd -C | head -1) NodeAddr=127.0.0.1"
 mkdir -p /etc/slurm /var/spool/slurmctld /var/spool/slurmd /var/log/slurm
 cat > "$CONF" <<CONF
 $MARK
 ClusterName=dlbench
-SlurmctldHost=$host
+SlurmctldHost=$host(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
