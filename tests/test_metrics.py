@@ -4,6 +4,7 @@ a trained run records it at every evaluation and the report ranks, compares and 
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 import torch
 from sweep_util import dlbench, run_dirs, write_config
 
-from dlbench.catalog.metrics import METRICS
+from dlbench.catalog.metrics import METRICS, Metric
 from dlbench.results import report as rp
 from dlbench.training import measures
 
@@ -79,3 +80,32 @@ def test_a_trained_run_records_its_calibration_and_the_report_ranks_on_it(tmp_pa
     assert "test_ece_mean" in shown.splitlines()[0]
     table = dlbench("report", root, "--calibration", "--format", "markdown").stdout
     assert all(f"{split} ECE %" in table for split in ("train", "val", "test"))
+
+
+@pytest.fixture
+def error_rate() -> Any:
+    """A metric that exists only in this test: the test error, derived from the test accuracy."""
+    metric = METRICS.declare(Metric("test_error", "test error %", "test error", "1 - test accuracy",
+                                    higher_is_better=False, possible=(0.0, 1.0), scale=100.0, unit="%", digits=2,
+                                    derive=lambda m: 1 - m["test_acc"], curve=True))
+    yield metric
+    METRICS.forget(metric.name)
+
+
+def test_a_metric_declared_in_a_test_reaches_every_output(tmp_path: Path, error_rate: Metric) -> None:
+    """Its record alone: the terminal table, csv, json, a figure and the API show it, with no other edit."""
+    import dlbench
+    from dlbench.results import plots
+    from test_report import _confident
+
+    root = _confident(tmp_path / "smoothing")
+    rep = rp.report([root], rp.ReportOptions(metric="test_error"))
+    assert rp.render(rep, "t").count("test error %") == 1
+    errors = 1 - rep.summary["test_acc_mean"]
+    csv = pd.read_csv(io.StringIO(rp.export(rep, "csv")))
+    assert np.allclose(csv["test_error_mean"], errors) and list(csv["test_error_mean"]) == sorted(errors)
+    assert json.loads(rp.export(rep, "json"))["configurations"][0]["test_error_mean"] == pytest.approx(errors[0])
+    figure = plots.curves(plots.load(root))
+    assert figure is not None and "test error %" in [ax.get_title() for ax in figure.axes]
+    assert "test_error_mean" in dlbench.load(root).table(metric="test_error")
+    assert "ranked by test error." in rp.caption(rep)[0]
