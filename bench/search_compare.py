@@ -2,7 +2,7 @@
 
     python bench/search_compare.py compare [--reps 10] [--epochs 30] [--methods tpe sobol random]
     python bench/search_compare.py walltime [--trials 64] [--epochs 30]
-    python bench/search_compare.py valley [--epochs 30]
+    python bench/search_compare.py valley [--epochs 30] [--budgets 16 48]
 
 Everything trains into results/search_compare/ (override with --out); every part is a
 `dlbench.run` of a config mapping, so a part that is stopped resumes where it was (finished
@@ -152,8 +152,10 @@ def walltime(args: argparse.Namespace) -> None:
 
 def valley(args: argparse.Namespace) -> None:
     rows = []
-    for budget, (trials, rounds) in {"default": (0, 0), "16": (4, 4), "48": (16, 3)}.items():
-        cfg = base(f"valley-{budget}", args.epochs)
+    # a small budget in 4 rounds (its first the random start-up), a larger one in 3 rounds of 16
+    plans = {str(b): (b // (4 if b <= 16 else 3), 4 if b <= 16 else 3) for b in args.budgets}
+    for budget, (trials, rounds) in {"default": (0, 0), **plans}.items():
+        cfg = base(f"valley-{budget}-e{args.epochs}", args.epochs)
         cfg["cases"] = DEFAULTS
         cfg["confirm"] = {"top": 1, "seeds": [100, 101, 102, 103, 104]}
         if budget == "default":  # each optimizer as written, on the confirm seeds
@@ -166,12 +168,13 @@ def valley(args: argparse.Namespace) -> None:
         for case, g in done.groupby("case"):
             rows.append({"budget": budget, "case": case, "test": g["final.test_acc"].astype(float).tolist()})
     print(f"\nCrowded Valley protocol, {args.epochs} epochs: test accuracy (%) on 5 fresh seeds, mean ± 95 % CI\n")
-    print("| optimizer | defaults | tuned, 16 trials | tuned, 48 trials |\n|---|---|---|---|")
+    budgets = ["default", *plans]
+    print("| optimizer | defaults | " + " | ".join(f"tuned, {b} trials" for b in plans) + " |\n"
+          + "|---" * (len(budgets) + 1) + "|")
     table = {(r["budget"], r["case"]): r["test"] for r in rows}
     for case in DEFAULTS:
-        print(f"| {case} | " + " | ".join(interval(table.get((b, case), [math.nan])) for b in ("default", "16", "48"))
-              + " |")
-    for b in ("default", "16", "48"):
+        print(f"| {case} | " + " | ".join(interval(table.get((b, case), [math.nan])) for b in budgets) + " |")
+    for b in budgets:
         means = {c: float(np.mean(table.get((b, c), [math.nan]))) for c in DEFAULTS}
         best = max(means, key=means.__getitem__)
         print(f"best at {b}: {best} {interval(table[(b, best)])}")
@@ -184,7 +187,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--reps", type=int, default=10)
     parser.add_argument("--methods", nargs="+", default=["tpe", "sobol", "random"])
-    parser.add_argument("--trials", type=int, default=64)
+    parser.add_argument("--trials", type=int, default=64, help="walltime: trials of the search")
+    parser.add_argument("--budgets", type=int, nargs="+", default=[16, 48], help="valley: trials per tuned optimizer")
     args = parser.parse_args()
     {"compare": compare, "walltime": walltime, "valley": valley}[args.part](args)
 

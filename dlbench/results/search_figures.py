@@ -260,26 +260,33 @@ def _parallel_panel(ax: Any, runs: pd.DataFrame, space: Mapping[str, Any], norm:
     table = np.column_stack([*ys, metric_y])
     x = np.arange(len(keys) + 1)
     pruned = (runs["status"] == PRUNED).to_numpy()
+    for j, key in enumerate(keys):  # a choice's lines fanned out a little around its value, so they stay apart
+        if "choice" in space[key]:
+            table[:, j] += (np.arange(len(table)) % 9 - 4) * 0.006
     order = np.argsort(np.where(done, acc, -np.inf), kind="stable")  # the best drawn last: on top
     best = order[-1] if done.any() else None
-    for i in order:
+    rank = np.empty(len(order))
+    rank[order] = np.linspace(0, 1, len(order)) if len(order) else []
+    for i in order:  # the worse a trial, the fainter: at 100+ trials the good region still reads
         if not done[i]:
-            ax.plot(x, table[i], color="0.55", lw=0.7, ls=":", alpha=0.6)
+            ax.plot(x, table[i], color="0.55", lw=0.7, ls=":", alpha=0.5)
         elif pruned[i]:
-            ax.plot(x, table[i], color=cmap(norm(acc[i])), lw=0.7, alpha=0.35)
+            ax.plot(x, table[i], color=cmap(norm(acc[i])), lw=0.7, alpha=0.15 + 0.25 * rank[i])
         else:
-            ax.plot(x, table[i], color=cmap(norm(acc[i])), lw=2.4 if i == best else 1.0, alpha=0.9)
+            ax.plot(x, table[i], color=cmap(norm(acc[i])), lw=2.6 if i == best else 1.0,
+                    alpha=1.0 if i == best else 0.3 + 0.6 * rank[i])
+    box = {"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8}  # readable over the lines
     for j, key in enumerate(keys):
         ax.axvline(j, color="0.25", lw=0.8)
         for y, label in _ticks(space[key]):
-            ax.text(j - 0.03, y, label, ha="right", va="center", fontsize=6.5, color="0.25")
+            ax.text(j - 0.03, y, label, ha="right", va="center", fontsize=6.5, color="0.2", bbox=box)
     ax.axvline(len(keys), color="0.25", lw=0.8)
     from matplotlib.ticker import MaxNLocator
 
     for v in MaxNLocator(5).tick_values(100 * norm.vmin, 100 * norm.vmax):
         if norm.vmin <= v / 100 <= norm.vmax:
             ax.text(len(keys) + 0.03, (v / 100 - norm.vmin) / max(norm.vmax - norm.vmin, 1e-12), f"{v:g}",
-                    ha="left", va="center", fontsize=6.5, color="0.25")
+                    ha="left", va="center", fontsize=6.5, color="0.2", bbox=box)
     ax.set_xticks(x, [*keys, "val acc %"], fontsize="small")
     ax.set_yticks([])
     ax.set_xlim(-0.45, len(keys) + 0.35)
