@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.flop_counter import FlopCounterMode
 
+from dlbench.config import vocabulary
 from dlbench.config import schema as config
 from dlbench.components import data
 from dlbench.components import inits
@@ -72,8 +73,8 @@ def _sync(device: torch.device) -> None:
 
 
 def specs_for(path: Path, overrides: list[str]) -> list[sweep.RunSpec]:
-    cfg, raw = config.load(path, overrides)
-    return sweep.expand(cfg, raw)
+    cfg, raw, plugin_vocabulary = vocabulary.load(path, overrides)
+    return sweep.expand(cfg, raw, vocabulary=plugin_vocabulary)
 
 
 def lr_seed_grid(runs: int, overrides: list[str]) -> list[sweep.RunSpec]:

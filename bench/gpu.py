@@ -56,7 +56,6 @@ CIFAR_SHAPED = "cifar_shaped_random"
 data_mod.DATASETS.declare(CIFAR_SHAPED, "random images of CIFAR-10's shape and random labels (bench/gpu.py)",
                           shape=(3, 32, 32), classes=10, n_train=5000, n_test=1000, inputs="image",
                           source="random tensors of CIFAR-10's shape (bench/gpu.py)")
-schema.rebuild()  # configs may now name it
 
 
 @data_mod.DATASETS.register(CIFAR_SHAPED)

@@ -416,7 +416,7 @@ def validate(config: Annotated[Path, typer.Argument(help="Experiment config (YAM
 
     from dlbench import sweep
 
-    cfg, specs, _ = runner.load(config, sets or [], max_runs, yes, plugin)
+    cfg, specs, _, _ = runner.load(config, sets or [], max_runs, yes, plugin)
     for name in {s.config.train.device for s in specs}:
         resolve_device(name)  # refuses cuda on a machine without it
     if trains(cfg.task):  # the function and activations tasks read no data

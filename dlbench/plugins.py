@@ -8,8 +8,10 @@ sweeps and the engine treat it like a built-in. Loading happens before a config 
 every problem (missing file, syntax or import error, an exception or a refused registration)
 is one line naming the plugin, the file and the line (`PluginError`, exit 2).
 
-Workers of the processes and Ray launchers get `shipped()` (each plugin's source text) and
-`install` it before they unpickle a job: no shared filesystem needed.
+Loading registers into the catalog and returns the `Plugin` records; an experiment's vocabulary
+(`dlbench.config.vocabulary`) holds them and builds its config model from them. A worker
+(process, Ray or SLURM task) gets the records with its job (each plugin's source text) and
+`install`s them: no shared filesystem needed.
 
 This module imports no torch: the optimizer adapter (`dlbench.components.torch_optim`) loads
 when an optimizer registers.
@@ -27,7 +29,7 @@ import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from dlbench.catalog import CATALOG, SECTIONS, Component, Setting
 from dlbench.errors import ConfigError
@@ -58,41 +60,35 @@ _loading: list[Plugin] = []  # the plugin whose code runs now: its registrations
 
 
 def load(names: Iterable[str], base: Path | None = None) -> list[Plugin]:
-    """Load plugins named by path (relative to `base`, the config's folder) or module name; then
-    rebuild the schema so configs may name their components. Loading one twice is a no-op."""
-    out = [_load_one(str(name), base or Path.cwd()) for name in names]
-    if out:
-        _rebuild()
-    return out
+    """Load plugins named by path (relative to `base`, the config's folder) or module name. Loading one
+    twice is a no-op."""
+    return [_load_one(str(name), base or Path.cwd()) for name in names]
 
 
-def load_entry_points() -> None:
-    """Installed packages' plugins (entry-point group `dlbench.plugins`), once per process."""
+def load_entry_points() -> list[Plugin]:
+    """Installed packages' plugins (entry-point group `dlbench.plugins`), loaded once per process."""
     global _entry_points_loaded
-    if _entry_points_loaded:
-        return
-    _entry_points_loaded = True
-    found = False
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINTS):
-        _load_module(ep.value.split(":")[0], f"entry point {ep.name!r}")
-        found = True
-    if found:
-        _rebuild()
+    if not _entry_points_loaded:
+        _entry_points_loaded = True
+        _entry_points.extend(_load_module(ep.value.split(":")[0], f"entry point {ep.name!r}")
+                             for ep in importlib.metadata.entry_points(group=ENTRY_POINTS))
+    return [p for p in _entry_points if LOADED.get(p.path) is p]  # unload() forgets them
 
 
 _entry_points_loaded = False
+_entry_points: list[Plugin] = []
 
 
 def from_config(raw: Any, config_path: Path | None, extra: Iterable[str] = ()) -> list[Plugin]:
     """The plugins a raw (unvalidated) config names in `plugins:`, plus --plugin paths (relative to the
     working directory), and the installed entry points; loaded before the config is validated."""
-    load_entry_points()
+    installed = load_entry_points()
     named = raw.get("plugins") if isinstance(raw, Mapping) else None
     if named is not None and (not isinstance(named, list) or not all(isinstance(n, str) for n in named)):
         raise PluginError(f"plugins: {named!r} is invalid: a list of plugin files (relative to the config) or "
                           "importable module names")
     base = config_path.parent if config_path is not None else Path.cwd()
-    return [*load(extra), *load(named or [], base)]
+    return list({p.path: p for p in [*installed, *load(extra), *load(named or [], base)]}.values())
 
 
 def _load_one(name: str, base: Path) -> Plugin:
@@ -166,7 +162,7 @@ def _where(e: BaseException, path: str) -> str:
 
 
 def _forget(path: str) -> None:
-    for kind in _KINDS:
+    for kind in KINDS:
         for record in list(CATALOG[kind]):
             if record.facts.get("plugin") == path:
                 CATALOG[kind].forget(record.name)
@@ -177,35 +173,6 @@ def unload() -> None:
     for path in list(LOADED):
         _forget(path)
     LOADED.clear()
-    _rebuild()
-
-
-def _rebuild() -> None:
-    schema = sys.modules.get("dlbench.config.schema")
-    if schema is not None:  # not imported yet: it is built from the catalog as it is when it is
-        schema.rebuild()
-
-
-# ---------------------------------------------------------------- what runs record and workers get
-
-
-def _chosen(config: Any) -> Iterator[tuple[str, Component]]:
-    """(section, record) of each plugin component a resolved config chooses."""
-    for section in SECTIONS.values():
-        if section.chooses not in _KINDS:
-            continue
-        value = getattr(config, section.name, None)
-        name = getattr(value, section.key or "", None)
-        if isinstance(name, str) and name in CATALOG[section.chooses]:
-            record = CATALOG[section.chooses].record(name)
-            if record.facts.get("sha256"):
-                yield section.name, record
-
-
-def used(config: Any) -> dict[str, str]:
-    """section -> sha256 of the plugin source of the component a resolved config chooses there
-    (empty for built-ins: their runs' ids stay as they were)."""
-    return {section: record.facts["sha256"] for section, record in _chosen(config)}
 
 
 def kept_name(plugin: Plugin) -> str:
@@ -213,45 +180,18 @@ def kept_name(plugin: Plugin) -> str:
     return f"plugins/{plugin.sha256[:12]}-{Path(plugin.path).name}"
 
 
-def provenance(config: Any) -> dict[str, dict[str, Any]]:
-    """section -> where the plugin component a resolved config chooses there came from: its name and
-    kind, its file (or module), the source's sha256 and the copy the experiment folder keeps. Each run's
-    summary.json records it, so a report names the plugin from the results folder alone."""
-    out = {}
-    for section, record in _chosen(config):
-        path, digest = str(record.facts["plugin"]), str(record.facts["sha256"])
-        plugin = LOADED.get(path)
-        kept = kept_name(plugin) if plugin is not None and plugin.sha256 == digest else None
-        out[section] = {"name": record.name, "kind": record.kind, "file": Path(path).name,
-                        "module": plugin.module if plugin is not None else None, "sha256": digest, "kept": kept}
-    return out
-
-
-def sources_used(configs: Iterable[Any]) -> list[Plugin]:
-    """The plugins whose components these configs choose (their files go into the experiment folder)."""
-    digests = {d for cfg in configs for d in used(cfg).values()}
-    return [p for p in LOADED.values() if p.sha256 in digests]
-
-
-def shipped() -> list[Plugin]:
-    """Every loaded plugin, source included: what a worker process or a Ray task installs."""
-    return list(LOADED.values())
-
-
-def install(plugins: list[Plugin]) -> None:
+def install(plugins: Iterable[Plugin]) -> None:
     """In a worker: load the driver's plugins from their source text (files) or by import (modules)."""
     for plugin in plugins:
         if plugin.module is not None:
             _load_module(plugin.module, f"plugin {plugin.name!r}")
         else:
             _load_source(plugin.name, plugin.path, plugin.source)
-    if plugins:  # the schema (imported by the unpickling job, if not yet) then has their components' models
-        _rebuild()
 
 
 # ---------------------------------------------------------------- registration
 
-_KINDS = ("optimizer", "model", "dataset", "schedule", "init")
+KINDS = ("optimizer", "model", "dataset", "schedule", "init")  # what a plugin may register
 _FIXED = {  # a factory's leading arguments (given by dlbench), before its fields
     "model": ("input_shape", "num_classes"),
     "dataset": ("root", "seed"),
@@ -370,8 +310,6 @@ def _declare(kind: str, name: str, summary: str, fields: Mapping[str, Any], buil
     record = CATALOG[kind].declare(name, summary, settings, source=path,
                                    facts=facts if lazy is None else _LazyFacts(facts, lazy))
     CATALOG[kind].register(name)(builder)
-    if not _loading:  # registered from Python (a notebook): the schema follows at once
-        _rebuild()
     return record
 
 
@@ -515,5 +453,5 @@ def _dataset_facts(name: str) -> dict[str, Any]:
 
 register = _Register()
 
-__all__ = ["ENTRY_POINTS", "LOADED", "Plugin", "PluginError", "from_config", "install", "kept_name", "load",
-           "provenance", "register", "shipped", "sources_used", "unload", "used"]
+__all__ = ["ENTRY_POINTS", "KINDS", "LOADED", "Plugin", "PluginError", "from_config", "install", "kept_name", "load",
+           "register", "unload"]

@@ -33,9 +33,10 @@ import torch
 from dlbench import plugins, progress, search, sweep, tasks
 from dlbench.components import models
 from dlbench.components import data
-from dlbench.config import schema
+from dlbench.config import vocabulary as vocab
 from dlbench.config.keys import pop_path
 from dlbench.config.schema import Config
+from dlbench.config.vocabulary import Vocabulary
 from dlbench.catalog.status import EVALUATED, PRUNED, STATUSES
 from dlbench.errors import ConfigError
 from dlbench.execution import slurm
@@ -72,17 +73,17 @@ def planned_runs(cfg: Config) -> int:
 
 
 def load(config: Path | Mapping[str, Any], sets: list[str], max_runs: int, yes: bool = False,
-         plugins: list[str] | None = None) -> tuple[Config, list[sweep.RunSpec], dict[str, Any]]:
-    """Read, override, validate and expand a config (its plugins and --plugin ones loaded first);
-    refuse a sweep over --max-runs and a --set that the sweep would overwrite."""
-    cfg, raw = schema.load(config, sets, plugins)
+         plugins: list[str] | None = None) -> tuple[Config, list[sweep.RunSpec], dict[str, Any], Vocabulary]:
+    """Read, override, validate and expand a config (its plugins and --plugin ones loaded first, into its
+    vocabulary); refuse a sweep over --max-runs and a --set that the sweep would overwrite."""
+    cfg, raw, vocabulary = vocab.load(config, sets, plugins)
     sweep.refuse_shadowed(raw, sets)
     if cfg.slurm is not None:
         slurm.check_section(cfg.slurm)
     check_size(planned_runs(cfg), max_runs, yes, cfg.name)  # before expanding a huge grid
-    specs = unique(sweep.expand(cfg, raw))
+    specs = unique(sweep.expand(cfg, raw, vocabulary=vocabulary))
     check_size(len(specs), max_runs, yes, cfg.name)
-    return cfg, specs, raw
+    return cfg, specs, raw, vocabulary
 
 
 @dataclass(frozen=True)
@@ -94,8 +95,12 @@ class Plan:
     raw: dict[str, Any]
     store: Store
     launcher: Launcher
-    options: Options
+    options: Options  # the experiment's vocabulary among them
     executor: str = "auto"
+
+    @property
+    def vocabulary(self) -> Vocabulary:
+        return self.options.vocabulary
 
 
 def plan(config: Path | Mapping[str, Any], sets: list[str], *, out: Path, device: str | None = None,
@@ -108,14 +113,15 @@ def plan(config: Path | Mapping[str, Any], sets: list[str], *, out: Path, device
     resolve(executor, options)  # a bad --executor / --workers / --detach before the config is read
     if executor == "slurm":
         slurm.check_available()
-    cfg, specs, raw = load(config, [*sets, *([f"train.device={device}"] if device else [])], max_runs, yes, plugins)
+    cfg, specs, raw, vocabulary = load(config, [*sets, *([f"train.device={device}"] if device else [])], max_runs,
+                                       yes, plugins)
     if executor == "serial" and cfg.random is not None and cfg.random.prune is not None:
         raise ConfigError("--executor serial: trains stacks of one run, where random.prune (successive halving "
                           "among the runs of a stack) cannot act; use --executor auto, local, processes or ray, "
                           "or leave out random.prune")
     store = Store(Path(out) / cfg.name)  # cfg.name: one plain path component
     options = Options(workers, address, checkpoint.folder(store.root), detach,
-                      progress=store.root.resolve())  # absolute: workers may start elsewhere
+                      progress=store.root.resolve(), vocabulary=vocabulary)  # absolute: workers may start elsewhere
     launcher = resolve(executor, options)
     check_address(executor, address)
     return Plan(cfg, specs, raw, store, launcher, options, executor)
@@ -275,8 +281,8 @@ def execute(run: Plan, *, show: progress.Show | None, force_new: bool = False, r
         prepare_data(run.specs, str(dev))
         launch = progress.launching(run.launcher, run.options, dev, show, f"{run.cfg.name} on {dev.type}")
         before = {r.task_id for r in read_jobs(run.store.root)}
-        outcome = train(run.cfg, run.specs, run.raw, run.store, launch, force_new=force_new, rerun=rerun,
-                        fail_fast=fail_fast, say=say, warn=warn, detach=run.options.detach)
+        outcome = train(run.cfg, run.specs, run.raw, run.store, launch, run.options, force_new=force_new,
+                        rerun=rerun, fail_fast=fail_fast, say=say, warn=warn, detach=run.options.detach)
         if run.options.detach:
             outcome = dataclasses.replace(outcome, submitted=tuple(
                 r.task_id for r in read_jobs(run.store.root) if r.task_id not in before))
@@ -294,17 +300,17 @@ def execute(run: Plan, *, show: progress.Show | None, force_new: bool = False, r
                                figures=tuple(plots.write(folder)) if figures else ())
 
 
-def keep_plugin_sources(root: Path, specs: list[sweep.RunSpec]) -> None:
+def keep_plugin_sources(root: Path, specs: list[sweep.RunSpec], vocabulary: Vocabulary) -> None:
     """A copy of each plugin source the runs use, as plugins/<hash>-<file> (the hash is in their run ids)."""
-    for plugin in plugins.sources_used(s.config for s in specs):
+    for plugin in vocabulary.sources(s.plugins for s in specs):
         path = root / plugins.kept_name(plugin)
         if not path.exists():
             path.parent.mkdir(exist_ok=True)
             atomic_write(path, plugin.source)
 
 
-def train(cfg: Config, specs: list[sweep.RunSpec], raw: dict[str, Any], store: Store, launch: progress.Launch, *,
-          force_new: bool = False, rerun: str | None = None, fail_fast: bool = False,
+def train(cfg: Config, specs: list[sweep.RunSpec], raw: dict[str, Any], store: Store, launch: progress.Launch,
+          options: Options, *, force_new: bool = False, rerun: str | None = None, fail_fast: bool = False,
           say: Callable[[str], None] = print, warn: Callable[[str], None] = print, detach: bool = False) -> Outcome:
     """Train the runs not finished yet, store each as it finishes, rewrite the tables.
     Ctrl-C keeps what finished (Outcome.interrupted). `detach`: the launcher submits and returns, so a
@@ -313,12 +319,14 @@ def train(cfg: Config, specs: list[sweep.RunSpec], raw: dict[str, Any], store: S
     with store.session(experiment_record(cfg, specs), raw, view(cfg, specs), force_new) as moved:
         if moved:
             say(f"moved the old results to {moved}")
-        keep_plugin_sources(store.root, specs)
+        keep_plugin_sources(store.root, specs, options.vocabulary)
         if sweep.staged(cfg):  # resuming: the stages the finished runs already let us plan
-            specs = unique(sweep.expand(cfg, raw, search_outcomes(store)))
+            specs = unique(sweep.expand(cfg, raw, search_outcomes(store), options.vocabulary))
         todo = select(specs, store.finished(), rerun)
         if len(todo) < len(specs):
             say(f"{len(specs) - len(todo)} of {len(specs)} runs already finished in {store.root}; skipping them")
+        for line in resuming(todo, options):
+            say(line)
         refresh = TableRefresh(store.root)
         trained: set[str] = set()
         sweep_record = planned_sweep(cfg, specs)
@@ -337,7 +345,7 @@ def train(cfg: Config, specs: list[sweep.RunSpec], raw: dict[str, Any], store: S
                 if not sweep.staged(cfg) or detach:
                     break
                 # the next round / the confirm stage, planned from what finished
-                specs = unique(sweep.expand(cfg, raw, search_outcomes(store)))
+                specs = unique(sweep.expand(cfg, raw, search_outcomes(store), options.vocabulary))
                 todo = [s for s in select(specs, store.finished(), rerun) if s.run_id not in trained]
                 if not todo:
                     break
@@ -370,6 +378,18 @@ def planned_sweep(cfg: Config, specs: list[sweep.RunSpec]) -> live.Sweep:
     many more a staged search plans from their results."""
     later = planned_runs(cfg) - len(specs) if sweep.staged(cfg) else 0
     return live.Sweep([s.run_id for s in specs], max(0, later))
+
+
+def resuming(todo: list[sweep.RunSpec], options: Options) -> list[str]:
+    """A line per stack checkpoint the runs to train resume from: which runs, from which step."""
+    wanted = {s.run_id for s in todo}
+    lines = []
+    for path, held, state in checkpoint.resumable(options.checkpoints, todo, options.vocabulary):
+        ids = sorted(wanted & {s.run_id for s in held})
+        shown = ", ".join(ids[:6]) + (f" and {len(ids) - 6} more" if len(ids) > 6 else "")
+        lines.append(f"resuming {len(ids)} run{'s' * (len(ids) != 1)} from step {state['step']} of their stack's "
+                     f"checkpoint {path.name}: {shown}")
+    return lines
 
 
 class StopSweep(Exception):

@@ -23,9 +23,10 @@ from collections.abc import Mapping
 
 from dlbench.config.keys import flatten, get_path, merge, set_path
 from dlbench import search
-from dlbench import catalog, plugins
+from dlbench import catalog
 from dlbench.catalog import HASHED, SECTIONS, Role
-from dlbench.config.schema import field_at, validate
+from dlbench.config.schema import field_at
+from dlbench.config.vocabulary import Vocabulary, current
 from dlbench.errors import ConfigError
 
 @dataclass(frozen=True)
@@ -46,15 +47,19 @@ class RunSpec:
     config: Any  # resolved: no grid / random, train.seeds == [seed]
     params: dict[str, Any] = field(default_factory=dict)  # swept key -> value
     pruning: Pruning | None = None  # never for confirm / defaults runs
+    # section -> the plugin component chosen there and its source (Vocabulary.provenance); recorded once
+    plugins: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
         return self.config.name
 
 
-def identity(config: Any, seed: int, roles: tuple[Role, ...] = HASHED) -> dict[str, Any]:
+def identity(config: Any, seed: int, roles: tuple[Role, ...] = HASHED,
+             plugins: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """The part of a resolved config that determines a run's numbers: its keys whose role
-    (catalog) is in `roles` (stack and run keys by default; stack keys alone: what a stack shares)."""
+    (catalog) is in `roles` (stack and run keys by default; stack keys alone: what a stack shares),
+    and the sources of the plugin components it chooses (`plugins`: Vocabulary.provenance)."""
     role_of, setting_of = catalog.roles(), catalog.settings_by_key()
 
     def hashed(key: str, value: Any, role: Role | None) -> bool:
@@ -72,14 +77,14 @@ def identity(config: Any, seed: int, roles: tuple[Role, ...] = HASHED) -> dict[s
             data[key] = value
     data["seed"] = seed
     # a plugin's source, by hash: an edited one never reuses stale runs (built-ins' ids stay as they were)
-    used = {k: v for k, v in plugins.used(config).items() if SECTIONS[k].role in roles}
+    used = {k: v["sha256"] for k, v in (plugins or {}).items() if SECTIONS[k].role in roles}
     if used:
         data["plugins"] = used
     return data
 
 
-def run_id(config: Any, seed: int) -> str:
-    blob = json.dumps(identity(config, seed), sort_keys=True, separators=(",", ":"))
+def run_id(config: Any, seed: int, plugins: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+    blob = json.dumps(identity(config, seed, plugins=plugins), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -118,8 +123,10 @@ def staged(config: Any) -> bool:
     return config.random is not None and (config.random.rounds > 1 or config.confirm is not None)
 
 
-def expand(config: Any, raw: dict[str, Any], results: Mapping[str, search.Outcome] | None = None) -> list[RunSpec]:
-    """Resolve every (case, point, seed) into a validated RunSpec, in sweep order.
+def expand(config: Any, raw: dict[str, Any], results: Mapping[str, search.Outcome] | None = None,
+           vocabulary: Vocabulary | None = None) -> list[RunSpec]:
+    """Resolve every (case, point, seed) into a RunSpec validated by the experiment's `vocabulary` (None:
+    every plugin loaded in this process), in sweep order.
 
     A staged search is planned as far as `results` (run id -> what each finished run tells
     its search: status, final validation accuracy, a pruned run's curve) allows: round 1 always; round
@@ -130,6 +137,7 @@ def expand(config: Any, raw: dict[str, Any], results: Mapping[str, search.Outcom
     # plots are the sweep's, not a run's
     base = {k: v for k, v in raw.items() if k not in ("grid", "random", "confirm", "cases", "plots")}
     results = results or {}
+    vocabulary = vocabulary or current()
     specs: list[RunSpec] = []
     cases = list(config.cases.items()) or [(None, {})]
     for (case, delta), point in itertools.product(cases, grid_points(config)):
@@ -141,13 +149,13 @@ def expand(config: Any, raw: dict[str, Any], results: Mapping[str, search.Outcom
             section = _apply(group, key, value, "grid")
             params.update(flatten(value, key) if section else {key: value})
         if config.random is None:
-            specs += _specs(group, params, {})
+            specs += _specs(vocabulary, group, params, {})
         else:
-            specs += _search(config, group, params, results)
+            specs += _search(vocabulary, config, group, params, results)
     return specs
 
 
-def _search(config: Any, group: dict[str, Any], params: dict[str, Any],
+def _search(vocabulary: Vocabulary, config: Any, group: dict[str, Any], params: dict[str, Any],
             results: Mapping[str, search.Outcome]) -> list[RunSpec]:
     """One group's search runs, round by round while the rounds before are finished, then its confirm runs."""
     r = config.random
@@ -161,7 +169,7 @@ def _search(config: Any, group: dict[str, Any], params: dict[str, Any],
         group_id = json.dumps({**params, "round": round_}, sort_keys=True, default=str)
         round_specs = [spec for values in search.plan_round(space, history, method=r.method, trials=r.trials,
                                                             seed=r.seed, keep=getattr(r, "keep", None))
-                       for spec in _specs(group, {**params, **values, **labels}, values,
+                       for spec in _specs(vocabulary, group, {**params, **values, **labels}, values,
                                           None if r.prune is None else Pruning(
                                               r.prune.every, r.prune.keep, group_id,
                                               json.dumps(values, sort_keys=True)))]
@@ -174,13 +182,13 @@ def _search(config: Any, group: dict[str, Any], params: dict[str, Any],
         seeds = {"train": {**group.get("train", {}), "seeds": config.confirm.seeds}}
         confirmed = {**group, **seeds}
         for values in search.select_top([t for trials in history for t in trials], config.confirm.top):
-            specs += _specs(confirmed, {**params, **values, "stage": "confirm"}, values)
+            specs += _specs(vocabulary, confirmed, {**params, **values, "stage": "confirm"}, values)
         if config.confirm.defaults:
-            specs += _specs(confirmed, {**params, "stage": "defaults"}, {})
+            specs += _specs(vocabulary, confirmed, {**params, "stage": "defaults"}, {})
     return specs
 
 
-def _specs(group: dict[str, Any], params: dict[str, Any], values: dict[str, Any],
+def _specs(vocabulary: Vocabulary, group: dict[str, Any], params: dict[str, Any], values: dict[str, Any],
            pruning: Pruning | None = None) -> list[RunSpec]:
     """One point of a group (`values`: the searched keys) on every seed of its config."""
     resolved = copy.deepcopy(group)
@@ -188,11 +196,12 @@ def _specs(group: dict[str, Any], params: dict[str, Any], values: dict[str, Any]
         _apply(resolved, key, value, "random")
     shown = {k: v for k, v in params.items() if k not in ("stage", "round")}
     where = "grid/random point " + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ": "
-    run_config = validate(resolved, prefix=where if shown else "")
+    run_config = vocabulary.validate(resolved, prefix=where if shown else "")
+    used = vocabulary.provenance(run_config)
     out = []
     for seed in run_config.train.seeds:
         one = run_config.model_copy(update={"train": run_config.train.model_copy(update={"seeds": [seed]})})
-        out.append(RunSpec(run_id(one, seed), seed, one, dict(params), pruning))
+        out.append(RunSpec(run_id(one, seed, used), seed, one, dict(params), pruning, used))
     return out
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import torch
 
+from dlbench.config.vocabulary import Vocabulary
 from dlbench import sweep
 from dlbench.config import schema as config
 from dlbench.execution.launchers import EXECUTORS, Options
@@ -61,7 +62,7 @@ def test_ctrl_c_checkpoints_the_stack_and_the_next_run_resumes_it(data_root: Pat
         for result in EXECUTORS["local"].builder(specs, CPU, ctrl_c_at_step_20, options):
             first.append(result)
     [saved] = list((tmp_path / ".checkpoints").iterdir())
-    held, state = checkpoint.read(saved)
+    held, state = checkpoint.read(saved, Vocabulary())
     assert state["step"] == 20 and 0 < len(held) <= 4
     assert {s.run_id for s in held} | {r.spec.run_id for r in first} == set(reference)
 
@@ -82,7 +83,7 @@ def test_a_kill_after_the_checkpoint_resumes_runs_that_finished_since(data_root:
     first = [next(launch)]
     launch.close()  # like a kill: nothing more is written
     [saved] = list((tmp_path / ".checkpoints").iterdir())
-    held, state = checkpoint.read(saved)
+    held, state = checkpoint.read(saved, Vocabulary())
     assert first[0].spec.run_id in {s.run_id for s in held} and state["step"] < first[0].summary["steps"]
 
     rest = [s for s in specs if s.run_id != first[0].spec.run_id]

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from dlbench.config import vocabulary
 from dlbench.config import schema as config
 from dlbench.components import inits
 from dlbench import sweep
@@ -51,7 +52,7 @@ def test_every_preset_builds_with_its_documented_parameter_count(name: str) -> N
 
 
 def test_mnist1d_reference_config_trains_exactly_the_three_paper_models() -> None:
-    cfg, raw = config.load(ROOT / "configs" / "mnist1d_reference.yaml")
+    cfg, raw, _ = vocabulary.load(ROOT / "configs" / "mnist1d_reference.yaml")
     specs = sweep.expand(cfg, raw)
     assert {s.config.optimizer.name for s in specs} == {"adam"} and {s.config.optimizer.lr for s in specs} == {0.01}
     assert {(s.config.train.steps, s.config.train.batch_size) for s in specs} == {(6000, 100)}

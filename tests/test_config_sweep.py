@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from dlbench.config import vocabulary
 from dlbench.config import schema as config
 from dlbench import sweep
 from dlbench.config.schema import Config
@@ -39,7 +40,7 @@ def test_overrides_are_yaml_typed() -> None:
 def test_scientific_notation_in_yaml_is_a_float(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("optimizer:\n  lr: 1e-2\n  weight_decay: 5E-4\n")
-    cfg, _ = config.load(path)
+    cfg, _, _ = vocabulary.load(path)
     assert cfg.optimizer.lr == 0.01 and cfg.optimizer.weight_decay == 5e-4
 
 

@@ -17,6 +17,7 @@ import pytest
 import yaml
 from test_datasets import write_idx
 
+from dlbench.config import vocabulary
 from dlbench.config import schema as config
 from dlbench.catalog import CATALOG
 from dlbench.results.plots import PLOTS
@@ -59,14 +60,14 @@ def test_every_shipped_config_is_valid_and_commented() -> None:
     for name in SHIPPED:
         text = (CONFIGS / f"{name}.yaml").read_text()
         assert text.startswith("#"), f"{name}.yaml needs a header comment saying what it shows"
-        cfg, raw = config.load(CONFIGS / f"{name}.yaml")
+        cfg, raw, _ = vocabulary.load(CONFIGS / f"{name}.yaml")
         assert cfg.name == name
 
 
 def test_every_plot_is_drawn_by_some_shipped_config() -> None:
     drawn = set()
     for name in SHIPPED:
-        cfg, _ = config.load(CONFIGS / f"{name}.yaml")
+        cfg, _, _ = vocabulary.load(CONFIGS / f"{name}.yaml")
         drawn.update(cfg.plots or CATALOG["task"].record(cfg.task).facts["plots"])
     # a figure that needs a target (profile) is drawn by `dlbench plot DIR --target`, never from a config
     assert drawn == {n for n in PLOTS.names() if "target" not in PLOTS.record(n).facts["needs"]}
@@ -347,7 +348,7 @@ def test_function_and_activation_configs_read_no_data(cli, tmp_path: Path) -> No
 
 
 def test_every_training_config_covered_on_mnist() -> None:
-    training = {n for n in SHIPPED if config.load(CONFIGS / f"{n}.yaml")[0].task == "train"}
+    training = {n for n in SHIPPED if vocabulary.load(CONFIGS / f"{n}.yaml")[0].task == "train"}
     # xor is an experiment on its toy set: on MNIST it would just be three small models
     assert training - {"quickstart", "mnist1d_reference", "xor"} == set(TINY)
 

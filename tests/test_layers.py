@@ -51,7 +51,8 @@ def test_results_sources_name_no_front_module() -> None:
 LAYERS = [("dlbench.cli", "dlbench.__init__", "dlbench.__main__"), ("dlbench.runner", "dlbench.progress"),
           ("dlbench.monitor",), ("dlbench.tasks",), ("dlbench.execution",), ("dlbench.training",),
           ("dlbench.sweep",),
-          ("dlbench.config.schema", "dlbench.plugins"), ("dlbench.components",), ("dlbench.results",),
+          ("dlbench.config.schema", "dlbench.config.vocabulary", "dlbench.plugins"), ("dlbench.components",),
+          ("dlbench.results",),
           ("dlbench.search",),
           ("dlbench.config.keys", "dlbench.config.yaml_io", "dlbench.config.__init__"),
           ("dlbench.catalog",), ("dlbench.errors", "dlbench.__version__")]  # the version: package metadata

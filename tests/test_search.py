@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from scipy.stats import qmc
 
+from dlbench.config import vocabulary
 from dlbench import search, sweep
 from dlbench.config import schema
 from dlbench.search import Range, Trial
@@ -35,7 +36,7 @@ def as_array(points: list[dict]) -> np.ndarray:
 
 def test_random_round_one_draws_the_points_sweep_always_drew() -> None:
     """Old results folders keep their run ids: same seed, same points as sweep.points."""
-    cfg, _ = schema.load(ROOT / "configs" / "random_search.yaml")
+    cfg, _, _ = vocabulary.load(ROOT / "configs" / "random_search.yaml")
     declared = {**cfg.random.space, "model.hidden": schema.Distribution(choice=[[10], [20, 20]]),
                 "train.batch_size": schema.Distribution(int_uniform=[10, 50]),
                 "optimizer.momentum": schema.Distribution(uniform=[0.5, 0.99])}

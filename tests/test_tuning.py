@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from dlbench.config import vocabulary
 from dlbench import search
 from sweep_util import dlbench, one_thread, run_dirs, summary, tiny_config, write_config  # noqa: F401
 
@@ -125,11 +126,10 @@ def pruned_config(data_root: Path) -> dict[str, Any]:
 
 def test_pruned_runs_leave_the_stack_and_stop_costing_steps(data_root: Path) -> None:
     from dlbench import sweep
-    from dlbench.config import schema
     from dlbench.training.engine import Stack
 
     import torch
-    cfg, raw = schema.load(pruned_config(data_root), [])
+    cfg, raw, _ = vocabulary.load(pruned_config(data_root), [])
     specs = sweep.expand(cfg, raw)
     assert len(specs) == 4 and all(s.pruning is not None for s in specs)
     stack = Stack(specs, torch.device("cpu"))

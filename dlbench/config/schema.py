@@ -11,13 +11,13 @@ JSON Schema that `dlbench schema` prints from the same catalog records.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
 import typing
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from annotated_types import MinLen
 from pydantic import (
@@ -38,7 +38,7 @@ from pydantic import (
 from dlbench.catalog import CATALOG, SECTIONS, TOP, Section, Setting, type_text
 from dlbench.catalog.shapes import feature_shape
 from dlbench.config.keys import flatten, merge, set_path  # noqa: F401 - merge, set_path: re-exported
-from dlbench.config.yaml_io import apply_overrides, read_config
+from dlbench.config.yaml_io import apply_overrides, read_config  # noqa: F401 - re-exported
 from dlbench.errors import ConfigError
 
 
@@ -118,28 +118,26 @@ def _norm_placed(model: Any) -> Any:
     return model
 
 
-MEMBERS: dict[str, dict[str, type[Base]]] = {}  # section -> component name -> its model
+MEMBERS: dict[str, dict[str, type[Base]]] = {}  # section -> component name -> its model (the latest built)
 
 
-_BUILT: dict[tuple[str, str], tuple[Any, type[Base]]] = {}  # (section, component) -> (its record, its model)
+_BUILT: dict[tuple[Any, ...], type[Base]] = {}  # (section, component, its settings, its source's hash) -> model
 
 
 def _member(section: Section, record: Any) -> type[Base]:
-    """A component's model in its section; kept across rebuild() while its record is the same, so a rebuild
-    after plugins load costs only their models and configs validated before still pickle."""
-    built = _BUILT.get((section.name, record.name))
-    if built is None or built[0] is not record:
-        built = (record, _section_model(section, record.settings, f"{section.name}_{record.name}", record.name))
-        _BUILT[(section.name, record.name)] = built
-    return built[1]
+    """A component's model in its section, built once per settings and source (a plugin loaded again in
+    the same process reuses it), so a config model built after plugins load costs only their members."""
+    key = (section.name, record.name, repr(record.settings), record.facts.get("sha256"))
+    if key not in _BUILT:
+        _BUILT[key] = _section_model(section, record.settings, f"{section.name}_{record.name}", record.name)
+    return _BUILT[key]
 
 
-def _union(section: Section) -> Any:
-    """The section as a tagged union over its kind's components (built-ins and plugins alike)."""
-    kind = section.chooses
-    assert kind is not None and section.key is not None and section.default is not None
-    members = {c.name: _member(section, c) for c in CATALOG[kind]}
-    MEMBERS[section.name] = members
+def _union(section: Section, components: list[Any]) -> Any:
+    """The section as a tagged union over `components` of its kind (built-ins and plugins alike)."""
+    assert section.key is not None and section.default is not None
+    members = {c.name: _member(section, c) for c in components}
+    MEMBERS.setdefault(section.name, {}).update(members)
     key, default = section.key, section.default
 
     def tag(value: Any) -> str | None:
@@ -158,7 +156,7 @@ def section_default(name: str) -> BaseModel:
     """A section at its defaults (its default component's)."""
     section = SECTIONS[name]
     if section.chooses:
-        return MEMBERS[name][section.default or ""]()
+        return _member(section, CATALOG[section.chooses].record(section.default or ""))()
     return SECTION_MODELS[name]()
 
 
@@ -282,16 +280,55 @@ NAME_PATTERN = r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 _NAME = re.compile(NAME_PATTERN)
 
 
-SECTION_TYPES: dict[str, Any] = {}  # section -> its type as built (a union keeps its discriminator here)
+Components = tuple[tuple[str, tuple[Any, ...]], ...]  # (section, the components its union offers), each section
 
 
-def _config_fields() -> dict[str, Any]:
+def _components(plugins: Collection[Any] | None) -> Components:
+    """Per section that chooses a component: the built-ins and, of the plugin components, `plugins`
+    (None: every one the catalog holds now)."""
+    chosen = None if plugins is None else {id(c) for c in plugins}
+    return tuple((s.name, tuple(c for c in CATALOG[s.chooses] if chosen is None or c.facts.get("plugin") is None
+                                or id(c) in chosen))
+                 for s in SECTIONS.values() if s.chooses and s.role != "sweep")
+
+
+def _key(components: Components) -> str:
+    """What a generated model is named after: its components and their sources' hashes (the same in every
+    process that loads the same plugins, so a config pickled in a worker unpickles in the driver)."""
+    text = json.dumps([[name, [[c.name, str(c.facts.get("sha256", ""))] for c in members]]
+                       for name, members in components])
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+_MODELS: dict[str, tuple[type[Base], dict[str, Any], list[type[Base]]]] = {}  # key -> (model, types, members)
+
+
+def _built(components: Components) -> tuple[type[Base], dict[str, Any]]:
+    key = _key(components)
+    if key not in _MODELS:
+        types = {name: _union(SECTIONS[name], list(members)) for name, members in components}
+        model: type[Base] = create_model(f"Config_{key}", __base__=_Rules, **_config_fields(types))
+        members = [_member(SECTIONS[name], c) for name, cs in components for c in cs]
+        _MODELS[key] = (_named(model), types, members)
+    model, types, members = _MODELS[key]
+    for member in members:  # two versions of one plugin in a process: configs pickle as the one in use
+        _named(member)
+    return model, types
+
+
+def config_model(plugins: Collection[Any] | None = None) -> type[Base]:
+    """The config model of the built-ins plus `plugins` (plugin components' catalog records; None: every
+    plugin component loaded now). Built once per set of components and their sources (an experiment's
+    vocabulary, `dlbench.config.vocabulary`, owns the set); never replaced."""
+    return _built(_components(plugins))[0]
+
+
+def _config_fields(types: Mapping[str, Any]) -> dict[str, Any]:
     fields: dict[str, Any] = {s.name: _field(s, "config") for s in TOP.settings}
     for section in SECTIONS.values():
         if section.role == "sweep":
             continue
-        annotation = _union(section) if section.chooses else SECTION_MODELS[section.name]
-        SECTION_TYPES[section.name] = annotation
+        annotation = types[section.name] if section.chooses else SECTION_MODELS[section.name]
         if section.optional:
             fields[section.name] = (annotation | None, Field(None, description=section.summary))
         else:
@@ -482,24 +519,11 @@ def _plot_rules(cfg: Any) -> None:
                       f"{', '.join(k for k, v in keys.items() if _numeric(v)) or 'none'}")
 
 
-def _config_model() -> Any:
-    return create_model("Config", __base__=_Rules, **_config_fields())
-
-
 if TYPE_CHECKING:
     class Config(_Rules):
-        """What the checker sees of the generated model: a _Rules whose sections read as Any."""
+        """What the checker sees of a generated model: a _Rules whose sections read as Any."""
 else:
-    Config = _config_model()
-
-
-def rebuild() -> None:
-    """Generate the models again after components were declared (a plugin, a bench's own dataset) or
-    forgotten (a plugin unloaded): every union then has a member for each component of its kind."""
-    global Config
-    MEMBERS.clear()
-    SECTION_TYPES.clear()
-    Config = _config_model()  # type: ignore[misc]  # the generated model replaces the class the checker sees
+    Config = config_model(())  # the built-ins' model (tests, type hints); an experiment's is its vocabulary's
 
 
 def sweepable() -> list[str]:
@@ -656,32 +680,22 @@ def _jsonable(data: Any) -> str:
         raise ConfigError(f"config: a value is not a number, string, list or mapping ({e})") from None
 
 
-def validate(data: Mapping[str, Any], prefix: str = "") -> Any:
-    """A config mapping -> a validated Config (strict types), or one line saying what is wrong."""
+def validate(data: Mapping[str, Any], prefix: str = "", model: type[BaseModel] | None = None) -> Any:
+    """A config mapping -> a validated config of `model` (an experiment's vocabulary's; None: of every
+    component loaded now) with strict types, or one line saying what is wrong."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"config: {_show(data)} is invalid: a config is a mapping of sections")
     try:
-        return Config.model_validate_json(_jsonable(dict(data)), strict=True)
+        return (model or config_model()).model_validate_json(_jsonable(dict(data)), strict=True)
     except ValidationError as e:
         raise ConfigError(explain(e, prefix)) from None
 
 
-def load(source: str | Path | Mapping[str, Any], overrides: list[str] | None = None,
-         plugins: list[str] | None = None) -> tuple[Any, dict[str, Any]]:
-    """Read, override and validate a config file (or a config mapping); returns the Config and the raw dict.
-    The plugins it names (`plugins:`, relative to its file) and `plugins` (--plugin) load first."""
-    from dlbench import plugins as plugins_mod
-
-    data = apply_overrides(read_config(source), overrides or [])
-    path = None if isinstance(source, Mapping) else Path(source)
-    plugins_mod.from_config(data, path, plugins or [])
-    return validate(data), data
-
-
 def section(name: str, /, **values: Any) -> Any:
-    """One section validated on its own, without the rules across sections (tests, builders called from
-    Python): e.g. section("optimizer", name="sgd", lr=0.1)."""
-    adapter = TypeAdapter(SECTION_TYPES[name])
+    """One section validated on its own (every component loaded now), without the rules across sections
+    (tests, builders called from Python): e.g. section("optimizer", name="sgd", lr=0.1)."""
+    types = {**SECTION_MODELS, **_built(_components(None))[1]}
+    adapter: TypeAdapter[Any] = TypeAdapter(types[name])
     try:
         return adapter.validate_json(_jsonable(values), strict=True)
     except ValidationError as e:

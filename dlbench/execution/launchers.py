@@ -9,6 +9,10 @@ same engine; they differ only in where a stack trains:
 - ray: stacks as Ray tasks (CPU / GPU requests) on a local or remote Ray cluster.
 - slurm: stacks as the tasks of a SLURM job array, through submitit (`dlbench.execution.slurm`).
 
+The processes and Ray launchers (and SLURM's, `execution.slurm`) hand a worker a `Task`:
+one stack in plain data with the experiment's vocabulary (its plugins' records and
+sources) and the checkpoint path; `run_task` is the whole worker side.
+
 Results are yielded as runs finish, so the caller can store each one at once (that is
 what makes an interrupted sweep resumable). A stack that raises is retried as stacks
 of one, so a crash fails only the run that causes it; a lost worker or node fails only
@@ -21,9 +25,9 @@ import logging
 import math
 import multiprocessing
 import os
-import pickle
 import warnings
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+import dataclasses
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,11 +35,11 @@ from collections.abc import Callable, Generator
 
 import torch
 
-from dlbench import plugins
 from dlbench.catalog import CATALOG, Kind
-from dlbench.config.schema import ConfigError
+from dlbench.config.vocabulary import Vocabulary
+from dlbench.errors import ConfigError
 from dlbench.results import live
-from dlbench.sweep import RunSpec
+from dlbench.sweep import Pruning, RunSpec
 from dlbench.training import checkpoint, engine, memory
 from dlbench.training.run import Progress, RunResult, failed
 
@@ -49,6 +53,7 @@ class Options:
     checkpoints: Path | None = None  # folder of stack checkpoints (results/<name>/.checkpoints); None: none
     detach: bool = False  # slurm: submit the stacks and return (a later run of the same config collects)
     progress: Path | None = None  # results/<name>, whose .progress/ shows the runs in training; None: none
+    vocabulary: Vocabulary = Vocabulary()  # the experiment's: its checkpoints are read, its workers load it
 
 
 class Launcher(Protocol):
@@ -85,6 +90,7 @@ class Job:
     resume: dict[str, Any] | None = None
     wanted: frozenset[str] | None = None  # None: every run of the stack
     progress: Path | None = None  # results/<name>: its runs' progress files go to .progress/ (results/live.py)
+    vocabulary: Vocabulary = Vocabulary()  # the experiment's (a checkpoint read back after a split needs it)
 
 
 def jobs(specs: list[RunSpec], options: Options, max_stack: int = engine.MAX_STACK, device: torch.device | None = None,
@@ -92,12 +98,13 @@ def jobs(specs: list[RunSpec], options: Options, max_stack: int = engine.MAX_STA
     """Unfinished stacks resumed from their checkpoints first, then the other runs in new stacks, split
     where they would not fit in the memory `device` has free (`concurrent` stacks at a time)."""
     out, wanted = [], {s.run_id for s in specs}
-    for path, held, state in checkpoint.resumable(options.checkpoints, specs):
-        out.append(Job(held, path, state, frozenset(wanted & {s.run_id for s in held}), options.progress))
+    for path, held, state in checkpoint.resumable(options.checkpoints, specs, options.vocabulary):
+        out.append(Job(held, path, state, frozenset(wanted & {s.run_id for s in held}), options.progress,
+                       options.vocabulary))
         wanted -= {s.run_id for s in held}
     for stack in new_stacks([s for s in specs if s.run_id in wanted], max_stack, device, concurrent):
         saves = checkpoint.path_for(options.checkpoints, stack) if options.checkpoints else None
-        out.append(Job(stack, saves, progress=options.progress))
+        out.append(Job(stack, saves, progress=options.progress, vocabulary=options.vocabulary))
     return out
 
 
@@ -157,7 +164,8 @@ def train_stack(job: Job, device: torch.device, on_start: StartStack | None = No
                           "training its unfinished runs one by one", RuntimeWarning, stacklevel=2)
         for spec in unfinished:
             saves_one = checkpoint.path_for(job.saves.parent, [spec]) if job.saves else None
-            yield from train_stack(Job([spec], saves_one, progress=job.progress), device, on_start, interrupt)
+            yield from train_stack(Job([spec], saves_one, progress=job.progress, vocabulary=job.vocabulary), device,
+                                   on_start, interrupt)
 
 
 def _split(job: Job, saves: checkpoint.Checkpoint | None, unfinished: list[RunSpec], device: torch.device,
@@ -169,7 +177,7 @@ def _split(job: Job, saves: checkpoint.Checkpoint | None, unfinished: list[RunSp
         torch.cuda.empty_cache()
     state, held = job.resume, job.stack
     if saves is not None and saves.path.exists():
-        loaded = checkpoint.read(saves.path)
+        loaded = checkpoint.read(saves.path, job.vocabulary)
         if loaded is not None:
             held, state = loaded
         saves.remove()
@@ -184,7 +192,8 @@ def _split(job: Job, saves: checkpoint.Checkpoint | None, unfinished: list[RunSp
         keep = frozenset(s.run_id for s in half) & wanted
         if keep:
             where = checkpoint.path_for(job.saves.parent, half) if job.saves else None
-            yield from train_stack(Job(half, where, state, keep, job.progress), device, on_start, interrupt)
+            yield from train_stack(Job(half, where, state, keep, job.progress, job.vocabulary), device, on_start,
+                                   interrupt)
 
 
 def _in_this_process(jobs_: list[Job], device: torch.device, on_start: StartStack | None) -> Generator[RunResult]:
@@ -218,17 +227,44 @@ def shares(specs: list[RunSpec], slots: int, options: Options = Options(), devic
             *jobs(pruned, options, device=device, concurrent=concurrent)]
 
 
-def _worker(job: Job, device: str, threads: int) -> list[RunResult]:
-    """Worker side of processes / ray: one stack with `threads` torch threads."""
-    torch.set_num_threads(threads)
-    return list(train_stack(job, torch.device(device)))
+@dataclass(frozen=True)
+class Task:
+    """One stack for a worker (a process, a Ray task, a SLURM array task), in plain data: the runs as
+    `checkpoint.describe_runs` writes them, the experiment's vocabulary (its plugins' records, source
+    text included), the checkpoint file and the state to resume from. It unpickles in a fresh
+    interpreter that has loaded no plugin: `run_task` loads them before it reads the configs."""
+
+    runs: list[dict[str, Any]]
+    vocabulary: Vocabulary
+    device: str = "cpu"
+    threads: int = 1  # torch threads of the worker
+    saves: str | None = None  # the stack's checkpoint file (on a filesystem the worker shares); None: none
+    resume: dict[str, Any] | None = None
+    wanted: tuple[str, ...] | None = None  # the runs to report (a resumed stack holds finished ones); None: all
+    progress: str | None = None  # the experiment folder, whose .progress/ shows the runs in training; None: none
 
 
-def _ray_worker(shipped: list[plugins.Plugin], job: bytes, device: str, threads: int) -> list[RunResult]:
-    """A Ray task: the driver's plugins first (from their source: no shared filesystem), then the job,
-    whose configs are models the plugins' components added to the schema."""
-    plugins.install(shipped)
-    return _worker(pickle.loads(job), device, threads)
+def task(job: Job, device: torch.device | str, threads: int = 1) -> Task:
+    """A job as the task a worker receives."""
+    pruned = [s.pruning for s in job.stack]
+    runs = [{**r, "pruning": dataclasses.asdict(p) if p else None}
+            for r, p in zip(checkpoint.describe_runs(job.stack), pruned)]
+    return Task(runs, job.vocabulary, str(device), threads, str(job.saves) if job.saves else None, job.resume,
+                tuple(sorted(job.wanted)) if job.wanted is not None else None,
+                str(job.progress) if job.progress else None)
+
+
+def run_task(work: Task) -> list[RunResult]:
+    """The worker side of every launcher that trains elsewhere: load the experiment's plugins, read the
+    stack's configs with its vocabulary, train the stack with `threads` torch threads, return its results."""
+    vocabulary = work.vocabulary.install()
+    stack = [dataclasses.replace(spec, pruning=Pruning(**r["pruning"]) if r.get("pruning") else None)
+             for spec, r in zip(checkpoint.runs(work.runs, vocabulary), work.runs)]
+    torch.set_num_threads(work.threads)
+    job = Job(stack, Path(work.saves) if work.saves else None, work.resume,
+              frozenset(work.wanted) if work.wanted is not None else None,
+              Path(work.progress) if work.progress else None, vocabulary)
+    return list(train_stack(job, torch.device(work.device)))
 
 
 def _wanted(job: Job) -> list[RunSpec]:
@@ -245,12 +281,10 @@ def processes(specs: list[RunSpec], device: torch.device, on_start: StartStack |
     workers = min(options.workers or cores, len(specs))
     threads = max(1, cores // workers)  # cores split between workers, no oversubscription
     # spawn, not fork: a forked child of a process that has started OpenMP / CUDA threads can hang
-    # each worker loads the driver's plugins before it unpickles a job (its configs name their components)
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=plugins.install,
-                               initargs=(plugins.shipped(),))
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
     try:
         pending: dict[Future[list[RunResult]], list[RunSpec]] = {
-            pool.submit(_worker, job, str(device), threads): _wanted(job)
+            pool.submit(run_task, task(job, device, threads)): _wanted(job)
             for job in shares(specs, workers, options, device, concurrent=workers)}
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -282,11 +316,10 @@ def ray_launcher(specs: list[RunSpec], device: torch.device, on_start: StartStac
         cpus = int(ray.cluster_resources().get("CPU", 1))
         slots = max(1, min(options.workers or cpus, cpus))
         threads = max(1, cpus // slots)
-        task = ray.remote(_ray_worker).options(num_cpus=threads, num_gpus=1 if device.type == "cuda" else 0)
+        remote = ray.remote(run_task).options(num_cpus=threads, num_gpus=1 if device.type == "cuda" else 0)
         # a remote cluster's nodes do not see this machine's results folder: no checkpoints there
         local_options = options if options.address is None else replace(options, checkpoints=None, progress=None)
-        shipped = plugins.shipped()
-        pending.update({task.remote(shipped, pickle.dumps(job), str(device), threads): _wanted(job)
+        pending.update({remote.remote(task(job, device, threads)): _wanted(job)
                         for job in shares(specs, slots, local_options, None if options.address else device,
                                           concurrent=1 if device.type == "cuda" else slots)})
         while pending:

@@ -44,9 +44,10 @@ from collections.abc import Generator, Iterator
 
 import torch
 
-from dlbench import plugins, sweep
+from dlbench import sweep
 from dlbench.components import data
-from dlbench.config.schema import section_default, validate
+from dlbench.config.schema import section_default
+from dlbench.config.vocabulary import Vocabulary
 from dlbench.config.yaml_io import read_config
 from dlbench.errors import ConfigError
 from dlbench.execution import jobs as jobs_record
@@ -122,7 +123,7 @@ def plan(specs: list[sweep.RunSpec], options: Options, folder: Path) -> list[Pla
     given = section.time if section is not None else None
     if given is not None:
         return [Planned(j, given, "slurm.time") for j in jobs_]
-    measured, probed = _measured(folder), dict[tuple[str, int], tuple[float, str]]()
+    measured, probed = _measured(folder, options.vocabulary), dict[tuple[str, int], tuple[float, str]]()
     return [Planned(j, *time_limit(j.stack, measured, probed)) for j in jobs_]
 
 
@@ -130,7 +131,7 @@ def _stack_key(spec: sweep.RunSpec) -> str:
     return str(sorted(sweep.identity(spec.config, 0, ("stack",)).items()))
 
 
-def _measured(folder: Path) -> dict[str, float]:
+def _measured(folder: Path, vocabulary: Vocabulary) -> dict[str, float]:
     """Seconds per step of the finished runs in the folder, by stack settings (the slowest)."""
     out: dict[str, float] = {}
     for summary in Store(folder).summaries():
@@ -138,7 +139,7 @@ def _measured(folder: Path) -> dict[str, float]:
             continue
         config = folder / "runs" / summary["run_id"] / "config.yaml"
         try:
-            spec = sweep.RunSpec(summary["run_id"], summary["seed"], validate(read_config(config)))
+            spec = sweep.RunSpec(summary["run_id"], summary["seed"], vocabulary.validate(read_config(config)))
         except Exception:  # noqa: BLE001 - an unreadable run only means no measurement from it
             continue
         key = _stack_key(spec)
@@ -222,11 +223,11 @@ class Task:
     """What each array task runs: the driver's plugins, then its stack; its runs' folders written as they finish.
     `checkpoint` is submitit's hook: the same task again, which resumes from the stack's checkpoint."""
 
-    def __init__(self, shipped: list[plugins.Plugin]) -> None:
-        self.shipped = shipped
+    def __init__(self, vocabulary: Vocabulary) -> None:
+        self.vocabulary = vocabulary
 
     def __call__(self, payload: Payload) -> list[RunResult]:
-        plugins.install(self.shipped)
+        vocabulary = self.vocabulary.install()
         torch.set_num_threads(payload.threads)
         job: Job = pickle.loads(payload.job)
         store = Store(Path(payload.folder))
@@ -244,10 +245,10 @@ class Task:
         results = []
         with _signals() as caught:  # from here on, a signal checkpoints the stack (at its first step, at the latest)
             if job.saves is not None and job.saves.exists():
-                loaded = checkpoint.read(job.saves)
+                loaded = checkpoint.read(job.saves, vocabulary)
                 if loaded is not None:
                     held, state = loaded
-                    job = Job(held, job.saves, state, wanted, job.progress)
+                    job = Job(held, job.saves, state, wanted, job.progress, vocabulary)
                     print(f"resuming a stack of {len(held)} runs from step {state['step']}", flush=True)
             job = replace(job, wanted=wanted)
             device = resolve_device(job.stack[0].config.train.device)
@@ -363,7 +364,7 @@ def submit(folder: Path, specs: list[sweep.RunSpec], section: Any, options: Opti
         return []
     planned = plan(specs, options, folder)
     executor = _executor(folder, section, options.workers, max(p.minutes for p in planned))
-    task = Task(plugins.shipped())
+    task = Task(options.vocabulary)
     submitted = executor.map_array(task, [Payload(pickle.dumps(p.job), str(folder), section.cpus, section.retries)
                                           for p in planned])
     now = datetime.now(UTC).isoformat(timespec="seconds")

@@ -9,7 +9,8 @@ every `train.checkpoint_seconds` between two steps, and on Ctrl-C. The file hold
 tensors, numbers, strings, lists and dicts only and is read with
 `torch.load(weights_only=True)`: it cannot carry code. A file that cannot be read,
 or that is not a stack checkpoint of this format, is set aside (renamed
-`<key>.pt.bad`) with a one-line warning, and its stack starts afresh.
+`<key>.pt.bad`) with a one-line warning, and its stack starts afresh. Its configs are read
+with the experiment's vocabulary (its plugins' components included), passed in by the caller.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from collections.abc import Iterator
 
 import torch
 
-from dlbench.config.schema import Config
+from dlbench.config.vocabulary import Vocabulary
 from dlbench.sweep import RunSpec, run_id
 
 FORMAT = "dlbench stack checkpoint 1"
@@ -52,13 +53,15 @@ def describe_runs(specs: list[RunSpec]) -> list[dict[str, Any]]:
              "params": json.dumps(s.params)} for s in specs]
 
 
-def _runs(saved: list[dict[str, Any]]) -> list[RunSpec]:
+def runs(saved: list[dict[str, Any]], vocabulary: Vocabulary) -> list[RunSpec]:
+    """The runs `describe_runs` wrote, read back with the experiment's vocabulary."""
     specs = []
     for r in saved:
-        config = Config.model_validate_json(r["config"])
-        if run_id(config, r["seed"]) != r["run_id"]:  # written by a dlbench that hashed runs differently
+        config = vocabulary.parse(r["config"])
+        used = vocabulary.provenance(config)
+        if run_id(config, r["seed"], used) != r["run_id"]:  # another plugin source, or another way of hashing
             raise ValueError(f"run {r['run_id']} does not match its config")
-        specs.append(RunSpec(r["run_id"], r["seed"], config, json.loads(r["params"])))
+        specs.append(RunSpec(r["run_id"], r["seed"], config, json.loads(r["params"]), plugins=used))
     return specs
 
 
@@ -92,7 +95,7 @@ class Checkpoint:
         self.path.unlink(missing_ok=True)
 
 
-def read(path: Path) -> tuple[list[RunSpec], dict[str, Any]] | None:
+def read(path: Path, vocabulary: Vocabulary) -> tuple[list[RunSpec], dict[str, Any]] | None:
     """(the runs it holds, the stack state), or None after setting a bad file aside with a warning."""
     try:
         with warnings.catch_warnings():  # torch's own warnings on odd files: ours below says it in one line
@@ -100,7 +103,7 @@ def read(path: Path) -> tuple[list[RunSpec], dict[str, Any]] | None:
             state = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(state, dict) or state.get("format") != FORMAT:
             raise ValueError("not a dlbench stack checkpoint")
-        return _runs(state["runs_held"]), state
+        return runs(state["runs_held"], vocabulary), state
     except Exception as e:  # noqa: BLE001 - truncated, corrupted, foreign: the stack starts afresh
         aside = path.with_name(path.name + ".bad")
         path.replace(aside)
@@ -110,7 +113,8 @@ def read(path: Path) -> tuple[list[RunSpec], dict[str, Any]] | None:
         return None
 
 
-def resumable(where: Path | None, todo: list[RunSpec]) -> list[tuple[Path, list[RunSpec], dict[str, Any]]]:
+def resumable(where: Path | None, todo: list[RunSpec], vocabulary: Vocabulary
+              ) -> list[tuple[Path, list[RunSpec], dict[str, Any]]]:
     """The checkpoints in `where` that hold runs to train: (path, the runs it holds, state).
     A checkpoint holding none of them (another config's) is left alone."""
     if where is None or not where.is_dir():
@@ -118,7 +122,7 @@ def resumable(where: Path | None, todo: list[RunSpec]) -> list[tuple[Path, list[
     wanted = {s.run_id for s in todo}
     out = []
     for path in sorted(where.glob("*.pt")):
-        loaded = read(path)
+        loaded = read(path, vocabulary)
         if loaded is not None and wanted & {s.run_id for s in loaded[0]}:
             out.append((path, *loaded))
     return out

@@ -99,7 +99,7 @@ def keep_freed_memory() -> None:
 
 def stack_key(spec: RunSpec) -> str:
     """Runs with equal keys can train in one stack: their stack-role settings (catalog) agree."""
-    shared = identity(spec.config, spec.seed, roles=("stack",))
+    shared = identity(spec.config, spec.seed, roles=("stack",), plugins=spec.plugins)
     del shared["seed"]
     return json.dumps(shared, sort_keys=True)
 

@@ -15,7 +15,6 @@ from collections.abc import Callable
 
 import torch
 
-from dlbench import plugins
 from dlbench.config.schema import ConfigError
 from dlbench.results.store import Store
 from dlbench.sweep import RunSpec
@@ -37,7 +36,7 @@ class RunResult:
 def save(store: Store, result: RunResult) -> None:
     """Write a finished run's folder, with where its plugin components came from (the report names
     them from the folder alone)."""
-    source = plugins.provenance(result.spec.config)
+    source = result.spec.plugins
     store.save(result.spec.run_id, result.spec.config.model_dump(mode="json"), result.metrics,
                {**result.summary, "plugins": source} if source else result.summary, result.files)
 
