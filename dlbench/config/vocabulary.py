@@ -71,8 +71,10 @@ class Vocabulary:
         return [p for p in self.plugins if p.sha256 in digests]
 
     def install(self) -> Vocabulary:
-        """Load the plugins in this process (a worker: from their source text; no shared filesystem)."""
+        """Load the plugins in this process (a worker: from their source text; no shared filesystem) and
+        build the config model, so that configs pickled by a process with the same vocabulary unpickle here."""
         install(self.plugins)
+        self.model()
         return self
 
 
