@@ -245,12 +245,19 @@ class DryRun:
     stacks: str = ""  # the stacks to train and each one's memory estimate beside the device's free memory
 
 
+def driver_device(run: Plan) -> torch.device:
+    """Where this process trains or checks: train.device here; with --executor slurm the nodes resolve it
+    (a login node without a GPU submits CUDA runs), so this process only reads data, on the CPU."""
+    return torch.device("cpu") if run.executor == "slurm" else resolve_device(run.cfg.train.device)
+
+
 def dry_run(run: Plan, *, force_new: bool = False, rerun: str | None = None) -> DryRun:
     """What `execute` would do, checked and estimated on the data it would load; trains nothing."""
     trains = tasks.trains(run.cfg.task)
-    dev = resolve_device(run.cfg.train.device) if trains else torch.device("cpu")
+    dev = driver_device(run) if trains else torch.device("cpu")
     if trains:
-        check_device(run.specs, dev)
+        if run.executor != "slurm":
+            check_device(run.specs, dev)
         prepare_data(run.specs, "cpu")
     finished = {} if force_new else run.store.finished()
     if not force_new:
@@ -276,8 +283,9 @@ def execute(run: Plan, *, show: progress.Show | None, force_new: bool = False, r
     if tasks.trains(run.cfg.task):
         if run.executor != "slurm":
             slurm.refuse_live(run.store.root, run.specs)
-        dev = resolve_device(run.cfg.train.device)
-        check_device(run.specs, dev)
+        dev = driver_device(run)
+        if run.executor != "slurm":
+            check_device(run.specs, dev)
         prepare_data(run.specs, str(dev))
         launch = progress.launching(run.launcher, run.options, dev, show, f"{run.cfg.name} on {dev.type}")
         before = {r.task_id for r in read_jobs(run.store.root)}

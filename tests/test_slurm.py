@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from sweep_util import REPO, dlbench, metrics_without_time, run_dirs, summary, write_config
 
 from dlbench.execution.jobs import JobRecord, SchedulerState, add_jobs, read_jobs, scheduler_states, write_jobs
@@ -152,6 +153,8 @@ def test_dry_run_shows_each_tasks_time_limit(tiny: dict[str, Any], tmp_path: Pat
     assert len(measured) == 1 and "task 0: 2 runs, time limit" in measured[0] and "(earlier runs)" in measured[0]
     assert tasks("--set", "train.seeds=[0, 1]", "--set", "slurm.time=30") == [
         "task 0: 2 runs, time limit 30 min (slurm.time)"]
+    if not torch.cuda.is_available():  # the nodes resolve train.device: a login node needs no GPU
+        assert len(tasks("--set", "train.seeds=[0, 1]", "--set", "train.device=cuda", "--set", "slurm.gpus=1")) == 1
     assert not (out / "tiny" / "jobs.json").exists()
 
 
