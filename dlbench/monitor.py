@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import math
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -202,28 +203,38 @@ def _runs(s: Snapshot, limit: int) -> Table | None:
     return table
 
 
-def _jobs(s: Snapshot) -> Table | None:
-    """The tasks still queued or running, or whose runs are not all finished; the others are counted."""
+ORDER = ("RUNNING", "COMPLETING", "PENDING", "REQUEUED")  # tasks listed first, in this order
+
+
+def _jobs(s: Snapshot, limit: int) -> Table | None:
+    """The tasks still queued or running, or whose runs are not all finished (running first); the
+    others are counted, and so are those past `limit`, by state."""
     shown = [j for j in s.jobs if j.state.live or j.unfinished]
     if not shown:
         return None
+    shown.sort(key=lambda j: ORDER.index(j.state.state) if j.state.state in ORDER else len(ORDER))
     table = Table(title=f"{len(shown)} job{'s' * (len(shown) != 1)} (SLURM)", title_justify="left",
                   box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("task")
     table.add_column("state", overflow="fold")
     table.add_column("runs left", justify="right")
-    for j in shown:
+    for j in shown[:limit]:
         state = j.state.state + (f" ({j.state.reason})" if j.state.reason else "")
         table.add_row(j.task_id, state, f"{j.unfinished}/{j.runs}")
+    notes = []
+    if len(shown) > limit:
+        states = Counter(j.state.state for j in shown[limit:])
+        notes.append(f"and {len(shown) - limit} more: " + ", ".join(f"{n} {state}" for state, n in states.items()))
     if len(shown) < len(s.jobs):
-        table.caption = f"and {len(s.jobs) - len(shown)} ended with all their runs finished"
+        notes.append(f"{len(s.jobs) - len(shown)} ended with all their runs finished")
+    table.caption = "; ".join(notes) or None
     return table
 
 
-def render(s: Snapshot, limit: int = STATUS_ROWS) -> RenderableType:
+def render(s: Snapshot, limit: int = STATUS_ROWS, job_limit: int = STATUS_ROWS) -> RenderableType:
     parts: list[RenderableType] = [_headline(s), _counts(s)]
     parts += [Text(f"so far, {line}" if s.running else line) for line in s.best]
-    parts += [t for t in (_jobs(s), _runs(s, limit)) if t is not None]
+    parts += [t for t in (_jobs(s, job_limit), _runs(s, limit)) if t is not None]
     return Group(*parts)
 
 
@@ -242,12 +253,15 @@ def watch(root: Path, console: Console, refresh: float = REFRESH) -> Snapshot:
     best, scheduler = Best(), Scheduler()
     s = snapshot(root, best, scheduler)
 
-    def rows() -> int:
-        return max(3, console.height - 12)
+    def view_of(s: Snapshot) -> RenderableType:
+        """Within the terminal's height: up to 5 tasks, the runs in what is left (a view taller than the
+        terminal would be cut by Live)."""
+        jobs = min(5, len(s.jobs))
+        return render(s, max(3, console.height - 16 - jobs), jobs)
 
-    with Live(render(s, rows()), console=console, auto_refresh=False) as view:
+    with Live(view_of(s), console=console, auto_refresh=False) as view:
         while s.running:
             time.sleep(refresh)
             s = snapshot(root, best, scheduler)
-            view.update(render(s, rows()), refresh=True)
+            view.update(view_of(s), refresh=True)
     return s

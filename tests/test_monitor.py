@@ -5,6 +5,7 @@ finished; watch ends by itself; a stale file is shown as such; bad folders are r
 from __future__ import annotations
 
 import _thread
+import io
 import json
 import os
 import subprocess
@@ -15,12 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from dlbench import monitor
 from dlbench.results import live
+from dlbench.execution.jobs import JobRecord, write_jobs
 from dlbench.results.store import Store, progress_file
 from sweep_util import ONE_THREAD, REPO, dlbench, one_thread, tiny_config, write_config  # noqa: F401 - fixture
-from test_slurm import slurm  # noqa: F401 - the one-node SLURM (a fixture)
+from test_slurm import fake_commands, slurm  # noqa: F401 - slurm: the one-node SLURM (a fixture)
 
 ENV = {**os.environ, **ONE_THREAD, "PYTHONPATH": str(REPO)}
 
@@ -144,6 +147,29 @@ def test_watch_ends_quietly_on_ctrl_c(tmp_path: Path, data_root: Path) -> None:
     ctrl_c.join()
     assert watched.code == 0 and watched.err == "", watched.err
     assert watched.out.startswith(f"tiny ({root}): running")  # its last view stays on the screen
+
+
+def test_the_tasks_of_a_submitted_sweep_are_shown_with_their_scheduler_states(
+        tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """squeue / scontrol mocked: the tasks still queued or running are listed (running first), past the
+    limit counted by state; the sweep runs while one of them does."""
+    assert dlbench("run", write_config(tmp_path / "c.yaml", tiny_config(data_root)), "--out", tmp_path).code == 0
+    root = tmp_path / "tiny"
+    done = next(iter(Store(root).finished()))
+    write_jobs(root, [JobRecord("7", i, f"s{i}", (f"r{i}",) if i else (done,), "t", "slurm") for i in range(4)])
+    fake_commands(tmp_path / "bin", "7_2|PENDING|Priority\n7_3|PENDING|JobArrayTaskLimit\n7_1|RUNNING|None\n",
+                  {"7_0": "JobId=9 ArrayJobId=7 ArrayTaskId=0 JobState=COMPLETED Reason=None"})
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    s = monitor.snapshot(root)
+    assert s.running and [(j.task_id, j.state.state, j.unfinished) for j in s.jobs] == [
+        ("7_0", "COMPLETED", 0), ("7_1", "RUNNING", 1), ("7_2", "PENDING", 1), ("7_3", "PENDING", 1)]
+    shown = dlbench("status", root).out
+    assert "3 jobs (SLURM)" in shown and "PENDING (Priority)" in shown and "1 ended with all their runs" in shown
+    assert shown.index("7_1") < shown.index("7_2")  # running first
+    console = Console(width=80, record=True, file=io.StringIO())
+    console.print(monitor.render(s, job_limit=1))
+    limited = console.export_text()
+    assert "7_1" in limited and "7_2" not in limited and "and 2 more: 2 PENDING" in limited  # counted by state
 
 
 @pytest.mark.usefixtures("slurm")
