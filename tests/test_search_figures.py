@@ -83,7 +83,8 @@ def test_parallel_coordinates_draw_every_trial_on_the_declared_axes(folder: Path
         assert len(trials) == 16
         assert [t.get_text() for t in ax.get_xticklabels()] == [*SPACE, "val acc %"]
         ys = [y for line in trials for y in line.get_ydata()[:2]]
-        assert all(0 <= y <= 1 for y in ys if not math.isnan(y))  # inside the declared ranges
+        # inside the declared ranges (a choice's lines fan out by up to 0.024 around its value)
+        assert all(-0.03 <= y <= 1.03 for y in ys if not math.isnan(y))
         widths = [line.get_linewidth() for line in trials]
         assert widths[-1] == max(widths)  # the best, drawn last: on top
     written = plots.write(res)  # a search's figures by default: parallel and importance beside the usual ones
