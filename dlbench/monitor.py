@@ -21,6 +21,7 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from dlbench.catalog import CATALOG
 from dlbench.catalog.status import DIVERGED, FAILED, OK, PRUNED
 from dlbench.errors import ConfigError
 from dlbench.execution.jobs import UNKNOWN, SchedulerState, read_jobs, scheduler_states
@@ -77,6 +78,7 @@ class Snapshot:
     seconds_left: float | None
     best: list[str] = field(default_factory=list)
     jobs: list[Job] = field(default_factory=list)
+    task: str = "train"  # a task that trains nothing (task: function, activations) is computed at once
 
 
 class Best:
@@ -127,7 +129,8 @@ def snapshot(root: Path, best: Best | None = None, scheduler: Scheduler | None =
                     None if sweep is None else len(sweep.runs), 0 if sweep is None else sweep.later,
                     counts, training, stale, queued, running,
                     seconds_left(training, queued or 0, steps_done) if running else None,
-                    (best or Best())(root, {k: v for k, v in finished.items() if k in stored}), scheduled)
+                    (best or Best())(root, {k: v for k, v in finished.items() if k in stored}), scheduled,
+                    view.get("task", "train"))
 
 
 def seconds_left(training: list[RunProgress], queued: int, finished_steps: list[int]) -> float | None:
@@ -182,24 +185,32 @@ def _counts(s: Snapshot) -> Table:
 
 def _runs(s: Snapshot, limit: int) -> Table | None:
     """The runs in training (then the stale ones): their swept values, step, last validation accuracy
-    and the step time of their stack; a column per swept key, as in the report, so it folds to the width."""
+    and the step time of their stack; a column per swept key, as in the report, so it folds to the width.
+    A value that every run listed shares goes into the title instead (a search's stage and round)."""
     shown = [*s.training, *s.stale]
     if not shown:
         return None
     shown.sort(key=lambda p: (not p.live, [value_text(p.params.get(k)) for k in s.keys], p.seed))
+    shown = shown[:limit]
+    values = [{**{k: value_text(v) for k, v in p.params.items()}, "seed": str(p.seed)} for p in shown]
+    keys = list(dict.fromkeys([*s.keys, *(k for v in values for k in v), "seed"]))
+    shared = {k: values[0].get(k, "–") for k in keys if len(shown) > 1 and len({v.get(k, "–") for v in values}) == 1}
     title = f"{len(s.training)} training" + (f", {len(s.stale)} stale (no live writer)" if s.stale else "")
+    if shared:
+        title += f" ({', '.join(f'{k}={v}' for k, v in shared.items())})"
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    keys = list(dict.fromkeys([*s.keys, *(k for p in shown for k in p.params)]))
-    for key in [*keys, "seed"]:
+    varying = [k for k in keys if k not in shared]
+    for key in varying:
         table.add_column(key.replace(".", ".\n"), overflow="fold")  # optimizer.name over two lines: narrower
     for header in ("step", "val\nacc %", "step\ntime"):
         table.add_column(header, justify="right", no_wrap=True)
-    for p in shown[:limit]:
+    for p, v in zip(shown, values):
         step = f"{p.step}/{p.total}" + ("" if p.live else " stale")
-        table.add_row(*(value_text(p.params[k]) if k in p.params else "–" for k in keys), str(p.seed), step,
-                      _percent(p.metrics.get("val_acc")), _step_time(p.step_seconds))
-    if len(shown) > limit:
-        table.caption = f"and {len(shown) - limit} more"
+        table.add_row(*(v.get(k, "–") for k in varying), step, _percent(p.metrics.get("val_acc")),
+                      _step_time(p.step_seconds))
+    hidden = len(s.training) + len(s.stale) - len(shown)
+    if hidden:
+        table.caption = f"and {hidden} more"
     return table
 
 
@@ -232,6 +243,9 @@ def _jobs(s: Snapshot, limit: int) -> Table | None:
 
 
 def render(s: Snapshot, limit: int = STATUS_ROWS, job_limit: int = STATUS_ROWS) -> RenderableType:
+    if not CATALOG["task"].record(s.task).facts["trains"]:
+        return Text.assemble((s.name, "bold"), f" ({s.root}): a task: {s.task} experiment; it trains no runs "
+                             "(its table: dlbench report)")
     parts: list[RenderableType] = [_headline(s), _counts(s)]
     parts += [Text(f"so far, {line}" if s.running else line) for line in s.best]
     parts += [t for t in (_jobs(s, job_limit), _runs(s, limit)) if t is not None]
