@@ -19,6 +19,7 @@ when an optimizer registers.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib
 import importlib.metadata
@@ -50,6 +51,9 @@ class Plugin:
     source: str
     sha256: str
     module: str | None = None  # an importable module's name (workers import it); None: a file
+    distribution: str | None = None  # a module's: the installed distribution that provides it, and its version
+    version: str | None = None
+    files: tuple[tuple[str, str], ...] = ()  # a module's: (path, source) of every other file of its package it loaded
 
 
 LOADED: dict[str, Plugin] = {}  # file -> the plugin loaded from it
@@ -131,11 +135,36 @@ def _load_module(module_name: str, what: str) -> Plugin:
         raise PluginError(f"{what}: no such file, and no importable module {module_name!r}")
     path = spec.origin
     source = Path(path).read_text(encoding="utf-8") if path.endswith(".py") else ""
-    plugin = Plugin(module_name, path, source, hashlib.sha256(source.encode()).hexdigest(), module_name)
+    plugin = Plugin(module_name, path, source, hashlib.sha256(source.encode()).hexdigest(), module_name,
+                    *_distribution(module_name))
     # imported before and unloaded since (unload()): run its registrations again
     again = module_name in sys.modules
+    before = set(sys.modules)
     _run(plugin, lambda: importlib.reload(sys.modules[module_name]) if again else importlib.import_module(module_name))
+    files = _package_files(module_name, path, set(sys.modules) - before)
+    if files:
+        plugin = dataclasses.replace(plugin, files=files)
+        LOADED[plugin.path] = plugin
     return plugin
+
+
+def _distribution(module_name: str) -> tuple[str | None, str | None]:
+    """The installed distribution that provides a module (by its top-level package), and its version."""
+    names = importlib.metadata.packages_distributions().get(module_name.partition(".")[0], [])
+    if not names:
+        return None, None
+    try:
+        return names[0], importlib.metadata.version(names[0])
+    except importlib.metadata.PackageNotFoundError:
+        return names[0], None
+
+
+def _package_files(module_name: str, origin: str, loaded: set[str]) -> tuple[tuple[str, str], ...]:
+    """(path, source) of each other Python file of the plugin's top-level package that importing it loaded."""
+    top = module_name.partition(".")[0]
+    files = {getattr(sys.modules.get(name), "__file__", None) for name in loaded if name.partition(".")[0] == top}
+    return tuple((f, Path(f).read_text(encoding="utf-8")) for f in sorted(f for f in files if f and f.endswith(".py")
+                                                                         and f != origin))
 
 
 def _run(plugin: Plugin, body: Callable[[], Any]) -> None:
@@ -177,7 +206,12 @@ def unload() -> None:
 
 def kept_name(plugin: Plugin) -> str:
     """Where the experiment folder keeps a copy of a plugin's source (its hash is in the run ids)."""
-    return f"plugins/{plugin.sha256[:12]}-{Path(plugin.path).name}"
+    return kept_file(plugin.path, plugin.source)
+
+
+def kept_file(path: str, source: str) -> str:
+    """Where the experiment folder keeps a copy of a source file: plugins/<its sha256's start>-<its name>."""
+    return f"plugins/{hashlib.sha256(source.encode()).hexdigest()[:12]}-{Path(path).name}"
 
 
 def install(plugins: Iterable[Plugin]) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import math
 import socket
 import sys
@@ -193,11 +194,13 @@ def view(cfg: Config, specs: list[sweep.RunSpec]) -> dict[str, Any]:
     return tasks.view(cfg, specs, sweep.swept_keys(specs))
 
 
-def compute(cfg: Config, specs: list[sweep.RunSpec], raw: dict[str, Any], store: Store, force_new: bool) -> None:
+def compute(cfg: Config, specs: list[sweep.RunSpec], raw: dict[str, Any], store: Store, force_new: bool,
+            vocabulary: Vocabulary) -> None:
     """A task that trains nothing (optimizer paths, activation statistics): its CSVs into the folder."""
     compute_task = tasks.TASKS[cfg.task].builder.compute
     assert compute_task is not None
     with store.session(experiment_record(cfg, specs), raw, view(cfg, specs), force_new):
+        keep_vocabulary(store.root, vocabulary)
         compute_task(specs, store.root)
 
 
@@ -297,7 +300,7 @@ def execute(run: Plan, *, show: progress.Show | None, force_new: bool = False, r
         if outcome.report is None:
             return outcome
     else:
-        compute(run.cfg, run.specs, run.raw, run.store, force_new)
+        compute(run.cfg, run.specs, run.raw, run.store, force_new, run.vocabulary)
         outcome = Outcome(run.store.root, len(run.specs), len(run.specs), 0, False, None)
     # the report's and figures' libraries (pandas, scipy, matplotlib) load after training, not before it
     from dlbench.results import plots
@@ -308,13 +311,14 @@ def execute(run: Plan, *, show: progress.Show | None, force_new: bool = False, r
                                figures=tuple(plots.write(folder)) if figures else ())
 
 
-def keep_plugin_sources(root: Path, specs: list[sweep.RunSpec], vocabulary: Vocabulary) -> None:
-    """A copy of each plugin source the runs use, as plugins/<hash>-<file> (the hash is in their run ids)."""
-    for plugin in vocabulary.sources(s.plugins for s in specs):
-        path = root / plugins.kept_name(plugin)
-        if not path.exists():
-            path.parent.mkdir(exist_ok=True)
-            atomic_write(path, plugin.source)
+def keep_vocabulary(root: Path, vocabulary: Vocabulary) -> None:
+    """The experiment's vocabulary in its folder: each plugin's source (and a module plugin's other files)
+    as plugins/<hash>-<file> (the hash is in the run ids) and vocabulary.json, what `vocab.from_folder`
+    rebuilds it from in any process."""
+    for name, text in vocabulary.files().items():
+        if not (root / name).exists():
+            atomic_write(root / name, text)
+    atomic_write(root / vocab.RECORD, json.dumps(vocabulary.record(), indent=2) + "\n")
 
 
 def train(cfg: Config, specs: list[sweep.RunSpec], raw: dict[str, Any], store: Store, launch: progress.Launch,
@@ -327,7 +331,7 @@ def train(cfg: Config, specs: list[sweep.RunSpec], raw: dict[str, Any], store: S
     with store.session(experiment_record(cfg, specs), raw, view(cfg, specs), force_new) as moved:
         if moved:
             say(f"moved the old results to {moved}")
-        keep_plugin_sources(store.root, specs, options.vocabulary)
+        keep_vocabulary(store.root, options.vocabulary)
         if sweep.staged(cfg):  # resuming: the stages the finished runs already let us plan
             specs = unique(sweep.expand(cfg, raw, search_outcomes(store), options.vocabulary))
         todo = select(specs, store.finished(), rerun)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -587,3 +588,60 @@ def test_a_plugin_sweep_resumes_from_its_checkpoint_bit_for_bit(executor: str, t
     assert sorted(resumed) == sorted(expected) == ids
     for rid in ids:
         assert metrics_without_time(resumed[rid]) == metrics_without_time(expected[rid])
+
+
+def test_any_process_rebuilds_the_vocabulary_from_the_folder(tmp_path: Path, data_root: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file plugin and a module plugin (a package that imports a module of its own): the folder keeps
+    vocabulary.json and every source; a fresh interpreter that never saw the config rebuilds the
+    vocabulary from the folder and reads experiment.yaml and every run's config with it, to the same ids."""
+    import subprocess
+    import sys
+
+    from sweep_util import ONE_THREAD, REPO
+
+    write(tmp_path / "mine.py", SGD_PLUGIN)
+    package = tmp_path / "lib" / "someones_rules"
+    package.mkdir(parents=True)
+    write(package / "__init__.py", "from someones_rules.halving import halving  # noqa: F401\n")
+    write(package / "halving.py", """
+        from dlbench import register
+
+
+        @register.schedule("pkg_halving", fields={"every": 5})
+        def halving(step, total, every):
+            return 0.5 ** (step // every)
+    """)
+    monkeypatch.syspath_prepend(str(tmp_path / "lib"))
+    cfg = _config(tmp_path, data_root, plugins=["mine.py", "someones_rules"], optimizer={"name": "plain_sgd"},
+                  schedule={"name": "pkg_halving"})
+    assert dlbench("run", cfg, "--out", tmp_path / "out", "--no-plots").code == 0
+    folder = tmp_path / "out" / "tiny"
+    record = {p["name"]: p for p in json.loads((folder / "vocabulary.json").read_text())["plugins"]}
+    assert record["mine.py"]["module"] is None and (folder / record["mine.py"]["kept"]).read_text() == (
+        tmp_path / "mine.py").read_text()
+    module = record["someones_rules"]
+    assert module["module"] == "someones_rules" and module["distribution"] is None  # not installed: no dist
+    assert [Path(f["path"]).name for f in module["files"]] == ["halving.py"]
+    assert (folder / module["files"][0]["kept"]).read_text() == (package / "halving.py").read_text()
+
+    rebuild = f"""
+import json, sys
+from pathlib import Path
+from dlbench import sweep
+from dlbench.config.vocabulary import from_folder
+from dlbench.config.yaml_io import read_config
+folder = Path({str(folder)!r})
+vocabulary = from_folder(folder)
+vocabulary.validate(read_config(folder / "experiment.yaml"))
+ids = []
+for run in sorted((folder / "runs").iterdir()):
+    config = vocabulary.validate(read_config(run / "config.yaml"))
+    ids.append(sweep.run_id(config, config.train.seeds[0], vocabulary.provenance(config)) == run.name)
+print(json.dumps(ids))
+"""
+    env = {**os.environ, **ONE_THREAD, "PYTHONPATH": f"{REPO}{os.pathsep}{tmp_path / 'lib'}"}
+    out = subprocess.run([sys.executable, "-c", rebuild], capture_output=True, text=True, env=env, cwd=tmp_path.parent,
+                         check=False)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [True] * len(run_dirs(folder))

@@ -1,5 +1,9 @@
 """An experiment's vocabulary, as a value: the built-ins plus the experiment's plugins.
 
+The experiment folder keeps it (`record`, `files`: `vocabulary.json` and the plugins'
+sources under `plugins/`), so that any process rebuilds it from the folder alone
+(`from_folder`): a resumed run, a worker, a SLURM task, `status`.
+
 A `Vocabulary` holds the experiment's plugin records (how each was named, its file or
 module, its source text and that text's sha256) and builds from them the config model
 that validates the experiment's configs (`schema.config_model`, once per set of
@@ -10,12 +14,14 @@ up: a worker process, a Ray or SLURM task rebuilds it from the records its job c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 from collections.abc import Iterable, Mapping
 
-from dlbench.plugins import KINDS, LOADED, Plugin, from_config, install, kept_name
+from dlbench.errors import ConfigError
+from dlbench.plugins import KINDS, LOADED, Plugin, from_config, install, kept_file, kept_name
 from dlbench.catalog import CATALOG, SECTIONS, Component
 from dlbench.config import schema
 from dlbench.config.yaml_io import apply_overrides, read_config
@@ -70,6 +76,19 @@ class Vocabulary:
         digests = {p["sha256"] for used in provenances for p in used.values()}
         return [p for p in self.plugins if p.sha256 in digests]
 
+    def record(self) -> dict[str, Any]:
+        """What `vocabulary.json` says: each plugin as it was named, its file or module (a module's
+        distribution and version), its sha256 and where the folder keeps its source (and a module's other
+        files): everything but the source text, which `files` gives."""
+        return {"plugins": [{**{k: v for k, v in asdict(p).items() if k not in ("source", "files")},
+                             "kept": kept_name(p),
+                             "files": [{"path": f, "kept": kept_file(f, text)} for f, text in p.files]}
+                            for p in self.plugins]}
+
+    def files(self) -> dict[str, str]:
+        """The plugins' sources, by where the experiment folder keeps them (plugins/<hash>-<file>)."""
+        return {kept_file(path, text): text for p in self.plugins for path, text in ((p.path, p.source), *p.files)}
+
     def install(self) -> Vocabulary:
         """Load the plugins in this process (a worker: from their source text; no shared filesystem) and
         build the config model, so that configs pickled by a process with the same vocabulary unpickle here."""
@@ -92,3 +111,30 @@ def load(source: str | Path | Mapping[str, Any], overrides: list[str] | None = N
     path = None if isinstance(source, Mapping) else Path(source)
     vocabulary = Vocabulary(tuple(from_config(data, path, extra or [])))
     return vocabulary.validate(data), data, vocabulary
+
+
+RECORD = "vocabulary.json"  # in the experiment folder, beside experiment.yaml
+
+
+def from_folder(folder: str | Path) -> Vocabulary:
+    """The vocabulary of the experiment in `folder`, rebuilt from what it keeps (`vocabulary.json` and the
+    sources under `plugins/`) and installed in this process: a worker, a SLURM task, `status` or a resumed
+    run need neither the config's directory nor the plugin files where they were. A module plugin is
+    imported (its distribution must be installed here); a folder written before plugins were recorded,
+    or with none, gives the built-ins."""
+    folder = Path(folder)
+    path = folder / RECORD
+    if not path.is_file():
+        return Vocabulary()
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        found = []
+        for p in record["plugins"]:
+            source = (folder / p["kept"]).read_text(encoding="utf-8")
+            files = tuple((f["path"], (folder / f["kept"]).read_text(encoding="utf-8")) for f in p.get("files", ()))
+            found.append(Plugin(p["name"], p["path"], source, p["sha256"], p.get("module"), p.get("distribution"),
+                                p.get("version"), files))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"{path}: cannot rebuild the experiment's plugins from it ({type(e).__name__}: {e})"
+                          ) from None
+    return Vocabulary(tuple(found)).install()

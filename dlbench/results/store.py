@@ -2,6 +2,8 @@
 
     results/<name>/experiment.yaml          the config as last given (overrides applied)
     results/<name>/experiment.json          what every run here shares (see `check`)
+    results/<name>/vocabulary.json          the experiment's plugins (config/vocabulary.py rebuilds them from it)
+    results/<name>/plugins/<hash>-<file>    their sources
     results/<name>/runs/<run_id>/config.yaml    resolved config of one run
     results/<name>/runs/<run_id>/metrics.csv    one row per evaluation
     results/<name>/runs/<run_id>/summary.json   status, final / best metrics, ...
