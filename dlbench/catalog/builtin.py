@@ -279,7 +279,11 @@ _add("executor", "serial", "stacks of one run, one after another in this process
 _add("executor", "processes", "a pool of worker processes (--workers N, default one per core), each training stacks")
 _add("executor", "ray", "stacks as Ray tasks (--address HOST:PORT for a cluster, --workers N tasks at a time)")
 _add("executor", "slurm", "stacks as the tasks of a SLURM job array through submitit (resources from the slurm: "
-     "section, --workers N tasks at a time, --detach to submit and return)", extra="slurm")
+     "section, --workers N tasks at a time, --detach to submit and return)", extra="slurm",
+     # slurm.sbatch: long option names ('_' read as '-'), none that dlbench or submitit set or a slurm: key sets
+     sbatch_option=r"^[a-z][a-z0-9_-]*$",
+     sbatch_own=("array", "output", "error", "signal", "open-mode", "job-name", "wckey", "time", "partition",
+                 "cpus-per-task", "gpus-per-node", "mem", "account", "qos", "nodes", "ntasks-per-node", "requeue"))
 
 # ------------------------------------------------------------------ config sections
 TOP = Section("config", "the top level of a config file", "meta", (

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import typing
 from typing import Any
 
@@ -337,7 +338,22 @@ def _rules() -> list[dict[str, Any]]:
                                                                 "random.rounds is 1"))))
     rules.append(_rule(_given("confirm", {"type": "object"}), _given("random", {
         "type": "object", "errorMessage": "confirm reruns the best points of a random: search"})))
-    return rules
+    return rules + _sbatch_rules()
+
+
+def _sbatch_rules() -> list[dict[str, Any]]:
+    """slurm.sbatch: long option names that the slurm executor passes on (its catalog record says which),
+    each value one non-empty line."""
+    if "slurm" not in CATALOG["executor"] or "slurm" not in SECTIONS:
+        return []
+    facts = CATALOG["executor"].record("slurm").facts
+    own = "|".join(re.escape(o).replace("\\-", "[-_]") for o in facts["sbatch_own"])
+    names = {"pattern": f"^(?!(?:{own})$)" + facts["sbatch_option"].removeprefix("^"),
+             "errorMessage": "an sbatch long option's name (e.g. constraint, exclude), none that dlbench sets itself "
+                             "or a slurm: key sets (time, partition, cpus, gpus, mem, account, qos)"}
+    one_line = {"type": "string", "pattern": "^(?![\\s\\S]*\\n)\\s*\\S"}  # no newline, not blank
+    values = {"anyOf": [{"type": "integer"}, one_line], "errorMessage": "one non-empty line"}
+    return [_then("slurm.sbatch", {"propertyNames": names, "additionalProperties": values})]
 
 
 def _model_rules(model: Section) -> list[dict[str, Any]]:

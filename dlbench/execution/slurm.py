@@ -45,6 +45,7 @@ from collections.abc import Generator, Iterator
 import torch
 
 from dlbench import sweep
+from dlbench.catalog import CATALOG
 from dlbench.components import data
 from dlbench.config.schema import section_default
 from dlbench.config.vocabulary import Vocabulary
@@ -64,9 +65,9 @@ MARGIN, SLACK_S = 2.0, 300.0  # a measured cost's time limit: cost x MARGIN + SL
 PROBE_S, PROBE_STEPS = 2.0, 20  # the timing probe trains a stack for at most this long / this many steps
 POLL_S, STATES_EVERY_S = 1.0, 10.0  # how often waiting looks for results / asks the scheduler for states
 # sbatch options that dlbench or submitit set themselves, or that a slurm: key sets: refused in slurm.sbatch
-OWN_OPTIONS = {"array", "output", "error", "signal", "open-mode", "job-name", "wckey", "time", "partition",
-               "cpus-per-task", "gpus-per-node", "mem", "account", "qos", "nodes", "ntasks-per-node", "requeue"}
-_OPTION = re.compile(r"^[a-z][a-z0-9-]*$")
+# (the catalog's record says which, for this check and the editors' JSON Schema)
+OWN_OPTIONS = set(CATALOG["executor"].record("slurm").facts["sbatch_own"])
+_OPTION = re.compile(CATALOG["executor"].record("slurm").facts["sbatch_option"])
 
 
 def check_available() -> None:
@@ -85,7 +86,7 @@ def check_section(section: Any) -> None:
     """slurm.sbatch options must be ones that submitit passes on and nothing else sets."""
     for name, value in section.sbatch.items():
         option = name.replace("_", "-")
-        if not _OPTION.match(option):
+        if not _OPTION.match(name):
             raise ConfigError(f"slurm.sbatch: {name!r} is invalid: an sbatch long option's name (letters, digits, "
                               "'-'), e.g. constraint or exclude")
         if option in OWN_OPTIONS:
