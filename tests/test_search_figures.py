@@ -32,7 +32,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path:
 
 def test_importance_is_per_search_group_and_the_lr_matters(folder: Path) -> None:
     found = search_figures.importance(plots.load(folder))
-    assert [g.group for g in found] == ["sgd", "adam"] and all(g.points == 16 for g in found)
+    assert [g.group for g in found] == ["case=sgd", "case=adam"] and all(g.points == 16 for g in found)
     for g in found:
         assert g.result is not None and g.result.evaluator == "fANOVA" and g.at == "the end of training"
         share = g.result.share
@@ -49,7 +49,7 @@ def test_report_importance_and_the_api_say_the_same(folder: Path) -> None:
 
     frame = load(folder).importance()
     assert list(frame.columns[:4]) == ["group", "key", "points", "at"] and len(frame) == 4
-    lr = frame[(frame["group"] == "sgd") & (frame["key"] == "optimizer.lr")]["share"].iloc[0]
+    lr = frame[(frame["group"] == "case=sgd") & (frame["key"] == "optimizer.lr")]["share"].iloc[0]
     assert re.search(rf"optimizer\.lr +{100 * lr:.1f} %", result.output)
 
 

@@ -58,12 +58,26 @@ def search_runs(res: Results) -> pd.DataFrame:
     return runs
 
 
-def groups(res: Results, space: Mapping[str, Any]) -> tuple[str | None, list[Any]]:
-    """The key that tells the searches apart (a case, a grid key) and its values in sweep order."""
+def groups(res: Results, space: Mapping[str, Any]) -> list[tuple[str | None, dict[str, Any]]]:
+    """Each search of the folder (one per case x grid point), in sweep order: its name ('case=adam
+    model.hidden=[100]'; None when the folder holds one search) and its values of the keys that tell
+    the searches apart."""
     others = [k for k in res.keys if k not in space and k not in STAGE_KEYS]
-    by = "case" if "case" in others else (others[0] if others else None)
-    order = list(dict.fromkeys(p.get(by) for p in res.points)) if by else [None]
-    return by, order
+    if not others:
+        return [(None, {})]
+    seen: dict[str, dict[str, Any]] = {}
+    for p in res.points:
+        values = {k: p.get(k) for k in others}
+        seen.setdefault(json.dumps(values, sort_keys=True, default=str), values)
+    return [(" ".join(f"{k}={value_text(v)}" for k, v in values.items()), values) for values in seen.values()]
+
+
+def of_group(runs: pd.DataFrame, values: Mapping[str, Any]) -> pd.DataFrame:
+    """The runs of one search (lists are JSON text in the runs table)."""
+    keep = pd.Series(True, index=runs.index)
+    for k, v in values.items():
+        keep &= runs[k].isna() if v is None else runs[k] == _cell(v)
+    return runs[keep]
 
 
 # ---------------------------------------------------------------- importance
@@ -71,7 +85,7 @@ def groups(res: Results, space: Mapping[str, Any]) -> tuple[str | None, list[Any
 
 @dataclass(frozen=True)
 class GroupImportance:
-    group: Any  # the case / grid value, None for a search without groups
+    group: str | None  # the search's name ('case=adam'), None when the folder holds one search
     points: int  # distinct first-round points with a measurement
     at: str  # where each point was measured: "the end of training" or "step N"
     result: evaluators.Importance | None  # None: too few points (see `reason`)
@@ -111,10 +125,9 @@ def importance(res: Results) -> list[GroupImportance]:
     declared = searched(res, "importance")
     space = space_of(declared)
     runs = search_runs(res)
-    by, order = groups(res, declared)
     out = []
-    for group in order:
-        g = runs if by is None or runs.empty else runs[runs[by] == group]
+    for group, keys in groups(res, declared):
+        g = runs if runs.empty else of_group(runs, keys)
         if g.empty:
             out.append(GroupImportance(group, 0, "", None, "no finished run of its first round yet"))
             continue
@@ -154,11 +167,10 @@ def caption(found: list[GroupImportance]) -> str:
 def importance_text(res: Results) -> str:
     """`dlbench report DIR --importance`: one line per group and key, then the caption."""
     found = importance(res)
-    by, _ = groups(res, res.view.get("space") or {})
     lines = [f"{res.name}: which searched setting mattered"]
     width = max(len(k) for k in res.view["space"])
     for g in found:
-        head = f"{by}={value_text(g.group)}: " if by else ""
+        head = f"{g.group}: " if g.group else ""
         if g.result is None:
             lines.append(f"  {head}{g.points} first-round points: {g.reason}")
             continue
@@ -185,9 +197,8 @@ def importance_plot(res: Results) -> Figure | None:
     found = importance(res)
     if not any(g.points for g in found):
         return None
-    by, _ = groups(res, res.view.get("space") or {})
     keys = list(res.view["space"])
-    notes = [f"{value_text(g.group) if by else 'the search'}: {g.reason}" for g in found if g.result is None]
+    notes = [f"{g.group or 'the search'}: {g.reason}" for g in found if g.result is None]
     text = textwrap.wrap(" ".join([caption(found), *(n + "." for n in notes)]), 120)
     fig, ax, note = _caption_figure(7.2, 1.3 + 0.42 * len(keys) * max(1, len(found)), len(text))
     height = 0.8 / len(found)
@@ -197,7 +208,7 @@ def importance_plot(res: Results) -> Figure | None:
         y = np.arange(len(keys)) + (i - (len(found) - 1) / 2) * height
         share = np.array([100 * g.result.share[k] for k in keys])
         spread = np.array([100 * g.result.spread[k] for k in keys])
-        name = f"{value_text(g.group)} ({g.points} points)" if by else f"{g.points} points"
+        name = f"{g.group} ({g.points} points)" if g.group else f"{g.points} points"
         ax.barh(y, share, height * 0.9, xerr=spread if g.result.of_variance else None, color=color, label=name,
                 capsize=2, error_kw={"elinewidth": 1})
     ax.set_yticks(range(len(keys)), keys)
@@ -208,7 +219,7 @@ def importance_plot(res: Results) -> Figure | None:
                   if evaluator == "fANOVA" else "importance, % (PED-ANOVA, first round)")
     ax.grid(axis="x", alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(title=by, fontsize="small", title_fontsize="small", loc="lower right")
+        ax.legend(fontsize="small", loc="lower right")
     ax.set_title(f"{res.name}: which searched setting mattered", fontsize="medium")
     from matplotlib.transforms import blended_transform_factory
 
@@ -305,18 +316,18 @@ def parallel_plot(res: Results) -> Figure | None:
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import ListedColormap, Normalize
 
-    by, order = groups(res, space)
+    order = groups(res, space)
     acc = runs.loc[runs["status"].isin(EVALUATED), METRIC].astype(float)
     low, high = (float(acc.min()), float(acc.max())) if len(acc) else (0.0, 1.0)
     norm = Normalize(low, high if high > low else low + 1e-3)
     cmap = ListedColormap(colormaps["viridis"](np.linspace(0.0, 0.9, 256)))  # no pale yellow on white
     fig, axes = _figure(len(order), 1, (max(7.6, 1.9 * (len(space) + 1)), 3.4))
-    for ax, group in zip(axes[:, 0], order):
-        g = runs if by is None else runs[runs[by] == group]
+    for ax, (group, values) in zip(axes[:, 0], order):
+        g = of_group(runs, values)
         _parallel_panel(ax, g.reset_index(drop=True), space, norm, cmap)
         pruned = int((g["status"] == PRUNED).sum())
         lost = int((~g["status"].isin(EVALUATED)).sum())
-        name = f"{by}={value_text(group)}: " if by else ""
+        name = f"{group}: " if group else ""
         ax.set_title(f"{name}{len(g)} trials: {len(g) - pruned - lost} to the end, {pruned} pruned (faint), {lost} "
                      "diverged or failed (dotted); the best thick, on top", fontsize="small")
     fig.colorbar(ScalarMappable(norm, cmap), ax=list(axes[:, 0]), label="final validation accuracy",
