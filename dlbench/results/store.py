@@ -15,8 +15,13 @@
 
 A run folder is written complete under a hidden temporary name and renamed into
 place, so a reader sees either the whole run or none of it; a run whose folder
-exists is finished. A process killed at any instant leaves at most hidden
-leftovers, which the next `dlbench run` cleans up (`recover`).
+exists is finished. Many processes may write run folders at once (the `dlbench run`
+that holds the lock, and the workers that store their own runs: SLURM tasks, on
+other hosts too): a hidden name says who writes it (`.<run>.<host>.<pid>.<random>`,
+`.<run>.<host>.<pid>.old`). A process killed at any instant leaves at most hidden
+leftovers, which the next `dlbench run` cleans up (`recover`): only a dead writer's
+(this host: its pid is gone; another host: untouched for `STALE_S`), never what a
+live one is still writing.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import math
 import os
 import secrets
 import shutil
+import socket
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -71,9 +77,34 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+HOST = socket.gethostname().replace(".", "_") or "host"  # in hidden names, which split at dots
+STALE_S = 600.0  # a hidden entry of another host's writer untouched this long: its writer is gone
+
+
+def _writer() -> str:
+    """Who writes a hidden entry: this host and process."""
+    return f"{HOST}.{os.getpid()}"
+
+
 def _temp_name(path: Path, suffix: str) -> Path:
     # not mkstemp / mkdtemp: they create 0600 / 0700 entries, and results are meant to be shared
-    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{suffix}")
+    return path.with_name(f".{path.name}.{_writer()}.{secrets.token_hex(4)}{suffix}")
+
+
+def _alive(host: str, pid: str, entry: Path) -> bool:
+    """Whether the writer of a hidden entry may still be writing it."""
+    if host == HOST and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # another user's process: alive
+            return True
+        return True
+    try:
+        return time.time() - entry.stat().st_mtime < STALE_S
+    except FileNotFoundError:  # its writer just renamed it into place
+        return True
 
 
 def atomic_write(path: Path, content: str | bytes, sync: bool = True) -> None:
@@ -188,21 +219,28 @@ class Store:
         return dest
 
     def recover(self) -> None:
-        """Clean up what a killed `dlbench run` left: hidden half-written run folders are
-        deleted; a finished run moved aside to be replaced (`.<id>.old`) is put back
-        when its replacement never arrived. Call with the lock held."""
+        """Clean up what killed writers left: hidden half-written run folders are deleted; a finished
+        run moved aside to be replaced (`.<id>.<writer>.old`) is put back when its replacement never
+        arrived. What a live writer (a worker storing its own runs) is writing is left alone. Names
+        without a host come from a dlbench that had one writer, the lock's holder: always leftovers."""
         if not self.runs_dir.is_dir():
             return
         for entry in self.runs_dir.iterdir():
             if not entry.name.startswith("."):
                 continue
-            run_id = entry.name[1:].removesuffix(".old")
-            if entry.name.endswith(".old") and not self.run_dir(run_id).exists():
-                entry.rename(self.run_dir(run_id))
-            elif entry.is_dir():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
+            parts = entry.name[1:].split(".")
+            run_id = parts[0]
+            if len(parts) == 4 and _alive(parts[1], parts[2], entry):
+                continue
+            try:
+                if parts[-1] == "old" and not self.run_dir(run_id).exists():
+                    entry.rename(self.run_dir(run_id))
+                elif entry.is_dir():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+            except FileNotFoundError:  # another process recovered it first
+                continue
 
     def check(self, record: dict[str, Any]) -> None:
         """One experiment, one folder: refuse to add runs that differ from the ones here in
@@ -242,7 +280,7 @@ class Store:
             for name, text in (files or {}).items():
                 _write_synced(tmp / name, text)
             if final.exists():  # a rerun replaces the old folder; `recover` undoes a half-done swap
-                old = final.with_name(f".{final.name}.old")
+                old = final.with_name(f".{final.name}.{_writer()}.old")
                 shutil.rmtree(old, ignore_errors=True)
                 final.rename(old)
                 try:
