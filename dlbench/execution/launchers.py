@@ -257,14 +257,19 @@ def task(job: Job, device: torch.device | str, threads: int = 1) -> Task:
 def run_task(work: Task) -> list[RunResult]:
     """The worker side of every launcher that trains elsewhere: load the experiment's plugins, read the
     stack's configs with its vocabulary, train the stack with `threads` torch threads, return its results."""
+    return list(train_stack(job_of(work), torch.device(work.device)))
+
+
+def job_of(work: Task) -> Job:
+    """A task back as the job it was made from, in a worker: the experiment's plugins loaded first (the
+    stack's configs name their components), then the configs read with its vocabulary; `threads` set."""
     vocabulary = work.vocabulary.install()
     stack = [dataclasses.replace(spec, pruning=Pruning(**r["pruning"]) if r.get("pruning") else None)
              for spec, r in zip(checkpoint.runs(work.runs, vocabulary), work.runs)]
     torch.set_num_threads(work.threads)
-    job = Job(stack, Path(work.saves) if work.saves else None, work.resume,
-              frozenset(work.wanted) if work.wanted is not None else None,
-              Path(work.progress) if work.progress else None, vocabulary)
-    return list(train_stack(job, torch.device(work.device)))
+    return Job(stack, Path(work.saves) if work.saves else None, work.resume,
+               frozenset(work.wanted) if work.wanted is not None else None,
+               Path(work.progress) if work.progress else None, vocabulary)
 
 
 def _wanted(job: Job) -> list[RunSpec]:

@@ -1,11 +1,12 @@
 """--executor slurm: each stack is one task of a SLURM job array, submitted through submitit.
 
 The launcher is a thin adapter, as Hydra's submitit launcher is: submitit pickles the
-task (`Task`, with the driver's plugins and the stack to train) into the experiment
-folder's `.slurm/`, writes the sbatch script and submits the array, throttled to
-`--workers N` tasks at a time (`%N`). Resources come from the config's `slurm:`
-section; a task's time limit, where the section gives none, from the stack's measured
-cost (`time_limits`). Everything a task reads and writes is in the experiment folder,
+task (`SlurmTask` around `launchers.task`, the stack in plain data with the experiment's
+vocabulary, plugin sources included, that every launcher's workers receive) into the
+experiment folder's `.slurm/`, writes the sbatch script and submits the array,
+throttled to `--workers N` tasks at a time (`%N`). Resources come from the config's
+`slurm:` section; a task's time limit, where the section gives none, from the stack's
+measured cost (`time_limit`). Everything a task reads and writes is in the experiment folder,
 which must therefore be on a filesystem the nodes share.
 
 A task writes its own runs' folders as they finish, so `dlbench status` sees them at
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import math
 import os
-import pickle
 import re
 import shutil
 import signal
@@ -52,6 +52,7 @@ from dlbench.config.vocabulary import Vocabulary
 from dlbench.config.yaml_io import read_config
 from dlbench.errors import ConfigError
 from dlbench.execution import jobs as jobs_record
+from dlbench.execution import launchers
 from dlbench.execution.launchers import EXECUTORS, Job, Options, StartStack, jobs, shares, train_stack
 from dlbench.results.store import Store
 from dlbench.training import checkpoint, engine
@@ -212,25 +213,21 @@ def describe(planned: list[Planned]) -> str:
 
 @dataclass(frozen=True)
 class Payload:
-    """One stack to train: its job pickled (unpickled after the plugins are installed), its experiment folder."""
+    """One array task's work: its stack as every worker receives it (`launchers.task`; the device is
+    train.device, resolved on the node), the experiment folder its runs go to, the restarts allowed."""
 
-    job: bytes
+    work: launchers.Task
     folder: str
-    threads: int
     retries: int  # slurm.retries: a task started again more often fails its runs
 
 
-class Task:
-    """What each array task runs: the driver's plugins, then its stack; its runs' folders written as they finish.
+class SlurmTask:
+    """What each array task runs: its stack (`launchers.job_of`, the worker side every launcher shares),
+    resumed from its checkpoint where there is one, its runs' folders written as they finish.
     `checkpoint` is submitit's hook: the same task again, which resumes from the stack's checkpoint."""
 
-    def __init__(self, vocabulary: Vocabulary) -> None:
-        self.vocabulary = vocabulary
-
     def __call__(self, payload: Payload) -> list[RunResult]:
-        vocabulary = self.vocabulary.install()
-        torch.set_num_threads(payload.threads)
-        job: Job = pickle.loads(payload.job)
+        job = launchers.job_of(payload.work)
         store = Store(Path(payload.folder))
         done = store.finished()  # runs this task finished before it was requeued
         wanted = frozenset(s.run_id for s in job.stack if s.run_id not in done and
@@ -246,13 +243,13 @@ class Task:
         results = []
         with _signals() as caught:  # from here on, a signal checkpoints the stack (at its first step, at the latest)
             if job.saves is not None and job.saves.exists():
-                loaded = checkpoint.read(job.saves, vocabulary)
+                loaded = checkpoint.read(job.saves, job.vocabulary)
                 if loaded is not None:
                     held, state = loaded
-                    job = Job(held, job.saves, state, wanted, job.progress, vocabulary)
+                    job = replace(job, stack=held, resume=state)
                     print(f"resuming a stack of {len(held)} runs from step {state['step']}", flush=True)
             job = replace(job, wanted=wanted)
-            device = resolve_device(job.stack[0].config.train.device)
+            device = resolve_device(payload.work.device)
             print(f"training {len(wanted)} runs (SLURM restart {restarts})", flush=True)
             try:
                 for result in train_stack(job, device, None, caught.interrupt):
@@ -365,9 +362,9 @@ def submit(folder: Path, specs: list[sweep.RunSpec], section: Any, options: Opti
         return []
     planned = plan(specs, options, folder)
     executor = _executor(folder, section, options.workers, max(p.minutes for p in planned))
-    task = Task(options.vocabulary)
-    submitted = executor.map_array(task, [Payload(pickle.dumps(p.job), str(folder), section.cpus, section.retries)
-                                          for p in planned])
+    device = specs[0].config.train.device  # auto / cpu / cuda: resolved on the node
+    submitted = executor.map_array(SlurmTask(), [Payload(launchers.task(p.job, device, section.cpus), str(folder),
+                                                         section.retries) for p in planned])
     now = datetime.now(UTC).isoformat(timespec="seconds")
     records = []
     for p, job in zip(planned, submitted):
