@@ -521,10 +521,14 @@ class Stack:
                 losses_ = self._losses(self.v.perms[:, position * self.bs:(position + 1) * self.bs])
             self.step += 1
             finite = torch.isfinite(losses_.detach())
+            # where the losses are read every step, all finite (the usual step) backpropagates their plain sum,
+            # which gives the masked sum's gradients without its kernels
+            all_finite = every_step and bool(finite.all())
             scaled = losses_ * self.v.loss_scale if self.precision == "fp16" else losses_
-            torch.where(finite, scaled, 0.0).sum().backward()  # a diverged run's gradients stay its own
+            # a diverged run's gradients stay its own
+            (scaled.sum() if all_finite else torch.where(finite, scaled, 0.0).sum()).backward()
             if every_step:
-                if not bool(finite.all()):  # diverged runs: final row with their parameters before this step
+                if not all_finite:  # diverged runs: final row with their parameters before this step
                     bad = (~finite).nonzero().flatten().tolist()
                     self._record(bad)
                     losses_ = losses_[finite]
