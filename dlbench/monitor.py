@@ -161,7 +161,9 @@ def _step_time(seconds: float | None) -> str:
 
 def _headline(s: Snapshot) -> Text:
     if s.running:
-        state = f"running, {_clock(s.seconds_left)} left" if s.seconds_left is not None else "running"
+        state = "running"
+        if s.seconds_left is not None:  # a search's later rounds are not planned yet: not in the estimate
+            state += f", {_clock(s.seconds_left)} left" + (" for the runs planned so far" if s.later else "")
     elif s.stale or s.queued:
         state = f"stopped with {len(s.stale) + (s.queued or 0)} runs unfinished (run it again to resume)"
     else:
@@ -273,9 +275,13 @@ def watch(root: Path, console: Console, refresh: float = REFRESH) -> Snapshot:
         jobs = min(5, len(s.jobs))
         return render(s, max(3, console.height - 16 - jobs), jobs)
 
-    with Live(view_of(s), console=console, auto_refresh=False) as view:
-        while s.running:
-            time.sleep(refresh)
-            s = snapshot(root, best, scheduler)
-            view.update(view_of(s), refresh=True)
+    try:
+        with Live(view_of(s), console=console, auto_refresh=False) as view:
+            while s.running:
+                time.sleep(refresh)
+                s = snapshot(root, best, scheduler)
+                view.update(view_of(s), refresh=True)
+    finally:
+        if not console.is_terminal:  # in a file or a pipe Live leaves its last view without the line's end
+            console.line()
     return s

@@ -120,7 +120,7 @@ def finished(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path:
 
 
 @pytest.mark.parametrize("command", [["--help"], ["list"], ["report", "{root}/tiny"], ["plot", "{root}/tiny"],
-                                     ["report", "{root}/paths"]])
+                                     ["report", "{root}/paths"], ["status", "{root}/tiny"], ["watch", "{root}/tiny"]])
 def test_light_commands_start_without_torch(finished: Path, command: list[str]) -> None:
     args = [a.format(root=finished) for a in command]
     front = loaded_front(f"import sys\nsys.argv = ['dlbench', *{args!r}]\nfrom dlbench.cli import main\n"
