@@ -142,7 +142,7 @@ def walltime(args: argparse.Namespace) -> None:
     study.optimize(objective, n_trials=args.trials)
     serial = time.perf_counter() - start
     print(f"\n{args.trials} TPE trials, {args.epochs} epochs each, {torch.get_num_threads()} torch threads, "
-          f"load average before: {os.getloadavg()[0]:.1f}\n")
+          f"load average (1 min) at the end: {os.getloadavg()[0]:.1f}\n")
     print("| how | seconds | best val acc | vs stacks |\n|---|---|---|---|")
     best = runs_of(args.out / f"walltime-{os.getpid()}" / "walltime-stacks")["final.val_acc"].max()
     print(f"| dlbench: {rounds} rounds of 16 in stacks | {stacked:.0f} | {100 * best:.2f} | 1.00x |")

@@ -338,8 +338,10 @@ def _importance(results_dirs: list[Path], format: Any, output: Path | None,
     from dlbench.results import plots as plots_mod
     from dlbench.results.search_figures import importance_text
 
-    refused = [*map(report_options.flag, options.changed()), *(["--format"] if format is not None and
-                                                               format.value != "table" else [])]
+    if output is not None and output.suffix not in ("", ".txt"):
+        fail(f"report --output: {output} is invalid with --importance, which writes text: name a .txt file")
+    refused = [*map(report_options.flag, options.changed()),
+               *([] if format is None or format.value == "table" else ["--format"])]
     if refused:
         fail(f"report {refused[0]}: --importance prints which searched setting mattered, as text; {refused[0]} "
              "applies to the statistics (drop one of them)")

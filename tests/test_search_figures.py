@@ -65,6 +65,9 @@ def test_a_first_round_too_small_is_said_not_computed(tmp_path: Path, data_root:
 def test_importance_of_a_folder_without_a_search_is_one_line(tmp_path: Path, data_root: Path) -> None:
     cfg = tiny_config(data_root, grid={"optimizer.lr": [0.1, 0.2]})
     assert dlbench("run", write_config(tmp_path / "c.yaml", cfg), "--out", tmp_path / "out").exit_code == 0
+    for option in (["--where", "stage=search"], ["--format", "csv"], ["--output", "x.md"]):  # statistics' options
+        refused = dlbench("report", tmp_path / "out" / "tiny", "--importance", *option)
+        assert refused.exit_code == 2 and refused.output.startswith(f"error: report {option[0]}: ")
     result = dlbench("report", tmp_path / "out" / "tiny", "--importance")
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
