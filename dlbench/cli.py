@@ -277,7 +277,7 @@ def report(
     """Statistics over seeds from results folders (reads only the folders): mean ± std, 95% CI,
     Welch's t-test against the best (or a baseline), time to target; table, csv, markdown, json, latex or html."""
     from dlbench.results import report as report_mod
-    from dlbench.results.store import read_view
+    from dlbench.results import shown as shown_mod
 
     for d in results_dirs:
         check_folder(d)
@@ -290,46 +290,24 @@ def report(
         _importance(results_dirs, format, output, options)
         return
     fmt = report_options.format_of(output, format.value if format else None)
-    task = read_view(results_dirs[0]).get("task", "train")
-    if task != "train":  # optimizer paths / activation statistics: their own table, no statistics over runs
-        html_page = fmt == "html"  # the page shows the task's table and figures
-        refused = [*(report_options.flag(name) for name in report_options.OUTPUT
-                     if {"format": format, "output": output}[name] and not html_page),
-                   *map(report_options.flag, options.changed())]
-        if refused or len(results_dirs) > 1:
-            what = refused[0] if refused else "several folders"
-            fail(f"report {what}: {results_dirs[0]} holds a task: {task} experiment, whose report is its own "
-                 "table (printed without options); the statistics options apply to training sweeps")
-        from dlbench.results import plots as plots_mod
-        from dlbench.results.tables import table as task_table
+    task = shown_mod.task_of(results_dirs[0])
+    if task != "train" and fmt != "html" and (format or output):  # the task's own table, printed
+        fail(f"report {'--format' if format else '--output'}: {results_dirs[0]} holds a task: {task} experiment, "
+             "whose report is its own table (printed without options); the statistics options apply to training "
+             "sweeps")
+    view = shown_mod.shown(results_dirs, options, write=True)
+    if fmt == "html":  # the whole page: the tables, the folders' figures, config and environment
+        from dlbench.results import html
 
-        table = task_table(plots_mod.load(results_dirs[0]))
-        assert table is not None, f"task {task} has no table"  # every task but train has one (results/tables.py)
-        if html_page:
-            from dlbench.results import html
-
-            _emit(html.page(results_dirs[0].name, [table], results_dirs), output)
-        else:
+        _emit(html.page(view.title, view.rich(), results_dirs, options if view.report else None), output)
+    elif fmt == "table" and output is None and console.is_terminal:
+        for table in view.rich(console.width):
             console.print(table)
-        return
-    for d in results_dirs:
-        report_mod.write_tables(d)
-    rep = report_mod.report(results_dirs, options)
-    title = " vs ".join(d.name for d in results_dirs)
-    # the diagnostics table `dlbench run` prints after the report, when the sweep recorded diagnostics
-    diagnostics = None
-    if fmt == "table" and len(results_dirs) == 1:
-        from dlbench.results import plots as plots_mod
-        from dlbench.results.tables import table as task_table
-
-        diagnostics = task_table(plots_mod.load(results_dirs[0]))
-    if fmt == "table" and output is None and console.is_terminal:
-        console.print(report_mod.rich_table(rep, title, console.width))
-        if diagnostics is not None:
-            console.print(diagnostics)
-        return
-    text = report_mod.text(rep, title, fmt, results_dirs)
-    _emit(text + (report_mod.plain_text(diagnostics) if diagnostics is not None else ""), output)
+    elif fmt == "table":
+        _emit(view.text(), output)
+    else:  # csv, markdown, json, latex: the report alone
+        assert view.report is not None
+        _emit(report_mod.export(view.report, fmt), output)
 
 
 def _importance(results_dirs: list[Path], format: Any, output: Path | None,

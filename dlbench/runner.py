@@ -304,10 +304,12 @@ def execute(run: Plan, *, show: progress.Show | None, force_new: bool = False, r
         outcome = Outcome(run.store.root, len(run.specs), len(run.specs), 0, False, None)
     # the report's and figures' libraries (pandas, scipy, matplotlib) load after training, not before it
     from dlbench.results import plots
-    from dlbench.results.tables import table as task_table
+    from dlbench.results.shown import shown
 
+    # what `dlbench report` shows for the folder (of a staged search: its confirm and defaults stages)
+    view = shown([run.store.root], title=f"{run.cfg.name}: {run.cfg.description}".strip(": "))
     folder = plots.load(run.store.root)
-    return dataclasses.replace(outcome, task_table=task_table(folder),
+    return dataclasses.replace(outcome, report=view.report, task_table=view.tables[0] if view.tables else None,
                                figures=tuple(plots.write(folder)) if figures else ())
 
 

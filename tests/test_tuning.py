@@ -222,3 +222,15 @@ def test_mlflow_gets_the_stage_and_round(swept: tuple[Path, Path, dict[str, dict
         assert run.data.params["case"] == params["case"]
         if "round" in params and params["round"] is not None:
             assert run.data.params["round"] == str(params["round"])
+
+
+def test_the_run_ends_with_the_table_report_prints(swept: tuple[Path, Path, dict[str, dict]]) -> None:
+    """A staged search's run shows its confirm and defaults stages, as `dlbench report` does (it showed
+    every search point: 150 rows for configs/tuning.yaml, against the report's 6)."""
+    cfg, root, _ = swept
+    again = dlbench("run", cfg, "--out", root.parent)  # everything finished: only the tables
+    reported = dlbench("report", root)
+    assert again.exit_code == 0 and reported.exit_code == 0
+    note = next(line for line in reported.stdout.splitlines() if "search runs are left out" in line)
+    best = next(line for line in reported.stdout.splitlines() if line.startswith("best by"))
+    assert note in again.stdout and best in again.stdout

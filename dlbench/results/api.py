@@ -24,9 +24,9 @@ from dlbench.errors import ConfigError, did_you_mean
 from dlbench.results import html as html_page
 from dlbench.results import plots
 from dlbench.results import report as report_mod
-from dlbench.results.options import FIELDS, ReportOptions, format_of
+from dlbench.results.options import FIELDS, FORMATS, ReportOptions, format_of
 from dlbench.results.store import check_folder, metric_columns
-from dlbench.results.tables import table as task_table
+from dlbench.results.shown import shown
 
 Conditions = str | Sequence[str] | Mapping[str, Any]  # 'KEY=VALUE', a list of them, or {key: value}
 
@@ -148,20 +148,24 @@ class Results:
         (optimizer paths, activations) has its own table, which takes no options."""
         chosen = self._options(options, "table")
         if self.task != "train":
-            return _plain_frame(self._shown())
+            return _plain_frame(self._shown()[0])
         return report_mod.report([self.root], chosen).summary
 
     def text(self, format: str = "table", **options: Any) -> str:
         """The report as `dlbench report --format FORMAT` writes it (table, csv, markdown, json, latex or
         html: the whole page), with the report's options as keyword arguments (see `table`)."""
         chosen = self._options(options, "text")
-        if self.task != "train":
-            if format not in ("table", "html"):
-                raise ConfigError(f"text(format={format!r}): {self.root} holds a task: {self.task} experiment, "
-                                  "whose report is its own table (as table or html)")
-            return (html_page.page(self.name, [self._shown()], [self.root]) if format == "html"
-                    else report_mod.plain_text(self._shown()))
-        return report_mod.text(report_mod.report([self.root], chosen), self._title(), format, [self.root])
+        if self.task != "train" and format not in ("table", "html"):
+            raise ConfigError(f"text(format={format!r}): {self.root} holds a task: {self.task} experiment, "
+                              "whose report is its own table (as table or html)")
+        if format not in FORMATS:
+            raise ConfigError(f"text(format={format!r}): invalid; allowed: {', '.join(FORMATS)}")
+        view = shown([self.root], chosen, self._title())
+        if format == "html":
+            return html_page.page(view.title, view.rich(), [self.root], chosen if view.report else None)
+        if format == "table" or view.report is None:
+            return view.text()
+        return report_mod.export(view.report, format)
 
     def save(self, path: str | Path, format: str | None = None, **options: Any) -> Path:
         """`dlbench report FOLDER --output PATH`: the report written to `path`, in `format` or its suffix's."""
@@ -197,13 +201,9 @@ class Results:
 
         return search_figures.importance_frame(search_figures.importance(self._folder))
 
-    def _shown(self) -> Table:
-        """The table a Results shows: the report (training) or the task's own table."""
-        if self.task != "train":
-            table = task_table(self._folder)
-            assert table is not None  # every task that trains nothing has one
-            return table
-        return report_mod.rich_table(report_mod.report([self.root]), self._title())
+    def _shown(self) -> list[Table]:
+        """The tables a Results shows: those `dlbench report` prints for the folder."""
+        return shown([self.root], title=self._title()).rich()
 
     def _finished(self) -> bool:
         return self.task != "train" or not self._runs_and_keys[0].empty
@@ -211,10 +211,12 @@ class Results:
     def _repr_html_(self) -> str:
         if not self._finished():
             return f"<p>{html.escape(str(self.root))}: no finished runs yet</p>"
-        return html_page.table_html(self._shown())
+        return "\n".join(map(html_page.table_html, self._shown()))
 
     def __str__(self) -> str:
-        return report_mod.plain_text(self._shown()) if self._finished() else f"{self.root}: no finished runs yet"
+        if not self._finished():
+            return f"{self.root}: no finished runs yet"
+        return shown([self.root], title=self._title()).text()
 
     def __repr__(self) -> str:
         if self.task != "train":
