@@ -198,8 +198,9 @@ def _chosen(section: Section, name: str) -> dict[str, Any]:
 
 def section_schema(section: Section) -> dict[str, Any]:
     """A section as written in a config: its settings; a choosing section: one branch per component."""
+    title = f"the {section.name} section (a mapping of its keys)"  # what editors say is expected
     if not section.chooses:
-        return _object({s.name: setting(s) for s in section.settings}, description=section.summary)
+        return _object({s.name: setting(s) for s in section.settings}, description=section.summary, title=title)
     assert section.key
     kind = CATALOG[section.chooses]
     branches = [_rule(_chosen(section, c.name), {"$ref": f"#/$defs/{_member_name(section, c.name)}"})
@@ -210,7 +211,7 @@ def section_schema(section: Section) -> dict[str, Any]:
             "const": p.facts["values"][section.key],
             "errorMessage": f"{section.name}.{preset.name} {p.name} is a {p.facts['values'][section.key]}"}))
             for p in CATALOG[preset.choices or ""]]
-    return {"type": "object", "description": section.summary,
+    return {"type": "object", "title": title, "description": section.summary,
             "properties": {section.key: {"enum": kind.names(), "default": section.default,
                                          "description": f"the {kind.label}"}},
             "allOf": branches}
@@ -221,7 +222,7 @@ def _swept_section(section: Section) -> dict[str, Any]:
     left out (a component's required ones too); the keys given must belong to the component named."""
     keys = _section_keys(section)
     props = {k: _any([setting(s, described=False) for s in ss]) for k, ss in keys.items()}
-    schema = _object(props)
+    schema = _object(props, title=f"a mapping of {section.name} keys")  # the title: what editors say is expected
     if section.chooses and section.key:
         props[section.key] = {"enum": CATALOG[section.chooses].names()}
         schema["allOf"] = [_rule(_given(section.key, {"const": c.name}), {"propertyNames": {"enum": [
