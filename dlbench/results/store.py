@@ -11,6 +11,7 @@
     results/<name>/runs.csv, summary.csv    experiment tables (derived from runs/ by report)
     results/<name>/.checkpoints/            unfinished stacks (the engine's; left alone here)
     results/<name>/.progress/<run_id>.json  a run in training (results/live.py); removed when its folder is written
+    results/<name>/jobs.json, .slurm/       --executor slurm's tasks (execution/jobs.py) and submitit's folder
     results/.<name>.lock                    held by the `dlbench run` writing the folder
 
 A run folder is written complete under a hidden temporary name and renamed into
