@@ -309,3 +309,20 @@ def test_a_lost_task_is_said_and_submitted_again(slurm: None, tiny: dict[str, An
     (resubmitted,) = read_jobs(tmp_path / "tiny")
     assert resubmitted.job_id != record.job_id and resubmitted.run_ids == record.run_ids
     assert [summary(d)["status"] for d in run_dirs(tmp_path / "tiny").values()] == ["ok"]
+
+
+def test_a_task_started_more_often_than_its_retries_fails_its_runs(tiny: dict[str, Any], tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The array task itself, in this process, as SLURM starts it for the third time with slurm.retries 1."""
+    from dlbench import runner
+    from dlbench.execution import launchers, slurm as slurm_mod
+
+    plan = runner.plan(write_config(tmp_path / "c.yaml", {**tiny, "slurm": {"retries": 1}}), [], out=tmp_path)
+    (job,) = slurm_mod._stacks(plan.specs, plan.options)
+    payload = slurm_mod.Payload(launchers.task(job, "cpu"), str(plan.store.root), retries=1)
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "2")
+    (result,) = slurm_mod.SlurmTask()(payload)
+    assert result.status == "failed" and result.stored
+    assert summary(run_dirs(plan.store.root)[result.spec.run_id])["error"] == (
+        "RuntimeError: the SLURM task was requeued 2 times, more than slurm.retries (1); its checkpoint is kept: "
+        "--rerun failed resumes it")
