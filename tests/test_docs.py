@@ -14,6 +14,8 @@ below it; any other plain block fails the test until it is marked.
 from __future__ import annotations
 
 import doctest
+import functools
+import json
 import os
 import re
 import shlex
@@ -22,9 +24,11 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from collections.abc import Iterator
 
 import pytest
+import yaml
 from sweep_util import REPO, dlbench, one_thread  # noqa: F401 - fixture
 
 sys.path.insert(0, str(REPO / "docs"))
@@ -211,6 +215,16 @@ def test_yaml_examples_are_valid_configs(block: Block, tmp_path: Path) -> None:
     path.write_text(block.body)
     res = dlbench("validate", path, "--yes")
     assert res.code == 0, f"{block.name}: {res.err}"
+    # the editors' schema (configs/schema.json) accepts it too: it never underlines what validate takes
+    errors = list(_editor_schema().iter_errors(yaml.safe_load(block.body)))
+    assert not errors, f"{block.name}: {errors[0].json_path}: {errors[0].message}"
+
+
+@functools.cache
+def _editor_schema() -> Any:
+    import jsonschema
+
+    return jsonschema.Draft202012Validator(json.loads((REPO / "configs" / "schema.json").read_text()))
 
 
 def test_the_readme_is_a_landing_page() -> None:
