@@ -62,7 +62,9 @@ mkdir -p /run/munge /var/lib/munge /var/log/munge
 chown munge:munge /run/munge /var/lib/munge /var/log/munge
 [ -f /etc/munge/munge.key ] || { mungekey --create 2>/dev/null || dd if=/dev/urandom of=/etc/munge/munge.key bs=1 count=1024 2>/dev/null; chown munge:munge /etc/munge/munge.key; chmod 400 /etc/munge/munge.key; }
 pgrep -x munged >/dev/null || runuser -u munge -- munged
-pgrep -x slurmctld >/dev/null || slurmctld
+# -c: a controller started here begins with no jobs (a previous session's tasks, recovered from the state
+# directory, would run again against folders that may be gone)
+pgrep -x slurmctld >/dev/null || slurmctld -c
 pgrep -x slurmd >/dev/null || slurmd
 
 for _ in $(seq 60); do
