@@ -32,7 +32,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import warnings
 from contextlib import contextmanager
@@ -314,7 +313,6 @@ def refuse_live(folder: Path, specs: list[sweep.RunSpec]) -> None:
                           "collect them with --executor slurm, or stop them first (scancel)")
 
 
-
 def _executor(folder: Path, section: Any, workers: int | None, minutes: int) -> submitit.SlurmExecutor:
     import submitit
 
@@ -432,4 +430,3 @@ def _collect(folder: Path, pending: dict[str, jobs_record.JobRecord], specs: lis
                                   stacklevel=2)
         if pending:
             time.sleep(POLL_S)
-    sys.stdout.flush()
