@@ -5,6 +5,7 @@ listed, and that list is the docs page's. Every shipped config passes both."""
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import subprocess
@@ -15,13 +16,16 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 from jsonschema.exceptions import best_match
 from sweep_util import dlbench
 
-from dlbench import plugins
+from dlbench import plugins, runner
 from dlbench.catalog import CATALOG, SECTIONS, Section
 from dlbench.config.json_schema import ONLY_VALIDATE, json_schema
 from dlbench.config.schema import sweepable
+from dlbench.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS: dict[str, dict[str, Any]] = yaml.safe_load((ROOT / "tests" / "bad_configs.yaml").read_text())
@@ -136,3 +140,51 @@ def test_every_section_key_and_name_of_the_catalog_is_in_the_schema(section: Sec
         if s.choices:
             assert CATALOG[s.choices].names() in _enums(schema), (section.name, s.name)
         assert f"key:{section.name}.{s.name}" in schema["$defs"] or section.name not in sweepable()
+
+
+# near-misses of the shipped configs: a leaf replaced by an edge value or a name of the catalog, a key
+# dropped, a rule's trigger set; what validate accepts, the schema must accept (an editor never underlines
+# a config that runs)
+_EDGES = st.one_of(st.sampled_from([0, 1, 2, -1, 0.0, 0.5, 1.0, 1.5, 1e-5, True, False, None, "full", "post",
+                                    "test", "first", [], [0], [0, 0], [4, 4], {}]),
+                   st.sampled_from(sorted({c.name for kind in CATALOG for c in kind})))
+_TRIGGERS = [("model", "norm"), ("model", "dropout"), ("train", "steps"), ("data", "val_size"),
+             ("diagnostics", "weights"), ("regularization", "penalty_in_loss"), ("optimizer", "weight_decay"),
+             ("model", "preset"), ("task",), ("loss",), ("plots",)]
+
+
+@st.composite
+def _near_misses(draw: st.DrawFn) -> dict[str, Any]:
+    config = copy.deepcopy(yaml.safe_load(draw(st.sampled_from(SHIPPED[:-2])).read_text()))  # no plugin examples
+    for _ in range(draw(st.integers(1, 2))):
+        where = draw(st.sampled_from([*_TRIGGERS, *_leaves(config)]))
+        parent = config
+        for part in where[:-1]:
+            parent = parent.setdefault(part, {}) if isinstance(parent, dict) else parent[part]
+            if not isinstance(parent, (dict, list)):
+                return config
+        if isinstance(parent, dict) and draw(st.booleans()) and where[-1] in parent:
+            del parent[where[-1]]
+        elif isinstance(parent, dict) or (isinstance(where[-1], int) and where[-1] < len(parent)):
+            parent[where[-1]] = copy.deepcopy(draw(_EDGES))  # never one list or mapping in two places
+    return config
+
+
+def _leaves(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else []
+    return [prefix] * bool(prefix) + [p for k, v in items for p in _leaves(v, (*prefix, k))]
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(_near_misses())
+def test_what_validate_accepts_the_schema_accepts(editor: jsonschema.Draft202012Validator,
+                                                  config: dict[str, Any]) -> None:
+    error = best_match(editor.iter_errors(config))
+    try:
+        runner.load(config, [], max_runs=10**9, yes=True)
+    except ConfigError:
+        event(f"refused by validate{', and by the schema' if error else ''}")
+        return
+    event("accepted")
+    assert error is None, (error.json_path, error.message, config)
