@@ -82,20 +82,23 @@ class Snapshot:
 
 
 class Best:
-    """The best configuration so far, computed again only when the finished runs change."""
+    """The best configuration so far, computed again when the finished runs changed, and then at most
+    once per ten times its own cost (the report reads every run: a large folder takes seconds)."""
 
     def __init__(self) -> None:
         self.seen: frozenset[tuple[str, str]] | None = None
         self.lines: list[str] = []
+        self.next = -math.inf  # monotonic time before which it is not computed again
 
     def __call__(self, root: Path, finished: dict[str, str]) -> list[str]:
         key = frozenset(finished.items())
-        if key != self.seen:
-            self.seen = key
+        if key != self.seen and time.monotonic() >= self.next:
+            self.seen, start = key, time.monotonic()
             try:
                 self.lines = best_lines(report([root])) if OK in finished.values() else []
             except ConfigError:  # nothing to rank yet
                 self.lines = []
+            self.next = time.monotonic() + 10 * (time.monotonic() - start)
         return self.lines
 
 
@@ -277,9 +280,13 @@ def watch(root: Path, console: Console, refresh: float = REFRESH) -> Snapshot:
 
     try:
         with Live(view_of(s), console=console, auto_refresh=False) as view:
+            watched = s.running
             while s.running:
                 time.sleep(refresh)
                 s = snapshot(root, best, scheduler)
+                view.update(view_of(s), refresh=True)
+            if watched:  # the last view with the best of all the runs (Best may have waited)
+                s = snapshot(root, Best(), scheduler)
                 view.update(view_of(s), refresh=True)
     finally:
         if not console.is_terminal:  # in a file or a pipe Live leaves its last view without the line's end
