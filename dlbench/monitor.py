@@ -79,6 +79,7 @@ class Snapshot:
     best: list[str] = field(default_factory=list)
     jobs: list[Job] = field(default_factory=list)
     task: str = "train"  # a task that trains nothing (task: function, activations) is computed at once
+    others: int = 0  # finished runs of earlier sweeps into the folder that this one does not plan (counted apart)
 
 
 class Best:
@@ -119,7 +120,9 @@ def snapshot(root: Path, best: Best | None = None, scheduler: Scheduler | None =
     finished = {k: v for k, v in finished.items() if not (k in current and current[k].training)}  # --rerun
     stale = [p for p in progress if not p.live and p.run_id not in finished]
     sweep = live.read_sweep(root)
-    counts: dict[str, int] = {s: sum(v == s for v in finished.values()) for s in (OK, PRUNED, FAILED, DIVERGED)}
+    planned = None if sweep is None else set(sweep.runs)
+    counted = [v for k, v in finished.items() if planned is None or k in planned]  # this sweep's runs
+    counts: dict[str, int] = {s: counted.count(s) for s in (OK, PRUNED, FAILED, DIVERGED)}
     queued = None
     if sweep is not None:
         busy = set(finished) | {p.run_id for p in training} | {p.run_id for p in stale}
@@ -133,7 +136,7 @@ def snapshot(root: Path, best: Best | None = None, scheduler: Scheduler | None =
                     counts, training, stale, queued, running,
                     seconds_left(training, queued or 0, steps_done) if running else None,
                     (best or Best())(root, {k: v for k, v in finished.items() if k in stored}), scheduled,
-                    view.get("task", "train"))
+                    view.get("task", "train"), len(finished) - len(counted))
 
 
 def seconds_left(training: list[RunProgress], queued: int, finished_steps: list[int]) -> float | None:
@@ -252,6 +255,8 @@ def render(s: Snapshot, limit: int = STATUS_ROWS, job_limit: int = STATUS_ROWS) 
         return Text.assemble((s.name, "bold"), f" ({s.root}): a task: {s.task} experiment; it trains no runs "
                              "(its table: dlbench report)")
     parts: list[RenderableType] = [_headline(s), _counts(s)]
+    if s.others:
+        parts.append(Text(f"(and {s.others} finished runs of earlier sweeps into this folder, not planned now)"))
     parts += [Text(f"so far, {line}" if s.running else line) for line in s.best]
     parts += [t for t in (_jobs(s, job_limit), _runs(s, limit)) if t is not None]
     return Group(*parts)
