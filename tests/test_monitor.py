@@ -126,15 +126,21 @@ def test_a_file_whose_writer_is_gone_is_shown_stale_and_kept(tmp_path: Path, dat
 
 
 @pytest.mark.parametrize("command", ["status", "watch"])
-@pytest.mark.parametrize("folder", ["missing", "empty", "file"])
+@pytest.mark.parametrize("folder", ["missing", "empty", "file", "root"])
 def test_a_folder_that_is_not_an_experiment_is_refused(tmp_path: Path, command: str, folder: str) -> None:
     path = tmp_path / folder
     if folder == "empty":
         path.mkdir()
     elif folder == "file":
         path.write_text("x")
+    elif folder == "root":  # results/, holding experiments: they are named
+        for name in ("a", "b"):
+            (path / name).mkdir(parents=True)
+            (path / name / "experiment.yaml").write_text("name: x\n")
     result = dlbench(command, path)
     assert result.code == 2 and str(path) in result.error_line and not result.out
+    if folder == "root":
+        assert "holds 2 experiments: a, b; name one" in result.error_line
 
 
 def test_watch_ends_quietly_on_ctrl_c(tmp_path: Path, data_root: Path) -> None:

@@ -331,7 +331,7 @@ def check_folder(d: Path) -> None:
     if inside:
         if len(inside) == 1:
             raise ConfigError(f"{d} holds one experiment, {inside[0]}: name its folder, {d / inside[0]}")
-        raise ConfigError(f"{d} holds {len(inside)} experiments: {', '.join(inside)}; report one, e.g. {d / inside[0]}")
+        raise ConfigError(f"{d} holds {len(inside)} experiments: {', '.join(inside)}; name one, e.g. {d / inside[0]}")
     raise ConfigError(f"{d}: not a results folder (expected {d / 'runs'}/ or {d / 'experiment.yaml'})")
 
 
