@@ -308,7 +308,7 @@ def provenance() -> str:
     run = data.get("run")
     rows = [[f"`{name}`", *("; ".join(v for v, e in variants.items() if e["source"] == source) or "–"
                             for source in ("run", "transcribed"))]
-            for name, variants in data["experiments"].items()]
+            for name, variants in sorted(data["experiments"].items(), key=lambda item: CONFIGS.index(item[0]))]
     caption = "docs/data/textbook_book.json" + (
         f": the book's commit `{run['book']['commit'][:12]}`, numpy {run['numpy']}, seeds "
         f"{', '.join(map(str, run['seeds']))}" if run else "")

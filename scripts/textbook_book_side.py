@@ -300,7 +300,7 @@ def main() -> None:
         raise SystemExit(f"textbook_book_side: {args.out} holds runs of another commit, numpy or digits: move it")
     out = {**old, "run": record, "experiments": {k: experiments[k] for k in sorted(experiments)}}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".tmp").write_text(json.dumps(out, indent=1) + "\n")
+    args.out.with_suffix(".tmp").write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n")
     args.out.with_suffix(".tmp").replace(args.out)
     print(f"wrote {args.out}")
 
