@@ -73,7 +73,7 @@ def train(cfg: dict[str, Any], out: Path) -> Path:
 
 
 def runs_of(root: Path) -> pd.DataFrame:
-    from dlbench.results.report import load_runs
+    from dlbench.results.load import load_runs
 
     return load_runs(root)[0]
 

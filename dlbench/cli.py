@@ -114,14 +114,14 @@ YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Go ahead with a sw
 
 def _runs_table(specs: list[sweep.RunSpec], costs: list[runner.Cost], finished: dict[str, str]) -> Table:
     from dlbench import sweep
-    from dlbench.results import report as report_mod
+    from dlbench.results import load as load_mod
 
     keys = sweep.swept_keys(specs)
     table = Table(title=f"{len(specs)} runs")
     for h in ["#", "run id", *keys, "seed", "params", "steps", "state"]:
         table.add_column(h)
     for i, (s, c) in enumerate(zip(specs, costs), 1):
-        table.add_row(str(i), s.run_id, *(report_mod.value_text(s.params.get(k, "–")) for k in keys), str(s.seed),
+        table.add_row(str(i), s.run_id, *(load_mod.value_text(s.params.get(k, "–")) for k in keys), str(s.seed),
                       f"{c.n_params:,}" if c.n_params is not None else "?", f"{c.steps:,}" if c.steps else "?",
                       finished.get(s.run_id, "to train"))
     return table
@@ -176,9 +176,9 @@ def run(
     outcome = runner.execute(plan, show=progress.terminal(err_console), force_new=force_new,
                              rerun=rerun and rerun.value, fail_fast=fail_fast, figures=plots, say=_say, warn=_warn)
     if outcome.report is not None:
-        from dlbench.results import report as report_mod  # loaded by then: after training, not before it
+        from dlbench.results.render import terminal as terminal_mod  # loaded by then: after training, not before
 
-        console.print(report_mod.rich_table(outcome.report, f"{plan.cfg.name}: {plan.cfg.description}".strip(": "),
+        console.print(terminal_mod.rich_table(outcome.report, f"{plan.cfg.name}: {plan.cfg.description}".strip(": "),
                                             console.width))
     if outcome.task_table is not None:
         console.print(outcome.task_table)
@@ -276,7 +276,7 @@ def report(
 ) -> None:
     """Statistics over seeds from results folders (reads only the folders): mean ± std, 95% CI,
     Welch's t-test against the best (or a baseline), time to target; table, csv, markdown, json, latex or html."""
-    from dlbench.results import report as report_mod
+    from dlbench.results.render import formats as formats_mod
     from dlbench.results import shown as shown_mod
 
     for d in results_dirs:
@@ -307,7 +307,7 @@ def report(
         _emit(view.text(), output)
     else:  # csv, markdown, json, latex: the report alone
         assert view.report is not None
-        _emit(report_mod.export(view.report, fmt), output)
+        _emit(formats_mod.export(view.report, fmt), output)
 
 
 def _importance(results_dirs: list[Path], format: Any, output: Path | None,

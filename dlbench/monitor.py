@@ -27,7 +27,9 @@ from dlbench.errors import ConfigError
 from dlbench.execution.jobs import UNKNOWN, SchedulerState, read_jobs, scheduler_states
 from dlbench.results import live
 from dlbench.results.live import RunProgress
-from dlbench.results.report import best_lines, report, value_text
+from dlbench.results.report import report
+from dlbench.results.render.columns import best_lines
+from dlbench.results.load import value_text
 from dlbench.results.store import Store, check_folder, read_view
 
 REFRESH = 2.0  # seconds between `watch`'s redraws: the writers' own cadence (live.EVERY)

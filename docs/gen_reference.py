@@ -112,6 +112,7 @@ def results_page() -> str:
 
     from dlbench.catalog.metrics import METRICS
     from dlbench.results import report, store
+    from dlbench.results import load as load_mod
 
     layout = (inspect.getdoc(store) or "").split("\n\n")
     runs = pd.DataFrame([{"status": "ok", "wall_time": 1.0,
@@ -123,7 +124,7 @@ def results_page() -> str:
         "## metrics.csv", "", "One row per evaluation of a run:", "",
         ", ".join(f"`{c}`" for c in store.metric_columns()), "",
         "## runs.csv", "", "One row per finished run: `config.<key>` for every key of the run's resolved config, "
-        "the swept keys, then " + ", ".join(f"`{c}`" for c in report.RUN_COLUMNS) + ", and every metric at the "
+        "the swept keys, then " + ", ".join(f"`{c}`" for c in load_mod.RUN_COLUMNS) + ", and every metric at the "
         "final and best-validation evaluations: " + ", ".join(f"`final.{m}`" for m in METRICS.names()) +
         " (and `best.<metric>`).", "",
         "## summary.csv", "", "One row per configuration (the swept keys first), best first; a key a configuration "

@@ -22,6 +22,7 @@ import pytest
 from matplotlib import image as mpimg
 
 from dlbench.results import report as report_mod
+from dlbench.results.render import columns as columns_mod
 from sweep_util import dlbench, tiny_config, write_config
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -136,10 +137,10 @@ def test_train_report_in_chromium(folders: dict[str, Path], tmp_path: Path) -> N
 
     # the terminal report's rows, cell for cell, under its header, and its caption
     rep = report_mod.report([folder])
-    header, rows = report_mod.display_rows(rep)
+    header, rows = columns_mod.display_rows(rep)
     assert dom.tables[0] == [header, *rows]
     assert {r[0] for r in rows} == {"sgd", "adam"}
-    for line in report_mod.caption(rep):
+    for line in columns_mod.caption(rep):
         assert dom.shows(line), line
     assert_figures_inlined(dom, folder)
     assert {img["alt"] for img in dom.images} >= {"curves", "gap"}
@@ -183,7 +184,7 @@ def test_two_folders_compared(folders: dict[str, Path], tmp_path: Path) -> None:
     outcome = dlbench("report", folders["train"], other, "-o", tmp_path / "both.html")  # format from the suffix
     assert outcome.code == 0, outcome.err
     page = Page((tmp_path / "both.html").read_text())
-    header, rows = report_mod.display_rows(report_mod.report([folders["train"], other]))
+    header, rows = columns_mod.display_rows(report_mod.report([folders["train"], other]))
     assert page.tables[0] == [header, *rows] and header[0] == report_mod.EXPERIMENT
     assert "<h2>Figures: again</h2>" in page.text and "<h2>Figures: train</h2>" in page.text
     assert len(page.images) == 2 * len(list(other.glob("*.png")))

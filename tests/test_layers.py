@@ -290,10 +290,11 @@ def test_the_report_table_fits_the_terminal_without_cutting(finished: Path, widt
     from rich.console import Console
 
     from dlbench.results import report
+    from dlbench.results.render import terminal as terminal_mod
 
     rep = report.report([finished / "tiny"], report.ReportOptions(target=0.2, losses=True))
     console = Console(width=width, file=io.StringIO(), color_system=None)
-    console.print(report.rich_table(rep, "tiny", width), crop=False)
+    console.print(terminal_mod.rich_table(rep, "tiny", width), crop=False)
     text = console.file.getvalue()
     assert max(map(len, text.splitlines())) <= width
     assert "vs best" in text and f"left out to fit {width} columns" in text and "--format csv" in text
@@ -301,7 +302,7 @@ def test_the_report_table_fits_the_terminal_without_cutting(finished: Path, widt
     for header in ("gap", "test", "loss", "steps", "seconds", "reached"):
         assert header in text, header
     assert "…" not in text
-    assert report.rich_table(rep, "tiny", 10**4).columns[-1].header == "seconds to 0.2"  # wide: all columns
+    assert terminal_mod.rich_table(rep, "tiny", 10**4).columns[-1].header == "seconds to 0.2"  # wide: all columns
 
 
 def test_intervals_stay_within_what_is_possible(finished: Path) -> None:

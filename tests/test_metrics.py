@@ -17,6 +17,9 @@ from sweep_util import dlbench, run_dirs, write_config
 
 from dlbench.catalog.metrics import METRICS, Metric
 from dlbench.results import report as rp
+from dlbench.results.render import columns as columns_mod
+from dlbench.results.render import formats as formats_mod
+from dlbench.results.render import terminal as terminal_mod
 from dlbench.training import measures
 
 
@@ -72,7 +75,7 @@ def test_a_trained_run_records_its_calibration_and_the_report_ranks_on_it(tmp_pa
         assert final["test_ece"] == curve["test_ece"].iloc[-1]
     rep = rp.report([root], rp.ReportOptions(metric="test_ece"))
     assert rep.rank_by == "val_ece" and list(rep.summary["val_ece_mean"]) == sorted(rep.summary["val_ece_mean"])
-    caption = rp.caption(rep)
+    caption = columns_mod.caption(rep)
     assert "ranked by validation calibration error." in caption[0] and "test calibration error" in caption[-1]
     plain = dlbench("report", root).stdout
     assert "ECE" not in plain  # today's default table keeps its width
@@ -100,12 +103,13 @@ def test_a_metric_declared_in_a_test_reaches_every_output(tmp_path: Path, error_
 
     root = _confident(tmp_path / "smoothing")
     rep = rp.report([root], rp.ReportOptions(metric="test_error"))
-    assert rp.render(rep, "t").count("test error %") == 1
+    assert terminal_mod.render(rep, "t").count("test error %") == 1
     errors = 1 - rep.summary["test_acc_mean"]
-    csv = pd.read_csv(io.StringIO(rp.export(rep, "csv")))
+    csv = pd.read_csv(io.StringIO(formats_mod.export(rep, "csv")))
     assert np.allclose(csv["test_error_mean"], errors) and list(csv["test_error_mean"]) == sorted(errors)
-    assert json.loads(rp.export(rep, "json"))["configurations"][0]["test_error_mean"] == pytest.approx(errors[0])
+    first = json.loads(formats_mod.export(rep, "json"))["configurations"][0]
+    assert first["test_error_mean"] == pytest.approx(errors[0])
     figure = plots.curves(plots.load(root))
     assert figure is not None and "test error %" in [ax.get_title() for ax in figure.axes]
     assert "test_error_mean" in dlbench.load(root).table(metric="test_error")
-    assert "ranked by test error." in rp.caption(rep)[0]
+    assert "ranked by test error." in columns_mod.caption(rep)[0]

@@ -508,6 +508,7 @@ def test_the_report_and_html_page_name_where_each_plugin_component_came_from(tmp
     from rich.console import Console
 
     from dlbench.results import report as report_mod
+    from dlbench.results.render import terminal as terminal_mod
 
     plugin = write(tmp_path / "mine.py", SGD_PLUGIN)
     digest = hashlib.sha256(plugin.read_text().encode()).hexdigest()
@@ -529,7 +530,7 @@ def test_the_report_and_html_page_name_where_each_plugin_component_came_from(tmp
     rep = report_mod.report([folder])
     for width in (80, 100):
         console = Console(width=width, file=io.StringIO(), color_system=None)
-        console.print(report_mod.rich_table(rep, "tiny", width), crop=False)
+        console.print(terminal_mod.rich_table(rep, "tiny", width), crop=False)
         assert max(map(len, console.file.getvalue().splitlines())) <= width
         assert line in _one_line(console.file.getvalue())
     # rows without the plugin: no line

@@ -20,7 +20,12 @@ from scipy import stats
 from sweep_util import Outcome, dlbench
 
 from dlbench.catalog.metrics import METRICS
+from dlbench.results.options import FORMATS
 from dlbench.results import report as rp
+from dlbench.results import load as load_mod
+from dlbench.results.render import columns as columns_mod
+from dlbench.results.render import formats as formats_mod
+from dlbench.results.render import terminal as terminal_mod
 from dlbench.cli import main
 from dlbench.errors import ConfigError
 
@@ -174,17 +179,17 @@ def test_holm_adjusted_p_values_beside_the_raw_ones_decide_the_verdicts(grid: Pa
     expected = multipletests(s["p_value"], method="holm")[1]
     assert s["p_adjusted"].to_numpy() == pytest.approx(expected, rel=1e-12)
     assert list(s["verdict"]) == ["significant" if p < 0.05 else "not significant" for p in expected]
-    assert "Holm-adjusted" in rp.caption(rep)[1]
-    header, rows = rp.display_rows(rep)
+    assert "Holm-adjusted" in columns_mod.caption(rep)[1]
+    header, rows = columns_mod.display_rows(rep)
     assert any("(Holm " in r[header.index("vs best")] for r in rows)
-    doc = json.loads(rp.export(rep, "json"))
+    doc = json.loads(formats_mod.export(rep, "json"))
     assert doc["adjust"] == "holm" and "p_adjusted" in doc["configurations"][0]
-    assert "p_adjusted" in rp.export(rep, "csv").splitlines()[0]
+    assert "p_adjusted" in formats_mod.export(rep, "csv").splitlines()[0]
     raw = rp.report([grid], rp.ReportOptions(adjust="none"))
     tested = raw.summary["p_value"].notna()
     assert (raw.summary.loc[tested, "p_adjusted"] == raw.summary.loc[tested, "p_value"]).all()
-    assert "not corrected for multiple testing" in rp.caption(raw)[1]
-    assert not any("Holm" in cell for r in rp.display_rows(raw)[1] for cell in r)
+    assert "not corrected for multiple testing" in columns_mod.caption(raw)[1]
+    assert not any("Holm" in cell for r in columns_mod.display_rows(raw)[1] for cell in r)
 
 
 def test_an_unknown_adjustment_is_one_line(grid: Path) -> None:
@@ -200,7 +205,7 @@ def test_significance_on_a_chosen_metric(grid: Path, metric: str) -> None:
     x = values(grid, ("sgd", "he_normal"), metric)
     r = row(rep.summary, optimizer__name="sgd", init__scheme="he_normal")
     assert r["p_value"] == pytest.approx(stats.ttest_ind(x, ref, equal_var=False).pvalue, rel=1e-12)
-    assert METRICS[metric].label in rp.display_rows(rep)[0]  # the compared metric is shown
+    assert METRICS[metric].label in columns_mod.display_rows(rep)[0]  # the compared metric is shown
 
 
 def test_welch_edge_cases() -> None:
@@ -234,7 +239,7 @@ def test_best_is_picked_on_validation_and_reported_on_test(grid: Path) -> None:
     best = rep.best().iloc[0]
     assert (best["optimizer.name"], best["init.scheme"]) == by_val
     test = values(grid, by_val, "test_acc")
-    line = rp.caption(rep)[-1]
+    line = columns_mod.caption(rep)[-1]
     assert line.startswith("best by validation accuracy: optimizer.name=adam, init.scheme=he_normal")
     assert f"test accuracy {100 * test.mean():.1f} ± {100 * test.std(ddof=1):.1f}" in line
 
@@ -245,8 +250,8 @@ def test_at_best_uses_the_best_validation_evaluation(grid: Path) -> None:
     assert (best["optimizer.name"], best["init.scheme"]) == ("adam", "xavier_normal")
     assert best["test_acc_mean"] == pytest.approx(np.mean(values(grid, ("adam", "xavier_normal"), "test_acc", "best")))
     assert best["epoch_mean"] == pytest.approx(3.0)  # best epochs 2, 3, 4
-    assert "at the best-validation evaluation" in rp.caption(rep)[0]
-    assert "at the final evaluation" in rp.caption(rp.report([grid]))[0]
+    assert "at the best-validation evaluation" in columns_mod.caption(rep)[0]
+    assert "at the final evaluation" in columns_mod.caption(rp.report([grid]))[0]
     assert set(rep.summary["at"]) == {"best"}
 
 
@@ -257,8 +262,8 @@ def test_baseline_is_the_reference(grid: Path) -> None:
     assert row(rep.summary, optimizer__name="sgd", init__scheme="he_normal")["verdict"] == "reference"
     r = row(rep.summary, optimizer__name="adam", init__scheme="he_normal")
     assert r["p_value"] == pytest.approx(stats.ttest_ind(x, ref, equal_var=False).pvalue, rel=1e-12)
-    assert "vs baseline" in rp.display_rows(rep)[0]
-    assert "optimizer.name=sgd" in rp.caption(rep)[1]
+    assert "vs baseline" in columns_mod.display_rows(rep)[0]
+    assert "optimizer.name=sgd" in columns_mod.caption(rep)[1]
 
 
 def test_without_validation_data_the_metric_asked_ranks(tmp_path: Path) -> None:
@@ -270,10 +275,10 @@ def test_without_validation_data_the_metric_asked_ranks(tmp_path: Path) -> None:
     rep = rp.report([tmp_path / "noval"])
     assert list(rep.summary["optimizer.name"]) == ["adam", "sgd"] and rep.metric == "test_acc"
     assert rep.best()["optimizer.name"].item() == "adam"
-    assert "ranked by test accuracy (no validation split" in rp.caption(rep)[0]
+    assert "ranked by test accuracy (no validation split" in columns_mod.caption(rep)[0]
     by_loss = rp.report([tmp_path / "noval"], rp.ReportOptions(metric="test_loss"))  # lower is better
     assert list(by_loss.summary["optimizer.name"]) == ["adam", "sgd"]
-    assert "ranked by test loss" in rp.caption(by_loss)[0]
+    assert "ranked by test loss" in columns_mod.caption(by_loss)[0]
 
 
 def _confident(root: Path) -> Path:
@@ -303,7 +308,7 @@ def test_a_lower_is_better_metric_ranks_ascending_everywhere(tmp_path: Path, met
     if metric == chosen:  # compared on what ranks: no row is better than the best
         assert (rep.summary["delta"].dropna() >= 0).all()
     words = METRICS[chosen].words
-    caption = rp.caption(rep)
+    caption = columns_mod.caption(rep)
     assert f"ranked by {words}." in caption[0] and f"the best configuration by {words}" in caption[1]
     assert caption[-1].startswith(f"best by {words}: loss.smoothing=")
     final = METRICS.on_split(metric, "test") or METRICS[metric]
@@ -321,7 +326,7 @@ def test_at_best_is_the_evaluation_with_the_best_value_of_the_metric(tmp_path: P
     smooth = row(rep.summary, loss__smoothing="smooth")
     assert smooth["val_loss_mean"] == pytest.approx(np.mean([0.90 + 0.01 * s for s in range(3)]))
     assert smooth["gap_mean"] == pytest.approx(0.8 - 0.76)  # derived at that evaluation too
-    assert "at the evaluation with the best validation loss of each run" in rp.caption(rep)[0]
+    assert "at the evaluation with the best validation loss of each run" in columns_mod.caption(rep)[0]
 
 
 def test_when_every_run_diverged_the_caption_says_so(tmp_path: Path) -> None:
@@ -331,7 +336,7 @@ def test_when_every_run_diverged_the_caption_says_so(tmp_path: Path) -> None:
         write_run(root, f"x{seed}", {"optimizer.lr": 50.0}, seed, status="diverged", final=nan, best=nan)
         config = yaml.safe_load((root / "runs" / f"x{seed}" / "config.yaml").read_text())
         (root / "runs" / f"x{seed}" / "config.yaml").write_text(yaml.safe_dump(config | {"data": {"val_size": 0.1}}))
-    caption = rp.caption(rp.report([root]))
+    caption = columns_mod.caption(rp.report([root]))
     assert "no run finished ok (2 diverged): none is picked as best." in caption
     assert not any("val_size" in line for line in caption)
 
@@ -373,7 +378,7 @@ def test_time_to_target_first_crossing_and_not_reached(tmp_path: Path) -> None:
         lo, hi = stats.t.interval(0.95, 2, loc=np.mean(expected), scale=stats.sem(expected))
         lo = max(lo, 0.0)  # a time is never negative: the interval is clipped there
         assert (r[f"ttt_{unit}_ci_low"], r[f"ttt_{unit}_ci_high"]) == (pytest.approx(lo), pytest.approx(hi))
-    header, rows = rp.display_rows(rep)
+    header, rows = columns_mod.display_rows(rep)
     assert rows[0][header.index("reached 0.8")] == "3/5"
     epochs = np.array([2, 4, 1])
     assert rows[0][header.index("epochs to 0.8")].startswith(f"{epochs.mean():.1f} ± {epochs.std(ddof=1):.1f}\n")
@@ -439,11 +444,11 @@ def test_bad_keys_are_one_line_config_errors(grid: Path, option: str, value: lis
 
 def test_csv_and_json_carry_every_number(grid: Path) -> None:
     rep = rp.report([grid], rp.ReportOptions(target=0.85))
-    back = pd.read_csv(io.StringIO(rp.export(rep, "csv")))
+    back = pd.read_csv(io.StringIO(formats_mod.export(rep, "csv")))
     numeric = [c for c in rep.summary if rep.summary[c].dtype.kind == "f"]
     assert {"val_acc_ci_low", "p_value", "ttt_seconds_mean", "reached"} <= set(back)
     np.testing.assert_allclose(back[numeric].to_numpy(float), rep.summary[numeric].to_numpy(float), rtol=1e-12)
-    doc = json.loads(rp.export(rep, "json"))
+    doc = json.loads(formats_mod.export(rep, "json"))
     assert (doc["at"], doc["ranked_by"], doc["compared_on"], doc["target"]) == ("final", "val_acc", "val_acc", 0.85)
     assert doc["best"][0]["optimizer.name"] == "adam" and len(doc["configurations"]) == len(rep.summary)
     got = pd.DataFrame(doc["configurations"])[numeric].to_numpy(float)
@@ -452,7 +457,7 @@ def test_csv_and_json_carry_every_number(grid: Path) -> None:
 
 def test_markdown_latex_and_table_show_the_display_rows(grid: Path) -> None:
     rep = rp.report([grid])
-    header, rows = rp.display_rows(rep)
+    header, rows = columns_mod.display_rows(rep)
     assert header[:4] == [*KEYS, "n", "epoch"] and len(rows) == 5
     adam = rows[0]
     x = values(grid, ("adam", "he_normal"), "val_acc")
@@ -463,17 +468,17 @@ def test_markdown_latex_and_table_show_the_display_rows(grid: Path) -> None:
     assert sgd_he[header.index("vs best")].endswith(" *")  # significant mark
     assert rows[-1][header.index("vs best")] == rp.TOO_FEW and rows[-1][-1] == "1 diverged, 1 failed"
 
-    md = rp.export(rep, "markdown").splitlines()
+    md = formats_mod.export(rep, "markdown").splitlines()
     assert md[0] == "| " + " | ".join(header) + " |" and md[1].count("---") == len(header)
     assert md[2] == "| " + " | ".join(c.replace("\n", " ") for c in adam) + " |"
     assert any(line.startswith("_best by validation accuracy") for line in md)
 
-    tex = rp.export(rep, "latex")
+    tex = formats_mod.export(rep, "latex")
     assert tex.count(r"\begin{tabular}") == 1 and r"optimizer.name & init.scheme & n & epoch" in tex
     assert r"he\_normal" in tex and r"$\pm$" in tex and r"val acc \%" in tex and r"\caption{" in tex
     assert not {"±", "–", "<"} & set(tex)  # compiles with any LaTeX input encoding and font
 
-    table = rp.export(rep, "table")
+    table = formats_mod.export(rep, "table")
     assert "reference" in table and "best by validation accuracy" in table and "1 diverged, 1 failed" in table
 
 
@@ -484,7 +489,7 @@ def test_write_tables_refreshes_runs_and_summary_csv(grid: Path) -> None:
     assert len(runs) == 15 and list(summary["optimizer.name"]) == list(rep.summary["optimizer.name"])
     expected = rep.summary["val_acc_ci_high"].to_numpy()
     assert summary["val_acc_ci_high"].to_numpy() == pytest.approx(expected, nan_ok=True)
-    assert rp.rich_table(rep, title="grid").row_count == 5
+    assert terminal_mod.rich_table(rep, title="grid").row_count == 5
 
 
 # ---------------------------------------------------------------- two experiments
@@ -503,7 +508,7 @@ def test_two_experiments_side_by_side(tmp_path: Path) -> None:
         assert r["p_value"] == pytest.approx(stats.ttest_ind(x, ref, equal_var=False).pvalue, rel=1e-12)
         assert row(rep.summary, experiment="a", optimizer__name=config[0], init__scheme=config[1])["verdict"] == \
             "reference"
-    assert len(rep.best()) == 2 and "vs a" in rp.display_rows(rep)[0]
+    assert len(rep.best()) == 2 and "vs a" in columns_mod.display_rows(rep)[0]
 
 
 def test_experiments_with_different_keys_need_group_by(tmp_path: Path) -> None:
@@ -526,7 +531,7 @@ def test_experiments_with_different_keys_need_group_by(tmp_path: Path) -> None:
 
 
 def test_cli_formats_and_output_file(grid: Path, tmp_path: Path) -> None:
-    for fmt in rp.FORMATS:
+    for fmt in FORMATS:
         result = report_cli(grid, "--format", fmt, "--target", "0.85", "--at", "best", "--losses")
         assert result.exit_code == 0, result.output
         assert "adam" in result.output and "xavier" in result.output
@@ -599,10 +604,10 @@ def test_report_of_a_real_sweep(tmp_path: Path, tiny: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("mean, std, shown", [(20.0, 0.0, "20"), (68.96551724, 0.0, "69.0"), (12.5, 2.25, "12.5 ± 2.2"),
-                                             (math.nan, math.nan, rp.MISSING)])
+                                             (math.nan, math.nan, load_mod.MISSING)])
 def test_epoch_column_shows_sensible_precision(mean: float, std: float, shown: str) -> None:
     """Whole epochs as integers; a step-based run ends mid-epoch (68.96551724 -> 69.0), never 6 digits."""
-    assert rp._epoch(pd.Series({"epoch_mean": mean, "epoch_std": std})) == shown
+    assert columns_mod._epoch(pd.Series({"epoch_mean": mean, "epoch_std": std})) == shown
 
 
 def test_results_files_write_a_missing_value_one_way(tmp_path: Path) -> None:

@@ -99,6 +99,7 @@ def test_resume_mid_search_plans_the_same_later_rounds(swept: tuple[Path, Path, 
 
 def test_the_reported_best_comes_from_the_confirm_runs(swept: tuple[Path, Path, dict[str, dict]]) -> None:
     from dlbench.results import report as rp
+    from dlbench.results.render import columns as columns_mod
 
     _, root, runs = swept
     rep = rp.report([root])
@@ -107,11 +108,12 @@ def test_the_reported_best_comes_from_the_confirm_runs(swept: tuple[Path, Path, 
     seeds = sorted(s["seed"] for s in runs.values() if s["params"]["stage"] == "confirm"
                    and s["params"]["case"] == best["case"] and s["status"] == "ok")
     assert seeds == [10, 11]
-    assert "among the confirm runs" in rp.caption(rep)[-1] and "fresh seeds" in rp.caption(rep)[-1]
+    assert "among the confirm runs" in columns_mod.caption(rep)[-1] and "fresh seeds" in columns_mod.caption(rep)[-1]
     # by default the confirm and defaults runs are compared (each on 2 seeds), with the best confirm row
     assert set(rep.summary["stage"]) == {"confirm", "defaults"} and rep.summary.iloc[0]["verdict"] == "reference"
     assert rp.TOO_FEW not in set(rep.summary["verdict"])
-    assert any("search runs are left out (see them with --where stage=search" in line for line in rp.caption(rep))
+    assert any("search runs are left out (see them with --where stage=search" in line
+               for line in columns_mod.caption(rep))
     assert "search" in set(rp.report([root], rp.ReportOptions(where=["stage=search"])).summary["stage"])
 
 
@@ -145,6 +147,7 @@ def test_pruned_runs_leave_the_stack_and_stop_costing_steps(data_root: Path) -> 
 
 def test_pruned_runs_are_stored_counted_and_never_confirm_runs(tmp_path: Path, data_root: Path) -> None:
     from dlbench.results import report as rp
+    from dlbench.results.render import columns as columns_mod
 
     cfg = write_config(tmp_path / "c.yaml", pruned_config(data_root))
     result = dlbench("run", cfg, "--out", tmp_path / "out")
@@ -156,7 +159,7 @@ def test_pruned_runs_are_stored_counted_and_never_confirm_runs(tmp_path: Path, d
     rep = rp.report([tmp_path / "out" / "tiny"], rp.ReportOptions(group_by=["stage"]))
     search_row = rep.summary[rep.summary["stage"] == "search"].iloc[0]
     assert (search_row["runs"], search_row["n"], search_row["pruned"]) == (4, 1, 3)  # not averaged
-    header, rows = rp.display_rows(rep)
+    header, rows = columns_mod.display_rows(rep)
     assert [r[header.index("status")] for r in rows if r[0] == "search"] == ["3 pruned"]
     rerun = dlbench("run", cfg, "--out", tmp_path / "out")  # pruned runs are finished: nothing trains again
     assert "5 of 5 runs already finished" in rerun.output
@@ -167,7 +170,7 @@ def test_sensitivity_and_profile_figures(swept: tuple[Path, Path, dict[str, dict
                                          data_root: Path) -> None:
     from dlbench.results import plots
     from dlbench.results.tuning_figures import performance_ratios
-    from dlbench.results.report import time_to_target
+    from dlbench.results.load import time_to_target
 
     _, root, _ = swept
     res = plots.load(root, target=0.15)

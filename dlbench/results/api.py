@@ -24,6 +24,9 @@ from dlbench.errors import ConfigError, did_you_mean
 from dlbench.results import html as html_page
 from dlbench.results import plots
 from dlbench.results import report as report_mod
+from dlbench.results import load as load_mod
+from dlbench.results.render import formats as formats_mod
+from dlbench.results.render import terminal as terminal_mod
 from dlbench.results.options import FIELDS, FORMATS, ReportOptions, format_of
 from dlbench.results.store import check_folder, metric_columns
 from dlbench.results.shown import shown
@@ -95,7 +98,7 @@ class Results:
 
     @functools.cached_property
     def _runs_and_keys(self) -> tuple[pd.DataFrame, list[str]]:
-        return report_mod.load_runs(self.root)
+        return load_mod.load_runs(self.root)
 
     @property
     def keys(self) -> list[str]:
@@ -165,7 +168,7 @@ class Results:
             return html_page.page(view.title, view.rich(), [self.root], chosen if view.report else None)
         if format == "table" or view.report is None:
             return view.text()
-        return report_mod.export(view.report, format)
+        return formats_mod.export(view.report, format)
 
     def save(self, path: str | Path, format: str | None = None, **options: Any) -> Path:
         """`dlbench report FOLDER --output PATH`: the report written to `path`, in `format` or its suffix's."""
@@ -245,7 +248,7 @@ class Comparison:
 
     def text(self, format: str = "table") -> str:
         """The comparison as `dlbench report A B --format FORMAT` writes it (html: the whole page)."""
-        return report_mod.text(self._rep, self._title(), format, self.roots)
+        return formats_mod.text(self._rep, self._title(), format, self.roots)
 
     def save(self, path: str | Path, format: str | None = None) -> Path:
         """`dlbench report A B --output PATH`: written to `path`, in `format` or its suffix's."""
@@ -255,13 +258,13 @@ class Comparison:
         return " vs ".join(r.name for r in self.roots)
 
     def _shown(self) -> Table:
-        return report_mod.rich_table(self._rep, self._title())
+        return terminal_mod.rich_table(self._rep, self._title())
 
     def _repr_html_(self) -> str:
         return html_page.table_html(self._shown())
 
     def __str__(self) -> str:
-        return report_mod.plain_text(self._shown())
+        return terminal_mod.plain_text(self._shown())
 
     def __repr__(self) -> str:
         return f"<Comparison {' vs '.join(map(str, self.roots))}>"

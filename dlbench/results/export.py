@@ -1,6 +1,6 @@
 """Export a results folder to the viewers researchers already use: TensorBoard and MLflow.
 
-Both read the folder only (report.load_runs: one row per finished run with its
+Both read the folder only (load_mod.load_runs: one row per finished run with its
 flattened config, swept values and status; each run's metrics.csv) and write the
 same things: every column of metrics.csv by step (`step` is the step, `seconds`
 the time of the point, every other column a scalar), the final train-test `gap`
@@ -25,7 +25,7 @@ from dlbench.catalog import CATALOG, Kind
 from dlbench.catalog.metrics import METRICS
 from dlbench.catalog.status import FAILED
 from dlbench.errors import ConfigError
-from dlbench.results import report
+from dlbench.results import load as load_mod
 
 TIME_COLUMNS = ("step", "seconds")  # the axes of every other column, not scalars of their own
 _EVENT_FILE = "events.out.tfevents."
@@ -71,7 +71,7 @@ def _value(value: Any) -> Any:
 
 def runs(root: Path) -> list[Run]:
     """Every finished run of a results folder, in run-id order."""
-    table, keys = report.load_runs(root)
+    table, keys = load_mod.load_runs(root)
     if table.empty:
         raise ConfigError(f"{root}: no finished training runs to export (a task: function or activations folder "
                           "has none)")

@@ -21,8 +21,8 @@ import pandas as pd
 
 from dlbench.catalog import CATALOG, Kind
 from dlbench.catalog.metrics import METRICS
-from dlbench.results import report
-from dlbench.results.report import value_text
+from dlbench.results import load as load_mod
+from dlbench.results.load import value_text
 
 if TYPE_CHECKING:  # matplotlib loads when a figure is drawn: `run --no-plots` and task tables start without it
     from matplotlib.axes import Axes
@@ -75,17 +75,17 @@ class Results:
     def points(self) -> list[dict[str, Any]]:
         """The swept values of each configuration, in sweep order (from the folder's runs
         when an older folder has no view.json)."""
-        if "points" in self.view and report.PLUGIN_VERSION not in self.keys:
+        if "points" in self.view and load_mod.PLUGIN_VERSION not in self.keys:
             return list(self.view["points"])
-        runs, _ = report.load_runs(self.root)
+        runs, _ = load_mod.load_runs(self.root)
         return [] if runs.empty else runs[self.keys].to_dict("records")
 
     @functools.cached_property
     def keys(self) -> list[str]:
         """The swept keys, and the plugin version when a plugin's source changed between runs."""
-        loaded = report.load_runs(self.root)[1]
+        loaded = load_mod.load_runs(self.root)[1]
         if "keys" in self.view:
-            return [*self.view["keys"], *(k for k in loaded if k == report.PLUGIN_VERSION)]
+            return [*self.view["keys"], *(k for k in loaded if k == load_mod.PLUGIN_VERSION)]
         return loaded
 
     @functools.cached_property
@@ -96,8 +96,8 @@ class Results:
 
     @functools.cached_property
     def runs(self) -> pd.DataFrame:
-        """One row per finished run (report.load_runs) plus its configuration's label."""
-        runs, _ = report.load_runs(self.root)
+        """One row per finished run (load_mod.load_runs) plus its configuration's label."""
+        runs, _ = load_mod.load_runs(self.root)
         if runs.empty:
             return runs
         for k in self.keys:
@@ -114,7 +114,7 @@ class Results:
             if path.is_file() and path.stat().st_size:
                 df = pd.read_csv(path)
                 if filename == "metrics.csv":  # and the metrics derived from the recorded ones (the gap)
-                    df = report.with_derived(df)
+                    df = load_mod.with_derived(df)
                 if len(df):  # a failed run's metrics.csv is a header only
                     frames.append(df.assign(run_id=run.run_id, label=run.label, idx=np.arange(len(df))))
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

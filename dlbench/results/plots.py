@@ -21,7 +21,7 @@ import pandas as pd
 
 from dlbench.errors import ConfigError
 from dlbench.results import report
-from dlbench.results.report import value_text
+from dlbench.results.load import value_text
 from dlbench.catalog import CATALOG
 from dlbench.catalog.metrics import METRICS
 from dlbench.results import options

@@ -24,7 +24,7 @@ import pandas as pd
 from dlbench.catalog.status import DIVERGED, EVALUATED, PRUNED
 from dlbench.errors import ConfigError
 from dlbench.results.figure_kit import DPI, PLOTS, Results, _colors, _figure
-from dlbench.results.report import value_text
+from dlbench.results.load import value_text
 from dlbench.search import importance as evaluators
 from dlbench.search.bayes import WORST
 from dlbench.search.space import Space, space_of

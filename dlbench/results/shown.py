@@ -14,6 +14,7 @@ from rich.table import Table
 
 from dlbench.errors import ConfigError
 from dlbench.results import report as report_mod
+from dlbench.results.render import terminal as terminal_mod
 from dlbench.results.figure_kit import Results
 from dlbench.results.options import ReportOptions, flag
 from dlbench.results.report import Report
@@ -29,12 +30,12 @@ class Shown:
 
     def rich(self, width: int | None = None) -> list[Table]:
         """Every table, the report's fitted to `width` columns (None: as wide as it needs)."""
-        first = [report_mod.rich_table(self.report, self.title, width)] if self.report is not None else []
+        first = [terminal_mod.rich_table(self.report, self.title, width)] if self.report is not None else []
         return [*first, *self.tables]
 
     def text(self) -> str:
         """Every table as plain text, as wide as it needs."""
-        return "".join(report_mod.plain_text(t) for t in self.rich())
+        return "".join(terminal_mod.plain_text(t) for t in self.rich())
 
 
 def task_of(root: Path) -> str:

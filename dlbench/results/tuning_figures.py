@@ -21,8 +21,8 @@ import pandas as pd
 from dlbench.catalog.status import EVALUATED, PRUNED
 from dlbench.errors import ConfigError
 from dlbench.results.figure_kit import PLOTS, Results, _colors, _figure, _legend, metric_words
-from dlbench.results.report import time_to_target
-from dlbench.results.report import value_text as _fmt
+from dlbench.results.load import time_to_target
+from dlbench.results.load import value_text as _fmt
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

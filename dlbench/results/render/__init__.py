@@ -1,0 +1,1 @@
+"""Renderers of a report: its columns (columns.py), the terminal (terminal.py), the other formats (formats.py)."""
