@@ -82,3 +82,23 @@ s.Store(Path({str(tmp_path / 'exp')!r})).save("run1", {{"name": "x"}}, [], {{"ru
         assert [p.name.split(".")[1] for p in store.runs_dir.iterdir()] == ["run1"]  # still hidden, kept
     assert worker.wait(timeout=60) == 0
     assert store.finished() == {"run1": "ok"}
+
+
+def test_process_workers_write_their_own_runs_folders(tmp_path: Path, data_root: Path) -> None:
+    """With an experiment folder, each worker process stores its runs as they finish (a killed caller loses
+    none of them) and says so; the caller stores nothing twice."""
+    import torch
+
+    from dlbench import sweep
+    from dlbench.config import schema
+    from dlbench.execution.launchers import EXECUTORS, Options
+    from sweep_util import run_dirs, summary, tiny_config
+
+    raw = tiny_config(data_root, grid={"optimizer.lr": [0.05, 0.1]})
+    specs = sweep.expand(schema.validate(raw), raw)
+    folder = tmp_path / "tiny"
+    results = list(EXECUTORS["processes"].builder(specs, torch.device("cpu"), None,
+                                                  Options(workers=2, progress=folder)))
+    assert sorted(r.spec.run_id for r in results) == sorted(run_dirs(folder)) == sorted(s.run_id for s in specs)
+    assert all(r.stored for r in results)
+    assert {summary(d)["status"] for d in run_dirs(folder).values()} == {"ok"}

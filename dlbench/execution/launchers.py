@@ -39,9 +39,10 @@ from dlbench.catalog import CATALOG, Kind
 from dlbench.config.vocabulary import Vocabulary
 from dlbench.errors import ConfigError
 from dlbench.results import live
+from dlbench.results.store import Store
 from dlbench.sweep import Pruning, RunSpec
 from dlbench.training import checkpoint, engine, memory
-from dlbench.training.run import Progress, RunResult, failed
+from dlbench.training.run import Progress, RunResult, failed, save
 
 StartStack = Callable[[list[RunSpec]], Progress | None]  # called when a stack starts; returns its step callback
 
@@ -242,22 +243,33 @@ class Task:
     resume: dict[str, Any] | None = None
     wanted: tuple[str, ...] | None = None  # the runs to report (a resumed stack holds finished ones); None: all
     progress: str | None = None  # the experiment folder, whose .progress/ shows the runs in training; None: none
+    # the experiment folder the worker writes its runs' folders into as they finish (a filesystem it
+    # shares with the caller, which then stores nothing); None: the caller stores the results
+    folder: str | None = None
 
 
-def task(job: Job, device: torch.device | str, threads: int = 1) -> Task:
-    """A job as the task a worker receives."""
+def task(job: Job, device: torch.device | str, threads: int = 1, folder: Path | None = None) -> Task:
+    """A job as the task a worker receives (`folder`: where it stores its runs itself)."""
     pruned = [s.pruning for s in job.stack]
     runs = [{**r, "pruning": dataclasses.asdict(p) if p else None}
             for r, p in zip(checkpoint.describe_runs(job.stack), pruned)]
     return Task(runs, job.vocabulary, str(device), threads, str(job.saves) if job.saves else None, job.resume,
                 tuple(sorted(job.wanted)) if job.wanted is not None else None,
-                str(job.progress) if job.progress else None)
+                str(job.progress) if job.progress else None, str(folder) if folder else None)
 
 
 def run_task(work: Task) -> list[RunResult]:
     """The worker side of every launcher that trains elsewhere: load the experiment's plugins, read the
-    stack's configs with its vocabulary, train the stack with `threads` torch threads, return its results."""
-    return list(train_stack(job_of(work), torch.device(work.device)))
+    stack's configs with its vocabulary, train the stack with `threads` torch threads, write each run's
+    folder as it finishes (where `folder` is given: a killed caller loses none), return its results."""
+    store = Store(Path(work.folder)) if work.folder else None
+    results = []
+    for result in train_stack(job_of(work), torch.device(work.device)):
+        if store is not None:
+            save(store, result)
+            result = replace(result, stored=True)
+        results.append(result)
+    return results
 
 
 def job_of(work: Task) -> Job:
@@ -289,7 +301,7 @@ def processes(specs: list[RunSpec], device: torch.device, on_start: StartStack |
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
     try:
         pending: dict[Future[list[RunResult]], list[RunSpec]] = {
-            pool.submit(run_task, task(job, device, threads)): _wanted(job)
+            pool.submit(run_task, task(job, device, threads, options.progress)): _wanted(job)
             for job in shares(specs, workers, options, device, concurrent=workers)}
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -324,7 +336,7 @@ def ray_launcher(specs: list[RunSpec], device: torch.device, on_start: StartStac
         remote = ray.remote(run_task).options(num_cpus=threads, num_gpus=1 if device.type == "cuda" else 0)
         # a remote cluster's nodes do not see this machine's results folder: no checkpoints there
         local_options = options if options.address is None else replace(options, checkpoints=None, progress=None)
-        pending.update({remote.remote(task(job, device, threads)): _wanted(job)
+        pending.update({remote.remote(task(job, device, threads, local_options.progress)): _wanted(job)
                         for job in shares(specs, slots, local_options, None if options.address else device,
                                           concurrent=1 if device.type == "cuda" else slots)})
         while pending:
