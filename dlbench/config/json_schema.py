@@ -6,8 +6,9 @@ choice, a section that chooses a component written as one `if: {name: const} the
 branch per component (so a client's best match names the key the chosen component does not
 read, not another member's tag), every dotted key of `grid`, `cases` and `random.space` with
 the type of its values, `if` / `then` for the rules between fields, `uniqueItems`, the name's
-`pattern`. Each rule carries an `errorMessage` (the YAML language server shows it). What JSON
-Schema cannot say is `ONLY_VALIDATE`: the docs page lists it, the tests check it.
+`pattern`. A rule's refusal carries an `errorMessage` saying why (the YAML language server shows
+it; other clients ignore it). What JSON Schema cannot say is `ONLY_VALIDATE`: the docs page
+lists it, the bad-config corpus (tests/bad_configs.yaml) checks it.
 
 A key the catalog declares (a component, a section, a setting, a plugin's) is covered here with
 no edit; the sweep machinery's own models (`random`, `confirm`) come from pydantic.
@@ -48,6 +49,7 @@ ONLY_VALIDATE: dict[str, str] = {
     "run count": "a sweep of more runs than --max-runs without --yes: a command-line option",
     "integral floats": "1.0 where an integer is asked: JSON Schema counts it as an integer, validate does not",
 }
+
 
 def _forbid(why: str) -> dict[str, Any]:
     """A key that must not be set: null (unset) at most. Not `not: {}`, whose message the YAML language server
