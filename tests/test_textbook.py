@@ -362,3 +362,34 @@ def test_the_textbook_page_shows_every_table_and_figure_of_its_script() -> None:
         for figure in figures:
             image = textbook.image(name, figure)
             assert image.is_file() and f"(img/{image.name})" in page, image
+
+
+def test_the_books_columns_are_mean_and_std_over_the_recorded_seeds() -> None:
+    """docs/textbook.py reads a variant run by scripts/textbook_book_side.py per seed: mean ± std (n - 1) in %,
+    batch norm's 6th evaluation (after update 51) and its last; a transcribed one as recorded."""
+    sys.path.insert(0, str(DOCS))
+    import textbook
+
+    accs = [0.9, 0.92, 0.97]
+    run = {"source": "run", "seeds": {str(s): {"train_acc": 1.0, "test_acc": a} for s, a in enumerate(accs)}}
+    summary = textbook.book_summary(run)
+    assert summary["test_acc"] == pytest.approx((100 * np.mean(accs), 100 * np.std(accs, ddof=1)))
+    assert summary["gap"] == pytest.approx((100 * (1 - np.mean(accs)), 100 * np.std(accs, ddof=1)))
+    curve = [i / 20 for i in range(20)]
+    bn = {"source": "run", "seeds": {"0": {"stds": [1.0], "none": [curve], "batchnorm": [curve[::-1]]},
+                                     "1": {"stds": [1.0], "none": [curve], "batchnorm": [curve]}}}
+    assert textbook.book_summary(bn) == {"stds": [1.0], "none": [[25.0, 95.0]], "batchnorm": [[47.5, 47.5]]}
+    transcribed = {"source": "transcribed", "summary": {"test_acc": [79.1, 0.8]}}
+    assert textbook.book_summary(transcribed) == {"test_acc": [79.1, 0.8]}
+
+
+def test_the_book_sides_reshuffled_batches_see_every_sample_once_a_pass() -> None:
+    """scripts/textbook_book_side.py's stand-in for np.random.choice(n, k): one permutation of range(n) at a time."""
+    sys.path.insert(0, str(DOCS.parent / "scripts"))
+    import textbook_book_side
+
+    np.random.seed(0)
+    draw = textbook_book_side._OnePermutationPerPass(np.random.choice)
+    batches = np.concatenate([draw(10, 4) for _ in range(5)])  # 20 samples: two whole passes
+    assert sorted(batches[:10]) == list(range(10)) and sorted(batches[10:]) == list(range(10))
+    assert draw([1, 2, 3], 2).shape == (2,)  # anything else is numpy's own choice
