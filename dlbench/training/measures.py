@@ -55,7 +55,9 @@ def _loss(logits: Tensor, targets: Tensor, losses: Tensor) -> Tensor:
 
 @measure("acc", 1)
 def _correct(logits: Tensor, targets: Tensor, losses: Tensor) -> Tensor:
-    return (logits.argmax(-1) == targets).sum(1, dtype=torch.float64).unsqueeze(1)
+    # over the classes of [runs, classes, samples]: the same indices (the first of equal maxima) as over the
+    # last dimension of [runs, samples, classes], faster on a CPU (a reduction over 10 contiguous values is slow)
+    return (logits.transpose(1, 2).argmax(1) == targets).sum(1, dtype=torch.float64).unsqueeze(1)
 
 
 def _ece(sums: Tensor, n: int) -> Tensor:
@@ -67,14 +69,15 @@ def _ece(sums: Tensor, n: int) -> Tensor:
 @measure("ece", 3 * ECE_BINS, _ece)
 def _calibration_bins(logits: Tensor, targets: Tensor, losses: Tensor) -> Tensor:
     """Per bin of the predicted class's softmax confidence, (lower, upper]: samples, summed confidence,
-    correct predictions. One bin at a time: a [runs, samples] mask, never a [runs, samples, bins] tensor."""
-    confidence, predicted = logits.double().softmax(-1).max(-1)
+    correct predictions. Every bin at once, as [runs, bins, samples] masks summed over their last
+    (contiguous) dimension: each bin's sum runs over the samples as a [runs, samples] row's would, so
+    the sums are those of one bin at a time bit for bit, in 8 kernels instead of 15 x 7. The softmax
+    runs over the classes of [runs, classes, samples], ~5x faster on a CPU than over rows of 10 classes
+    (its probabilities differ from the rows' by at most an ulp of float64)."""
+    confidence, predicted = logits.double().transpose(1, 2).contiguous().softmax(1).max(1)  # [runs, samples]
     correct = (predicted == targets).double()
     bins = (confidence * ECE_BINS).ceil().long().clamp_(1, ECE_BINS) - 1
-    out = torch.empty(logits.shape[0], 3, ECE_BINS, dtype=torch.float64, device=logits.device)
-    for b in range(ECE_BINS):
-        inside = (bins == b).double()
-        out[:, 0, b] = inside.sum(1)
-        out[:, 1, b] = (confidence * inside).sum(1)
-        out[:, 2, b] = (correct * inside).sum(1)
+    inside = (bins.unsqueeze(1) == torch.arange(ECE_BINS, device=logits.device).view(1, -1, 1)).double()
+    out = torch.stack([inside.sum(2), (confidence.unsqueeze(1) * inside).sum(2),
+                       (correct.unsqueeze(1) * inside).sum(2)], 1)
     return out.view(logits.shape[0], 3 * ECE_BINS)
