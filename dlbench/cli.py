@@ -229,8 +229,7 @@ def plot(results_dir: Annotated[Path, typer.Argument(help="An experiment folder,
     if names and len(written) < len(names):
         drawn = {p.stem for p in written}
         missing = next(n for n in names if n not in drawn)
-        needs = " (it needs --target)" if plots_mod.PLOTS[missing].info.get("target") and target is None else ""
-        fail(f"plot {missing}: nothing to draw from {results_dir}{needs}: {plots_mod.PLOTS[missing].help}")
+        fail(f"plot {missing}: nothing to draw from {results_dir}: {plots_mod.PLOTS[missing].help}")
     if not written:
         fail(f"{results_dir}: nothing to plot yet (no finished runs)")
     for path in written:

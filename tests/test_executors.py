@@ -15,7 +15,6 @@ import torch
 import yaml
 
 from dlbench.config import schema as config
-from dlbench.config.schema import section
 from dlbench import sweep
 from sweep_util import dlbench
 from dlbench.errors import ConfigError
@@ -27,15 +26,6 @@ CPU = torch.device("cpu")
 # the same run in a stack of many vs a stack of one: batched and single matmuls round differently,
 # and training amplifies the differences; measured worst case on these configs ~1e-5, checked with margin
 LOSS_RTOL = 2e-4
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from dlbench.components.data import DATASETS
-
-    root = tmp_path_factory.mktemp("data")
-    DATASETS["mnist1d"].builder(section("data", root=str(root)))
-    return root
 
 
 def _config(data_root: Path, **sections: Any) -> dict[str, Any]:

@@ -375,8 +375,7 @@ def test_plot_draws_only_the_named_figures(finished: Path) -> None:
     res = dlbench("plot", folder, "gap")
     assert res.code == 0 and sorted(p.name for p in folder.glob("*.png")) == ["gap.png"]
     assert "unknown figure" in dlbench("plot", folder, "nope").error_line
-    assert "it needs --target" in dlbench("plot", folder, "profile").error_line or \
-        "needs a target" in dlbench("plot", folder, "profile").error_line
+    assert "plot profile: it needs --target" in dlbench("plot", folder, "profile").error_line
 
 
 def _module_of(name: str, modules: set[str]) -> str | None:
@@ -405,3 +404,36 @@ def test_no_import_cycles_type_checking_imports_included() -> None:
                     graph.add_edge(module, target)
     cycles = sorted(" -> ".join(c) for c in nx.simple_cycles(graph))
     assert cycles == []
+
+
+def test_no_test_module_shadows_a_shared_fixture() -> None:
+    """A module's own `data_root` (say) would silently replace conftest's session-wide one."""
+    tests = Path(__file__).parent
+
+    def fixtures(path: Path) -> set[str]:
+        tree = ast.parse(path.read_text())
+        return {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef) and any(
+            "fixture" in ast.unparse(d) for d in node.decorator_list)}
+
+    shared = fixtures(tests / "conftest.py")
+    for module in sorted(tests.glob("test_*.py")):
+        assert not fixtures(module) & shared, module.name
+
+
+def test_one_public_class_per_name_in_results() -> None:
+    """dlbench.Results is the Python API's; the figures' view of a folder has a name of its own."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import dlbench.results
+
+    owners: dict[str, set[str]] = {}
+    for info in pkgutil.walk_packages(dlbench.results.__path__, "dlbench.results."):
+        if info.name.endswith(("export", "html")):  # optional viewers' packages; no classes of this kind
+            continue
+        module = importlib.import_module(info.name)
+        for name, value in vars(module).items():
+            if inspect.isclass(value) and value.__module__ == info.name and not name.startswith("_"):
+                owners.setdefault(name, set()).add(info.name)
+    assert {name: where for name, where in owners.items() if len(where) > 1} == {}

@@ -1,4 +1,4 @@
-"""What every figure is drawn with: the folder's view (`Results`), the one figure registry (`PLOTS`, against
+"""What every figure is drawn with: the folder's view (`Folder`), the one figure registry (`PLOTS`, against
 the catalog's plot records), figures, colours, line styles, bands, legends that stay inside, log ticks.
 
 plots.py (the training and task figures) and tuning_figures.py (search figures) both draw with these,
@@ -49,7 +49,7 @@ def label(params: dict[str, Any], keys: list[str]) -> str:
 
 
 @dataclass
-class Results:
+class Folder:
     """What the figures and task tables read: the folder's view.json (written by `dlbench run`:
     name, task, plots, swept points in sweep order, task details) and its files, nothing else,
     so a folder stays readable whatever the code that wrote it."""
@@ -142,7 +142,7 @@ def metric_words(column: str, unit: bool = False) -> str:
     return " ".join(part for part in (at, m.words, m.unit if unit else "") if part)
 
 
-PlotFn = Callable[[Results], "Figure | None"]  # None: nothing to draw (e.g. no finished runs)
+PlotFn = Callable[[Folder], "Figure | None"]  # None: nothing to draw (e.g. no finished runs)
 PLOTS: Kind[PlotFn] = CATALOG["plot"]
 
 

@@ -28,7 +28,7 @@ from dlbench.results import options
 from dlbench.catalog.status import OK, TROUBLE
 from dlbench.results.store import atomic_write, read_view
 from dlbench.results.figure_kit import (
-    DPI, PLOTS, Results, _band, _colors, _figure, _legend, _log_ticks, label, palette,
+    DPI, PLOTS, Folder, _band, _colors, _figure, _legend, _log_ticks, label, palette,
 )
 from dlbench.results import tuning_figures  # noqa: F401 - registers the search figures (sensitivity, profile)
 from dlbench.results import search_figures  # noqa: F401 - registers importance and parallel
@@ -52,7 +52,7 @@ def _varies_over_steps(metrics: pd.DataFrame, column: str) -> bool:
     return column in metrics and bool((metrics.groupby("run_id")[column].nunique() > 1).any())
 
 
-def curves(res: Results, x: str = "step") -> Figure | None:
+def curves(res: Folder, x: str = "step") -> Figure | None:
     metrics = res.per_run("metrics.csv")
     if metrics.empty:
         return None
@@ -100,7 +100,7 @@ PLOTS.register("curves_seconds")(
 
 
 @PLOTS.register("gap")
-def gap(res: Results) -> Figure | None:
+def gap(res: Folder) -> Figure | None:
     if res.runs.empty:
         return None
     summary = report.aggregate(res.runs, ["label"]).set_index("label")
@@ -136,7 +136,7 @@ def _not_ok(row: pd.Series) -> str:
 
 
 @PLOTS.register("panels")
-def panels(res: Results) -> Figure | None:
+def panels(res: Folder) -> Figure | None:
     metrics = res.per_run("metrics.csv")
     if metrics.empty or len(res.keys) < 2:
         return None
@@ -180,7 +180,7 @@ def panels(res: Results) -> Figure | None:
 
 
 @PLOTS.register("scatter")
-def scatter(res: Results) -> Figure | None:
+def scatter(res: Folder) -> Figure | None:
     if res.runs.empty:
         return None
     numeric = [k for k in res.keys if pd.api.types.is_numeric_dtype(res.runs[k])]
@@ -206,7 +206,7 @@ def scatter(res: Results) -> Figure | None:
     return fig
 
 
-def _final_hist(res: Results, kind: str) -> pd.DataFrame:
+def _final_hist(res: Folder, kind: str) -> pd.DataFrame:
     hist = res.per_run("histograms.csv")
     if hist.empty:
         return hist
@@ -216,7 +216,7 @@ def _final_hist(res: Results, kind: str) -> pd.DataFrame:
 
 
 @PLOTS.register("weights")
-def weights(res: Results) -> Figure | None:
+def weights(res: Folder) -> Figure | None:
     hist = _final_hist(res, "weight")
     if hist.empty:
         return None
@@ -240,7 +240,7 @@ def weights(res: Results) -> Figure | None:
     return fig
 
 
-def _per_layer(res: Results, column: str, title: str, ylabel: str) -> Figure | None:
+def _per_layer(res: Folder, column: str, title: str, ylabel: str) -> Figure | None:
     diag = res.per_run("diagnostics.csv")
     if diag.empty or column not in diag:
         return None
@@ -275,7 +275,7 @@ PLOTS.register("activation_std")(
 
 
 @PLOTS.register("paths")
-def paths(res: Results) -> Figure | None:
+def paths(res: Folder) -> Figure | None:
     path_file, contour_file = res.root / "paths.csv", res.root / "contour.npz"
     if not path_file.is_file() or not contour_file.is_file():
         return None
@@ -306,7 +306,7 @@ def paths(res: Results) -> Figure | None:
 
 
 @PLOTS.register("histograms")
-def histograms(res: Results) -> Figure | None:
+def histograms(res: Folder) -> Figure | None:
     from matplotlib.figure import Figure
 
     hist_file = res.root / "histograms.csv"
@@ -356,9 +356,9 @@ def histograms(res: Results) -> Figure | None:
 # ---------------------------------------------------------------- entry point
 
 
-def load(root: Path, target: float | None = None) -> Results:
+def load(root: Path, target: float | None = None) -> Folder:
     """A results folder's view for figures and task tables."""
-    return Results(Path(root), read_view(Path(root)), target)
+    return Folder(Path(root), read_view(Path(root)), target)
 
 
 def _save(fig: Figure, path: Path) -> None:
@@ -367,7 +367,7 @@ def _save(fig: Figure, path: Path) -> None:
     atomic_write(path, png.getvalue())
 
 
-def write(res: Results, only: list[str] | None = None) -> list[Path]:
+def write(res: Folder, only: list[str] | None = None) -> list[Path]:
     """Draw the experiment's figures into its folder (or only the named ones); returns the PNGs
     written (none when nothing finished)."""
     written = []
@@ -385,6 +385,10 @@ def write(res: Results, only: list[str] | None = None) -> list[Path]:
             raise ConfigError(f"plot {wrong[0]}: not a figure of a task: {res.task} experiment; its figures: "
                               f"{', '.join(p.name for p in PLOTS if p.facts['task'] == res.task)}")
         names = list(only)
+        targetless = [n for n in names if "target" in PLOTS.record(n).facts["needs"] and res.target is None]
+        if targetless:  # the record says what a figure needs: asked for here, once, for every such figure
+            raise ConfigError(f"plot {targetless[0]}: it needs --target, a validation accuracy to reach "
+                              f"(e.g. dlbench plot DIR {targetless[0]} --target 0.6)")
     for name in names:
         fig = PLOTS[name].builder(res)
         if fig is not None:

@@ -23,7 +23,7 @@ import pandas as pd
 
 from dlbench.catalog.status import DIVERGED, EVALUATED, PRUNED
 from dlbench.errors import ConfigError
-from dlbench.results.figure_kit import DPI, PLOTS, Results, _colors, _figure
+from dlbench.results.figure_kit import DPI, PLOTS, Folder, _colors, _figure
 from dlbench.results.load import value_text
 from dlbench.search import importance as evaluators
 from dlbench.search.bayes import WORST
@@ -41,7 +41,7 @@ def _cell(value: Any) -> Any:
     return json.dumps(value) if isinstance(value, (list, dict)) else value
 
 
-def searched(res: Results, what: str) -> dict[str, Any]:
+def searched(res: Folder, what: str) -> dict[str, Any]:
     """The folder's searched ranges as declared, or one line saying there are none."""
     space = res.view.get("space") or {}
     if not space:
@@ -50,7 +50,7 @@ def searched(res: Results, what: str) -> dict[str, Any]:
     return dict(space)
 
 
-def search_runs(res: Results) -> pd.DataFrame:
+def search_runs(res: Folder) -> pd.DataFrame:
     """The search's runs (not its confirm / defaults reruns)."""
     runs = res.runs
     if not runs.empty and "stage" in runs:
@@ -58,7 +58,7 @@ def search_runs(res: Results) -> pd.DataFrame:
     return runs
 
 
-def groups(res: Results, space: Mapping[str, Any]) -> list[tuple[str | None, dict[str, Any]]]:
+def groups(res: Folder, space: Mapping[str, Any]) -> list[tuple[str | None, dict[str, Any]]]:
     """Each search of the folder (one per case x grid point), in sweep order: its name ('case=adam
     model.hidden=[100]'; None when the folder holds one search) and its values of the keys that tell
     the searches apart."""
@@ -92,7 +92,7 @@ class GroupImportance:
     reason: str = ""
 
 
-def _first_round(runs: pd.DataFrame, res: Results) -> tuple[pd.DataFrame, str]:
+def _first_round(runs: pd.DataFrame, res: Folder) -> tuple[pd.DataFrame, str]:
     """Round 1's runs with the value importance reads (`_value`) and where it was measured."""
     first = runs[runs["round"] == 1] if "round" in runs else runs
     first = first[first["status"].isin([*EVALUATED, DIVERGED])].copy()
@@ -120,7 +120,7 @@ def _points(first: pd.DataFrame, space: Space) -> tuple[list[dict[str, Any]], li
     return points, values
 
 
-def importance(res: Results) -> list[GroupImportance]:
+def importance(res: Folder) -> list[GroupImportance]:
     """Each search group's importance of its searched keys (first round only)."""
     declared = searched(res, "importance")
     space = space_of(declared)
@@ -164,7 +164,7 @@ def caption(found: list[GroupImportance]) -> str:
             f"measured at {at}; a diverged point counts as accuracy 0.")
 
 
-def importance_text(res: Results) -> str:
+def importance_text(res: Folder) -> str:
     """`dlbench report DIR --importance`: one line per group and key, then the caption."""
     found = importance(res)
     lines = [f"{res.name}: which searched setting mattered"]
@@ -193,7 +193,7 @@ def _caption_figure(width: float, height: float, caption_lines: int) -> tuple[Fi
 
 
 @PLOTS.register("importance")
-def importance_plot(res: Results) -> Figure | None:
+def importance_plot(res: Folder) -> Figure | None:
     found = importance(res)
     if not any(g.points for g in found):
         return None
@@ -307,7 +307,7 @@ def _parallel_panel(ax: Any, runs: pd.DataFrame, space: Mapping[str, Any], norm:
 
 
 @PLOTS.register("parallel")
-def parallel_plot(res: Results) -> Figure | None:
+def parallel_plot(res: Folder) -> Figure | None:
     space = searched(res, "parallel")
     runs = search_runs(res)
     if runs.empty:

@@ -15,7 +15,7 @@ from rich.table import Table
 from dlbench.errors import ConfigError
 from dlbench.results import report as report_mod
 from dlbench.results.render import terminal as terminal_mod
-from dlbench.results.figure_kit import Results
+from dlbench.results.figure_kit import Folder
 from dlbench.results.options import ReportOptions, flag
 from dlbench.results.report import Report
 from dlbench.results.store import read_view
@@ -54,7 +54,7 @@ def shown(roots: list[Path], options: ReportOptions = ReportOptions(), title: st
             raise ConfigError(f"report {refused[0] if refused else 'several folders'}: {roots[0]} holds a task: "
                               f"{task} experiment, whose report is its own table (printed without options); the "
                               "statistics options apply to training sweeps")
-        table = task_table(Results(roots[0], read_view(roots[0])))
+        table = task_table(Folder(roots[0], read_view(roots[0])))
         assert table is not None, f"task {task} has no table"  # every task but train has one (results/tables.py)
         return Shown(title, None, [table])
     if write:
@@ -62,5 +62,5 @@ def shown(roots: list[Path], options: ReportOptions = ReportOptions(), title: st
             report_mod.write_tables(root)
     rep = report_mod.report(roots, options)
     # the diagnostics a sweep recorded, after its report (one folder: a comparison has no such table)
-    diagnostics = task_table(Results(roots[0], read_view(roots[0]))) if len(roots) == 1 else None
+    diagnostics = task_table(Folder(roots[0], read_view(roots[0]))) if len(roots) == 1 else None
     return Shown(title, rep, [diagnostics] if diagnostics is not None else [])

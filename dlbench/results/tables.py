@@ -13,7 +13,7 @@ import pandas as pd
 from rich.table import Table
 
 from dlbench.catalog.status import OK
-from dlbench.results.plots import Results, label
+from dlbench.results.plots import Folder, label
 from dlbench.results.store import atomic_write
 
 
@@ -26,7 +26,7 @@ def _table(title: str, header: list[str], rows: list[list[str]], caption: str, n
     return table
 
 
-def function_table(res: Results) -> Table:
+def function_table(res: Folder) -> Table:
     df = pd.read_csv(res.root / "summary.csv")
     threshold = df["threshold"].iloc[0]
     header = [*res.keys, "final f", f"steps to f < {threshold:g}", "final (x, y)"]
@@ -37,7 +37,7 @@ def function_table(res: Results) -> Table:
     return _table(res.name, header, rows, caption, len(res.keys))
 
 
-def activations_table(res: Results) -> Table:
+def activations_table(res: Folder) -> Table:
     df = pd.read_csv(res.root / "layers.csv")
     df["label"] = [label(r, res.keys) for r in df[res.keys].to_dict("records")] if res.keys else "defaults"
     stats = df.groupby(["label", "layer"])[["act_std", "act_saturated"]].mean()
@@ -61,7 +61,7 @@ _DIAGNOSTICS = {"weight_near_zero": ("near-zero weights %", 100), "weight_norm":
                 "act_saturated": ("saturated %", 100)}
 
 
-def diagnostics_summary(res: Results) -> pd.DataFrame:
+def diagnostics_summary(res: Folder) -> pd.DataFrame:
     """One row per configuration: mean and std over ok runs of each final diagnostic."""
     if res.runs.empty:
         return pd.DataFrame()
@@ -75,7 +75,7 @@ def diagnostics_summary(res: Results) -> pd.DataFrame:
     return out.reindex([lab for lab in res.order if lab in out.index]).reset_index()
 
 
-def diagnostics_table(res: Results) -> Table | None:
+def diagnostics_table(res: Folder) -> Table | None:
     if not res.details.get("diagnostics"):
         return None
     df = diagnostics_summary(res)
@@ -99,5 +99,5 @@ def diagnostics_table(res: Results) -> Table | None:
 TABLES = {"function": function_table, "activations": activations_table, "train": diagnostics_table}
 
 
-def table(res: Results) -> Table | None:
+def table(res: Folder) -> Table | None:
     return TABLES[res.task](res) if res.task in TABLES else None

@@ -20,7 +20,7 @@ import pandas as pd
 
 from dlbench.catalog.status import EVALUATED, PRUNED
 from dlbench.errors import ConfigError
-from dlbench.results.figure_kit import PLOTS, Results, _colors, _figure, _legend, metric_words
+from dlbench.results.figure_kit import PLOTS, Folder, _colors, _figure, _legend, metric_words
 from dlbench.results.load import time_to_target
 from dlbench.results.load import value_text as _fmt
 
@@ -226,7 +226,7 @@ STAGE_KEYS = ("stage", "round")  # a staged search's labels, not hyperparameters
 
 
 @PLOTS.register("sensitivity")
-def sensitivity_plot(res: Results) -> Figure | None:
+def sensitivity_plot(res: Folder) -> Figure | None:
     space = res.view.get("space") or {}
     if not space:
         raise ConfigError("plots: 'sensitivity' draws a random: search; this sweep has no random: section")
@@ -252,7 +252,7 @@ def profile_settings(runs: pd.DataFrame, method: str, keys: Sequence[str]) -> li
 
 
 @PLOTS.register("profile")
-def profile_plot(res: Results) -> Figure | None:
+def profile_plot(res: Folder) -> Figure | None:
     if res.target is None:
         raise ConfigError("plot 'profile': needs a target validation accuracy; use: dlbench plot DIR --target 0.6")
     runs = res.runs
