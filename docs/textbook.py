@@ -10,6 +10,7 @@ there yet; redraws the figures the page shows with the current code; and writes
   docs/data/textbook_book.json (scripts/textbook_book_side.py writes it by running the book's scripts),
   dlbench's from the results folders, shown between `<!-- report: textbook-TABLE -->` and
   `<!-- end report -->`;
+- docs/outputs/textbook-NAME-report.md: `dlbench report --format markdown` of a folder (REPORTS);
 - docs/img/textbook_NAME_FIGURE.png: the figures (docs/experiments.py's `save_image`);
 
 then fills the page's marked tables (docs/outputs.py `fill`). A second run changes nothing.
@@ -315,9 +316,16 @@ def provenance() -> str:
     return markdown(["the book's script", "run by scripts/textbook_book_side.py", "transcribed"], rows, caption)
 
 
+# dlbench's own report of a results folder (`dlbench report --format markdown`), shown as it is
+REPORTS = ("weight_decay",)
+
+
 def write(workdir: Path) -> None:
     for name, table in {**TABLES, "book_provenance": lambda _: provenance()}.items():
         (outputs.OUTPUTS / f"textbook-{name}.md").write_text(table(workdir))
+    for name in REPORTS:
+        report = experiments.dlbench(["report", str(folder(workdir, name)), "--format", "markdown"], workdir)
+        (outputs.OUTPUTS / f"textbook-{name}-report.md").write_text(report)
     outputs.fill(REPO / "docs" / "textbook.md")
 
 

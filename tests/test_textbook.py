@@ -357,7 +357,8 @@ def test_the_textbook_page_shows_every_table_and_figure_of_its_script() -> None:
 
     page = (DOCS / "textbook.md").read_text()
     shown = set(re.findall(r"<!-- report: (textbook-[\w-]+) -->", page))
-    assert shown == {f"textbook-{name}" for name in [*textbook.TABLES, "book_provenance"]}
+    assert shown == {f"textbook-{name}" for name in [*textbook.TABLES, "book_provenance"]} | {
+        f"textbook-{name}-report" for name in textbook.REPORTS}
     for name, figures in textbook.FIGURES.items():
         for figure in figures:
             image = textbook.image(name, figure)
