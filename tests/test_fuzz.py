@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from sweep_util import Outcome, dlbench, one_thread, run_dirs  # noqa: F401 - one_thread is a fixture
 
 from dlbench.config import schema as config_mod
+from dlbench.config import vocabulary
 from dlbench import runner as plan
 from dlbench import sweep
 from dlbench.errors import ConfigError
@@ -230,7 +231,7 @@ def test_accepted_names_stay_inside_the_results_folder(workdir: Path, name: str)
 
 def small_enough(path: Path, overrides: list[str]) -> list[sweep.RunSpec]:
     """The runs, if worth training for real in a test: a few runs of a tiny model and a few steps."""
-    cfg, raw = config_mod.load(path, overrides)
+    cfg, raw, _ = vocabulary.load(path, overrides)
     if plan.planned_runs(cfg) > 8:
         return []
     specs = plan.unique(sweep.expand(cfg, raw))

@@ -544,20 +544,16 @@ def test_the_report_and_html_page_name_where_each_plugin_component_came_from(tmp
     assert res.code == 0 and f"tiny/plugins/ keeps the plugin sources {digest[:12]}-mine.py" in _one_line(res.out)
 
 
-@pytest.mark.parametrize("executor", ["local", "processes", "ray"])
-def test_a_plugin_sweep_resumes_from_its_checkpoint_bit_for_bit(executor: str, tmp_path: Path) -> None:
-    """Optimizer, model and dataset plugins: a stack stopped at step 20 (Ctrl-C) checkpoints; with the
-    plugins forgotten (as in a new process), the sweep run again on each launcher reads the checkpoint
-    with the experiment's vocabulary, says which runs resume from which step, and ends with the
-    metrics of an uninterrupted sweep."""
+def _interrupted_plugin_sweep(tmp_path: Path) -> tuple[Path, list[str], Path]:
+    """Optimizer, model and dataset plugins: a reference sweep, then the same sweep stopped at step 20 by
+    Ctrl-C, which checkpoints its stack; the plugins are then forgotten (as in a new process).
+    (config, the run ids, the checkpoint)."""
     import os
     import signal
 
     from dlbench import runner
     from dlbench.training import checkpoint
 
-    if executor == "ray":
-        pytest.importorskip("ray")
     write(tmp_path / "parts.py", PARTS_PLUGIN)
     write(tmp_path / "mine.py", SGD_PLUGIN)
     cfg = {"name": "parts", "plugins": ["parts.py", "mine.py"],
@@ -577,18 +573,46 @@ def test_a_plugin_sweep_resumes_from_its_checkpoint_bit_for_bit(executor: str, t
     with pytest.raises(KeyboardInterrupt):
         list(launch)
     [saved] = list((plan.store.root / checkpoint.FOLDER).glob("*.pt"))
-    plugins.unload()  # what a new process knows: nothing of the plugins until the config names them
+    plugins.unload()
+    return path, sorted(s.run_id for s in plan.specs), saved
 
+
+@pytest.mark.parametrize("executor", ["local", "processes", "ray"])
+def test_a_plugin_sweep_resumes_from_its_checkpoint_bit_for_bit(executor: str, tmp_path: Path) -> None:
+    """The interrupted plugin sweep run again on each launcher reads the checkpoint with the experiment's
+    vocabulary, says which runs resume from which step, and ends with the metrics of an uninterrupted sweep."""
+    if executor == "ray":
+        pytest.importorskip("ray")
+    path, ids, saved = _interrupted_plugin_sweep(tmp_path)
     res = dlbench("run", path, "--out", tmp_path / "out", "--no-plots", "--executor", executor,
                   *(["--workers", "1"] if executor != "local" else []))
     assert res.code == 0, res.output
-    ids = sorted(s.run_id for s in plan.specs)
     assert f"resuming 2 runs from step 20 of their stack's checkpoint {saved.name}: {', '.join(ids)}" in res.output
     assert "unreadable" not in res.output and not list(saved.parent.glob("*.bad"))
     expected, resumed = run_dirs(tmp_path / "reference" / "parts"), run_dirs(tmp_path / "out" / "parts")
     assert sorted(resumed) == sorted(expected) == ids
     for rid in ids:
         assert metrics_without_time(resumed[rid]) == metrics_without_time(expected[rid])
+
+
+def test_a_checkpoint_of_an_edited_plugins_runs_is_left_alone(tmp_path: Path) -> None:
+    """Edit the optimizer plugin after the interruption: its runs are new ones (new ids), trained from the
+    start; the checkpoint of the earlier source's runs is neither read as theirs nor set aside, and the
+    earlier source, restored, resumes from it."""
+    path, ids, saved = _interrupted_plugin_sweep(tmp_path)
+    mine = tmp_path / "mine.py"
+    source = mine.read_text()
+    mine.write_text(source + "\n# edited\n")
+    res = dlbench("run", path, "--out", tmp_path / "out", "--no-plots")
+    assert res.code == 0, res.output
+    assert "resuming" not in res.output and "unreadable" not in res.output
+    assert list(saved.parent.iterdir()) == [saved]
+    assert set(run_dirs(tmp_path / "out" / "parts")).isdisjoint(ids)
+    plugins.unload()
+    mine.write_text(source)
+    res = dlbench("run", path, "--out", tmp_path / "out", "--no-plots")
+    assert f"resuming 2 runs from step 20 of their stack's checkpoint {saved.name}" in res.output
+    assert set(ids) <= set(run_dirs(tmp_path / "out" / "parts"))
 
 
 def test_any_process_rebuilds_the_vocabulary_from_the_folder(tmp_path: Path, data_root: Path,

@@ -10,7 +10,8 @@ tensors, numbers, strings, lists and dicts only and is read with
 `torch.load(weights_only=True)`: it cannot carry code. A file that cannot be read,
 or that is not a stack checkpoint of this format, is set aside (renamed
 `<key>.pt.bad`) with a one-line warning, and its stack starts afresh. Its configs are read
-with the experiment's vocabulary (its plugins' components included), passed in by the caller.
+with the experiment's vocabulary (its plugins' components included), passed in by the caller;
+a checkpoint of runs that used another source of a plugin is another sweep's: left alone.
 """
 
 from __future__ import annotations
@@ -48,15 +49,24 @@ def path_for(where: Path, specs: list[RunSpec]) -> Path:
 
 
 def describe_runs(specs: list[RunSpec]) -> list[dict[str, Any]]:
-    """The runs a checkpoint holds, as plain data."""
+    """The runs a checkpoint holds, as plain data (with the plugin components they use and their sources)."""
     return [{"run_id": s.run_id, "seed": s.seed, "config": s.config.model_dump_json(),
-             "params": json.dumps(s.params)} for s in specs]
+             "params": json.dumps(s.params), "plugins": json.dumps(s.plugins)} for s in specs]
+
+
+class OtherVocabulary(Exception):
+    """A checkpoint whose runs use plugin components this experiment's vocabulary does not hold as they
+    were (an edited plugin's earlier source, another experiment's plugin): not this sweep's runs."""
 
 
 def runs(saved: list[dict[str, Any]], vocabulary: Vocabulary) -> list[RunSpec]:
     """The runs `describe_runs` wrote, read back with the experiment's vocabulary."""
+    held = {(c.kind, c.name, c.facts["sha256"]) for c in vocabulary.components()}
     specs = []
     for r in saved:
+        for used in json.loads(r.get("plugins", "{}")).values():
+            if (used["kind"], used["name"], used["sha256"]) not in held:
+                raise OtherVocabulary(f"{used['kind']} {used['name']!r} of source sha256 {used['sha256'][:8]}")
         config = vocabulary.parse(r["config"])
         used = vocabulary.provenance(config)
         if run_id(config, r["seed"], used) != r["run_id"]:  # another plugin source, or another way of hashing
@@ -104,6 +114,8 @@ def read(path: Path, vocabulary: Vocabulary) -> tuple[list[RunSpec], dict[str, A
         if not isinstance(state, dict) or state.get("format") != FORMAT:
             raise ValueError("not a dlbench stack checkpoint")
         return runs(state["runs_held"], vocabulary), state
+    except OtherVocabulary:  # another plugin source's runs: left alone, as another config's are
+        return None
     except Exception as e:  # noqa: BLE001 - truncated, corrupted, foreign: the stack starts afresh
         aside = path.with_name(path.name + ".bad")
         path.replace(aside)
