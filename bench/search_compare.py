@@ -169,8 +169,8 @@ def valley(args: argparse.Namespace) -> None:
             rows.append({"budget": budget, "case": case, "test": g["final.test_acc"].astype(float).tolist()})
     print(f"\nCrowded Valley protocol, {args.epochs} epochs: test accuracy (%) on 5 fresh seeds, mean ± 95 % CI\n")
     budgets = ["default", *plans]
-    print("| optimizer | defaults | " + " | ".join(f"tuned, {b} trials" for b in plans) + " |\n"
-          + "|---" * (len(budgets) + 1) + "|")
+    header = ["optimizer", "defaults", *(f"tuned, {b} trials" for b in plans)]
+    print("| " + " | ".join(header) + " |\n" + "|---" * len(header) + "|")
     table = {(r["budget"], r["case"]): r["test"] for r in rows}
     for case in DEFAULTS:
         print(f"| {case} | " + " | ".join(interval(table.get((b, case), [math.nan])) for b in budgets) + " |")
@@ -188,7 +188,8 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=10)
     parser.add_argument("--methods", nargs="+", default=["tpe", "sobol", "random"])
     parser.add_argument("--trials", type=int, default=64, help="walltime: trials of the search")
-    parser.add_argument("--budgets", type=int, nargs="+", default=[16, 48], help="valley: trials per tuned optimizer")
+    parser.add_argument("--budgets", type=int, nargs="*", default=[16, 48],
+                        help="valley: trials per tuned optimizer (none: the defaults alone)")
     args = parser.parse_args()
     {"compare": compare, "walltime": walltime, "valley": valley}[args.part](args)
 
