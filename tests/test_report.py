@@ -341,6 +341,19 @@ def test_when_every_run_diverged_the_caption_says_so(tmp_path: Path) -> None:
     assert not any("val_size" in line for line in caption)
 
 
+def test_a_configuration_without_an_ok_run_says_why_in_vs(grid: Path) -> None:
+    for seed in range(2):
+        write_run(grid, f"sgd-orthogonal-{seed}", {"optimizer.name": "sgd", "init.scheme": "orthogonal"}, seed,
+                  status="failed")
+    write_run(grid, "sgd-orthogonal-2", {"optimizer.name": "sgd", "init.scheme": "orthogonal"}, 2, status="pruned",
+              final=block(0.3, 0.3, 0.3, 1, 2))
+    rep = rp.report([grid])
+    header, rows = columns_mod.display_rows(rep)
+    vs = {(r[0], r[1]): r[header.index("vs best")] for r in rows}
+    assert vs[("sgd", "orthogonal")] == "no run ok: 2 failed, 1 pruned"
+    assert vs[("sgd", "zeros")] == rp.TOO_FEW  # one ok run: too few to test
+
+
 @pytest.mark.parametrize("baseline, message", [
     (["optimizer.name=sgd"], "matches 3 configurations; pin one with another --baseline on init.scheme"),
     (["optimizer.name=rmsprop"], "matches no configuration; values here: adam, sgd"),

@@ -46,6 +46,7 @@ ALPHA = 0.05
 STAGE = "stage"  # a staged search's key: search | confirm | defaults
 EXPERIMENT = "experiment"  # the key column that tells experiments apart when several folders are compared
 TOO_FEW = "too few seeds"
+NO_RUN_OK = "no run ok"  # a verdict: every run of the configuration diverged, failed or was pruned
 
 
 # ---------------------------------------------------------------- statistics
@@ -328,6 +329,9 @@ def _compare(runs: pd.DataFrame, summary: pd.DataFrame, keys: list[str], at: str
         else:
             a, b = samples[names[i]], samples[names[ref]]
             p_i, v = welch(a, b)
+            if not len(a):  # no run of it finished ok: say why, not that seeds are too few
+                row = summary.iloc[i]
+                v = f"{NO_RUN_OK}: " + ", ".join(f"{row[s]} {s}" for s in TROUBLE if row[s])
             rows.append((float(a.mean() - b.mean()) if len(a) and len(b) else math.nan, p_i, v))
     return summary.assign(delta=[r[0] for r in rows], p_value=[r[1] for r in rows], verdict=[r[2] for r in rows])
 

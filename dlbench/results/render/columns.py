@@ -14,7 +14,7 @@ from dlbench.catalog.metrics import METRICS
 from dlbench.catalog.status import OK, TROUBLE
 from dlbench.results.adjust import Adjustment
 from dlbench.results.load import MISSING, value_text
-from dlbench.results.report import ALPHA, CONFIDENCE, TOO_FEW, Report
+from dlbench.results.report import ALPHA, CONFIDENCE, NO_RUN_OK, TOO_FEW, Report
 
 
 def _num(value: float, scale: float, digits: int) -> str:
@@ -38,7 +38,7 @@ def _p(p: float) -> str:
 
 def _versus(row: pd.Series, metric: str, method: Adjustment) -> str:
     verdict = row["verdict"]
-    if verdict in ("reference", "no reference", TOO_FEW):
+    if verdict in ("reference", "no reference", TOO_FEW) or verdict.startswith(NO_RUN_OK):
         return verdict
     scale, digits = _scale(metric, row[f"{metric}_mean"])
     delta = f"{scale * row['delta']:+.{digits}f}" if not math.isnan(row["delta"]) else MISSING
