@@ -129,3 +129,23 @@ def test_a_search_resumed_after_any_round_draws_the_same_points(searched: tuple[
     assert set(resumed) == set(runs)
     for rid, s in runs.items():  # and trains them to the same numbers
         assert (resumed[rid]["status"], resumed[rid]["final"]["val_acc"]) == (s["status"], s["final"]["val_acc"])
+
+
+# ---------------------------------------------------------------- importance (Optuna's evaluators)
+
+
+def test_importance_finds_the_key_that_matters_and_says_when_it_cannot() -> None:
+    from dlbench.search import importance as imp
+
+    points = search.sample(SPACE, "random", 400, seed=0)
+    values = [score(p) for p in points]  # lr and hidden matter; momentum and width do not
+    small = imp.importance(SPACE, points[:64], values[:64])  # 16 a key
+    assert small.evaluator == "fANOVA" and small.of_variance and small.points == 64
+    assert min(small.share["lr"], small.share["hidden"]) > max(small.share["momentum"], small.share["width"])
+    assert sum(small.share.values()) <= 1 + 1e-9 and all(s >= 0 for s in small.spread.values())
+    large = imp.importance(SPACE, points, values)  # past 300 points: PED-ANOVA, shares of one
+    assert large.evaluator == "PED-ANOVA" and sum(large.share.values()) == pytest.approx(1)
+    assert large.share["lr"] > max(large.share["momentum"], large.share["width"])
+    # 16 points for 4 keys: width (no effect) got 28 % of the variance, as much as lr: refused, not shown
+    with pytest.raises(imp.TooFew, match="^31 points for 4 searched keys; importance needs at least 32"):
+        imp.importance(SPACE, points[:31], values[:31])

@@ -4,9 +4,11 @@ from Optuna's importance evaluators, on points drawn without bias (a search's fi
 fANOVA (a random forest fitted to the points, its variance decomposed by key) gives each key's
 main effect as a fraction of the total variance; what the keys leave is their interactions and
 the noise. Its forest is random: it is fitted with several seeds, and the spread over them is
-reported with the mean. Past `PED_ANOVA_FROM` points PED-ANOVA (far faster; how much the best
-tenth's distribution of each key differs from the whole round's) takes over, normalized to
-sum to one: a share of importance, not of variance. Optuna is imported inside the functions.
+reported with the mean (it is the forest's spread, not the round's: a round too small for its
+keys gives confident noise, so such a round is refused, `needed`). Past `PED_ANOVA_FROM`
+points PED-ANOVA (far faster; how much the best tenth's distribution of each key differs from
+the whole round's) takes over, normalized to sum to one: a share of importance, not of
+variance. Optuna is imported inside the functions.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ import numpy as np
 from dlbench.search.bayes import distributions, encode
 from dlbench.search.space import Space
 
-MIN_PER_KEY = 4  # points per searched key below which a forest of the round says nothing reliable
-MIN_POINTS = 8
+# below 8 points a key (16 at least) a forest over uniform points hands a key that does nothing a fifth
+# of the variance (measured: tests/test_search_bayes.py), and the spread over forest seeds does not show it
+MIN_PER_KEY = 8
+MIN_POINTS = 16
 PED_ANOVA_FROM = 300
 SEEDS = 5
 
