@@ -198,7 +198,11 @@ def importance_plot(res: Folder) -> Figure | None:
     if not any(g.points for g in found):
         return None
     keys = list(res.view["space"])
-    notes = [f"{g.group or 'the search'}: {g.reason}" for g in found if g.result is None]
+    reasons = {g.reason for g in found if g.result is None}
+    if len(reasons) == 1 and len(found) > 1 and all(g.result is None for g in found):  # said once for all
+        notes = [f"every search: {reasons.pop()}"]
+    else:
+        notes = [f"{g.group or 'the search'}: {g.reason}" for g in found if g.result is None]
     text = textwrap.wrap(" ".join([caption(found), *(n + "." for n in notes)]), 120)
     fig, ax, note = _caption_figure(7.2, 1.3 + 0.42 * len(keys) * max(1, len(found)), len(text))
     height = 0.8 / len(found)
@@ -221,6 +225,9 @@ def importance_plot(res: Folder) -> Figure | None:
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize="small", loc="lower right")
     ax.set_title(f"{res.name}: which searched setting mattered", fontsize="medium")
+    if not any(g.result for g in found):  # nothing measured: the reason where the bars would be
+        ax.text(0.5, 0.5, textwrap.fill(notes[0], 70), ha="center", va="center", transform=ax.transAxes,
+                fontsize="small", color="0.3")
     from matplotlib.transforms import blended_transform_factory
 
     # from the figure's left edge, not the panel's: the caption is as wide as the figure
@@ -327,9 +334,10 @@ def parallel_plot(res: Folder) -> Figure | None:
         _parallel_panel(ax, g.reset_index(drop=True), space, norm, cmap)
         pruned = int((g["status"] == PRUNED).sum())
         lost = int((~g["status"].isin(EVALUATED)).sum())
-        name = f"{group}: " if group else ""
-        ax.set_title(f"{name}{len(g)} trials: {len(g) - pruned - lost} to the end, {pruned} pruned (faint), {lost} "
-                     "diverged or failed (dotted); the best thick, on top", fontsize="small")
+        counts = (f"{len(g)} trials: {len(g) - pruned - lost} to the end, {pruned} pruned (faint), {lost} diverged "
+                  "or failed (dotted); the best thick, on top")
+        ax.set_title(textwrap.fill(f"{group}: {counts}" if group else counts, int(13 * fig.get_figwidth())),
+                     fontsize="small")
     fig.colorbar(ScalarMappable(norm, cmap), ax=list(axes[:, 0]), label="final validation accuracy",
                  shrink=0.9, aspect=30, format=lambda v, _: f"{100 * v:.0f} %")
     fig.suptitle(f"{res.name}: every search trial, one line each; axes span the declared ranges (log where the "
