@@ -125,3 +125,46 @@ def test_a_loss_within_a_decade_has_at_least_three_labelled_ticks(tmp_path: Path
     low, high = ax.get_ylim()
     labelled = [t for t in ax.yaxis.get_major_ticks() if low <= t.get_loc() <= high and t.label1.get_text()]
     assert len(labelled) >= 3
+
+
+def test_a_folder_of_many_configurations_draws_the_best_and_stays_readable(tmp_path: Path) -> None:
+    """50 configurations: curves draws the best 40 (by validation accuracy) apart, the rest grey in one legend
+    entry; gap draws the best 20 bars (it drew every one: 675 x 6201 px for configs/tuning.yaml)."""
+    from test_report import block, write_run
+
+    root = tmp_path / "many"
+    rank = {f"c{i:02d}": (7 * i) % 50 for i in range(50)}  # the best are spread over the sweep order
+    for case, r in rank.items():
+        val = 0.3 + 0.01 * r
+        for seed in range(2):
+            write_run(root, f"{case}-{seed}", {"case": case}, seed, final=block(val, val, val + 0.05, 2, seed),
+                      curve=[(0, 0, 0.0, 0.1), (1, 10, 1.0, val / 2), (2, 20, 2.0, val)])
+    folder = plots.load(root)
+    kept, greyed = folder.drawn()
+    assert len(kept) == 40 and len(greyed) == 10 and min(rank[k] for k in kept) > max(rank[g] for g in greyed)
+    curves = plots.curves(folder)
+    assert curves is not None
+    legend = [t.get_text() for legend in [*curves.legends, *(ax.get_legend() for ax in curves.axes
+                                                            if ax.get_legend())] for t in legend.get_texts()]
+    assert "10 more (grey; see the table)" in legend and len(legend) == 41
+    gap = plots.gap(folder)
+    assert gap is not None and gap.get_figheight() < 12
+    best = folder.drawn(20)[0]
+    assert [t.get_text() for t in gap.axes[0].get_yticklabels()] == best and len(best) == 20
+
+
+def test_a_staged_search_draws_its_confirm_and_defaults_stages(tmp_path: Path) -> None:
+    from test_report import block, write_run
+
+    from dlbench.results import plots
+
+    root = tmp_path / "staged"
+    for i in range(20):
+        write_run(root, f"s{i}", {"optimizer.lr": 0.01 * (i + 1), "stage": "search"}, 0,
+                  final=block(0.5, 0.5, 0.5, 2, 0))
+    for stage, lr in (("confirm", 0.05), ("defaults", 0.001)):
+        for seed in (10, 11):
+            write_run(root, f"{stage}{seed}", {"optimizer.lr": lr, "stage": stage}, seed,
+                      final=block(0.6, 0.6, 0.6, 2, seed))
+    kept, greyed = plots.load(root).drawn()
+    assert len(kept) == 2 and all("search" not in k for k in kept) and greyed == []

@@ -31,6 +31,9 @@ if TYPE_CHECKING:  # matplotlib loads when a figure is drawn: `run --no-plots` a
 # keys whose values read on their own in a legend ("sgd", "he_normal"); others show as key=value
 _SELF_EXPLAINING = ("case", "name", "scheme", "kind", "activation", "loss", "dataset")
 DPI = 90
+# configurations a figure tells apart, the best first; the others grey (lines) or left out (bars):
+# 40 lines are what ten colours in four line styles keep apart (_styles); 20 bars keep a figure a page high
+LINES_DRAWN, BARS_DRAWN = 40, 20
 
 
 def _missing(value: Any) -> bool:
@@ -124,6 +127,28 @@ class Folder:
         if self.runs.empty:
             return []
         return [json.loads((self.root / "runs" / r / "summary.json").read_text()) for r in self.runs["run_id"]]
+
+    def drawn(self, limit: int = LINES_DRAWN) -> tuple[list[str], list[str]]:
+        """The configurations a figure draws (in sweep order) and those it leaves in grey or out: of a staged
+        search its confirm and defaults stages, as the report shows them; past `limit`, the best `limit` by
+        the report's ranking (mean final validation accuracy over ok runs; test accuracy without one)."""
+        runs = self.runs
+        if runs.empty:
+            return [], []
+        if "stage" in runs and (runs["stage"] == "confirm").any():
+            runs = runs[runs["stage"] != "search"]
+        labels = [lab for lab in self.order if lab in set(runs["label"])]
+        if len(labels) <= limit:
+            return labels, []
+        ok = runs[runs["status"] == "ok"]
+        ranks = METRICS.selection("val_acc")
+        column = f"final.{ranks}" if ok.get(f"final.{ranks}", pd.Series(dtype=float)).notna().any() else \
+            "final.test_acc"
+        means = ok.groupby("label")[column].mean() if column in ok else pd.Series(dtype=float)
+        higher = METRICS[column.removeprefix("final.")].higher_is_better
+        best = means.dropna().sort_values(ascending=not higher, kind="stable").index[:limit]
+        kept = [lab for lab in labels if lab in set(best)] or labels[:limit]
+        return kept, [lab for lab in labels if lab not in set(kept)]
 
     def labels_in(self, df: pd.DataFrame) -> list[str]:
         present = set(df["label"]) if "label" in df else set()

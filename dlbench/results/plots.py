@@ -28,7 +28,7 @@ from dlbench.results import options
 from dlbench.catalog.status import OK, TROUBLE
 from dlbench.results.store import atomic_write, read_view
 from dlbench.results.figure_kit import (
-    DPI, PLOTS, Folder, _band, _colors, _figure, _legend, _log_ticks, label, palette,
+    BARS_DRAWN, DPI, PLOTS, Folder, _band, _colors, _figure, _legend, _log_ticks, label, palette,
 )
 from dlbench.results import tuning_figures  # noqa: F401 - registers the search figures (sensitivity, profile)
 from dlbench.results import search_figures  # noqa: F401 - registers importance and parallel
@@ -61,7 +61,8 @@ def curves(res: Folder, x: str = "step") -> Figure | None:
     if _varies_over_steps(metrics, "lr"):  # a schedule: its shape, on one scale for every optimizer's lr
         metrics["lr_of_peak"] = metrics["lr"] / metrics.groupby("run_id")["lr"].transform("max")
     shown = [p for p in _curve_panels() if p[0] in metrics and metrics[p[0]].notna().any()]
-    labels = res.labels_in(metrics)
+    kept, greyed = res.drawn()
+    labels = [lab for lab in res.labels_in(metrics) if lab in set(kept)]
     log_x = x == "epoch" and metrics["epoch"].max() > 50 * max(metrics.loc[metrics["epoch"] > 0, "epoch"].min(), 1e-9)
     if log_x:  # epoch 0 has no place on a log axis: drawn at its edge, it is a flat line to the first evaluation
         metrics = metrics[metrics["epoch"] > 0]
@@ -70,10 +71,16 @@ def curves(res: Folder, x: str = "step") -> Figure | None:
     fig, axes = _figure(rows, cols, (4.2, 3.0))
     panels = list(axes.flat)
     colors = palette(res.points, res.keys, labels)
+    for lab in greyed:  # the others: their mean only, thin and grey, under the configurations told apart
+        runs = metrics[metrics["label"] == lab].replace([np.inf, -np.inf], np.nan).groupby("idx")
+        for ax, (col, _, scale) in zip(panels, shown):
+            ax.plot(runs[x].mean(), scale * runs[col].mean(), color="0.75", lw=0.6, zorder=1)
     for lab in labels:
         runs = metrics[metrics["label"] == lab]
         for ax, (col, _, scale) in zip(panels, shown):
             _band(ax, runs, x, col, colors.colors[lab], lab, colors.styles[lab], scale)
+    if greyed:
+        panels[0].plot([], [], color="0.75", lw=0.6, label=f"{len(greyed)} more (grey; see the table)")
     for ax, (col, title, _) in zip(panels, shown):
         ax.set(title=title, xlabel=_X_LABEL[x])
         ax.title.set_fontsize("medium")
@@ -104,7 +111,8 @@ def gap(res: Folder) -> Figure | None:
     if res.runs.empty:
         return None
     summary = report.aggregate(res.runs, ["label"]).set_index("label")
-    labels = [lab for lab in res.order if lab in summary.index]
+    kept, left_out = res.drawn(BARS_DRAWN)
+    labels = [lab for lab in kept if lab in summary.index]
     fig, axes = _figure(1, 1, (7.5, 0.45 * len(labels) + 1.4))
     ax = axes[0, 0]
     y = np.arange(len(labels))
@@ -126,7 +134,9 @@ def gap(res: Folder) -> Figure | None:
     ax.invert_yaxis()
     ax.set(xlim=(0, min(100.0, 10 * math.ceil(top / 10 + 0.01)) if top > 0 else 100.0),
            xlabel="accuracy % at the final evaluation (mean ± std over seeds)",
-           title=f"{res.name}: train vs test accuracy")
+           title=f"{res.name}: train vs test accuracy" + (
+               f"\n(the best {len(labels)} of {len(labels) + len(left_out)} configurations by validation accuracy)"
+               if left_out else ""))
     fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize="small")
     return fig
 
