@@ -418,8 +418,9 @@ def search_outcomes(store: Store) -> dict[str, search.Outcome]:
     for s in store.summaries():
         evaluated = s["status"] in EVALUATED and s.get("final")
         curve: search.trials.Curve = ()
-        if s["status"] == PRUNED:
-            with open(store.run_dir(s["run_id"]) / "metrics.csv", newline="") as f:
+        path = store.run_dir(s["run_id"]) / "metrics.csv"
+        if s["status"] == PRUNED and path.is_file():  # (a folder damaged by hand: told as pruned, no curve)
+            with open(path, newline="") as f:
                 curve = tuple((int(row["step"]), float(row["val_acc"])) for row in csv.DictReader(f))
         out[s["run_id"]] = search.Outcome(float(s["final"].get("val_acc", math.nan)) if evaluated else math.nan,
                                           s["status"], curve)
