@@ -330,7 +330,7 @@ def test_a_set_is_honoured_in_every_run_or_refused_naming_the_sweep(tmp_path_fac
     overrides = [f"{k}={yaml.safe_dump(SET_VALUES[k], default_flow_style=True).strip().removesuffix('...').strip()}"
                  for k in sets]
     try:
-        _, specs, _ = plan.load(path, overrides, 1000)
+        _, specs, _, _ = plan.load(path, overrides, 1000)
     except ConfigError as e:
         assert "grid sets" in str(e) and str(e).startswith("--set ")
         return
