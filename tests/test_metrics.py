@@ -83,6 +83,13 @@ def test_a_trained_run_records_its_calibration_and_the_report_ranks_on_it(tmp_pa
     assert "test_ece_mean" in shown.splitlines()[0]
     table = dlbench("report", root, "--calibration", "--format", "markdown").stdout
     assert all(f"{split} ECE %" in table for split in ("train", "val", "test"))
+    from dlbench.results import plots
+
+    figure = plots.PLOTS["calibration"].builder(plots.load(root))
+    titles = [ax.get_title() for ax in figure.axes]
+    assert [t for t in titles if "calibration error" in t] == [f"{w} calibration error %" for w in
+                                                               ("train", "validation", "test")]
+    figure.savefig(tmp_path / "calibration.png")
 
 
 @pytest.fixture

@@ -243,6 +243,8 @@ _add("plot", "curves", "train loss, train and test accuracy vs step; mean ± std
 _add("plot", "curves_epoch", "the learning curves vs epoch (log axis when the spans differ a lot)", task="train",
      needs=())
 _add("plot", "curves_seconds", "the learning curves vs wall-clock seconds", task="train", needs=())
+_add("plot", "calibration", "expected calibration error (train, validation, test) vs step: over-confidence as it "
+     "grows; mean ± std band over seeds", task="train", needs=())
 _add("plot", "gap", "final train vs test accuracy per configuration, the gap written beside", task="train", needs=())
 _add("plot", "panels", "one panel of train-accuracy curves per value of the first swept key", task="train",
      needs=("swept",))

@@ -111,6 +111,11 @@ class Metrics:
         """(name, derive) of the metrics computed from the others of an evaluation."""
         return [(m.name, m.derive) for m in self._records.values() if m.derive is not None]
 
+    def measured_words(self, measure: str) -> str:
+        """A measure in words, as its metrics say it without their split ('calibration error')."""
+        m = next(m for m in self._records.values() if m.measure == measure)
+        return m.words.removeprefix(SPLIT_WORDS[m.split or "train"]).strip()
+
     def on_split(self, metric: str, split: str) -> Metric | None:
         """The same measure on another split (val_acc for test_acc); None for a metric across splits."""
         m = self[metric]

@@ -39,20 +39,21 @@ if TYPE_CHECKING:
 _X_LABEL = {"step": "step", "epoch": "epoch", "seconds": "wall time since the first evaluation (s)"}
 
 
-def _curve_panels() -> list[tuple[str, str, float]]:
+def _curve_panels(measure: str | None = None) -> list[tuple[str, str, float]]:
     """(column, title, scale) of each curves panel: the metrics whose record asks for one, in their unit as in
-    the tables (the one that ranks the default table says so), then the schedule."""
+    the tables (the one that ranks the default table says so), then the schedule; or a measure's metrics."""
     ranks = METRICS.selection(options.default("metric"))
+    chosen = [m for m in METRICS.declared() if (m.curve if measure is None else m.measure == measure)]
     return [*((m.name, m.words + (f" {m.unit}" if m.unit else "") + (" (ranks the table)" if m.name == ranks else ""),
-               m.scale) for m in METRICS.declared() if m.curve),
-            ("lr_of_peak", "learning rate ÷ its peak (the schedule)", 1.0)]
+               m.scale) for m in chosen),
+            *([("lr_of_peak", "learning rate ÷ its peak (the schedule)", 1.0)] if measure is None else [])]
 
 
 def _varies_over_steps(metrics: pd.DataFrame, column: str) -> bool:
     return column in metrics and bool((metrics.groupby("run_id")[column].nunique() > 1).any())
 
 
-def curves(res: Folder, x: str = "step") -> Figure | None:
+def curves(res: Folder, x: str = "step", measure: str | None = None) -> Figure | None:
     metrics = res.per_run("metrics.csv")
     if metrics.empty:
         return None
@@ -60,7 +61,9 @@ def curves(res: Folder, x: str = "step") -> Figure | None:
     metrics["seconds"] -= metrics.groupby("run_id")["seconds"].transform("first")
     if _varies_over_steps(metrics, "lr"):  # a schedule: its shape, on one scale for every optimizer's lr
         metrics["lr_of_peak"] = metrics["lr"] / metrics.groupby("run_id")["lr"].transform("max")
-    shown = [p for p in _curve_panels() if p[0] in metrics and metrics[p[0]].notna().any()]
+    shown = [p for p in _curve_panels(measure) if p[0] in metrics and metrics[p[0]].notna().any()]
+    if not shown:  # an older folder, before the engine measured it
+        return None
     kept, greyed = res.drawn()
     labels = [lab for lab in res.labels_in(metrics) if lab in set(kept)]
     log_x = x == "epoch" and metrics["epoch"].max() > 50 * max(metrics.loc[metrics["epoch"] > 0, "epoch"].min(), 1e-9)
@@ -95,7 +98,8 @@ def curves(res: Folder, x: str = "step") -> Figure | None:
     for ax in panels[len(shown) + 1:]:
         fig.delaxes(ax)
     _legend(fig, panels[:len(shown) + 1], res.legend_title(), spare=panels[len(shown)], colors=colors)
-    fig.suptitle(f"{res.name}: learning curves (mean ± std over seeds)")
+    what = "learning curves" if measure is None else METRICS.measured_words(measure)
+    fig.suptitle(f"{res.name}: {what} (mean ± std over seeds)")
     return fig
 
 
@@ -104,6 +108,7 @@ PLOTS.register("curves")(
 PLOTS.register("curves_epoch")(functools.partial(curves, x="epoch"))
 PLOTS.register("curves_seconds")(
     functools.partial(curves, x="seconds"))
+PLOTS.register("calibration")(functools.partial(curves, measure="ece"))
 
 
 @PLOTS.register("gap")
