@@ -194,7 +194,9 @@ def test_plot_command_redraws_from_the_folder(cli, tiny) -> None:
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in root.glob("*.png")) == ["curves.png", "curves_epoch.png", "gap.png",
                                                            "panels.png"]
-    assert not list(root.glob(".*"))  # no temporary files left behind
+    # no temporary files left behind: of the hidden ones, only the sweep's record of its end
+    assert sorted(str(p.relative_to(root)) for p in root.glob(".*/**/*")) == [".progress/sweep.json"]
+    assert [p.name for p in root.glob(".*")] == [".progress"]
 
 
 def test_list_shows_functions_and_plots(cli) -> None:

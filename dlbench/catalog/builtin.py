@@ -227,13 +227,15 @@ _add("function", "rosenbrock", "f = (1 - x)^2 + 100 (y - x^2)^2: a narrow curved
      Setting("start", tuple[float, float], (-1.5, 2.0), _START), minimum=(1.0, 1.0), view=((-2.0, 2.0), (-1.0, 3.0)))
 
 # ------------------------------------------------------------------ tasks
-# sections: the config sections only this task reads; plots: the figures it draws by default
+# sections: the config sections only this task reads; reads: what else of a config it reads (a section, or
+# one key of a section), None for everything; plots: the figures it draws by default
 _add("task", "train", "train every run of the sweep and report train / validation / test accuracy",
-     trains=True, sections=(), plots=("curves", "gap"))
+     trains=True, sections=(), reads=None, plots=("curves", "gap"))
 _add("task", "function", "optimizers on a 2-D test function instead of a network (their paths)",
-     trains=False, sections=("function",), plots=("paths",))
+     trains=False, sections=("function",), reads=("optimizer", "train.seeds"), plots=("paths",))
 _add("task", "activations", "the untrained net (model + init) fed Gaussian noise: activation statistics per layer",
-     trains=False, sections=("activations",), plots=("histograms",))
+     trains=False, sections=("activations",), reads=("model", "init", "diagnostics.bins", "train.seeds"),
+     plots=("histograms",))
 
 # ------------------------------------------------------------------ plots
 # needs: what a config must have for the figure: "search" (a random: section), "swept" (a swept key

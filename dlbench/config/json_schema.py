@@ -296,6 +296,19 @@ def _rules() -> list[dict[str, Any]]:
             others = [t.name for t in tasks if t.name not in readers]
             rules.append(_rule(_is("task", others, default_task), _then(section.name, _forbid(
                 f"only task {' / '.join(readers)} reads it"))))
+    # a task that trains nothing reads a few sections or keys of the training ones; any other is refused
+    for task in tasks:
+        reads = task.facts["reads"]
+        if reads is None:
+            continue
+        why = f"task {task.name} does not read it (it reads {', '.join(reads)})"
+        for section in SECTIONS.values():
+            if section.role in ("meta", "sweep", "execution") or section.name in reads:
+                continue
+            allowed = [r.split(".", 1)[1] for r in reads if r.startswith(f"{section.name}.")]
+            names = {"enum": allowed} if allowed else {"type": "null"}  # a key is a string: none passes
+            rules.append(_rule(_is("task", [task.name], default_task),
+                               _then(section.name, {"propertyNames": {**names, "errorMessage": why}})))
     # the plots a task draws; one that needs a target is drawn after the run (dlbench plot --target)
     plots = CATALOG["plot"]
     for task in tasks:

@@ -386,6 +386,24 @@ def _task_sections(cfg: Any) -> None:
                 readers = [t.name for t in CATALOG["task"] if section.name in t.facts["sections"]]
                 raise ValueError(f"{section.name}: is invalid with task {cfg.task!r}: only task "
                                  f"{' / '.join(readers)} reads it (remove the section, or set task: {readers[0]})")
+    _unread_by_task(cfg, task.facts["reads"])
+
+
+def _unread_by_task(cfg: Any, reads: tuple[str, ...] | None) -> None:
+    """A task that trains nothing reads a few sections (or keys) of the training ones: a key it would
+    ignore (train.epochs in a task: function config) is refused, not dropped."""
+    if reads is None:
+        return
+    given = cfg.model_fields_set
+    for section in SECTIONS.values():
+        if section.role in ("meta", "sweep", "execution") or section.name in reads or section.name not in given:
+            continue
+        keys = sorted(getattr(cfg, section.name).model_fields_set)
+        allowed = {r.split(".", 1)[1] for r in reads if r.startswith(f"{section.name}.")}
+        for key in keys:
+            if key not in allowed:
+                _fail(f"{section.name}.{key}", getattr(getattr(cfg, section.name), key),
+                      f"task {cfg.task!r} does not read it (it reads {', '.join(reads)}); remove it")
 
 
 def _model_rules(cfg: Any) -> None:
