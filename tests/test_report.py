@@ -645,7 +645,7 @@ GIVEN: dict[str, tuple[str | None, Any]] = {
     "at": ("best", "best"), "metric": ("test_acc", "test_acc"),
     "baseline": ("optimizer.name=sgd", {"optimizer.name": "sgd"}), "target": ("0.9", 0.9),
     "group_by": ("optimizer.name", "optimizer.name"), "where": ("init.scheme=he_normal", {"init.scheme": "he_normal"}),
-    "losses": (None, True), "adjust": ("none", "none"),
+    "losses": (None, True), "calibration": (None, True), "adjust": ("none", "none"),
 }
 
 
@@ -664,7 +664,10 @@ def test_every_report_flag_is_an_option_of_the_python_api() -> None:
 
     command = typer.main.get_command(app).commands["report"]  # type: ignore[attr-defined]
     flags = {p.name for p in command.params if p.param_type_name == "option"}
-    assert flags == {*options.FIELDS, *options.OUTPUT} and set(GIVEN) == set(options.FIELDS)
+    assert flags == {*options.FIELDS, *options.OUTPUT, *options.MODES} and set(GIVEN) == set(options.FIELDS)
+    from dlbench.results.api import Results
+
+    assert all(callable(getattr(Results, mode)) for mode in options.MODES)  # a mode is a method in Python
     for name, (_, value) in GIVEN.items():  # the API's keywords are the options' names
         from dlbench.results.api import report_options
 

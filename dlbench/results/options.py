@@ -89,6 +89,7 @@ class ReportOptions:
 
 FIELDS = {f.name: f for f in dataclasses.fields(ReportOptions)}
 OUTPUT = ("format", "output")  # the report command's other flags: how the report is written, not computed
+MODES = ("importance",)  # flags that print another text than the statistics; in Python, a method of Results
 
 
 def default(name: str) -> Any:
