@@ -135,17 +135,31 @@ def _load_module(module_name: str, what: str) -> Plugin:
         raise PluginError(f"{what}: no such file, and no importable module {module_name!r}")
     path = spec.origin
     source = Path(path).read_text(encoding="utf-8") if path.endswith(".py") else ""
-    plugin = Plugin(module_name, path, source, hashlib.sha256(source.encode()).hexdigest(), module_name,
+    plugin = Plugin(module_name, path, source, _module_digest(source, spec.submodule_search_locations), module_name,
                     *_distribution(module_name))
-    # imported before and unloaded since (unload()): run its registrations again
-    again = module_name in sys.modules
+    # imported before and unloaded since (unload()): imported afresh, its submodules too, so that its
+    # registrations run again (from the files as they are now)
+    for name in [m for m in sys.modules if m == module_name or m.startswith(module_name + ".")]:
+        del sys.modules[name]
     before = set(sys.modules)
-    _run(plugin, lambda: importlib.reload(sys.modules[module_name]) if again else importlib.import_module(module_name))
+    _run(plugin, lambda: importlib.import_module(module_name))
     files = _package_files(module_name, path, set(sys.modules) - before)
     if files:
         plugin = dataclasses.replace(plugin, files=files)
         LOADED[plugin.path] = plugin
     return plugin
+
+
+def _module_digest(source: str, package_dirs: Iterable[str] | None) -> str:
+    """A module plugin's sha256 (in its runs' ids): of its file, or for a package of every Python file in
+    it, so that an edit anywhere in the package trains its runs again."""
+    if not package_dirs:
+        return hashlib.sha256(source.encode()).hexdigest()
+    digest = hashlib.sha256()
+    for root in map(Path, package_dirs):
+        for file in sorted(root.rglob("*.py")):
+            digest.update(f"{file.relative_to(root)}\0".encode() + file.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def _distribution(module_name: str) -> tuple[str | None, str | None]:

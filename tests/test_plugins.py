@@ -426,8 +426,9 @@ def test_installed_packages_offer_plugins_through_the_entry_point_group(
     write(tmp_path / "someones_package.py", SGD_PLUGIN)
     monkeypatch.syspath_prepend(str(tmp_path))
     point = importlib.metadata.EntryPoint("mine", "someones_package", plugins.ENTRY_POINTS)
+    real = importlib.metadata.entry_points  # other groups (torch's, imported lazily) as they are
     monkeypatch.setattr(importlib.metadata, "entry_points",
-                        lambda group=None: [point] if group == plugins.ENTRY_POINTS else [])
+                        lambda **select: [point] if select.get("group") == plugins.ENTRY_POINTS else real(**select))
     monkeypatch.setattr(plugins, "_entry_points_loaded", False)
     cfg = _config(tmp_path, data_root, optimizer={"name": "plain_sgd"})
     res = dlbench("validate", cfg)
@@ -670,3 +671,10 @@ print(json.dumps(ids))
                          check=False)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().splitlines()[-1]) == [True] * len(run_dirs(folder))
+
+    # the package's hash covers its every file: an edit in the module its __init__ imports makes new runs
+    n = len(run_dirs(folder))
+    assert f"{n} runs: {n} finished, 0 to train" in dlbench("run", cfg, "--out", tmp_path / "out", "--dry-run").out
+    (package / "halving.py").write_text((package / "halving.py").read_text() + "\n# edited\n")
+    plugins.unload()
+    assert f"{n} runs: 0 finished, {n} to train" in dlbench("run", cfg, "--out", tmp_path / "out", "--dry-run").out
