@@ -64,8 +64,10 @@ def image(name: str, figure: str) -> Path:
 
 def dlbench(args: list[str], cwd: Path) -> str:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "dlbench", *args], cwd=cwd, check=True, capture_output=True,
-                          text=True, env=env).stdout
+    done = subprocess.run([sys.executable, "-m", "dlbench", *args], cwd=cwd, capture_output=True, text=True, env=env)
+    if done.returncode:  # what dlbench said, not only that it failed
+        raise SystemExit(f"dlbench {' '.join(args)}: exit {done.returncode}\n{done.stderr[-3000:]}")
+    return done.stdout
 
 
 def diagnostics(folder: Path) -> str:
