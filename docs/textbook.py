@@ -99,10 +99,7 @@ def _cell(values: Sequence[float], scale: float) -> Cell:
 
 
 def book_summary(entry: dict[str, Any]) -> dict[str, Any]:
-    """A variant's numbers as the tables show them (percent; mean, std over seeds): computed from each
-    seed's where scripts/textbook_book_side.py ran it, as recorded where it did not."""
-    if entry["source"] == "transcribed":
-        return dict(entry["summary"])
+    """A variant's numbers as the tables show them (percent; mean, std over seeds), from each seed's run."""
     seeds = [entry["seeds"][s] for s in sorted(entry["seeds"])]
     first = seeds[0]
     if "stds" in first:  # batch norm: mean over seeds after ~50 updates (the 6th evaluation) and at the end
@@ -304,16 +301,14 @@ TABLES: dict[str, Callable[[Path], str]] = {
 
 
 def provenance() -> str:
-    """Where the book's numbers come from: per experiment, the variants the script ran and those transcribed."""
+    """Where the book's numbers come from: the run recorded in the data file, and its variants."""
     data = json.loads(BOOK.read_text())
-    run = data.get("run")
-    rows = [[f"`{name}`", *("; ".join(v for v, e in variants.items() if e["source"] == source) or "–"
-                            for source in ("run", "transcribed"))]
+    run = data["run"]
+    rows = [[f"`{name}`", "; ".join(variants)]
             for name, variants in sorted(data["experiments"].items(), key=lambda item: CONFIGS.index(item[0]))]
-    caption = "docs/data/textbook_book.json" + (
-        f": the book's commit `{run['book']['commit'][:12]}`, numpy {run['numpy']}, seeds "
-        f"{', '.join(map(str, run['seeds']))}" if run else "")
-    return markdown(["the book's script", "run by scripts/textbook_book_side.py", "transcribed"], rows, caption)
+    caption = (f"docs/data/textbook_book.json: the book's commit `{run['book']['commit'][:12]}`, numpy {run['numpy']}, "
+               f"seeds {', '.join(map(str, run['seeds']))}")
+    return markdown(["experiment", "variants run by scripts/textbook_book_side.py"], rows, caption)
 
 
 # dlbench's own report of a results folder (`dlbench report --format markdown`), shown as it is

@@ -367,7 +367,7 @@ def test_the_textbook_page_shows_every_table_and_figure_of_its_script() -> None:
 
 def test_the_books_columns_are_mean_and_std_over_the_recorded_seeds() -> None:
     """docs/textbook.py reads a variant run by scripts/textbook_book_side.py per seed: mean ± std (n - 1) in %,
-    batch norm's 6th evaluation (after update 51) and its last; a transcribed one as recorded."""
+    batch norm's 6th evaluation (after update 51) and its last."""
     sys.path.insert(0, str(DOCS))
     import textbook
 
@@ -380,8 +380,6 @@ def test_the_books_columns_are_mean_and_std_over_the_recorded_seeds() -> None:
     bn = {"source": "run", "seeds": {"0": {"stds": [1.0], "none": [curve], "batchnorm": [curve[::-1]]},
                                      "1": {"stds": [1.0], "none": [curve], "batchnorm": [curve]}}}
     assert textbook.book_summary(bn) == {"stds": [1.0], "none": [[25.0, 95.0]], "batchnorm": [[47.5, 47.5]]}
-    transcribed = {"source": "transcribed", "summary": {"test_acc": [79.1, 0.8]}}
-    assert textbook.book_summary(transcribed) == {"test_acc": [79.1, 0.8]}
 
 
 def test_the_book_sides_reshuffled_batches_see_every_sample_once_a_pass() -> None:
