@@ -3,6 +3,7 @@ runner (sweep_util.dlbench, as the console script runs) and the one tiny-config 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,17 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("data")
     DATASETS["mnist1d"].builder(section("data", root=str(root)))
     return root
+
+
+@pytest.fixture(autouse=True, scope="module")
+def no_plugins_outlive_their_module() -> Iterator[None]:
+    """The in-process CLI loads a config's plugins into this process's registries; none outlives the
+    test module that loaded it, so the next module's registries (iterated by the registry tests) hold
+    the built-ins alone, in any order of the tests."""
+    yield
+    from dlbench import plugins
+
+    plugins.unload()
 
 
 @pytest.fixture
