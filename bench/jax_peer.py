@@ -40,10 +40,14 @@ BETAS, EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults, dlbench's adam d
 
 
 def threads_flags(threads: int) -> str:
-    """XLA's CPU client flags for `threads` intra-op threads (one: no Eigen thread pool at all)."""
+    """XLA's CPU client flags for `threads` intra-op threads: one (no Eigen thread pool at all) or one per
+    core (its default). XLA has no flag for a count in between (a bare `intra_op_parallelism_threads=N`
+    in XLA_FLAGS is read as a file name, and the client aborts)."""
     if threads == 1:
-        return "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-    return f"intra_op_parallelism_threads={threads}"
+        return "--xla_cpu_multi_thread_eigen=false"
+    if threads == (os.cpu_count() or 1):
+        return ""
+    raise SystemExit(f"--threads {threads}: XLA's CPU client runs 1 thread or one per core ({os.cpu_count()})")
 
 
 def load(config: dict[str, Any]) -> dict[str, np.ndarray]:
