@@ -90,13 +90,10 @@ def _clock(seconds: float | None) -> str:
     return str(datetime.timedelta(seconds=round(seconds)))
 
 
-# what every display says, in the same words: a stack being built, a stack resumed
+# what every display says, in the same words, while a stack is built (which runs resume from which
+# checkpoint step is said once, before training: `launchers.resuming`, printed by the runner)
 def preparing(label: str) -> str:
     return f"{label}: preparing data and models..."
-
-
-def resumed(runs: int, done: int, total: int) -> str:
-    return f"{runs} run{'s' * (runs != 1)} resume from a checkpoint at step {done} of {total}"
 
 
 class TerminalBars:
@@ -138,10 +135,8 @@ class TerminalBars:
 
     def steps(self, done: int, total: int, training: int | None = None) -> None:
         now = time.monotonic()
-        if self.first is None:
+        if self.first is None:  # the stack's first report is where it starts: 0, or a checkpoint's step
             self.first = (done, now)
-            if done > 0:  # the stack's first report is where it starts: a checkpoint's step
-                self.progress.console.print(resumed(self.stack_size, done, total), highlight=False)
         self.eta.steps(done, total, self.stack_size if training is None else training, now)
         first_done, t0 = self.first
         stack_left = (total - done) * (now - t0) / (done - first_done) if done > first_done else None
@@ -156,8 +151,8 @@ class TerminalBars:
 
 class NotebookBars:
     """The same two bars as notebook widgets (tqdm.notebook), in the terminal's words: the
-    stack's label, "preparing data and models..." until its first step, a line when it resumes
-    from a checkpoint, and the sweep's time left from measured step times (Eta; tqdm's own
+    stack's label, "preparing data and models..." until its first step, a bar that starts at a
+    resumed stack's checkpoint step, and the sweep's time left from measured step times (Eta; tqdm's own
     estimate would count a resumed stack's restored steps as done in no time). The run's bar
     goes when it is done."""
 
@@ -203,9 +198,7 @@ class NotebookBars:
             self.first = done
             self.run.reset(total=total)
             self._describe(self.label)
-            if done > 0:
-                self.run.write(resumed(self.stack_size, done, total))
-                # the bar starts there: its rate counts only the steps trained from now on
+            if done > 0:  # resumed from a checkpoint: the bar starts there, its rate counts the steps trained now
                 self.run.initial = self.run.n = self.run.last_print_n = done
                 self.run.refresh()
         else:

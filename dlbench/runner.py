@@ -40,7 +40,7 @@ from dlbench.config.schema import Config
 from dlbench.config.vocabulary import Vocabulary
 from dlbench.catalog.status import EVALUATED, PRUNED, STATUSES
 from dlbench.errors import ConfigError
-from dlbench.execution import slurm
+from dlbench.execution import launchers, slurm
 from dlbench.execution.jobs import read_jobs
 from dlbench.execution.launchers import Launcher, Options, planned, resolve
 from dlbench.results import live
@@ -395,15 +395,10 @@ def planned_sweep(cfg: Config, specs: list[sweep.RunSpec]) -> live.Sweep:
 
 
 def resuming(todo: list[sweep.RunSpec], options: Options) -> list[str]:
-    """A line per stack checkpoint the runs to train resume from: which runs, from which step."""
+    """A line per stack checkpoint the runs to train resume from: which runs, from which step of how many."""
     wanted = {s.run_id for s in todo}
-    lines = []
-    for path, held, state in checkpoint.resumable(options.checkpoints, todo, options.vocabulary):
-        ids = sorted(wanted & {s.run_id for s in held})
-        shown = ", ".join(ids[:6]) + (f" and {len(ids) - 6} more" if len(ids) > 6 else "")
-        lines.append(f"resuming {len(ids)} run{'s' * (len(ids) != 1)} from step {state['step']} of their stack's "
-                     f"checkpoint {path.name}: {shown}")
-    return lines
+    return [launchers.resuming(path, held, state, wanted)
+            for path, held, state in checkpoint.resumable(options.checkpoints, todo, options.vocabulary)]
 
 
 class StopSweep(Exception):

@@ -31,7 +31,7 @@ import dataclasses
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable
 
 import torch
 
@@ -42,7 +42,7 @@ from dlbench.results import live
 from dlbench.results.store import Store
 from dlbench.sweep import Pruning, RunSpec
 from dlbench.training import checkpoint, engine, memory
-from dlbench.training.run import Progress, RunResult, failed, save
+from dlbench.training.run import Progress, RunResult, failed, save, total_steps
 
 StartStack = Callable[[list[RunSpec]], Progress | None]  # called when a stack starts; returns its step callback
 
@@ -352,6 +352,15 @@ def ray_launcher(specs: list[RunSpec], device: torch.device, on_start: StartStac
             ray.cancel(ref, force=True)
         if started:
             ray.shutdown()
+
+
+def resuming(path: Path, held: list[RunSpec], state: dict[str, Any], wanted: Iterable[str]) -> str:
+    """The one line that says a stack resumes from its checkpoint: which runs (of those to train), from
+    which step of how many (the runner prints it before training; a SLURM task into its log)."""
+    ids = sorted(set(wanted) & {s.run_id for s in held})
+    shown = ", ".join(ids[:6]) + (f" and {len(ids) - 6} more" if len(ids) > 6 else "")
+    return (f"resuming {len(ids)} run{'s' * (len(ids) != 1)} from step {state['step']} of "
+            f"{total_steps(held[0].config)} (checkpoint {path.name}): {shown}")
 
 
 def _short(value: object) -> str:

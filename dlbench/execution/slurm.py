@@ -45,7 +45,6 @@ import torch
 
 from dlbench import sweep
 from dlbench.catalog import CATALOG
-from dlbench.components import data
 from dlbench.config.schema import section_default
 from dlbench.config.vocabulary import Vocabulary
 from dlbench.config.yaml_io import read_config
@@ -55,7 +54,7 @@ from dlbench.execution import launchers
 from dlbench.execution.launchers import EXECUTORS, Job, Options, StartStack, jobs, shares, train_stack
 from dlbench.results.store import Store
 from dlbench.training import checkpoint, engine
-from dlbench.training.run import RunResult, failed, resolve_device, save, schedule
+from dlbench.training.run import RunResult, failed, resolve_device, save, total_steps
 
 if TYPE_CHECKING:
     import submitit
@@ -153,7 +152,7 @@ def time_limit(stack: list[sweep.RunSpec], measured: dict[str, float],
     """(minutes, how): the stack's steps x seconds per step (earlier runs', else a probe of a stack of its
     settings and size, once: `probed`) x MARGIN + SLACK_S."""
     cfg = stack[0].config
-    steps = schedule(len(data.prepare(cfg.data, "cpu").y_train), cfg.train)[2]
+    steps = total_steps(cfg)
     key = _stack_key(stack[0])
     if key in measured:
         per_step, source = measured[key], "earlier runs"
@@ -241,12 +240,13 @@ class SlurmTask:
             return [replace(r, stored=True) for r in results]
         results = []
         with _signals() as caught:  # from here on, a signal checkpoints the stack (at its first step, at the latest)
-            if job.saves is not None and job.saves.exists():
-                loaded = checkpoint.read(job.saves, job.vocabulary)
+            saves = job.saves
+            if saves is not None and saves.exists():
+                loaded = checkpoint.read(saves, job.vocabulary)
                 if loaded is not None:
                     held, state = loaded
                     job = replace(job, stack=held, resume=state)
-                    print(f"resuming a stack of {len(held)} runs from step {state['step']}", flush=True)
+                    print(launchers.resuming(saves, held, state, wanted), flush=True)
             job = replace(job, wanted=wanted)
             device = resolve_device(payload.work.device)
             print(f"training {len(wanted)} runs (SLURM restart {restarts})", flush=True)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import torch
 
+from dlbench.components import data
 from dlbench.config.schema import ConfigError
 from dlbench.results.store import Store
 from dlbench.sweep import RunSpec
@@ -78,6 +79,11 @@ def schedule(n_train: int, cfg_train: Any) -> tuple[int, int, int]:
     per_epoch = math.ceil(n_train / bs)
     total = cfg_train.steps if cfg_train.steps is not None else cfg_train.epochs * per_epoch
     return bs, per_epoch, total
+
+
+def total_steps(cfg: Any) -> int:
+    """The steps a run of this config trains (unless it stops early), from its data's size (cached)."""
+    return schedule(len(data.prepare(cfg.data, "cpu").y_train), cfg.train)[2]
 
 
 def summarize(spec: RunSpec, metrics: list[dict[str, float]], best: dict[str, float] | None, *, status: str,
