@@ -41,7 +41,7 @@ from dlbench.config import schema as config
 from dlbench.components import data
 from dlbench.components import inits
 from dlbench.components import models
-from dlbench import sweep
+from dlbench.plan import sweep
 from dlbench.execution.launchers import Options, resolve
 from dlbench.training.run import RunResult, resolve_device, schedule
 from dlbench.training import engine

@@ -44,7 +44,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from dlbench import sweep  # noqa: E402
+from dlbench.plan import sweep  # noqa: E402
 from dlbench.components import data as data_mod  # noqa: E402
 from dlbench.config import schema  # noqa: E402
 from dlbench.execution.launchers import Options, resolve  # noqa: E402

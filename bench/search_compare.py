@@ -112,7 +112,7 @@ def walltime(args: argparse.Namespace) -> None:
     import optuna
     import torch
 
-    from dlbench import sweep
+    from dlbench.plan import sweep
     from dlbench.config import schema
     from dlbench.training import engine
 

@@ -5,7 +5,7 @@ train / val / test included, in one process, and prints run-epochs per second ag
     python bench/stacks.py [--sizes 1 4 16 64 256] [--threads N]
 
 A stack of one is the engine without vmap (what `--executor serial` runs); the largest stack
-the engine builds is 256 runs (`engine.MAX_STACK`).
+the engine builds is 256 runs (`plan.stacks.MAX_STACK`).
 """
 
 from __future__ import annotations

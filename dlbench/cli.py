@@ -26,7 +26,7 @@ from dlbench.results.store import check_folder
 
 if TYPE_CHECKING:  # the front imports torch, the report scipy: loaded by the commands that need them
     from dlbench import runner
-    from dlbench import sweep
+    from dlbench.plan import sweep
 
 app = typer.Typer(
     add_completion=False,
@@ -113,7 +113,7 @@ YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Go ahead with a sw
 
 
 def _runs_table(specs: list[sweep.RunSpec], costs: list[runner.Cost], finished: dict[str, str]) -> Table:
-    from dlbench import sweep
+    from dlbench.plan import sweep
     from dlbench.results import load as load_mod
 
     keys = sweep.swept_keys(specs)
@@ -393,7 +393,7 @@ def validate(config: Annotated[Path, typer.Argument(help="Experiment config (YAM
 
     from dlbench.training.run import resolve_device
 
-    from dlbench import sweep
+    from dlbench.plan import sweep
 
     cfg, specs, _, _ = runner.load(config, sets or [], max_runs, yes, plugin)
     for name in {s.config.train.device for s in specs}:

@@ -19,7 +19,7 @@ from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Column
 
 if TYPE_CHECKING:
-    from dlbench.sweep import RunSpec
+    from dlbench.plan.sweep import RunSpec
 
 # the launcher behind a progress display: runs to train -> their results as they finish
 Launch = Callable[["list[RunSpec]"], Iterator[Any]]

@@ -31,7 +31,8 @@ from collections.abc import Callable, Mapping
 
 import torch
 
-from dlbench import plugins, progress, search, sweep, tasks
+from dlbench import plugins, progress, search, tasks
+from dlbench.plan import sweep
 from dlbench.components import models
 from dlbench.components import data
 from dlbench.config import vocabulary as vocab

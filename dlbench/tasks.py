@@ -25,7 +25,7 @@ import numpy as np
 from dlbench.catalog import CATALOG, Kind
 from dlbench.config.schema import Config
 from dlbench.results.store import atomic_write
-from dlbench.sweep import RunSpec
+from dlbench.plan.sweep import RunSpec
 
 
 @dataclass(frozen=True)

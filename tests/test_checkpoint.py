@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from dlbench.config.vocabulary import Vocabulary
-from dlbench import sweep
+from dlbench.plan import sweep
 from dlbench.config import schema as config
 from dlbench.execution.launchers import EXECUTORS, Options
 from dlbench.training import checkpoint

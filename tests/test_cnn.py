@@ -12,7 +12,7 @@ from torch import nn
 from dlbench.config import vocabulary
 from dlbench.config import schema as config
 from dlbench.components import inits
-from dlbench import sweep
+from dlbench.plan import sweep
 from dlbench.config.schema import MEMBERS, section
 from dlbench.errors import ConfigError
 from dlbench.catalog import CATALOG

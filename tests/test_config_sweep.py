@@ -10,7 +10,7 @@ import pytest
 
 from dlbench.config import vocabulary
 from dlbench.config import schema as config
-from dlbench import sweep
+from dlbench.plan import sweep
 from dlbench.config.schema import Config
 from dlbench.errors import ConfigError
 

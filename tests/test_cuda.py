@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from dlbench import sweep
+from dlbench.plan import sweep
 from dlbench.config import schema
 from dlbench.execution.launchers import EXECUTORS, Options
 from dlbench.training import engine, memory

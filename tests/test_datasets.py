@@ -22,7 +22,7 @@ import torchvision.datasets.cifar
 import torchvision.datasets.mnist
 
 from dlbench.config import schema as config
-from dlbench import sweep
+from dlbench.plan import sweep
 from dlbench.config.schema import section
 from dlbench.errors import ConfigError
 from dlbench.components.data import DATASETS, prepare

@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from dlbench.config import schema as config
-from dlbench import sweep
+from dlbench.plan import sweep
 from dlbench.errors import ConfigError
 from dlbench.training.diagnostics import activation_stats, activations_of
 from dlbench.components.functions import FUNCTIONS

@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from dlbench.config import schema as config
-from dlbench import sweep
+from dlbench.plan import stacks, sweep
 from sweep_util import dlbench
 from dlbench.errors import ConfigError
 from dlbench.execution.launchers import EXECUTORS, Options, describe, resolve, shares
@@ -79,8 +79,8 @@ def test_runs_differing_only_in_values_share_a_stack(data_root: Path) -> None:
         "diagnostics.weights": [False, True],
     })
     specs = _specs(raw)
-    assert [len(g) for g in engine.stacks(specs)] == [len(specs)]
-    assert [len(g) for g in engine.stacks(specs, max_stack=20)] == [16, 16, 16, 16]
+    assert [len(g) for g in stacks.stacks(specs)] == [len(specs)]
+    assert [len(g) for g in stacks.stacks(specs, max_stack=20)] == [16, 16, 16, 16]
     # every worker busy: a 64-run stack on 2 workers is two stacks of 32
     assert [len(job.stack) for job in shares(specs, 2)] == [32, 32]
     # ... but a search round that prunes stays whole: halving compares the runs of one stack
@@ -96,7 +96,7 @@ def test_runs_differing_only_in_values_share_a_stack(data_root: Path) -> None:
 ])
 def test_runs_differing_in_structure_or_schedule_do_not(data_root: Path, key: str, values: list[Any]) -> None:
     specs = _specs(_config(data_root, grid={key: values}))
-    assert [len(g) for g in engine.stacks(specs)] == [2, 2]
+    assert [len(g) for g in stacks.stacks(specs)] == [2, 2]
 
 
 # ------------------------------------------------------------------ the same run in different stacks
@@ -130,7 +130,7 @@ def test_a_run_in_a_big_stack_matches_its_stack_of_one_for_every_optimizer_and_p
     })
     raw["train"]["seeds"] = [3]
     serial, vec = _serial_and_vectorized(raw)
-    assert len(engine.stacks(_specs(raw))) == 1
+    assert len(stacks.stacks(_specs(raw))) == 1
     for run_id, expected in serial.items():
         _assert_close_runs(expected, vec[run_id])
     # BatchNorm statistics stay per run: the eval-mode metrics (running statistics) differ between runs

@@ -22,7 +22,7 @@ from sweep_util import Outcome, dlbench, one_thread, run_dirs  # noqa: F401 - on
 from dlbench.config import schema as config_mod
 from dlbench.config import vocabulary
 from dlbench import runner as plan
-from dlbench import sweep
+from dlbench.plan import sweep
 from dlbench.errors import ConfigError
 from dlbench.components.inits import INITS
 from dlbench.components.losses import LOSSES

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import torch
 
-from dlbench import sweep
+from dlbench.plan import stacks, sweep
 from dlbench.config import schema
 from dlbench.execution.launchers import EXECUTORS, Options
 from dlbench.training import engine, memory, per_run, scaling
@@ -279,7 +279,7 @@ def test_the_estimate_is_near_the_measured_peak(tmp_path: Path, data_root: Path)
 import ctypes, torch
 from pathlib import Path
 from dlbench.config import schema
-from dlbench import sweep
+from dlbench.plan import sweep
 from dlbench.components import data
 from dlbench.training import engine, memory
 def rss(key):
@@ -313,7 +313,7 @@ def test_a_stack_that_does_not_fit_is_split_into_equal_stacks(data_root: Path, m
     est = memory.estimate(specs[0], CPU)
     room = est.total(16) / memory.FRACTION_OF_FREE  # room for 16 runs of the 64
     monkeypatch.setattr(memory, "free_bytes", lambda device: int(room))
-    planned = memory.plan(engine.stacks(specs), CPU)
+    planned = memory.plan(stacks.stacks(specs), CPU)
     assert [len(p.runs) for p in planned] == [16] * 4 and all(p.fits for p in planned)
     assert est.runs_fitting(int(room)) == 16
     # jobs of the local launcher are split alike, and --dry-run says so

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sweep_util import ONE_THREAD, REPO, dlbench, one_thread, tiny_config, write_config  # noqa: F401 - fixture
 
-FRONT = ("torch", "optuna", "dlbench.config.schema", "dlbench.sweep", "dlbench.training", "dlbench.runner",
+FRONT = ("torch", "optuna", "dlbench.config.schema", "dlbench.plan", "dlbench.training", "dlbench.runner",
          "dlbench.tasks")
 
 
@@ -50,7 +50,7 @@ def test_results_sources_name_no_front_module() -> None:
 # the layers, front first (README "Architecture"): a module imports only modules of its own layer or below
 LAYERS = [("dlbench.cli", "dlbench.__init__", "dlbench.__main__"), ("dlbench.runner", "dlbench.progress"),
           ("dlbench.monitor",), ("dlbench.tasks",), ("dlbench.execution",), ("dlbench.training",),
-          ("dlbench.sweep",),
+          ("dlbench.plan",),
           ("dlbench.config.json_schema",), ("dlbench.config.schema", "dlbench.config.vocabulary", "dlbench.plugins"),
           ("dlbench.components",),
           ("dlbench.results",),

@@ -657,7 +657,7 @@ def test_any_process_rebuilds_the_vocabulary_from_the_folder(tmp_path: Path, dat
     rebuild = f"""
 import json, sys
 from pathlib import Path
-from dlbench import sweep
+from dlbench.plan import sweep
 from dlbench.config.vocabulary import from_folder
 from dlbench.config.yaml_io import read_config
 folder = Path({str(folder)!r})

@@ -11,7 +11,8 @@ import pytest
 from scipy.stats import qmc
 
 from dlbench.config import vocabulary
-from dlbench import search, sweep
+from dlbench import search
+from dlbench.plan import pruning, sweep
 from dlbench.config import schema
 from dlbench.search import Range, Trial
 
@@ -201,30 +202,30 @@ def test_confirm_takes_the_best_points_over_all_rounds_by_mean_validation_accura
 
 def test_successive_halving_keeps_the_best_fraction_of_each_bracket() -> None:
     acc = [0.5, 0.9, 0.1, 0.7, 0.3]
-    assert search.survivors(acc, 0.5) == [0, 1, 3]  # ceil(2.5) = 3 best
-    assert search.survivors(acc, 0.2) == [1]
-    assert search.survivors([0.1], 0.1) == [0]  # at least one stays
+    assert pruning.survivors(acc, 0.5) == [0, 1, 3]  # ceil(2.5) = 3 best
+    assert pruning.survivors(acc, 0.2) == [1]
+    assert pruning.survivors([0.1], 0.1) == [0]  # at least one stays
     # brackets (e.g. optimizers) never eliminate each other: each keeps its own best half
-    assert search.survivors([0.9, 0.8, 0.2, 0.1], 0.5, bracket=["adam", "adam", "sgd", "sgd"]) == [0, 2]
+    assert pruning.survivors([0.9, 0.8, 0.2, 0.1], 0.5, bracket=["adam", "adam", "sgd", "sgd"]) == [0, 2]
 
 
 def test_pruning_scores_a_point_by_its_seeds_together() -> None:
     # point a: seeds 0.9 and 0.1 (mean 0.5); point b: 0.6 and 0.6: b stays with both seeds
-    assert search.survivors([0.9, 0.6, 0.1, 0.6], 0.5, point=["a", "b", "a", "b"]) == [1, 3]
+    assert pruning.survivors([0.9, 0.6, 0.1, 0.6], 0.5, point=["a", "b", "a", "b"]) == [1, 3]
 
 
 def test_pruning_ranks_nan_last_and_breaks_ties_by_stack_position() -> None:
-    assert search.survivors([math.nan, 0.4, 0.4, 0.2], 0.5) == [1, 2]
-    assert search.survivors([0.4, 0.4, 0.4, 0.4], 0.5) == [0, 1]
+    assert pruning.survivors([math.nan, 0.4, 0.4, 0.2], 0.5) == [1, 2]
+    assert pruning.survivors([0.4, 0.4, 0.4, 0.4], 0.5) == [0, 1]
     with pytest.raises(ValueError, match="differ in length"):
-        search.survivors([0.1, 0.2], 0.5, point=["a"])
+        pruning.survivors([0.1, 0.2], 0.5, point=["a"])
 
 
 def test_pruning_happens_at_multiples_of_every_before_the_end() -> None:
-    due = [e for e in (0, 1, 2, 3, 4, 5, 6) if search.prune_due(e, every=2, end=6)]
+    due = [e for e in (0, 1, 2, 3, 4, 5, 6) if pruning.prune_due(e, every=2, end=6)]
     assert due == [2, 4]
-    assert search.prune_due(0.5 * 3, every=1, end=3) is False  # 1.5 epochs: not a whole multiple
-    assert [s for s in range(0, 401, 50) if search.prune_due(s, every=100, end=400)] == [100, 200, 300]
+    assert pruning.prune_due(0.5 * 3, every=1, end=3) is False  # 1.5 epochs: not a whole multiple
+    assert [s for s in range(0, 401, 50) if pruning.prune_due(s, every=100, end=400)] == [100, 200, 300]
 
 
 def test_a_pruned_round_narrows_to_the_points_that_trained_to_the_end() -> None:
@@ -235,8 +236,8 @@ def test_a_pruned_round_narrows_to_the_points_that_trained_to_the_end() -> None:
     alive, reached, epochs_trained = list(range(16)), {}, 0
     for epoch in range(1, 31):
         epochs_trained += len(alive)
-        if search.prune_due(epoch, every=10, end=30):
-            stay = search.survivors([curve(points[i], epoch) for i in alive], keep=0.5)
+        if pruning.prune_due(epoch, every=10, end=30):
+            stay = pruning.survivors([curve(points[i], epoch) for i in alive], keep=0.5)
             for j, i in enumerate(alive):
                 if j not in stay:
                     reached[i] = curve(points[i], epoch)

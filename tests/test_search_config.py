@@ -65,7 +65,7 @@ def test_bad_search_settings_are_refused_in_one_line(delta: dict[str, Any], mess
 
 
 def test_confirm_is_not_part_of_a_runs_identity() -> None:
-    from dlbench import sweep
+    from dlbench.plan import sweep
 
     plain, confirmed = validate({}), validate({"confirm": {"top": 1, "seeds": [9]}})
     assert sweep.run_id(plain, 0) == sweep.run_id(confirmed, 0)

@@ -89,7 +89,7 @@ def test_process_workers_write_their_own_runs_folders(tmp_path: Path, data_root:
     none of them) and says so; the caller stores nothing twice."""
     import torch
 
-    from dlbench import sweep
+    from dlbench.plan import sweep
     from dlbench.config import schema
     from dlbench.execution.launchers import EXECUTORS, Options
     from sweep_util import run_dirs, summary, tiny_config

@@ -61,7 +61,7 @@ def test_run_ids_are_pinned_and_only_hashed_roles_change_them() -> None:
     """Run ids (version 2: computed from the catalog's key roles, every resolved setting included) are
     pinned, so a change that would orphan stored results fails here first; keys whose role is meta,
     sweep or execution never change an id."""
-    from dlbench.sweep import run_id
+    from dlbench.plan.sweep import run_id
 
     assert run_id(validate({}), 0) == "b791fe270a04"
     assert run_id(validate({"data": {"preprocess": "none"}, "optimizer": {"name": "sgd", "lr": 0.1}}), 3) == \
@@ -79,7 +79,7 @@ def test_a_setting_marked_added_keeps_the_ids_of_runs_stored_before_it(monkeypat
     import dataclasses
 
     from dlbench import catalog
-    from dlbench.sweep import run_id
+    from dlbench.plan.sweep import run_id
 
     before = run_id(validate({}), 0)
     known = catalog.settings_by_key()

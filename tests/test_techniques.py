@@ -24,8 +24,9 @@ from dlbench.components import data as data_mod
 from dlbench.components import inits, models
 from dlbench.components.augment import AUGMENTATIONS, Looped
 from dlbench.config.schema import Config, validate
-from dlbench.sweep import RunSpec, expand
-from dlbench.training.engine import AUGMENT_STREAM, generator, stacks, train
+from dlbench.plan.sweep import RunSpec, expand
+from dlbench.plan.stacks import stacks
+from dlbench.training.engine import AUGMENT_STREAM, generator, train
 
 STEPS, WARMUP, LR = 12, 3, 0.05
 CPU = torch.device("cpu")

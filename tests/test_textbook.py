@@ -17,7 +17,7 @@ from sweep_util import tiny_config
 from dlbench.components import data as data_mod
 from dlbench.components import inits, models
 from dlbench.config.schema import ConfigError, section, validate
-from dlbench.sweep import RunSpec, expand, run_id
+from dlbench.plan.sweep import RunSpec, expand, run_id
 from dlbench.training.engine import Stack, train
 
 CPU = torch.device("cpu")

@@ -127,7 +127,7 @@ def pruned_config(data_root: Path) -> dict[str, Any]:
 
 
 def test_pruned_runs_leave_the_stack_and_stop_costing_steps(data_root: Path) -> None:
-    from dlbench import sweep
+    from dlbench.plan import sweep
     from dlbench.training.engine import Stack
 
     import torch

@@ -19,7 +19,7 @@ from dlbench.components.optimizers import StackedOptimizer
 from dlbench.catalog import CATALOG, Kind
 
 if TYPE_CHECKING:
-    from dlbench.sweep import RunSpec
+    from dlbench.plan.sweep import RunSpec
 
 Function = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 FUNCTIONS: Kind[Function] = CATALOG["function"]

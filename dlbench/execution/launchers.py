@@ -1,6 +1,6 @@
 """Launchers: one interface, `launch(specs, device, on_start, options) -> iterator of RunResult`.
 
-Every launcher ships stacks (runs that can train together, `engine.stacks`) to the
+Every launcher ships stacks (runs that can train together, `plan.stacks`) to the
 same engine; they differ only in where a stack trains:
 
 - local: the stacks one after another in this process (the default).
@@ -40,7 +40,9 @@ from dlbench.config.vocabulary import Vocabulary
 from dlbench.errors import ConfigError
 from dlbench.results import live
 from dlbench.results.store import Store
-from dlbench.sweep import Pruning, RunSpec
+from dlbench.plan.stacks import MAX_STACK, stacks
+from dlbench.plan.pruning import Pruning
+from dlbench.plan.sweep import RunSpec
 from dlbench.training import checkpoint, engine, memory
 from dlbench.training.run import Progress, RunResult, failed, save, total_steps
 
@@ -94,7 +96,7 @@ class Job:
     vocabulary: Vocabulary = Vocabulary()  # the experiment's (a checkpoint read back after a split needs it)
 
 
-def jobs(specs: list[RunSpec], options: Options, max_stack: int = engine.MAX_STACK, device: torch.device | None = None,
+def jobs(specs: list[RunSpec], options: Options, max_stack: int = MAX_STACK, device: torch.device | None = None,
          concurrent: int = 1) -> list[Job]:
     """Unfinished stacks resumed from their checkpoints first, then the other runs in new stacks, split
     where they would not fit in the memory `device` has free (`concurrent` stacks at a time)."""
@@ -111,20 +113,20 @@ def jobs(specs: list[RunSpec], options: Options, max_stack: int = engine.MAX_STA
 
 def new_stacks(specs: list[RunSpec], max_stack: int, device: torch.device | None,
                concurrent: int = 1) -> list[list[RunSpec]]:
-    """engine.stacks, split further to fit in memory (device None: not)."""
-    stacks = engine.stacks(specs, max_stack)
-    return stacks if device is None else [p.runs for p in memory.plan(stacks, device, concurrent)]
+    """plan.stacks, split further to fit in memory (device None: not)."""
+    grouped = stacks(specs, max_stack)
+    return grouped if device is None else [p.runs for p in memory.plan(grouped, device, concurrent)]
 
 
 def planned(executor: str, specs: list[RunSpec], device: torch.device, options: Options) -> list[memory.Planned]:
     """The new stacks --executor EXECUTOR would train, with their memory estimates (for --dry-run)."""
     name = "local" if executor == "auto" else executor
     if name in ("local", "serial"):
-        return memory.plan(engine.stacks(specs, 1 if name == "serial" else engine.MAX_STACK), device)
+        return memory.plan(stacks(specs, 1 if name == "serial" else MAX_STACK), device)
     slots = options.workers or os.cpu_count() or 1
     concurrent = 1 if name == "ray" and device.type == "cuda" else slots  # ray: one GPU per task
-    share = min(engine.MAX_STACK, max(1, math.ceil(len(specs) / slots)))
-    return memory.plan(engine.stacks(specs, share), device, concurrent)
+    share = min(MAX_STACK, max(1, math.ceil(len(specs) / slots)))
+    return memory.plan(stacks(specs, share), device, concurrent)
 
 
 def _out_of_memory(e: BaseException) -> bool:
@@ -222,7 +224,7 @@ def shares(specs: list[RunSpec], slots: int, options: Options = Options(), devic
     """Stacks split so that `slots` workers are all busy: no stack larger than an equal share of the runs.
     Search runs that prune (random.prune) stay in whole stacks: successive halving compares the runs of
     one stack, so a split round would halve each part on its own."""
-    share = min(engine.MAX_STACK, max(1, math.ceil(len(specs) / slots)))
+    share = min(MAX_STACK, max(1, math.ceil(len(specs) / slots)))
     pruned = [s for s in specs if s.pruning is not None]
     return [*jobs([s for s in specs if s.pruning is None], options, share, device, concurrent),
             *jobs(pruned, options, device=device, concurrent=concurrent)]

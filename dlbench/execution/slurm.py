@@ -43,7 +43,8 @@ from collections.abc import Generator, Iterator
 
 import torch
 
-from dlbench import sweep
+from dlbench.plan import sweep
+from dlbench.plan.stacks import stack_key
 from dlbench.catalog import CATALOG
 from dlbench.config.schema import section_default
 from dlbench.config.vocabulary import Vocabulary
@@ -127,10 +128,6 @@ def plan(specs: list[sweep.RunSpec], options: Options, folder: Path) -> list[Pla
     return [Planned(j, *time_limit(j.stack, measured, probed)) for j in jobs_]
 
 
-def _stack_key(spec: sweep.RunSpec) -> str:
-    return str(sorted(sweep.identity(spec.config, 0, ("stack",)).items()))
-
-
 def _measured(folder: Path, vocabulary: Vocabulary) -> dict[str, float]:
     """Seconds per step of the finished runs in the folder, by stack settings (the slowest)."""
     out: dict[str, float] = {}
@@ -139,10 +136,11 @@ def _measured(folder: Path, vocabulary: Vocabulary) -> dict[str, float]:
             continue
         config = folder / "runs" / summary["run_id"] / "config.yaml"
         try:
-            spec = sweep.RunSpec(summary["run_id"], summary["seed"], vocabulary.validate(read_config(config)))
+            resolved = vocabulary.validate(read_config(config))
+            spec = sweep.RunSpec(summary["run_id"], summary["seed"], resolved, plugins=vocabulary.provenance(resolved))
         except Exception:  # noqa: BLE001 - an unreadable run only means no measurement from it
             continue
-        key = _stack_key(spec)
+        key = stack_key(spec)
         out[key] = max(out.get(key, 0.0), summary["wall_time"] / summary["steps"])
     return out
 
@@ -153,7 +151,7 @@ def time_limit(stack: list[sweep.RunSpec], measured: dict[str, float],
     settings and size, once: `probed`) x MARGIN + SLACK_S."""
     cfg = stack[0].config
     steps = total_steps(cfg)
-    key = _stack_key(stack[0])
+    key = stack_key(stack[0])
     if key in measured:
         per_step, source = measured[key], "earlier runs"
     else:

@@ -1,7 +1,7 @@
 """Hyperparameter search as pure functions: a round's points, narrowing, the configurations to
-confirm, successive halving's decisions; TPE and GP through Optuna; importance.
+confirm; TPE and GP through Optuna; importance (successive halving's decisions: plan/pruning.py).
 
-Nothing here trains or reads files; `sweep` and the engine call these with what the results
+Nothing here trains or reads files; `plan.sweep` calls these with what the results
 folder says, so a round's points are a function of the config and the finished runs of the
 rounds before it (resuming mid-search draws the same points).
 
@@ -17,11 +17,9 @@ fitted on its earlier rounds (tpe, gp).
   narrowing.py   the ranges of each round after the first
   bayes.py       TPE / GP rounds through Optuna's ask-and-tell
   rounds.py      a round's points, whatever the method
-  halving.py     successive halving inside a stack
   importance.py  each searched key's share of the variance (Optuna's fANOVA / PED-ANOVA)
 """
 
-from dlbench.search.halving import prune_due, survivors
 from dlbench.search.narrowing import narrow, round_spaces
 from dlbench.search.rounds import plan_round
 from dlbench.search.samplers import sample
@@ -29,5 +27,4 @@ from dlbench.search.space import KINDS, LEARNED, METHODS, SAMPLED, Kind, Method,
 from dlbench.search.trials import Outcome, Trial, kept, ranked, select_top
 
 __all__ = ["KINDS", "LEARNED", "METHODS", "SAMPLED", "Kind", "Method", "Outcome", "Range", "Space", "Trial", "kept",
-           "narrow", "plan_round", "point_key", "prune_due", "ranked", "round_spaces", "sample", "select_top",
-           "space_of", "survivors"]
+           "narrow", "plan_round", "point_key", "ranked", "round_spaces", "sample", "select_top", "space_of"]

@@ -33,7 +33,7 @@ from collections.abc import Iterator
 import torch
 
 from dlbench.config.vocabulary import Vocabulary
-from dlbench.sweep import RunSpec, run_id
+from dlbench.plan.sweep import RunSpec, run_id
 
 FORMAT = "dlbench stack checkpoint 1"
 FOLDER = ".checkpoints"

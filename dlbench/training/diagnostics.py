@@ -25,7 +25,7 @@ from dlbench.components import models
 if TYPE_CHECKING:
     import pandas as pd
 
-    from dlbench.sweep import RunSpec
+    from dlbench.plan.sweep import RunSpec
 
 # an output outside (low, high) sits on the activation's flat part, where its gradient ~ 0;
 # sigmoid < 0.05 or > 0.95, and the same points for tanh (tanh(x) = 2 sigmoid(2x) - 1)

@@ -28,7 +28,6 @@ import contextlib
 import copy
 import ctypes
 import functools
-import json
 import math
 import sys
 import time
@@ -47,16 +46,15 @@ from dlbench.components.augment import AUGMENTATIONS, Draws, Looped
 from dlbench.components.optimizers import (StackedOptimizer, clip_grad_norms_, is_weight, set_lr_multipliers,
                                            to_eval_weights, to_train_weights)
 from dlbench.components.schedules import StackedSchedule
-from dlbench import search
 from dlbench.catalog.metrics import METRICS, SPLITS
 from dlbench.results import live as live_progress
-from dlbench.sweep import RunSpec, identity
+from dlbench.plan import pruning
+from dlbench.plan.sweep import RunSpec
 from dlbench.training import checkpoint, measures, scaling, streams
 from dlbench.training.per_run import (AUGMENT_STREAM, NOISE_STREAM, ORDER_STREAM, PerRun,  # noqa: F401 - re-exported
                                       generator, to_device)
 from dlbench.training.run import AUTOCAST, Progress, RunResult, check_precision, schedule, summarize
 
-MAX_STACK = 256  # runs per stack; larger groups are split into equal stacks
 # evaluation forwards: samples per forward (fixed per device, so losses sum alike in any stack) and
 # activation elements per forward, which set the runs per forward: cache-sized on CPU (2x faster
 # than one big forward), large on GPUs, which want big kernels
@@ -95,27 +93,6 @@ def keep_freed_memory() -> None:
     m_trim_threshold, m_mmap_threshold = -1, -3
     libc.mallopt(m_mmap_threshold, 32 << 20)  # glibc's maximum
     libc.mallopt(m_trim_threshold, 256 << 20)
-
-
-def stack_key(spec: RunSpec) -> str:
-    """Runs with equal keys can train in one stack: their stack-role settings (catalog) agree."""
-    shared = identity(spec.config, spec.seed, roles=("stack",), plugins=spec.plugins)
-    del shared["seed"]
-    return json.dumps(shared, sort_keys=True)
-
-
-def stacks(specs: list[RunSpec], max_stack: int = MAX_STACK) -> list[list[RunSpec]]:
-    """Split specs into stacks of compatible runs (first-appearance order), each at most max_stack long,
-    of equal sizes where a group is split."""
-    by_key: dict[str, list[RunSpec]] = {}
-    for spec in specs:
-        by_key.setdefault(stack_key(spec), []).append(spec)
-    out = []
-    for members in by_key.values():
-        n = math.ceil(len(members) / max_stack)
-        size = math.ceil(len(members) / n)
-        out += [members[i:i + size] for i in range(0, len(members), size)]
-    return out
 
 
 class MaskedDropout(nn.Module):
@@ -614,22 +591,13 @@ class Stack:
             yield from self._finish(done)
 
     def _pruned(self, done: dict[int, tuple[str, int | None, bool]]) -> dict[int, tuple[str, int | None, bool]]:
-        """Successive halving of the stack's search runs (random.prune) at this evaluation:
-        the runs that do not stay are finished as pruned, so they cost no more steps."""
-        specs = self.v.spec
-        alive = [j for j, spec in enumerate(specs) if j not in done and spec.pruning is not None]
-        if not alive:
-            return {}
-        pruning = specs[alive[0]].pruning
-        assert pruning is not None
-        unit = 1 if specs[0].config.train.steps is not None else self.per_epoch  # eval_every's unit
-        if not search.prune_due(self.step / unit, pruning.every, self.total / unit):
-            return {}
-        pruned = [specs[j] for j in alive]
-        stay = search.survivors([self.v.metrics[j][-1]["val_acc"] for j in alive], pruning.keep,
-                                point=[s.pruning.point for s in pruned],  # type: ignore[union-attr]
-                                bracket=[s.pruning.group for s in pruned])  # type: ignore[union-attr]
-        return {j: ("pruned", None, False) for i, j in enumerate(alive) if i not in stay}
+        """The search runs that the pruning plan (random.prune) stops at this evaluation, finished as pruned,
+        so they cost no more steps."""
+        alive = [j for j in range(len(self.v)) if j not in done]
+        unit = 1 if self.v.spec[0].config.train.steps is not None else self.per_epoch  # eval_every's unit
+        stop = pruning.pruned([self.v.spec[j].pruning for j in alive],
+                              [self.v.metrics[j][-1]["val_acc"] for j in alive], self.step / unit, self.total / unit)
+        return {alive[i]: ("pruned", None, False) for i in stop}
 
     def progress(self) -> list[dict[str, Any]]:
         """Each run still training, as its progress file records it (results/live.py)."""

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from dlbench.components import data as data_mod
 from dlbench.components import models
 from dlbench.components.optimizers import StackedOptimizer
-from dlbench.sweep import RunSpec
+from dlbench.plan.sweep import RunSpec
 from dlbench.training import engine
 
 

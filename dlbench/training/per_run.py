@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dlbench.sweep import RunSpec
+from dlbench.plan.sweep import RunSpec
 from dlbench.training import diagnostics, streams
 from dlbench.training.scaling import INITIAL_SCALE  # read at build time: tests may patch it here
 

@@ -18,7 +18,7 @@ import torch
 from dlbench.components import data
 from dlbench.config.schema import ConfigError
 from dlbench.results.store import Store
-from dlbench.sweep import RunSpec
+from dlbench.plan.sweep import RunSpec
 
 
 Progress = Callable[[int, int, int], None]  # (steps done, total steps, runs still training)

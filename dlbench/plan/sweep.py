@@ -28,16 +28,7 @@ from dlbench.catalog import HASHED, SECTIONS, Role
 from dlbench.config.schema import field_at
 from dlbench.config.vocabulary import Vocabulary, current
 from dlbench.errors import ConfigError
-
-@dataclass(frozen=True)
-class Pruning:
-    """A search run that successive halving may stop (random.prune): at every `every` (in
-    train.eval_every's unit) its `group` keeps the best `keep` fraction of its points."""
-
-    every: int
-    keep: float
-    group: str  # one case x one grid point x one round: runs of other groups never eliminate it
-    point: str  # its searched values: the seeds of one point stay or go together
+from dlbench.plan.pruning import Pruning
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,28 @@
-"""Successive halving inside a stack (random.prune): when a search run is due to be judged,
-and which runs of each group stay."""
+"""The pruning plan of a search round (random.prune, successive halving inside a stack): which
+runs may be stopped (`Pruning`, given to each search run by the sweep), at which evaluations
+(`prune_due`), and which runs of each group stay (`survivors`). The engine only applies it:
+at each evaluation it asks `pruned` which of its runs to stop."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from dlbench.search.trials import kept
+
+
+@dataclass(frozen=True)
+class Pruning:
+    """A search run that successive halving may stop (random.prune): at every `every` (in
+    train.eval_every's unit) its `group` keeps the best `keep` fraction of its points."""
+
+    every: int
+    keep: float
+    group: str  # one case x one grid point x one round: runs of other groups never eliminate it
+    point: str  # its searched values: the seeds of one point stay or go together
 
 
 def prune_due(at: float, every: int, end: float) -> bool:
@@ -45,3 +59,23 @@ def survivors(val_acc: Sequence[float], keep: float, point: Sequence[Hashable] |
         for _, runs in scored[:kept(keep, len(scored))]:
             stay.update(runs)
     return sorted(stay)
+
+
+def pruned(runs: Sequence[Pruning | None], val_acc: Sequence[float], at: float, end: float) -> list[int]:
+    """Indices (ascending) of the runs still training in a stack that the evaluation at `at` stops.
+
+    `runs`: each run's pruning plan (None: never pruned, as confirm and defaults runs); `val_acc`:
+    each run's value at this evaluation; `at` and `end` in train.eval_every's unit (epochs, or steps
+    when training is counted in steps). The runs of one stack share their plan's `every` and `keep`."""
+    candidates = [i for i, plan in enumerate(runs) if plan is not None]
+    if not candidates:
+        return []
+    first = runs[candidates[0]]
+    assert first is not None
+    if not prune_due(at, first.every, end):
+        return []
+    plans = [runs[i] for i in candidates]
+    stay = survivors([val_acc[i] for i in candidates], first.keep,
+                     point=[p.point for p in plans if p is not None],
+                     bracket=[p.group for p in plans if p is not None])
+    return [i for k, i in enumerate(candidates) if k not in stay]
