@@ -59,7 +59,11 @@ POOLS.register("avg")(
 def _activate(width: int, dims: int, cfg: Any) -> list[nn.Module]:
     """[norm] -> activation -> [norm], the norm placed by cfg.norm_position."""
     norm = NORMS[cfg.norm].builder
-    layers: list[nn.Module] = [ACTIVATIONS[cfg.activation].builder()]
+    activation = ACTIVATIONS[cfg.activation].builder()
+    if isinstance(activation, (nn.ReLU, nn.LeakyReLU)):
+        # in place: its input, a layer's or a norm's fresh output, serves nothing else (one tensor less per layer)
+        activation.inplace = True
+    layers: list[nn.Module] = [activation]
     if cfg.norm != "none":
         module = norm(width, dims)
         if isinstance(module, nn.modules.batchnorm._BatchNorm):  # model.bn_*: torch's defaults or the textbook's

@@ -102,6 +102,9 @@ class Slice:
     hyper: dict[str, Tensor]  # hyperparameter -> float64 [n] on the host
     # (name, initial value) -> per-run float64 [n] host state (nadam, schedule-free)
     scalar: Callable[[str, float], Tensor]
+    # (name, param index) -> rows [start, stop) of a work buffer shaped like the parameter: a rule's
+    # intermediate written with out= / in place, so a step allocates nothing (not state: never saved)
+    scratch: Callable[[str, int], Tensor]
     t: int = 0  # the step being taken, from 1 (set by the chain)
     configs: list[Any] = field(default_factory=list)  # the runs' optimizer sections (a torch.optim plugin's kwargs)
 
@@ -317,7 +320,7 @@ def _moments(s: Slice, c: Columns, x: Param, g: Tensor) -> tuple[Tensor, Tensor]
     m <- m + (1 - beta1)(g - m), v <- beta2 v + (1 - beta2) g^2 (torch.optim's operation order)."""
     exp_avg, exp_avg_sq = s.state("exp_avg", x.i), s.state("exp_avg_sq", x.i)
     exp_avg.lerp_(g, c("one_minus_beta1", x.p))
-    exp_avg_sq.mul_(c("beta2", x.p)).addcmul_(g * c("one_minus_beta2", x.p), g)
+    exp_avg_sq.mul_(c("beta2", x.p)).addcmul_(torch.mul(g, c("one_minus_beta2", x.p), out=s.scratch("g", x.i)), g)
     return exp_avg, exp_avg_sq
 
 
@@ -326,8 +329,8 @@ def scale_by_adam(s: Slice, c: Columns, x: Param, g: Tensor) -> Update:
     """Adam: momentum + RMSprop scaling with bias correction"""
     p = x.p
     exp_avg, exp_avg_sq = _moments(s, c, x, g)
-    denom = (exp_avg_sq.sqrt() * c("inv_bc2_sqrt", p)).add_(c("eps", p))
-    return ((exp_avg / denom, "adam_step_size"),)
+    denom = torch.sqrt(exp_avg_sq, out=s.scratch("direction", x.i)).mul_(c("inv_bc2_sqrt", p)).add_(c("eps", p))
+    return ((torch.div(exp_avg, denom, out=denom), "adam_step_size"),)
 
 
 NADAM_MOMENTUM_DECAY = 4e-3  # torch.optim.NAdam's default; not a dlbench setting
@@ -567,6 +570,7 @@ class StackedOptimizer:
         self.steps = 0
         self._state: dict[str, list[Tensor | None]] = {}
         self._scalars: dict[str, Tensor] = {}  # per-run host state of a rule (nadam's momentum product, ...)
+        self._scratch: dict[tuple[str, int], Tensor] = {}  # rules' work buffers (Slice.scratch)
         self._slices = self._split()
 
     def lrs(self) -> list[float]:
@@ -587,6 +591,11 @@ class StackedOptimizer:
     def _slot_rows(self, a: int, b: int, name: str, i: int) -> Tensor:
         return self._slot(name, i)[a:b]
 
+    def _scratch_rows(self, a: int, b: int, name: str, i: int) -> Tensor:
+        if (name, i) not in self._scratch:
+            self._scratch[(name, i)] = torch.empty_like(self.params[i], memory_format=torch.contiguous_format)
+        return self._scratch[(name, i)][a:b]
+
     def _scalar_rows(self, a: int, b: int, name: str, initial: float) -> Tensor:
         return self._scalar(name, initial)[a:b]
 
@@ -597,7 +606,8 @@ class StackedOptimizer:
                 a, b = start, stop
                 out.append((self.configs[a].name, Slice(
                     a, b, self.params, functools.partial(self._slot_rows, a, b), hyperparameters(self.configs[a:b]),
-                    functools.partial(self._scalar_rows, a, b), configs=self.configs[a:b])))
+                    functools.partial(self._scalar_rows, a, b), functools.partial(self._scratch_rows, a, b),
+                    configs=self.configs[a:b])))
                 start = stop
         return out
 
@@ -613,6 +623,7 @@ class StackedOptimizer:
         self.configs = [self.configs[i] for i in rows.tolist()]
         self._state = {k: [None if t is None else t[rows.to(t.device)] for t in v] for k, v in self._state.items()}
         self._scalars = {k: v[rows.cpu()] for k, v in self._scalars.items()}
+        self._scratch = {}
         self._slices = self._split()
 
     def state_dict(self) -> dict[str, object]:

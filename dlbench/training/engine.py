@@ -150,6 +150,12 @@ def _probe(template: nn.Module, sample: Tensor) -> tuple[list[tuple[str, tuple[i
     return calls, max(widest)
 
 
+def _gather(samples: Tensor, idx: Tensor) -> Tensor:
+    """samples[idx] for an index [runs, batch]: index_select of the flattened index, the same copy ~4x faster
+    on a CPU than advanced indexing."""
+    return samples.index_select(0, idx.flatten()).view(*idx.shape, *samples.shape[1:])
+
+
 def _first(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
     return {k: v[0] for k, v in tensors.items()}
 
@@ -281,7 +287,7 @@ class Stack:
 
     def _inputs(self, idx: Tensor) -> Tensor:
         """The runs' batches, augmented, then with each run's input noise drawn from its own generator."""
-        xb = self._augmented(self.splits.x_train[idx])
+        xb = self._augmented(_gather(self.splits.x_train, idx))
         if not any(self.v.input_noise):
             return xb
         if self.device.type not in LOOPED_RANDOMNESS:
@@ -341,7 +347,7 @@ class Stack:
         xb = self._inputs(idx)
         logits = self.train_logits(self.params, {**self.buffers, **self._masks(idx.shape[1])}, xb)
         smoothing = self.v.column("label_smoothing") if any(self.v.label_smoothing) else None
-        losses_ = self._per_sample_losses(logits, self.splits.y_train[idx], smoothing, rows=True).mean(1)
+        losses_ = self._per_sample_losses(logits, _gather(self.splits.y_train, idx), smoothing, rows=True).mean(1)
         if any(self.v.l1):
             losses_ = losses_ + self.v.column("l1") * self._l1_penalty()
         return losses_
