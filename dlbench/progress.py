@@ -9,8 +9,8 @@ from __future__ import annotations
 import contextlib
 import datetime
 import functools
+import sys
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -216,6 +216,12 @@ def terminal(console: Console) -> Show:
     return functools.partial(TerminalBars, console=console)
 
 
+@functools.cache  # said once in a notebook's session, not at every dlbench.run
+def _no_notebook_bars() -> None:
+    print("terminal progress bars here: a notebook progress bar needs tqdm and ipywidgets "
+          "(pip install 'dlbench[notebook]')", file=sys.stderr)
+
+
 def auto() -> Show:
     """In Jupyter the notebook bars (with tqdm and ipywidgets installed), elsewhere terminal bars on stderr."""
     if Console().is_jupyter:
@@ -223,8 +229,7 @@ def auto() -> Show:
             import ipywidgets  # noqa: F401 - tqdm.notebook draws with it
             import tqdm.notebook  # noqa: F401
         except ImportError:
-            warnings.warn("a notebook progress bar needs tqdm and ipywidgets: pip install 'dlbench[notebook]'",
-                          stacklevel=3)
+            _no_notebook_bars()
         else:
             return NotebookBars
     return terminal(Console(stderr=True, force_jupyter=False))

@@ -284,6 +284,8 @@ def execute(run: Plan, *, show: progress.Show | None, force_new: bool = False, r
     """Train the sweep (or compute a task that trains nothing) into its folder, then the task's
     table and, with `figures`, the figures."""
     check_rerun(rerun)  # before the folder is touched
+    # what the launch has to tell (a stack retrained one run at a time, a checkpoint set aside): said by `warn`
+    run = dataclasses.replace(run, options=dataclasses.replace(run.options, tell=warn))
     if tasks.trains(run.cfg.task):
         if run.executor != "slurm":
             slurm.refuse_live(run.store.root, run.specs)
@@ -399,7 +401,7 @@ def resuming(todo: list[sweep.RunSpec], options: Options) -> list[str]:
     """A line per stack checkpoint the runs to train resume from: which runs, from which step of how many."""
     wanted = {s.run_id for s in todo}
     return [launchers.resuming(path, held, state, wanted)
-            for path, held, state in checkpoint.resumable(options.checkpoints, todo, options.vocabulary)]
+            for path, held, state in checkpoint.resumable(options.checkpoints, todo, options.vocabulary, options.tell)]
 
 
 class StopSweep(Exception):

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import torch
+import yaml
 
 from dlbench.config.vocabulary import Vocabulary
 from dlbench.plan import sweep
@@ -18,21 +19,25 @@ from dlbench.config import schema as config
 from dlbench.execution.launchers import EXECUTORS, Options
 from dlbench.training import checkpoint
 from dlbench.training.run import RunResult
-from sweep_util import tiny_config
+from sweep_util import dlbench, tiny_config
 
 CPU = torch.device("cpu")
 
 
-def _specs(data_root: Path, **train: Any) -> list[sweep.RunSpec]:
+def _raw(data_root: Path, **train: Any) -> dict[str, Any]:
     """One stack of 4 runs with state everywhere: Adam moments, dropout masks, input noise, a warmup +
     cosine schedule, clipping, label smoothing, and runs that stop early (leave the stack) while the
     others train on."""
-    raw = tiny_config(data_root, model={"hidden": [16], "dropout": 0.2},
-                      optimizer={"name": "adam", "lr": 0.01, "clip_norm": 1.0},
-                      schedule={"name": "cosine", "warmup": 5},
-                      regularization={"input_noise": 0.1, "label_smoothing": 0.1},
-                      grid={"optimizer.lr": [0.01, 0.05], "regularization.early_stopping": [None, 1]},
-                      train={"steps": 40, "batch_size": 50, "eval_every": 5, "seeds": [0], "device": "cpu", **train})
+    return tiny_config(data_root, model={"hidden": [16], "dropout": 0.2},
+                       optimizer={"name": "adam", "lr": 0.01, "clip_norm": 1.0},
+                       schedule={"name": "cosine", "warmup": 5},
+                       regularization={"input_noise": 0.1, "label_smoothing": 0.1},
+                       grid={"optimizer.lr": [0.01, 0.05], "regularization.early_stopping": [None, 1]},
+                       train={"steps": 40, "batch_size": 50, "eval_every": 5, "seeds": [0], "device": "cpu", **train})
+
+
+def _specs(data_root: Path, **train: Any) -> list[sweep.RunSpec]:
+    raw = _raw(data_root, **train)
     return sweep.expand(config.validate(raw), raw)
 
 
@@ -62,7 +67,7 @@ def test_ctrl_c_checkpoints_the_stack_and_the_next_run_resumes_it(data_root: Pat
         for result in EXECUTORS["local"].builder(specs, CPU, ctrl_c_at_step_20, options):
             first.append(result)
     [saved] = list((tmp_path / ".checkpoints").iterdir())
-    held, state = checkpoint.read(saved, Vocabulary())
+    held, state = checkpoint.read(saved, Vocabulary(), pytest.fail)
     assert state["step"] == 20 and 0 < len(held) <= 4
     assert {s.run_id for s in held} | {r.spec.run_id for r in first} == set(reference)
 
@@ -83,7 +88,7 @@ def test_a_kill_after_the_checkpoint_resumes_runs_that_finished_since(data_root:
     first = [next(launch)]
     launch.close()  # like a kill: nothing more is written
     [saved] = list((tmp_path / ".checkpoints").iterdir())
-    held, state = checkpoint.read(saved, Vocabulary())
+    held, state = checkpoint.read(saved, Vocabulary(), pytest.fail)
     assert first[0].spec.run_id in {s.run_id for s in held} and state["step"] < first[0].summary["steps"]
 
     rest = [s for s in specs if s.run_id != first[0].spec.run_id]
@@ -91,20 +96,39 @@ def test_a_kill_after_the_checkpoint_resumes_runs_that_finished_since(data_root:
     assert _untimed(first + second) == reference and len(second) == 3
 
 
-@pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", b"\x80\x04\x95truncated pickle"])
+NOT_PLAIN = "not tensors and plain data: damaged, or written by something else"
+
+
+@pytest.mark.parametrize(("content", "why"), [(b"", "empty or cut short"), (b"not a checkpoint at all", NOT_PLAIN),
+                                              (b"\x80\x04\x95truncated pickle", NOT_PLAIN)])
 def test_a_bad_checkpoint_is_set_aside_and_its_stack_starts_afresh(data_root: Path, tmp_path: Path,
                                                                    reference: dict[str, Any],
-                                                                   content: bytes) -> None:
+                                                                   content: bytes, why: str) -> None:
     specs = _specs(data_root)
     where = tmp_path / ".checkpoints"
     where.mkdir()
     bad = checkpoint.path_for(where, specs)
     bad.write_bytes(content)
-    with pytest.warns(RuntimeWarning, match="unreadable.*set aside.*start afresh") as caught:
-        results = list(EXECUTORS["local"].builder(specs, CPU, None, Options(checkpoints=where)))
-    assert len(caught) == 1 and "\n" not in str(caught[0].message)
+    told: list[str] = []
+    results = list(EXECUTORS["local"].builder(specs, CPU, None, Options(checkpoints=where, tell=told.append)))
+    assert told == [f"checkpoint {bad} is unreadable ({why}); set aside as {bad.name}.bad, its runs start afresh"]
     assert _untimed(results) == reference
     assert sorted(p.name for p in where.iterdir()) == [bad.name + ".bad"]
+
+
+def test_dlbench_run_says_a_bad_checkpoint_was_set_aside_once_in_its_own_words(data_root: Path,
+                                                                                tmp_path: Path) -> None:
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(_raw(data_root)))
+    bad = checkpoint.path_for(tmp_path / "out" / "tiny" / checkpoint.FOLDER, _specs(data_root))
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"not a checkpoint at all")
+    res = dlbench("run", config, "--out", tmp_path / "out", "--no-plots")
+    assert res.code == 0, res.output
+    line = (f"checkpoint {bad.relative_to(tmp_path)} is unreadable (not tensors and plain data: damaged, or written "
+            f"by something else); set aside as {bad.name}.bad, its runs start afresh")
+    assert res.err.count("unreadable") == 1 and line in res.err.replace(str(tmp_path) + "/", ""), res.err
+    assert "Warning" not in res.output and ".py:" not in res.output
 
 
 def test_a_checkpoint_that_carries_code_is_refused(data_root: Path, tmp_path: Path,
@@ -113,8 +137,9 @@ def test_a_checkpoint_that_carries_code_is_refused(data_root: Path, tmp_path: Pa
     where = tmp_path / ".checkpoints"
     where.mkdir()
     torch.save({"format": checkpoint.FORMAT, "payload": Path("/")}, checkpoint.path_for(where, specs))
-    with pytest.warns(RuntimeWarning, match="unreadable"):
-        results = list(EXECUTORS["local"].builder(specs, CPU, None, Options(checkpoints=where)))
+    told: list[str] = []
+    results = list(EXECUTORS["local"].builder(specs, CPU, None, Options(checkpoints=where, tell=told.append)))
+    assert len(told) == 1 and f"unreadable ({NOT_PLAIN})" in told[0]
     assert _untimed(results) == reference
 
 

@@ -239,8 +239,10 @@ def test_a_stack_out_of_memory_on_cuda_splits_and_finishes(data_root: Path, tmp_
     torch.cuda.empty_cache()
     torch.cuda.set_per_process_memory_fraction(min(1.0, (torch.cuda.memory_allocated() + 8 * per_run) / total))
     try:
-        with pytest.warns(RuntimeWarning, match="ran out of memory"):
-            results = list(EXECUTORS["local"].builder(specs, GPU, options=Options(checkpoints=tmp_path / "ck")))
+        told: list[str] = []
+        results = list(EXECUTORS["local"].builder(specs, GPU, options=Options(checkpoints=tmp_path / "ck",
+                                                                               tell=told.append)))
+        assert told and all("ran out of memory" in line for line in told), told
     finally:
         torch.cuda.set_per_process_memory_fraction(1.0)
         torch.cuda.empty_cache()

@@ -172,8 +172,10 @@ def test_a_crashing_stack_retrains_its_runs_in_stacks_of_one(data_root: Path,
         return run(self, *args)
 
     monkeypatch.setattr(engine.Stack, "run", out_of_memory_when_stacked)
-    with pytest.warns(RuntimeWarning, match="out of memory"):
-        local = _by_id(list(EXECUTORS["local"].builder(specs, CPU)))
+    told: list[str] = []
+    local = _by_id(list(EXECUTORS["local"].builder(specs, CPU, options=Options(tell=told.append))))
+    assert told == ["a stack of 4 runs stopped (RuntimeError: out of memory); training its 4 unfinished runs "
+                    "one by one"]
     for run_id, expected in serial.items():  # stacks of one: identical numbers
         assert _untimed(local[run_id].metrics) == _untimed(expected.metrics)
 

@@ -346,8 +346,11 @@ def test_a_stack_out_of_memory_resumes_in_halves_from_its_checkpoint(data_root: 
         return losses(self, idx)
 
     monkeypatch.setattr(engine.Stack, "_losses", out_of_memory_at_step_17)
-    with pytest.warns(RuntimeWarning, match="ran out of memory .* as 2 stacks of 2 runs from step 17"):
-        results = list(EXECUTORS["local"].builder(specs, CPU, options=Options(checkpoints=tmp_path / "ck")))
+    told: list[str] = []
+    results = list(EXECUTORS["local"].builder(specs, CPU, options=Options(checkpoints=tmp_path / "ck",
+                                                                          tell=told.append)))
+    assert told == ["a stack of 4 runs ran out of memory (OutOfMemoryError); resuming it as 2 stacks of 2 runs "
+                    "from step 17"]
     assert (2, 17) in seen and (2, 0) not in seen  # the halves started from the checkpoint, not afresh
     resumed = _untimed(results)
     assert set(resumed) == set(reference)

@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from dlbench.config.vocabulary import Vocabulary
 from dlbench.training import checkpoint
 from sweep_util import (  # noqa: F401 - one_thread is a fixture
@@ -168,7 +170,7 @@ def test_a_stack_interrupted_then_killed_resumes_bit_for_bit(tmp_path: Path, dat
     assert proc.returncode == 130, stderr
     assert "checkpointed; run the same sweep again to resume" in stderr
     [saved] = list((root / checkpoint.FOLDER).glob("*.pt"))
-    held, state = checkpoint.read(saved, Vocabulary())
+    held, state = checkpoint.read(saved, Vocabulary(), pytest.fail)
     assert len(held) == 8 and 0 < state["step"] < 600 and run_dirs(root) == {}
 
     proc = start(config, out, executor="local")

@@ -437,7 +437,10 @@ def test_installed_packages_offer_plugins_through_the_entry_point_group(
     assert CATALOG["optimizer"].record("plain_sgd").source.endswith("someones_package.py")
 
 
-def test_a_plugin_that_raises_while_training_fails_only_its_runs(tmp_path: Path, data_root: Path) -> None:
+# processes: what a worker tells comes back with its results
+@pytest.mark.parametrize("executor", ["local", "processes"])
+def test_a_plugin_that_raises_while_training_fails_only_its_runs(tmp_path: Path, data_root: Path,
+                                                                 executor: str) -> None:
     write(tmp_path / "flaky.py", """
         import torch
         from dlbench import register
@@ -447,13 +450,21 @@ def test_a_plugin_that_raises_while_training_fails_only_its_runs(tmp_path: Path,
             def step(self, closure=None):
                 raise FloatingPointError("the plugin gave up")
     """)
-    cfg = _config(tmp_path, data_root, plugins=["flaky.py"], grid={"optimizer.name": ["sgd", "flaky"]})
-    res = dlbench("run", cfg, "--out", tmp_path / "out", "--no-plots")
+    train = {"steps": 12, "batch_size": 50, "eval_every": 4, "seeds": [0, 1], "device": "cpu"}
+    cfg = _config(tmp_path, data_root, plugins=["flaky.py"], grid={"optimizer.name": ["sgd", "flaky"]}, train=train)
+    workers = ["--workers", "1"] if executor == "processes" else []
+    res = dlbench("run", cfg, "--out", tmp_path / "out", "--no-plots", "--executor", executor, *workers)
     assert res.code == 1, res.output
-    status = {yaml.safe_load((d / "config.yaml").read_text())["optimizer"]["name"]: summary(d)
+    status = {(yaml.safe_load((d / "config.yaml").read_text())["optimizer"]["name"], summary(d)["seed"]): summary(d)
               for d in run_dirs(tmp_path / "out" / "tiny").values()}
-    assert status["sgd"]["status"] == "ok" and status["flaky"]["status"] == "failed"
-    assert "the plugin gave up" in status["flaky"]["error"]
+    assert {s["status"] for (name, _), s in status.items() if name == "sgd"} == {"ok"}
+    assert all(s["status"] == "failed" and "the plugin gave up" in s["error"]
+               for (name, _), s in status.items() if name == "flaky")
+    # the user is told once, in dlbench's words, on the progress's console: no warning, no source path
+    told = ("a stack of 4 runs stopped (FloatingPointError: the plugin gave up); training its 4 unfinished runs "
+            "one by one")
+    assert res.err.count("stopped") == 1 and told in res.err, res.err
+    assert "Warning" not in res.output and ".py:" not in res.output, res.output
 
 
 def test_registering_from_python_updates_the_schema_at_once() -> None:

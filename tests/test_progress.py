@@ -73,3 +73,20 @@ def test_the_notebook_bars_say_the_same(capsys: pytest.CaptureFixture[str]) -> N
         for _ in range(3):
             bars.finished()
         assert str(bars.runs).startswith("tuning on cpu: 3/3 runs")
+
+
+def test_a_notebook_without_its_bars_is_told_once_in_one_line(monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    import sys
+
+    import rich.console
+
+    from dlbench import progress
+
+    monkeypatch.setattr(rich.console, "_is_jupyter", lambda: True)
+    monkeypatch.setitem(sys.modules, "ipywidgets", None)  # not installed: importing it raises ImportError
+    progress._no_notebook_bars.cache_clear()
+    shows = [progress.auto(), progress.auto()]  # two dlbench.run calls in one notebook
+    assert all(show is not NotebookBars for show in shows)
+    assert capsys.readouterr().err == ("terminal progress bars here: a notebook progress bar needs tqdm and "
+                                       "ipywidgets (pip install 'dlbench[notebook]')\n")

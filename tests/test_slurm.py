@@ -297,10 +297,11 @@ def test_a_lost_task_is_said_and_submitted_again(slurm: None, tiny: dict[str, An
     """A task that ends without a result (here its set-up line fails) leaves its runs unfinished; the
     same sweep run again submits them again (slurm: is an execution setting: the runs are the same)."""
     lost = write_config(tmp_path / "lost.yaml", {**tiny, "slurm": {"setup": ["exit 3"]}})
-    with pytest.warns(RuntimeWarning, match=r"SLURM task \d+ ended FAILED without finishing its runs"):
-        first = dlbench("run", lost, "--executor", "slurm", "--out", tmp_path, "--no-plots")
+    first = dlbench("run", lost, "--executor", "slurm", "--out", tmp_path, "--no-plots")
     assert first.exit_code == 1, first.output
     (record,) = read_jobs(tmp_path / "tiny")
+    said = f"SLURM task {record.task_id} ended FAILED without finishing its runs"
+    assert first.err.count(said) == 1 and "Warning" not in first.output, first.err
     assert "1 of 1 runs did not finish (their tasks ended without a result)" in first.err
     assert run_dirs(tmp_path / "tiny") == {}
     config = write_config(tmp_path / "c.yaml", tiny)

@@ -17,6 +17,11 @@ Results are yielded as runs finish, so the caller can store each one at once (th
 what makes an interrupted sweep resumable). A stack that raises is retried as stacks
 of one, so a crash fails only the run that causes it; a lost worker or node fails only
 the runs it held. The same stack gives bit-identical numbers on every launcher (CPU).
+
+What a launcher has to tell the user (a stack retrained as stacks of one or split for memory,
+a checkpoint set aside) goes to `Options.tell`, once, in one line: `dlbench run` says it on the
+console its progress uses. A worker returns what it told with its results (`RunResult.notes`),
+and the launcher that collects them tells it then.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import logging
 import math
 import multiprocessing
 import os
-import warnings
+import sys
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 import dataclasses
 from dataclasses import dataclass, replace
@@ -44,9 +49,13 @@ from dlbench.plan.stacks import MAX_STACK, stacks
 from dlbench.plan.pruning import Pruning
 from dlbench.plan.sweep import RunSpec
 from dlbench.training import checkpoint, engine, memory
-from dlbench.training.run import Progress, RunResult, failed, save, total_steps
+from dlbench.training.run import Progress, RunResult, Tell, failed, save, total_steps
 
 StartStack = Callable[[list[RunSpec]], Progress | None]  # called when a stack starts; returns its step callback
+
+
+def _stderr(text: str) -> None:
+    print(text, file=sys.stderr)
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,7 @@ class Options:
     detach: bool = False  # slurm: submit the stacks and return (a later run of the same config collects)
     progress: Path | None = None  # results/<name>, whose .progress/ shows the runs in training; None: none
     vocabulary: Vocabulary = Vocabulary()  # the experiment's: its checkpoints are read, its workers load it
+    tell: Tell = _stderr  # what the launch has to tell the user, one line each (`dlbench run`: its console)
 
 
 class Launcher(Protocol):
@@ -94,6 +104,7 @@ class Job:
     wanted: frozenset[str] | None = None  # None: every run of the stack
     progress: Path | None = None  # results/<name>: its runs' progress files go to .progress/ (results/live.py)
     vocabulary: Vocabulary = Vocabulary()  # the experiment's (a checkpoint read back after a split needs it)
+    tell: Tell = _stderr  # Options.tell; a worker's collects what it tells into its results' notes
 
 
 def jobs(specs: list[RunSpec], options: Options, max_stack: int = MAX_STACK, device: torch.device | None = None,
@@ -101,13 +112,13 @@ def jobs(specs: list[RunSpec], options: Options, max_stack: int = MAX_STACK, dev
     """Unfinished stacks resumed from their checkpoints first, then the other runs in new stacks, split
     where they would not fit in the memory `device` has free (`concurrent` stacks at a time)."""
     out, wanted = [], {s.run_id for s in specs}
-    for path, held, state in checkpoint.resumable(options.checkpoints, specs, options.vocabulary):
+    for path, held, state in checkpoint.resumable(options.checkpoints, specs, options.vocabulary, options.tell):
         out.append(Job(held, path, state, frozenset(wanted & {s.run_id for s in held}), options.progress,
-                       options.vocabulary))
+                       options.vocabulary, options.tell))
         wanted -= {s.run_id for s in held}
     for stack in new_stacks([s for s in specs if s.run_id in wanted], max_stack, device, concurrent):
         saves = checkpoint.path_for(options.checkpoints, stack) if options.checkpoints else None
-        out.append(Job(stack, saves, progress=options.progress, vocabulary=options.vocabulary))
+        out.append(Job(stack, saves, progress=options.progress, vocabulary=options.vocabulary, tell=options.tell))
     return out
 
 
@@ -162,13 +173,13 @@ def train_stack(job: Job, device: torch.device, on_start: StartStack | None = No
                     writer.finished(s.run_id, "failed")
                 yield failed(s, e, device)
             return
-        if not isinstance(e, engine.Unstackable):
-            warnings.warn(f"stack of {len(stack)} runs stopped ({type(e).__name__}: {e}); "
-                          "training its unfinished runs one by one", RuntimeWarning, stacklevel=2)
+        if not isinstance(e, engine.Unstackable) and unfinished:
+            job.tell(f"a stack of {len(stack)} runs stopped ({type(e).__name__}: {e}); "
+                     f"training its {len(unfinished)} unfinished runs one by one")
         for spec in unfinished:
             saves_one = checkpoint.path_for(job.saves.parent, [spec]) if job.saves else None
-            yield from train_stack(Job([spec], saves_one, progress=job.progress, vocabulary=job.vocabulary), device,
-                                   on_start, interrupt)
+            yield from train_stack(Job([spec], saves_one, progress=job.progress, vocabulary=job.vocabulary,
+                                       tell=job.tell), device, on_start, interrupt)
 
 
 def _split(job: Job, saves: checkpoint.Checkpoint | None, unfinished: list[RunSpec], device: torch.device,
@@ -180,7 +191,7 @@ def _split(job: Job, saves: checkpoint.Checkpoint | None, unfinished: list[RunSp
         torch.cuda.empty_cache()
     state, held = job.resume, job.stack
     if saves is not None and saves.path.exists():
-        loaded = checkpoint.read(saves.path, job.vocabulary)
+        loaded = checkpoint.read(saves.path, job.vocabulary, job.tell)
         if loaded is not None:
             held, state = loaded
         saves.remove()
@@ -189,14 +200,14 @@ def _split(job: Job, saves: checkpoint.Checkpoint | None, unfinished: list[RunSp
     wanted = {s.run_id for s in unfinished}
     halves = memory.split(held, math.ceil(len(held) / 2))
     step = state["step"] if state is not None else 0
-    warnings.warn(f"stack of {len(held)} runs ran out of memory ({type(error).__name__}); resuming it as "
-                  f"{len(halves)} stacks of {len(halves[0])} runs from step {step}", RuntimeWarning, stacklevel=3)
+    job.tell(f"a stack of {len(held)} runs ran out of memory ({type(error).__name__}); resuming it as "
+             f"{len(halves)} stacks of {len(halves[0])} runs from step {step}")
     for half in halves:
         keep = frozenset(s.run_id for s in half) & wanted
         if keep:
             where = checkpoint.path_for(job.saves.parent, half) if job.saves else None
-            yield from train_stack(Job(half, where, state, keep, job.progress, job.vocabulary), device, on_start,
-                                   interrupt)
+            yield from train_stack(Job(half, where, state, keep, job.progress, job.vocabulary, job.tell), device,
+                                   on_start, interrupt)
 
 
 def _in_this_process(jobs_: list[Job], device: torch.device, on_start: StartStack | None) -> Generator[RunResult]:
@@ -265,12 +276,22 @@ def run_task(work: Task) -> list[RunResult]:
     stack's configs with its vocabulary, train the stack with `threads` torch threads, write each run's
     folder as it finishes (where `folder` is given: a killed caller loses none), return its results."""
     store = Store(Path(work.folder)) if work.folder else None
-    results = []
-    for result in train_stack(job_of(work), torch.device(work.device)):
+    results: list[RunResult] = []
+    notes: list[str] = []
+    for result in train_stack(replace(job_of(work), tell=notes.append), torch.device(work.device)):
         if store is not None:
             save(store, result)
             result = replace(result, stored=True)
-        results.append(result)
+        results.append(replace(result, notes=tuple(notes)))
+        notes.clear()
+    return results
+
+
+def told(results: list[RunResult], tell: Tell) -> list[RunResult]:
+    """A worker's results, what it told while training them said now (`RunResult.notes`)."""
+    for result in results:
+        for note in result.notes:
+            tell(note)
     return results
 
 
@@ -313,7 +334,7 @@ def processes(specs: list[RunSpec], device: torch.device, on_start: StartStack |
                     results = future.result()
                 except Exception as e:  # noqa: BLE001 - a worker that died (e.g. out of memory) fails its runs
                     results = [failed(spec, e, device) for spec in stack]
-                yield from results
+                yield from told(results, options.tell)
     finally:  # also on Ctrl-C or when the caller stops early: drop queued stacks, do not wait for them
         pool.shutdown(wait=False, cancel_futures=True)
 
@@ -348,7 +369,7 @@ def ray_launcher(specs: list[RunSpec], device: torch.device, on_start: StartStac
                 results = ray.get(done[0])
             except Exception as e:  # noqa: BLE001 - a lost task (node died) fails its runs, the sweep goes on
                 results = [failed(spec, e, device) for spec in stack]
-            yield from results
+            yield from told(results, options.tell)
     finally:
         for ref in pending:  # left when the caller stopped early or on Ctrl-C
             ray.cancel(ref, force=True)

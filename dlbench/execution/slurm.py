@@ -33,7 +33,6 @@ import shutil
 import signal
 import subprocess
 import time
-import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -52,10 +51,10 @@ from dlbench.config.yaml_io import read_config
 from dlbench.errors import ConfigError
 from dlbench.execution import jobs as jobs_record
 from dlbench.execution import launchers
-from dlbench.execution.launchers import EXECUTORS, Job, Options, StartStack, jobs, shares, train_stack
+from dlbench.execution.launchers import EXECUTORS, Job, Options, StartStack, jobs, shares, told, train_stack
 from dlbench.results.store import Store
 from dlbench.training import checkpoint, engine
-from dlbench.training.run import RunResult, failed, resolve_device, save, total_steps
+from dlbench.training.run import RunResult, Tell, failed, resolve_device, save, total_steps
 
 if TYPE_CHECKING:
     import submitit
@@ -237,10 +236,17 @@ class SlurmTask:
                 save(store, result)
             return [replace(r, stored=True) for r in results]
         results = []
+        notes: list[str] = []  # what the task tells: in its log, and with its results to the collecting run
+
+        def tell(text: str) -> None:
+            print(text, flush=True)
+            notes.append(text)
+
+        job = replace(job, tell=tell)
         with _signals() as caught:  # from here on, a signal checkpoints the stack (at its first step, at the latest)
             saves = job.saves
             if saves is not None and saves.exists():
-                loaded = checkpoint.read(saves, job.vocabulary)
+                loaded = checkpoint.read(saves, job.vocabulary, tell)
                 if loaded is not None:
                     held, state = loaded
                     job = replace(job, stack=held, resume=state)
@@ -251,7 +257,8 @@ class SlurmTask:
             try:
                 for result in train_stack(job, device, None, caught.interrupt):
                     save(store, result)
-                    results.append(replace(result, stored=True))
+                    results.append(replace(result, stored=True, notes=tuple(notes)))
+                    notes.clear()
             except KeyboardInterrupt:  # signalled: the stack is checkpointed
                 caught.after_checkpoint()
         return results
@@ -349,7 +356,8 @@ def launch(specs: list[sweep.RunSpec], device: torch.device, on_start: StartStac
     new = submit(folder, [s for s in specs if s.run_id not in held], section, options)
     if options.detach:
         return
-    yield from collect(folder, {**{r.task_id: r for r in live}, **{r.task_id: r for r in new}}, specs, device)
+    yield from collect(folder, {**{r.task_id: r for r in live}, **{r.task_id: r for r in new}}, specs, device,
+                       options.tell)
 
 
 def submit(folder: Path, specs: list[sweep.RunSpec], section: Any, options: Options) -> list[jobs_record.JobRecord]:
@@ -380,20 +388,19 @@ def submit(folder: Path, specs: list[sweep.RunSpec], section: Any, options: Opti
 
 
 def collect(folder: Path, pending: dict[str, jobs_record.JobRecord], specs: list[sweep.RunSpec],
-            device: torch.device) -> Generator[RunResult]:
+            device: torch.device, tell: Tell) -> Generator[RunResult]:
     """Wait for the tasks; yield their runs' results as each task ends (written by the task already)."""
     try:
-        yield from _collect(folder, pending, specs, device)
+        yield from _collect(folder, pending, specs, device, tell)
     except (KeyboardInterrupt, GeneratorExit):  # Ctrl-C, --fail-fast: the tasks are not ours to stop
         if pending:
-            warnings.warn(f"{len(pending)} SLURM tasks go on without this process ({', '.join(pending)}); "
-                          "run the same sweep again to collect them (scancel stops them)", RuntimeWarning,
-                          stacklevel=2)
+            tell(f"{len(pending)} SLURM tasks go on without this process ({', '.join(pending)}); "
+                 "run the same sweep again to collect them (scancel stops them)")
         raise
 
 
 def _collect(folder: Path, pending: dict[str, jobs_record.JobRecord], specs: list[sweep.RunSpec],
-             device: torch.device) -> Generator[RunResult]:
+             device: torch.device, tell: Tell) -> Generator[RunResult]:
     import submitit
 
     by_id = {s.run_id: s for s in specs}
@@ -407,7 +414,7 @@ def _collect(folder: Path, pending: dict[str, jobs_record.JobRecord], specs: lis
             del pending[task_id]
             outcome, value = submitit.core.utils.pickle_load(paths.result_pickle)
             if outcome == "success":
-                yield from value
+                yield from told(value, tell)
                 continue
             error = RuntimeError(f"SLURM task {task_id} failed: {str(value).strip().splitlines()[-1]}")
             finished = Store(folder).finished()
@@ -422,9 +429,8 @@ def _collect(folder: Path, pending: dict[str, jobs_record.JobRecord], specs: lis
                 gone[task_id] = 0 if state.live else gone.get(task_id, 0) + 1
                 if gone[task_id] >= 2:  # ended, and still no result after one more look: it was killed
                     del pending[task_id]
-                    warnings.warn(f"SLURM task {task_id} ended {state.state} without finishing its runs "
-                                  f"(log: {folder / FOLDER / f'{task_id}_0_log.err'}); run the same sweep "
-                                  "again to submit them again from their last checkpoint", RuntimeWarning,
-                                  stacklevel=2)
+                    tell(f"SLURM task {task_id} ended {state.state} without finishing its runs "
+                         f"(log: {folder / FOLDER / f'{task_id}_0_log.err'}); run the same sweep "
+                         "again to submit them again from their last checkpoint")
         if pending:
             time.sleep(POLL_S)

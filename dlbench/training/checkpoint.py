@@ -9,7 +9,7 @@ every `train.checkpoint_seconds` between two steps, and on Ctrl-C. The file hold
 tensors, numbers, strings, lists and dicts only and is read with
 `torch.load(weights_only=True)`: it cannot carry code. A file that cannot be read,
 or that is not a stack checkpoint of this format, is set aside (renamed
-`<key>.pt.bad`) with a one-line warning, and its stack starts afresh. Its configs are read
+`<key>.pt.bad`), the caller told so in one line, and its stack starts afresh. Its configs are read
 with the experiment's vocabulary (its plugins' components included), passed in by the caller;
 a checkpoint of runs that used another source of a plugin is another sweep's: left alone.
 """
@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import secrets
 import signal
 import threading
@@ -34,6 +35,7 @@ import torch
 
 from dlbench.config.vocabulary import Vocabulary
 from dlbench.plan.sweep import RunSpec, run_id
+from dlbench.training.run import Tell
 
 FORMAT = "dlbench stack checkpoint 1"
 FOLDER = ".checkpoints"
@@ -105,8 +107,8 @@ class Checkpoint:
         self.path.unlink(missing_ok=True)
 
 
-def read(path: Path, vocabulary: Vocabulary) -> tuple[list[RunSpec], dict[str, Any]] | None:
-    """(the runs it holds, the stack state), or None after setting a bad file aside with a warning."""
+def read(path: Path, vocabulary: Vocabulary, tell: Tell) -> tuple[list[RunSpec], dict[str, Any]] | None:
+    """(the runs it holds, the stack state), or None after setting a bad file aside (and telling so)."""
     try:
         with warnings.catch_warnings():  # torch's own warnings on odd files: ours below says it in one line
             warnings.simplefilter("ignore")
@@ -119,22 +121,30 @@ def read(path: Path, vocabulary: Vocabulary) -> tuple[list[RunSpec], dict[str, A
     except Exception as e:  # noqa: BLE001 - truncated, corrupted, foreign: the stack starts afresh
         aside = path.with_name(path.name + ".bad")
         path.replace(aside)
-        reason = " ".join(str(e).split())[:120] or "empty"
-        warnings.warn(f"checkpoint {path} is unreadable ({type(e).__name__}: {reason}); "
-                      f"set aside as {aside.name}, its runs start afresh", RuntimeWarning, stacklevel=2)
+        tell(f"checkpoint {path} is unreadable ({_why(e)}); set aside as {aside.name}, its runs start afresh")
         return None
 
 
-def resumable(where: Path | None, todo: list[RunSpec], vocabulary: Vocabulary
+def _why(e: Exception) -> str:
+    """Why a checkpoint could not be read, in a few words (torch's weights-only refusal is a page of advice
+    about trusting the file's source, which is beside the point here: the file is set aside either way)."""
+    if isinstance(e, EOFError):
+        return "empty or cut short"
+    if isinstance(e, pickle.UnpicklingError):
+        return "not tensors and plain data: damaged, or written by something else"
+    return " ".join(f"{type(e).__name__}: {e}".split())[:160]
+
+
+def resumable(where: Path | None, todo: list[RunSpec], vocabulary: Vocabulary, tell: Tell
               ) -> list[tuple[Path, list[RunSpec], dict[str, Any]]]:
     """The checkpoints in `where` that hold runs to train: (path, the runs it holds, state).
-    A checkpoint holding none of them (another config's) is left alone."""
+    A checkpoint holding none of them (another config's) is left alone; an unreadable one set aside."""
     if where is None or not where.is_dir():
         return []
     wanted = {s.run_id for s in todo}
     out = []
     for path in sorted(where.glob("*.pt")):
-        loaded = read(path, vocabulary)
+        loaded = read(path, vocabulary, tell)
         if loaded is not None and wanted & {s.run_id for s in loaded[0]}:
             out.append((path, *loaded))
     return out

@@ -22,6 +22,9 @@ from dlbench.plan.sweep import RunSpec
 
 
 Progress = Callable[[int, int, int], None]  # (steps done, total steps, runs still training)
+# what training has to tell the user (a stack retrained as stacks of one, a checkpoint set aside): one
+# line in dlbench's words, said by the caller on the console its progress uses (never a Python warning)
+Tell = Callable[[str], None]
 
 
 @dataclass
@@ -32,6 +35,7 @@ class RunResult:
     summary: dict[str, Any] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)  # more files for the run folder: name -> text
     stored: bool = False  # its folder is written already (by the worker that trained it: a SLURM task)
+    notes: tuple[str, ...] = ()  # what a worker told while training it (`Tell`), for the caller to say
 
 
 def save(store: Store, result: RunResult) -> None:
