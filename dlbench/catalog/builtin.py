@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from annotated_types import Ge, Gt, Le, Lt, MinLen
 
+from dlbench.catalog.metrics import METRICS, TRAINING_BEST
 from dlbench.catalog.records import Distinct, Section, Setting
 from dlbench.catalog.registry import CATALOG
 
@@ -290,6 +291,9 @@ _add("executor", "slurm", "stacks as the tasks of a SLURM job array through subm
                  "cpus-per-task", "gpus-per-node", "mem", "account", "qos", "nodes", "ntasks-per-node", "requeue"))
 
 # ------------------------------------------------------------------ config sections
+# what train.monitor may name: every metric measured on the validation split
+VALIDATION_METRICS = tuple(m.name for m in METRICS.declared() if m.split == "val")
+
 TOP = Section("config", "the top level of a config file", "meta", (
     Setting("name", str, "experiment", "results go to OUT/<name>/ (letters, digits, '_', '-', '.')"),
     Setting("description", str, "", "one line shown above the report"),
@@ -328,7 +332,8 @@ SECTIONS: dict[str, Section] = {s.name: s for s in (
         Setting("l1", NonNegative, 0.0, "L1 penalty on the weights, added to the loss"),
         Setting("input_noise", NonNegative, 0.0, "std of Gaussian noise added to every training input"),
         Setting("early_stopping", PositiveInt | None, None,
-                "stop a run after this many evaluations without a better validation accuracy; null: never"),
+                "stop a run after this many evaluations without a better train.monitor (validation accuracy by "
+                "default); null: never"),
         Setting("label_smoothing", Probability, 0.0, "targets (1 - s) one-hot + s / classes (cross_entropy, nll)"),
         Setting("augment", str, "none", "image augmentation, drawn per run", choices="augmentation"),
         Setting("penalty_in_loss", bool, False, "the reported training loss adds 1/2 optimizer.weight_decay "
@@ -340,6 +345,10 @@ SECTIONS: dict[str, Section] = {s.name: s for s in (
         Setting("steps", PositiveInt | None, None, "updates in all, instead of epochs"),
         Setting("batch_size", PositiveInt | Literal["full"], 100, "samples per update; full: the whole training set"),
         Setting("eval_every", PositiveInt, 1, "evaluate every this many epochs (steps with train.steps)"),
+        # per run: early stopping and a run's best are its own; pruning compares only runs of one monitor
+        Setting("monitor", Literal[VALIDATION_METRICS], TRAINING_BEST, "the validation metric, in its direction "
+                "(val_loss, val_ece: lower is better), that chooses each run's best evaluation (summary.json's "
+                "best), early stopping and successive halving (random.prune)", role="run", added=True),
         Setting("seeds", Annotated[list[Seed], MinLen(1), Distinct()], [0, 1, 2], "one run per seed", role="sweep"),
         Setting("device", Literal["auto", "cpu", "cuda"], "auto", "where runs train", role="execution"),
         Setting("precision", Literal["fp32", "bf16", "fp16"], "fp32", "bf16 / fp16: autocast on CUDA (fp16 with "

@@ -23,8 +23,9 @@ SPLIT_WORDS = {"train": "train", "val": "validation", "test": "test"}
 # the report option (a flag of `dlbench report`) that shows a metric's columns; None: always shown
 SHOWN_WITH = (None, "losses", "calibration")
 Shown = Literal["losses", "calibration"] | None
-# what the engine's best evaluation (summary.json's "best"), early stopping and pruning are chosen on;
-# a report that ranks on another metric finds its own best evaluation in metrics.csv
+# what the engine's best evaluation (summary.json's "best"), early stopping and pruning are chosen on unless
+# train.monitor says otherwise (summary.json's "best_on" records it); a report that ranks on another metric
+# finds its own best evaluation in metrics.csv
 TRAINING_BEST = "val_acc"
 
 
@@ -50,6 +51,11 @@ class Metric:
     @property
     def direction(self) -> str:
         return "higher is better" if self.higher_is_better else "lower is better"
+
+    def better(self, value: float, than: float) -> bool:
+        """Whether `value` is strictly better than `than` in this metric's direction (NaN is never better, and
+        nothing is better than NaN: a tie keeps the earlier)."""
+        return value > than if self.higher_is_better else value < than
 
     def difference(self) -> str:
         """What a difference of two values is in: 'val acc (percentage points)'."""

@@ -25,6 +25,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from dlbench.catalog import CATALOG, SECTIONS, TOP, Distinct, Section, Setting
+from dlbench.catalog.metrics import TRAINING_BEST
 
 # What only `dlbench validate` refuses, each with the reason JSON Schema cannot say it (the docs
 # page "Editor set-up" lists these; the bad-config corpus names one of them for each case the schema passes).
@@ -335,7 +336,9 @@ def _rules() -> list[dict[str, Any]]:
     rules.append(_rule(first, _given("data.train_size", {"type": "integer", "errorMessage":
                                                          "train_subset: first keeps the first train_size samples"})))
     rules.append(_rule(_given("data.val_size", {"const": 0}), _then("regularization.early_stopping", _forbid(
-        "early stopping reads the validation accuracy; data.val_size is 0"))))
+        "early stopping reads train.monitor, a validation metric; data.val_size is 0"))))
+    rules.append(_rule(_given("data.val_size", {"const": 0}), _then("train.monitor", _only(
+        TRAINING_BEST, "train.monitor is measured on the validation split; data.val_size is 0"))))
     losses = CATALOG["loss"]
     plain = [c.name for c in losses if not c.facts.get("smoothable")]
     default_loss = next(s.default for s in TOP.settings if s.name == "loss")

@@ -36,6 +36,7 @@ from pydantic import (
 )
 
 from dlbench.catalog import CATALOG, SECTIONS, TOP, Section, Setting, type_text
+from dlbench.catalog.metrics import TRAINING_BEST
 from dlbench.catalog.shapes import feature_shape
 from dlbench.config.keys import flatten, merge, set_path  # noqa: F401 - merge, set_path: re-exported
 from dlbench.config.yaml_io import apply_overrides, read_config  # noqa: F401 - re-exported
@@ -448,8 +449,11 @@ def _training_rules(cfg: Any) -> None:
         raise ValueError("regularization.penalty_in_loss: True is invalid with optimizer.weight_decay 0 (the "
                          "penalty is 1/2 weight_decay ||w||^2; set optimizer.weight_decay, or drop it)")
     if reg.early_stopping is not None and cfg.data.val_size == 0:
-        _fail("regularization.early_stopping", reg.early_stopping, "it stops on the validation accuracy, and "
-              "data.val_size is 0 (no validation split); set data.val_size or drop early_stopping")
+        _fail("regularization.early_stopping", reg.early_stopping, f"it stops on {train.monitor} (train.monitor), "
+              "and data.val_size is 0 (no validation split); set data.val_size or drop early_stopping")
+    if train.monitor != TRAINING_BEST and cfg.data.val_size == 0:
+        _fail("train.monitor", train.monitor, "it is measured on the validation split, and data.val_size is 0; "
+              "set data.val_size or drop train.monitor")
     if reg.label_smoothing and not CATALOG["loss"].record(cfg.loss).facts.get("smoothable"):
         smoothable = [c.name for c in CATALOG["loss"] if c.facts.get("smoothable")]
         raise ValueError(f"regularization.label_smoothing: {reg.label_smoothing} is invalid with loss {cfg.loss!r}; "

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from dlbench.catalog.metrics import METRICS
+from dlbench.catalog.metrics import METRICS, TRAINING_BEST
 from dlbench.config.keys import flatten
 from dlbench.config.yaml_io import read_written
 from dlbench.results.options import AT
@@ -42,7 +42,7 @@ def _cell(value: Any) -> Any:
 PLUGIN_SOURCES = "plugin_sources"  # runs.csv: section -> {name, kind, file, module, sha256, kept} as JSON
 PLUGIN_VERSION = "plugin version"  # a key when a plugin source changed between runs: a row per version
 RUN_COLUMNS = ("run_id", "seed", "status", "error", "diverged_step", "stopped_early", "steps", "epochs", "wall_time",
-               "n_params", "device")
+               "n_params", "device", "best_on")
 
 
 def load_runs(results_dir: Path) -> tuple[pd.DataFrame, list[str]]:
@@ -113,9 +113,17 @@ def time_to_target(results_dir: Path, runs: pd.DataFrame, target: float) -> pd.D
     return runs.join(pd.DataFrame(found, index=runs.index, columns=[f"ttt.{u}" for u in TIMES]))
 
 
+def chosen_on(runs: pd.DataFrame) -> set[str]:
+    """What the runs' best evaluations (summary.json's best) were chosen on while training: their best_on
+    (train.monitor); TRAINING_BEST for runs stored before summary.json recorded it."""
+    has_best = runs.filter(like="best.").notna().any(axis=1)
+    recorded = runs["best_on"] if "best_on" in runs else pd.Series(None, index=runs.index, dtype=object)
+    return set(recorded[has_best].fillna(TRAINING_BEST))
+
+
 def best_on(results_dir: Path, runs: pd.DataFrame, metric: str) -> pd.DataFrame:
     """best.* from each run's metrics.csv: the first evaluation with the best `metric` (in its direction),
-    for a report that chooses on another metric than the engine did (summary.json's best: TRAINING_BEST)."""
+    for a report that chooses on another metric than the engine did (summary.json's best_on, `chosen_on`)."""
     store, higher = Store(results_dir), METRICS[metric].higher_is_better
     runs = runs.copy()
     for i, run_id in zip(runs.index, runs.get("run_id", [])):
@@ -123,6 +131,7 @@ def best_on(results_dir: Path, runs: pd.DataFrame, metric: str) -> pd.DataFrame:
         curve = pd.read_csv(file) if file.is_file() and file.stat().st_size else pd.DataFrame()
         rows = [METRICS.with_derived(r) for r in curve.to_dict("records")]
         rows = [r for r in rows if math.isfinite(r.get(metric, math.nan))]
+        rows = [r for r in rows if r.get("step") != 0] or rows  # the untrained net is no candidate, as in training
         if not rows:
             continue
         best = max(rows, key=lambda r: r[metric]) if higher else min(rows, key=lambda r: r[metric])

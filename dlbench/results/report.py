@@ -35,6 +35,7 @@ from dlbench.results.load import (
     TIMES,
     _cell,
     best_on,
+    chosen_on,
     load_runs,
     time_to_target,
 )
@@ -372,7 +373,7 @@ def report(results_dirs: list[Path], options: ReportOptions = ReportOptions()) -
     filters, target, group_by = list(options.where), options.target, list(options.group_by)
     if len(set(map(Path.resolve, results_dirs))) < len(results_dirs):
         raise ConfigError("report: the same results folder is given twice")
-    frames, all_keys, hidden, recorded = [], [], [], []
+    frames, all_keys, hidden, recorded, trained_on = [], [], [], [], set()
     for d in results_dirs:
         runs, keys = load_runs(d)
         if runs.empty:
@@ -382,8 +383,9 @@ def report(results_dirs: list[Path], options: ReportOptions = ReportOptions()) -
             runs = where(runs, keys, filters)
         if target is not None:
             runs = time_to_target(d, runs, target)
-        if options.at == "best" and rank_by(runs, options.metric)[0] != TRAINING_BEST:
-            runs = best_on(d, runs, rank_by(runs, options.metric)[0])
+        trained_on |= chosen_on(runs)
+        if options.at == "best" and chosen_on(runs) - {rank_by(runs, options.metric)[0]}:
+            runs = best_on(d, runs, rank_by(runs, options.metric)[0])  # the engine chose on another metric
         if STAGE in keys and not filters and not group_by and (runs[STAGE] == "confirm").any():
             # a staged search: the confirm and defaults runs are the comparison (fresh seeds);
             # the search's one-seed points are in summary.csv, or shown with --where stage=search
@@ -409,6 +411,9 @@ def report(results_dirs: list[Path], options: ReportOptions = ReportOptions()) -
     if hidden:
         result.notes.append(f"the confirm and defaults stages; {sum(hidden)} search runs are left out "
                             "(see them with --where stage=search, or in summary.csv).")
+    if trained_on - {TRAINING_BEST}:
+        result.notes.append("while training, each run's best evaluation, early stopping and pruning were chosen on "
+                            f"{' / '.join(METRICS[m].words for m in sorted(trained_on))} (train.monitor).")
     return result
 
 

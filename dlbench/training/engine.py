@@ -580,10 +580,10 @@ class Stack:
         self.batch_count = 0
         done: dict[int, tuple[str, int | None, bool]] = {}
         for j in range(len(self.v)):
-            row = self.v.metrics[j][-1]
+            row, best, monitor = self.v.metrics[j][-1], self.v.best[j], self.v.monitor[j]
             if diverged_at[j] or not all(math.isfinite(row[f"train_{m}"]) for m in ("loss", "acc")):
                 done[j] = ("diverged", diverged_at[j] or self.step, False)
-            elif self.v.best[j] is None or row["val_acc"] > self.v.best[j]["val_acc"]:  # type: ignore[index]
+            elif best is None or monitor.better(row[monitor.name], best[monitor.name]):
                 self.v.best[j], self.v.since_best[j] = row, 0
             else:
                 self.v.since_best[j] += 1
@@ -601,8 +601,9 @@ class Stack:
         so they cost no more steps."""
         alive = [j for j in range(len(self.v)) if j not in done]
         unit = 1 if self.v.spec[0].config.train.steps is not None else self.per_epoch  # eval_every's unit
-        stop = pruning.pruned([self.v.spec[j].pruning for j in alive],
-                              [self.v.metrics[j][-1]["val_acc"] for j in alive], self.step / unit, self.total / unit)
+        stop = pruning.pruned([self.v.spec[j].pruning for j in alive], [self.v.monitor[j] for j in alive],
+                              [self.v.metrics[j][-1][self.v.monitor[j].name] for j in alive],
+                              self.step / unit, self.total / unit)
         return {alive[i]: ("pruned", None, False) for i in stop}
 
     def progress(self) -> list[dict[str, Any]]:

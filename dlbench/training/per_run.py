@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from dlbench.catalog.metrics import METRICS, Metric
 from dlbench.plan.sweep import RunSpec
 from dlbench.training import diagnostics, streams
 from dlbench.training.scaling import INITIAL_SCALE  # read at build time: tests may patch it here
@@ -134,6 +135,8 @@ class PerRun:
     clip_norm: list[float] = per_run(lambda s, st: math.inf if s.config.optimizer.clip_norm is None
                                      else s.config.optimizer.clip_norm, column=torch.float32)
     patience: list[int | None] = per_run(lambda s, st: s.config.regularization.early_stopping)
+    # train.monitor: what the run's best evaluation, early stopping and pruning are chosen on
+    monitor: list[Metric] = per_run(lambda s, st: METRICS[s.config.train.monitor])
     # the lr each run stepped with last (the metrics' lr column): set by the schedule
     lr: list[float] = per_run(lambda s, st: s.config.optimizer.lr)
     # generators, each seeded from the run's seed

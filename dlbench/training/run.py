@@ -99,7 +99,7 @@ def summarize(spec: RunSpec, metrics: list[dict[str, float]], best: dict[str, fl
         "run_id": spec.run_id, "name": spec.name, "seed": spec.seed, "params": spec.params,
         "status": status, "error": None, "diverged_step": diverged_step, "stopped_early": stopped_early,
         "steps": step, "epochs": step / per_epoch, "batch_size": batch_size,
-        "final": _with_gap(final), "best": _with_gap(best or final),
+        "final": _with_gap(final), "best": _with_gap(best or final), "best_on": spec.config.train.monitor,
         "wall_time": wall_time, "n_params": n_params, "device": _device_name(device),
         "precision": spec.config.train.precision, "versions": versions(),
     }
