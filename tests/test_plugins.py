@@ -527,9 +527,11 @@ def test_the_report_and_html_page_name_where_each_plugin_component_came_from(tmp
     digest = hashlib.sha256(plugin.read_text().encode()).hexdigest()
     cfg = _config(tmp_path, data_root, plugins=["mine.py"], grid={"optimizer.name": ["sgd", "plain_sgd"]})
     folder = tmp_path / "out" / "tiny"
-    assert dlbench("run", cfg, "--out", tmp_path / "out", "--no-plots").code == 0
+    ran = dlbench("run", cfg, "--out", tmp_path / "out", "--no-plots")
+    assert ran.code == 0, ran.output
     plugins.unload()  # the report reads the folder alone: the plugin is not loaded, nor imported
     line = f"plugin plain_sgd: optimizer from mine.py (sha256 {digest[:8]}; kept as plugins/{digest[:12]}-mine.py)."
+    assert line in _one_line(ran.out), ran.out  # the run ends with what the report prints
     assert (folder / "plugins" / f"{digest[:12]}-mine.py").read_text() == plugin.read_text()
     res = dlbench("report", folder)
     assert res.code == 0 and line in _one_line(res.out), res.out
