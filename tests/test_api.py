@@ -71,16 +71,26 @@ def test_metrics_hold_every_evaluation_with_the_runs_swept_values(results: dlben
     ({"where": "seed=1"}, ["--where", "seed=1"]),
 ])
 def test_table_is_the_cli_report(results: dlbench.Results, options: dict[str, Any], flags: list[str]) -> None:
+    """The table's columns (those the terminal prints with the same flags) as numbers: the csv's numbers."""
     printed = cli("report", results.root, "--format", "csv", *flags)
     assert printed.code == 0, printed.err
-    same_csv(results.table(**options), printed.out)
+    table = results.table(**options)
+    same_csv(table, pd.read_csv(io.StringIO(printed.out))[list(table.columns)].to_csv(index=False))
+    markdown = cli("report", results.root, "--format", "markdown", *flags).out.splitlines()[0]
+    headers = [h.strip() for h in markdown.strip("|").split("|")]
+    shown = [m.name for m in METRICS if m.label in headers]
+    assert [c.removesuffix("_mean") for c in table.columns if c.endswith("_mean")] == ["epoch", *shown] + (
+        ["ttt_epoch", "ttt_step", "ttt_seconds"] if "target" in options else [])
+    assert table["n"].dtype.kind == "i" and table["val_acc_mean"].dtype.kind == "f"  # numbers, not text
 
 
 def test_compare_is_report_of_two_folders(results: dlbench.Results, data_root: Path) -> None:
     wide = dlbench.run(sweep(data_root, "wide", 32), out=results.root.parent, overrides={"train.steps": 16},
                        progress=False)
     comparison = dlbench.compare(results, wide.root)
-    same_csv(comparison.table(), cli("report", results.root, wide.root, "--format", "csv").out)
+    table = comparison.table()
+    printed = pd.read_csv(io.StringIO(cli("report", results.root, wide.root, "--format", "csv").out))
+    same_csv(table, printed[list(table.columns)].to_csv(index=False))
     assert set(comparison.table()["experiment"]) == {"tiny", "wide"}
     assert "tiny vs wide" in comparison._repr_html_()
 

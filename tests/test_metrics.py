@@ -118,5 +118,7 @@ def test_a_metric_declared_in_a_test_reaches_every_output(tmp_path: Path, error_
     assert first["test_error_mean"] == pytest.approx(errors[0])
     figure = plots.curves(plots.load(root))
     assert figure is not None and "test error %" in [ax.get_title() for ax in figure.axes]
-    assert "test_error_mean" in dlbench.load(root).table(metric="test_error")
+    api = dlbench.load(root).table(metric="test_error")  # the table's columns as numbers: its column is there
+    assert np.allclose(api["test_error_mean"], errors) and list(api["test_error_mean"]) == sorted(errors)
+    assert [c for c in api.columns if c.startswith("test_error")] == [f"test_error_{s}" for s in columns_mod.STATISTIC]
     assert "ranked by test error." in columns_mod.caption(rep)[0]

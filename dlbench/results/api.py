@@ -2,9 +2,10 @@
 
 `load(folder)` reads a folder written by `dlbench run` or `dlbench.run` and nothing else,
 like `dlbench report` and `dlbench plot` (no torch, no config schema, no training code).
-The numbers are the report's: `table()` is `dlbench report --format csv` with the same
-options as keyword arguments, and a `Results` shows in Jupyter as the report's table,
-rendered by the HTML report's code, so a notebook, the terminal and the page agree.
+The numbers are the report's: `table()` is the table `dlbench report` prints, with the same
+options as keyword arguments, as numbers (the same columns: `render.columns`); `summary` has
+every number (`--format csv`); a `Results` shows in Jupyter as the report's table, rendered
+by the HTML report's code, so a notebook, the terminal and the page agree.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dlbench.results import plots
 from dlbench.results import report as report_mod
 from dlbench.results import load as load_mod
 from dlbench.results.render import formats as formats_mod
+from dlbench.results.render.columns import numbers
 from dlbench.results.render import terminal as terminal_mod
 from dlbench.results.options import FIELDS, FORMATS, ReportOptions, format_of
 from dlbench.results.store import check_folder, metric_columns
@@ -141,8 +143,10 @@ class Results:
         return self._metrics.copy()
 
     def table(self, **options: Any) -> pd.DataFrame:
-        """The report as numbers (`dlbench report --format csv` with these options): one row per
-        configuration, ranked on validation accuracy, compared with the best (or `baseline`).
+        """The report's table as numbers (the columns `dlbench report` prints with these options, each
+        statistic as its mean, std and 95% interval, in the metric's stored unit: accuracies as fractions;
+        the comparison as delta, p_value, p_adjusted, verdict): one row per configuration, ranked on the
+        validation split of `metric`, compared with the best (or `baseline`). Every number: `summary`.
 
         options: those of `dlbench report` (dlbench.results.options.ReportOptions): at, metric,
         baseline, target, group_by, where, losses, calibration, adjust. baseline / where: {"optimizer.name": "sgd"}
@@ -152,7 +156,7 @@ class Results:
         chosen = self._options(options, "table")
         if self.task != "train":
             return _plain_frame(self._shown()[0])
-        return report_mod.report([self.root], chosen).summary
+        return numbers(report_mod.report([self.root], chosen))
 
     def text(self, format: str = "table", **options: Any) -> str:
         """The report as `dlbench report --format FORMAT` writes it (table, csv, markdown, json, latex or
@@ -243,8 +247,8 @@ class Comparison:
         self._rep = report_mod.report(self.roots, options)  # bad options are refused here, not when shown
 
     def table(self) -> pd.DataFrame:
-        """The comparison as numbers (`dlbench report A B --format csv`)."""
-        return self._rep.summary.copy()
+        """The comparison's table as numbers (the columns `dlbench report A B` prints; see Results.table)."""
+        return numbers(self._rep)
 
     def text(self, format: str = "table") -> str:
         """The comparison as `dlbench report A B --format FORMAT` writes it (html: the whole page)."""

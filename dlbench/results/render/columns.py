@@ -1,6 +1,7 @@
-"""The report's columns, built once: each a header and its cells for a layout (the whole table, or a
-narrower one for the terminal); the caption that says what the numbers are. The terminal, markdown, LaTeX
-and HTML tables all draw these.
+"""The report's columns, built once: each a header, its cells for a layout (the whole table, or a
+narrower one for the terminal) and the report's numbers behind them; the caption that says what the numbers
+are. The terminal, markdown, LaTeX and HTML tables draw the cells; the API's DataFrame (`numbers`) holds
+the numbers.
 """
 
 from __future__ import annotations
@@ -149,35 +150,54 @@ def _versus_cell(row: pd.Series, metric: str, method: Adjustment, layout: Layout
     return f"{delta}, {p}" + (f"\n{holm}{star}" if holm else star)
 
 
+STATISTIC = ("mean", "std", "ci_low", "ci_high")  # a statistic's numbers: Report.summary's <name>_<these>
+
+
 @dataclass(frozen=True)
 class Column:
-    """One column of the report's table: what it shows (`kind`), its header and a cell per configuration."""
+    """One column of the report's table: what it shows (`kind`), its header, a cell per configuration and
+    the Report.summary fields its cells are drawn from (numbers, in the metric's stored unit)."""
 
     id: str  # a key, n, epoch, a metric's name, vs, reached, ttt_<unit>, status
     kind: str  # key | count | statistic | comparison | status
     header: str
     cells: list[str]
+    fields: tuple[str, ...] = ()
+
+
+def _statistic(name: str) -> tuple[str, ...]:
+    return tuple(f"{name}_{part}" for part in STATISTIC)
 
 
 def columns(rep: Report, layout: Layout = Layout()) -> list[Column]:
     """The table's columns in this layout (the whole table by default): every renderer draws these."""
     rows = [r for _, r in rep.summary.iterrows()]
-    cols = [Column(k, "key", k, [value_text(r[k]) for r in rows]) for k in rep.keys]
-    cols += [Column("n", "count", "n", [str(r["n"]) for r in rows]),
-             Column("epoch", "statistic", "epoch", [_epoch(r) for r in rows])]
+    cols = [Column(k, "key", k, [value_text(r[k]) for r in rows], (k,)) for k in rep.keys]
+    cols += [Column("n", "count", "n", [str(r["n"]) for r in rows], ("n", "runs")),
+             Column("epoch", "statistic", "epoch", [_epoch(r) for r in rows], ("epoch_mean", "epoch_std"))]
     cols += [Column(m, "statistic", METRICS[m].label, [_stat_cell(r, m, *_scale(m, r[f"{m}_mean"]), layout)
-                                                      for r in rows]) for m in rep.show]
+                                                      for r in rows], _statistic(m)) for m in rep.show]
     cols.append(Column("vs", "comparison", f"vs {rep.reference}",
-                       [_versus_cell(r, rep.metric, rep.adjust, layout) for r in rows]))
+                       [_versus_cell(r, rep.metric, rep.adjust, layout) for r in rows],
+                       ("delta", "p_value", "p_adjusted", "verdict")))
     if rep.target is not None:
         t = f"{rep.target:.4g}"
-        cols.append(Column("reached", "count", f"reached {t}", [f"{r['reached']}/{r['runs']}" for r in rows]))
+        cols.append(Column("reached", "count", f"reached {t}", [f"{r['reached']}/{r['runs']}" for r in rows],
+                           ("reached",)))
         cols += [Column(f"ttt_{u}", "statistic", f"{u}s to {t}" if u != "seconds" else f"seconds to {t}",
-                        [_stat_cell(r, f"ttt_{u}", 1, d, layout) for r in rows])
+                        [_stat_cell(r, f"ttt_{u}", 1, d, layout) for r in rows], _statistic(f"ttt_{u}"))
                  for u, d in (("epoch", 1), ("step", 0), ("seconds", 1))]
     if rep.summary[list(TROUBLE)].to_numpy().any():  # a status column only when needed
-        cols.append(Column("status", "status", "status", [_status(r) for r in rows]))
+        cols.append(Column("status", "status", "status", [_status(r) for r in rows], TROUBLE))
     return [c for c in cols if c.id not in layout.dropped]
+
+
+def numbers(rep: Report) -> pd.DataFrame:
+    """The whole table as numbers (the API's `table()`): each column's fields, in the columns' order, one
+    row per configuration; a key a configuration has not got is None."""
+    fields = list(dict.fromkeys(f for c in columns(rep) for f in c.fields))
+    frame = rep.summary[fields].reset_index(drop=True)
+    return frame.assign(**{k: frame[k].replace(MISSING, None) for k in rep.keys if k in frame})
 
 
 def display_rows(rep: Report) -> tuple[list[str], list[list[str]]]:
