@@ -131,8 +131,10 @@ def test_the_report_reads_what_the_best_was_chosen_on(tmp_path: Path, data_root:
     lowest = {summary(d)["params"]["optimizer.lr"]: summary(d)["best"]["val_loss"] for d in run_dirs(folder).values()}
     assert dict(zip(by_loss.summary["optimizer.lr"], by_loss.summary["val_loss_mean"])) == pytest.approx(lowest)
     caption = columns.caption(by_acc)
-    assert "at the best-validation evaluation" in caption[0]
+    assert "at the evaluation with the best validation accuracy of each run" in " ".join(caption[0].split())
     assert any("chosen on validation loss (train.monitor)" in line for line in caption)
+    assert "at the evaluation with the best validation loss of each run" in " ".join(
+        columns.caption(by_loss)[0].split())
 
 
 def _metrics(run: Path) -> list[dict[str, float]]:

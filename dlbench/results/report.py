@@ -205,6 +205,8 @@ class Report:
     rank_by: str = "val_acc"  # the validation split's of the metric asked; without one, the metric asked
     fallback: bool = False  # ranked without a validation split (data.val_size: 0)
     notes: list[str] = field(default_factory=list)  # what the caption adds (rows left out)
+    # what the runs' best evaluations were chosen on while training (summary.json's best_on: train.monitor)
+    trained_on: tuple[str, ...] = (TRAINING_BEST,)
     sources: list[str] = field(default_factory=list)  # the caption's last lines: where plugin components came from
     options: ReportOptions = ReportOptions()  # what it was asked (`metric` above: what it compares, which may differ)
 
@@ -218,7 +220,7 @@ class Report:
 
     def at_text(self) -> str:
         """Which evaluation of each run the numbers come from."""
-        if self.at == "best" and self.rank_by != TRAINING_BEST:
+        if self.at == "best" and {self.rank_by, *self.trained_on} != {TRAINING_BEST}:
             return f"the evaluation with the best {METRICS[self.rank_by].words}"
         return AT[self.at]
 
@@ -411,9 +413,11 @@ def report(results_dirs: list[Path], options: ReportOptions = ReportOptions()) -
     if hidden:
         result.notes.append(f"the confirm and defaults stages; {sum(hidden)} search runs are left out "
                             "(see them with --where stage=search, or in summary.csv).")
+    result.trained_on = tuple(sorted(trained_on)) or (TRAINING_BEST,)
     if trained_on - {TRAINING_BEST}:
-        result.notes.append("while training, each run's best evaluation, early stopping and pruning were chosen on "
-                            f"{' / '.join(METRICS[m].words for m in sorted(trained_on))} (train.monitor).")
+        words = " / ".join(METRICS[m].words if m in METRICS else m for m in result.trained_on)
+        result.notes.append(f"while training, each run's best evaluation, early stopping and pruning were chosen on "
+                            f"{words} (train.monitor).")
     return result
 
 
