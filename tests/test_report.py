@@ -143,6 +143,34 @@ def test_mean_std_ci_match_numpy_and_scipy(grid: Path, at: str) -> None:
     assert gap == pytest.approx(np.mean(train - test))
 
 
+@pytest.mark.parametrize("losses", [False, True])
+def test_the_caption_says_which_intervals_were_clipped_and_to_what(grid: Path, losses: bool) -> None:
+    """Per column shown: in how many rows the t-interval ran past what the metric can be (from scipy), and the
+    range it was clipped to, in the cells' unit; nothing where no interval was clipped."""
+    rep = rp.report([grid], rp.ReportOptions(losses=losses))
+    expected = {}
+    for metric in rep.show:
+        low, high = METRICS[metric].possible
+        n = 0
+        for config in VAL:
+            x = values(grid, config, metric)
+            lo, hi = stats.t.interval(0.95, len(x) - 1, loc=np.mean(x), scale=stats.sem(x))
+            n += bool(lo < low or hi > high)
+        if n:
+            expected[METRICS[metric].words] = (n, "0-100 %" if METRICS[metric].unit == "%" else ">= 0")
+    assert expected and ("train loss" in expected) == losses  # the fixture clips some: the test sees a mistake
+    said = columns_mod.caption(rep)[0].partition("clipped to what is possible: ")[2].partition("]")[0]
+    found = {}
+    for part in said.split("; "):
+        names, _, rest = part.partition(" in ")
+        count, _, where = rest.partition(" to ")
+        for name in names.replace(" and ", ", ").split(", "):
+            found[name] = (int(count.split()[0]), where)
+    assert found == expected, said
+    single = rp.report([grid], rp.ReportOptions(where=("seed=0",)))  # one run each: no interval at all
+    assert columns_mod.caption(single)[0].startswith("mean ± std over seeds [95% CI, t-distribution] at ")
+
+
 def test_failed_and_diverged_runs_are_counted_not_averaged(grid: Path) -> None:
     r = row(rp.report([grid]).summary, optimizer__name="sgd", init__scheme="zeros")
     assert (r["runs"], r["n"], r["diverged"], r["failed"]) == (3, 1, 1, 1)

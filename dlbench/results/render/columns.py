@@ -15,7 +15,7 @@ from dlbench.catalog.metrics import METRICS
 from dlbench.catalog.status import OK, TROUBLE
 from dlbench.results.adjust import Adjustment
 from dlbench.results.load import MISSING, value_text
-from dlbench.results.report import ALPHA, CONFIDENCE, NO_RUN_OK, TOO_FEW, Report
+from dlbench.results.report import ALPHA, CONFIDENCE, NO_RUN_OK, TOO_FEW, Report, possible
 
 
 def _num(value: float, scale: float, digits: int) -> str:
@@ -69,10 +69,11 @@ def _epoch(row: pd.Series) -> str:
 def caption(rep: Report) -> list[str]:
     """What the numbers are, and the final figure: test accuracy of the best by validation."""
     n_tests = int(rep.summary["verdict"].isin(["significant", "not significant"]).sum())
+    clips = clipped(rep)
     lines = [
-        f"mean ± std over seeds [{CONFIDENCE:.0%} CI, t-distribution, clipped to what is possible: accuracy "
-        f"0-100 %, losses and times >= 0] at {rep.at_text()} of each run; n = runs that finished ok; "
-        f"ranked by {rep.ranked_text()}.",
+        f"mean ± std over seeds [{CONFIDENCE:.0%} CI, t-distribution"
+        f"{'; clipped to what is possible: ' + clips if clips else ''}] at {rep.at_text()} of each run; "
+        f"n = runs that finished ok; ranked by {rep.ranked_text()}.",
         f"vs: difference in {METRICS[rep.metric].difference()} from {rep.reference_text}; * p < {ALPHA} "
         "(Welch's t-test, "
         f"{n_tests} comparisons, " + ("p Holm-adjusted for the comparisons made, beside the raw p; * from the "
@@ -91,6 +92,40 @@ def caption(rep: Report) -> list[str]:
         lines.append(f"no configuration has a {METRICS[rep.rank_by].words} (data.val_size: 0?): none is picked "
                      "as best.")
     return lines + best_lines(rep) + rep.sources
+
+
+def _range(name: str, low: float, high: float) -> str:
+    """What a column can be, in the unit its cells show: '0-100 %', '>= 0'."""
+    metric = METRICS[name] if name in METRICS else None
+    scale, unit = (metric.scale, f" {metric.unit}" if metric.unit else "") if metric else (1.0, "")
+    if math.isinf(low):
+        return f"<= {scale * high:g}{unit}"
+    if math.isinf(high):
+        return f">= {scale * low:g}{unit}"
+    return f"{scale * low:g}{'-' if low >= 0 else ' to '}{scale * high:g}{unit}"
+
+
+def clipped(rep: Report) -> str:
+    """Which of the table's intervals were clipped to what their column can be (the t-interval of 96.7 ± 2.1 %
+    runs past 100 %), per column, from the metrics' records: 'validation accuracy in 2 rows to 0-100 %';
+    '' where none was."""
+    said: dict[tuple[int, str], list[str]] = {}  # columns clipped in as many rows to the same range: said once
+    for c in columns(rep):
+        if f"{c.id}_ci_low" not in c.fields:
+            continue
+        low, high = possible(c.id)
+        s = rep.summary
+        # clipped: an interval with a spread that ends on a bound (unclipped, it ends strictly inside)
+        hit = (s[f"{c.id}_std"] > 0) & ((s[f"{c.id}_ci_low"] <= low) | (s[f"{c.id}_ci_high"] >= high))
+        n = int(hit.sum())
+        if n:
+            said.setdefault((n, _range(c.id, low, high)), []).append(METRICS[c.id].words if c.id in METRICS
+                                                                      else c.header)
+    return "; ".join(f"{_and(names)} in {n} row{'s' * (n != 1)} to {where}" for (n, where), names in said.items())
+
+
+def _and(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def best_lines(rep: Report) -> list[str]:
