@@ -167,6 +167,8 @@ def test_the_caption_says_which_intervals_were_clipped_and_to_what(grid: Path, l
         for name in names.replace(" and ", ", ").split(", "):
             found[name] = (int(count.split()[0]), where)
     assert found == expected, said
+    two = rp.report([grid], rp.ReportOptions(where=("optimizer.name=adam",)))  # two configurations: one test
+    assert "(Welch's t-test, 1 comparison, p Holm-adjusted" in columns_mod.caption(two)[1]
     single = rp.report([grid], rp.ReportOptions(where=("seed=0",)))  # one run each: no interval at all
     assert columns_mod.caption(single)[0].startswith("mean ± std over seeds [95% CI, t-distribution] at ")
 

@@ -75,10 +75,9 @@ def caption(rep: Report) -> list[str]:
         f"{'; clipped to what is possible: ' + clips if clips else ''}] at {rep.at_text()} of each run; "
         f"n = runs that finished ok; ranked by {rep.ranked_text()}.",
         f"vs: difference in {METRICS[rep.metric].difference()} from {rep.reference_text}; * p < {ALPHA} "
-        "(Welch's t-test, "
-        f"{n_tests} comparisons, " + ("p Holm-adjusted for the comparisons made, beside the raw p; * from the "
-                                      "adjusted p)." if rep.adjust == "holm" else
-                                      "not corrected for multiple testing)."),
+        f"(Welch's t-test, {n_tests} comparison{'s' * (n_tests != 1)}, "
+        + ("p Holm-adjusted for the comparisons made, beside the raw p; * from the adjusted p)."
+           if rep.adjust == "holm" else "not corrected for multiple testing)."),
     ]
     if rep.target is not None:
         lines.append(f"time to target: first evaluation with validation accuracy >= {rep.target:g}, "
