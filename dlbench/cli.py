@@ -239,10 +239,11 @@ def plot(results_dir: Annotated[Path, typer.Argument(help="An experiment folder,
              help="Also draw the figures that need a target validation accuracy (0..1): profile.")] = None) -> None:
     """Draw the experiment's figures as PNGs into RESULTS_DIR, from the folder alone: the config's
     `plots:` list (or the NAMEs given)."""
-    from dlbench.results import plots as plots_mod
+    with _collector_paused():  # a short command: what it loads (matplotlib) stays until it exits
+        from dlbench.results import plots as plots_mod
 
-    check_folder(results_dir)
-    written = plots_mod.write(plots_mod.load(results_dir, target), names or None)
+        check_folder(results_dir)
+        written = plots_mod.write(plots_mod.load(results_dir, target), names or None)
     if names and len(written) < len(names):
         drawn = {p.stem for p in written}
         missing = next(n for n in names if n not in drawn)
@@ -292,8 +293,9 @@ def report(
 ) -> None:
     """Statistics over seeds from results folders (reads only the folders): mean ± std, 95% CI,
     Welch's t-test against the best (or a baseline), time to target; table, csv, markdown, json, latex or html."""
-    from dlbench.results.render import formats as formats_mod
-    from dlbench.results import shown as shown_mod
+    with _collector_paused():  # the report's libraries (pandas): start-up
+        from dlbench.results.render import formats as formats_mod
+        from dlbench.results import shown as shown_mod
 
     for d in results_dirs:
         check_folder(d)
