@@ -39,6 +39,7 @@ from dlbench.config import vocabulary as vocab
 from dlbench.config.keys import pop_path
 from dlbench.config.schema import Config
 from dlbench.config.vocabulary import Vocabulary
+from dlbench.catalog.metrics import METRICS
 from dlbench.catalog.status import EVALUATED, PRUNED, STATUSES
 from dlbench.errors import ConfigError
 from dlbench.execution import launchers, slurm
@@ -410,18 +411,21 @@ class StopSweep(Exception):
 
 def search_outcomes(store: Store) -> dict[str, search.Outcome]:
     """run id -> what every finished run tells a staged search, which plans its next round and its
-    confirm stage from them: status, final validation accuracy (NaN: it diverged or failed) and, for
-    a pruned run, its validation accuracy at each evaluation (Optuna's samplers weigh it by these)."""
+    confirm stage from them: status, final validation metrics (none: it diverged or failed) and, for
+    a pruned run, each validation metric at each evaluation (Optuna's samplers weigh it by these)."""
     out = {}
+    validation = [m.name for m in METRICS.declared() if m.split == "val"]
     for s in store.summaries():
         evaluated = s["status"] in EVALUATED and s.get("final")
-        curve: search.trials.Curve = ()
+        final = {m: float(s["final"][m]) for m in validation if evaluated and s["final"].get(m) is not None}
+        curves: dict[str, search.trials.Curve] = {}
         path = store.run_dir(s["run_id"]) / "metrics.csv"
         if s["status"] == PRUNED and path.is_file():  # (a folder damaged by hand: told as pruned, no curve)
             with open(path, newline="") as f:
-                curve = tuple((int(row["step"]), float(row["val_acc"])) for row in csv.DictReader(f))
-        out[s["run_id"]] = search.Outcome(float(s["final"].get("val_acc", math.nan)) if evaluated else math.nan,
-                                          s["status"], curve)
+                rows = list(csv.DictReader(f))
+            curves = {m: tuple((int(row["step"]), float(row[m])) for row in rows) for m in validation if m in rows[0]} \
+                if rows else {}
+        out[s["run_id"]] = search.Outcome(final, s["status"], curves)
     return out
 
 

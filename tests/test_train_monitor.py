@@ -142,3 +142,33 @@ def _metrics(run: Path) -> list[dict[str, float]]:
 
     with (run / "metrics.csv").open() as f:
         return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
+
+
+def test_a_search_ranks_its_points_on_the_monitor_in_its_direction() -> None:
+    from dlbench import search
+    from dlbench.search import bayes
+
+    losses = [search.Trial({"lr": lr}, loss, metric="val_loss") for lr, loss in [(0.1, 0.9), (0.01, 0.2), (1.0, 0.5)]]
+    assert search.select_top(losses, 2) == [{"lr": 0.01}, {"lr": 1.0}]  # the lowest losses
+    accuracies = [search.Trial(t.values, t.value) for t in losses]
+    assert search.select_top(accuracies, 2) == [{"lr": 0.1}, {"lr": 1.0}]  # the highest accuracies
+    with pytest.raises(ValueError, match="different metrics"):
+        search.ranked([*losses, *accuracies])
+    space = {"lr": search.Range("log_uniform", 1e-3, 1.0)}
+    diverged = [*losses, search.Trial({"lr": 0.5}, math.nan, "diverged", metric="val_loss")]
+    assert [t.value for t in bayes.told(space, diverged)] == [0.9, 0.2, 0.5, math.inf]  # the worst loss there is
+    assert len(bayes.ask_round(space, [diverged], method="tpe", trials=3, seed=0)) == 3
+
+
+def test_a_staged_search_confirms_the_lowest_validation_loss(tmp_path: Path, data_root: Path) -> None:
+    cfg = overfitting(data_root, monitor="val_loss")
+    cfg["random"] = {"method": "halton", "trials": 4, "seed": 1,
+                     "space": {"optimizer.lr": {"log_uniform": [1.0e-3, 0.1]}}}
+    cfg["confirm"] = {"top": 1, "seeds": [10]}
+    assert dlbench("run", write_config(tmp_path / "c.yaml", cfg), "--out", tmp_path, "--no-plots").code == 0
+    runs = [summary(d) for d in run_dirs(tmp_path / "tiny").values()]
+    searched = {s["params"]["optimizer.lr"]: s["final"] for s in runs if s["params"]["stage"] == "search"}
+    [confirmed] = [s["params"]["optimizer.lr"] for s in runs if s["params"]["stage"] == "confirm"]
+    assert confirmed == min(searched, key=lambda lr: searched[lr]["val_loss"])
+    # ranked on accuracy, the search would have confirmed another point
+    assert searched[confirmed]["val_acc"] < max(final["val_acc"] for final in searched.values())

@@ -348,7 +348,8 @@ SECTIONS: dict[str, Section] = {s.name: s for s in (
         # per run: early stopping and a run's best are its own; pruning compares only runs of one monitor
         Setting("monitor", Literal[VALIDATION_METRICS], TRAINING_BEST, "the validation metric, in its direction "
                 "(val_loss, val_ece: lower is better), that chooses each run's best evaluation (summary.json's "
-                "best), early stopping and successive halving (random.prune)", role="run", added=True),
+                "best), early stopping, successive halving (random.prune) and what a search ranks its points on",
+                role="run", added=True),
         Setting("seeds", Annotated[list[Seed], MinLen(1), Distinct()], [0, 1, 2], "one run per seed", role="sweep"),
         Setting("device", Literal["auto", "cpu", "cuda"], "auto", "where runs train", role="execution"),
         Setting("precision", Literal["fp32", "bf16", "fp16"], "fp32", "bf16 / fp16: autocast on CUDA (fp16 with "

@@ -25,6 +25,7 @@ from dlbench.config.keys import flatten, get_path, merge, set_path
 from dlbench import search
 from dlbench import catalog
 from dlbench.catalog import HASHED, SECTIONS, Role
+from dlbench.catalog.metrics import TRAINING_BEST
 from dlbench.config.schema import field_at
 from dlbench.config.vocabulary import Vocabulary, current
 from dlbench.errors import ConfigError
@@ -120,7 +121,7 @@ def expand(config: Any, raw: dict[str, Any], results: Mapping[str, search.Outcom
     every plugin loaded in this process), in sweep order.
 
     A staged search is planned as far as `results` (run id -> what each finished run tells
-    its search: status, final validation accuracy, a pruned run's curve) allows: round 1 always; round
+    its search: status, final validation metrics, a pruned run's curves) allows: round 1 always; round
     k + 1 of a group (one case x one grid point) once all its round-k runs are finished;
     its confirm runs once its last round is. A round is a pure function of the finished
     runs before it, so a resumed sweep plans the same points and run ids.
@@ -152,6 +153,8 @@ def _search(vocabulary: Vocabulary, config: Any, group: dict[str, Any], params: 
     r = config.random
     assert r is not None
     space = search.space_of(r.space)
+    # what the search ranks its points on: its group's train.monitor (a searched one decides only each run's own)
+    monitor = get_path(group, "train.monitor", TRAINING_BEST)
     stages = staged(config)
     specs: list[RunSpec] = []
     history: list[list[search.Trial]] = []
@@ -168,7 +171,8 @@ def _search(vocabulary: Vocabulary, config: Any, group: dict[str, Any], params: 
         if any(s.run_id not in results for s in round_specs):
             return specs  # the next round waits for this one
         # in the order the round planned its points: the sampler's history is the same on every resume
-        history.append([search.Trial.of({k: s.params[k] for k in space}, results[s.run_id]) for s in round_specs])
+        history.append([search.Trial.of({k: s.params[k] for k in space}, results[s.run_id], monitor)
+                        for s in round_specs])
     if config.confirm is not None:
         seeds = {"train": {**group.get("train", {}), "seeds": config.confirm.seeds}}
         confirmed = {**group, **seeds}

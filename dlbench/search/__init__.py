@@ -9,7 +9,8 @@ A *space* maps each searched key to a `Range`. A search is run once per group (o
 point x case: every optimizer of a comparison gets its own search with the same budget);
 round 1 is the same for every group, later rounds narrow each group's ranges to the best
 `keep` fraction of its previous round (random, sobol, halton) or ask Optuna's sampler
-fitted on its earlier rounds (tpe, gp).
+fitted on its earlier rounds (tpe, gp). "Best" is on the group's train.monitor, in its
+direction (validation accuracy by default).
 
   space.py       Range, Space, the methods
   samplers.py    random / Sobol' / Halton points of a round

@@ -4,10 +4,11 @@ A round is asked all at once: `trials` points from one sampler, each asked while
 before it are still running, so TPE's constant liar spreads them over the space (the GP
 sampler's batch acquisition does the same with the running points). The sampler is
 fitted on the finished trials of the group's earlier rounds (round 1 is its random
-start-up), told honestly: a pruned point as pruned, with its validation accuracy at each
-evaluation it reached; a diverged one as the worst accuracy there is (a failure would be
-ignored, and the sampler would keep proposing the lr that diverges); one that crashed as
-failed (an error says nothing about the point).
+start-up), told honestly on the search's metric (the group's train.monitor, in its direction):
+a pruned point as pruned, with its metric at each evaluation it reached; a diverged one as the
+worst value the metric can take (accuracy 0, an infinite loss: a failure would be ignored, and
+the sampler would keep proposing the lr that diverges); one that crashed as failed (an error
+says nothing about the point).
 
 Nothing is kept between calls: the study is rebuilt in memory from the history, in the
 order the rounds planned their points, with a sampler seeded by (seed, round). A round's
@@ -27,9 +28,10 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from dlbench.catalog.metrics import METRICS
 from dlbench.catalog.status import DIVERGED, FAILED, PRUNED
 from dlbench.search.space import LEARNED, Method, Space, point_key
-from dlbench.search.trials import Curve, Trial
+from dlbench.search.trials import Curve, Trial, higher_is_better
 
 if TYPE_CHECKING:
     from optuna.distributions import BaseDistribution
@@ -37,6 +39,12 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
 WORST = 0.0  # the validation accuracy a diverged point is told: nothing trains worse
+
+
+def worst(metric: str) -> float:
+    """What a diverged point is told: the worst value the metric can take (WORST for an accuracy)."""
+    low, high = METRICS[metric].possible
+    return low if METRICS[metric].higher_is_better else high
 
 
 def _optuna() -> Any:
@@ -84,7 +92,7 @@ def _decode(space: Space, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _mean_curve(curves: Sequence[Curve]) -> dict[int, float]:
-    """The seeds' mean validation accuracy at each step they all reached (they are pruned together)."""
+    """The seeds' mean metric at each step they all reached (they are pruned together)."""
     steps = set.intersection(*(set(s for s, _ in c) for c in curves)) if curves else set()
     return {s: float(np.mean([dict(c)[s] for c in curves])) for s in sorted(steps)}
 
@@ -100,16 +108,16 @@ def told(space: Space, trials: Sequence[Trial]) -> Iterator[FrozenTrial]:
     for seeds in points.values():
         params = encode(space, seeds[0].values)
         statuses = {t.status for t in seeds}
-        accuracy = float(np.mean(sorted(t.val_acc for t in seeds)))
+        value = float(np.mean(sorted(t.value for t in seeds)))
         if DIVERGED in statuses:
-            yield create_trial(params=params, distributions=dists, value=WORST)
-        elif FAILED in statuses or math.isnan(accuracy):
+            yield create_trial(params=params, distributions=dists, value=worst(seeds[0].metric))
+        elif FAILED in statuses or math.isnan(value):
             yield create_trial(params=params, distributions=dists, state=TrialState.FAIL)
         elif PRUNED in statuses:
             yield create_trial(params=params, distributions=dists, state=TrialState.PRUNED,
                                intermediate_values=_mean_curve([t.curve for t in seeds]))
         else:
-            yield create_trial(params=params, distributions=dists, value=accuracy)
+            yield create_trial(params=params, distributions=dists, value=value)
 
 
 def round_seed(seed: int, round_: int) -> int:
@@ -133,7 +141,7 @@ def ask_round(space: Space, history: Sequence[Sequence[Trial]], *, method: Metho
     """The `trials` points of round len(history) + 1: the sampler (round 1: its start-up) told
     every finished trial of the rounds before, in their planned order, then asked for a round."""
     key = json.dumps([method, trials, seed, {k: r.as_dict() for k, r in space.items()},
-                      [[[t.values, t.val_acc, t.status, t.curve] for t in r] for r in history]],
+                      [[[t.values, t.value, t.status, t.curve, t.metric] for t in r] for r in history]],
                      sort_keys=True, default=str)
     if key not in _ASKED:  # a sweep plans its rounds again after each stage: a GP round takes seconds
         _ASKED[key] = _ask(space, history, method=method, trials=trials, seed=seed)
@@ -151,7 +159,10 @@ def _ask(space: Space, history: Sequence[Sequence[Trial]], *, method: Method, tr
     round_ = len(history) + 1
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study = optuna.create_study(direction="maximize", sampler=sampler(method, round_seed(seed, round_)))
+        # a diverged point's infinite loss: the GP sampler fits it as the worst finite value, as meant
+        warnings.filterwarnings("ignore", "Clip non-finite values", UserWarning)
+        direction = "maximize" if higher_is_better(t for r in history for t in r) else "minimize"
+        study = optuna.create_study(direction=direction, sampler=sampler(method, round_seed(seed, round_)))
         for earlier in history:
             study.add_trials(list(told(space, earlier)))
         dists = distributions(space)
