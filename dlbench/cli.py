@@ -151,7 +151,8 @@ def run(
         min=1, metavar="N", help="Tasks at a time for --executor processes / ray (default: one per CPU) / slurm "
                                  "(the array's throttle, %N).")] = None,
     detach: Annotated[bool, typer.Option(
-        "--detach", help="--executor slurm: submit and return at once; the same command again collects.")] = False,
+        "--detach", help="--executor slurm, or ray with --address: submit and return at once; the same command "
+                         "again collects.")] = False,
     address: Annotated[str | None, typer.Option(
         metavar="HOST:PORT",
         help="Ray cluster address for --executor ray (default: start a local Ray instance).")] = None,
@@ -190,7 +191,7 @@ def run(
         console.print(f"figures: {', '.join(str(p) for p in outcome.figures)}")
     console.print(f"results: {outcome.root}")
     if outcome.submitted is not None:
-        _say(_submitted(outcome, config))
+        _say(_submitted(outcome, config, plan))
     if outcome.problem:
         _warn(outcome.problem)
     if outcome.exit_code:
@@ -210,14 +211,17 @@ def _collector_paused() -> Iterator[None]:
         gc.enable()
 
 
-def _submitted(outcome: runner.Outcome, config: Path) -> str:
+def _submitted(outcome: runner.Outcome, config: Path, plan: runner.Plan) -> str:
     """What --detach did: the tasks submitted now, and how to follow and collect them."""
     tasks = outcome.submitted or ()
     arrays = sorted({t.partition("_")[0] for t in tasks}, key=lambda j: (len(j), j))
-    now = (f"submitted {len(tasks)} task{'s' * (len(tasks) != 1)} as SLURM job {', '.join(arrays)}" if tasks
-           else "submitted nothing (every unfinished stack is queued or running)")
+    ray = plan.executor == "ray"
+    now = ("submitted nothing (every unfinished stack is queued or running)" if not tasks
+           else f"submitted {len(tasks)} Ray job{'s' * (len(tasks) != 1)}: {', '.join(tasks)}" if ray
+           else f"submitted {len(tasks)} task{'s' * (len(tasks) != 1)} as SLURM job {', '.join(arrays)}")
+    again = f"dlbench run {config} --executor {plan.executor}" + (f" --address {plan.options.address}" if ray else "")
     return (f"{now}; {outcome.n_done} of {outcome.n_runs} runs finished. Follow with `dlbench status {outcome.root}`; "
-            f"`dlbench run {config}` again collects (and resubmits what failed or was lost).")
+            f"`{again}` again collects (and resubmits what failed or was lost).")
 
 
 def _say(text: str) -> None:

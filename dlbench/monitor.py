@@ -24,7 +24,7 @@ from rich.text import Text
 from dlbench.catalog import CATALOG
 from dlbench.catalog.status import DIVERGED, FAILED, OK, PRUNED
 from dlbench.errors import ConfigError
-from dlbench.execution.jobs import UNKNOWN, SchedulerState, read_jobs, scheduler_states
+from dlbench.execution.jobs import LAUNCHERS, UNKNOWN, SchedulerState, read_jobs, scheduler_states
 from dlbench.results import live
 from dlbench.results.live import RunProgress
 from dlbench.results.report import report
@@ -39,28 +39,29 @@ SCHEDULER_EVERY = 10.0  # seconds between two questions to the scheduler while w
 
 @dataclass(frozen=True)
 class Job:
-    """A scheduler's task of the sweep (a SLURM array task: one stack), as its scheduler reports it."""
+    """A scheduler's task of the sweep (a SLURM array task, a Ray job: one stack), as its scheduler reports it."""
 
     task_id: str
     state: SchedulerState
     runs: int  # the runs it trains
     unfinished: int  # of those, the runs without a folder yet
+    launcher: str = "slurm"  # whose: slurm | ray
 
 
 class Scheduler:
     """The jobs record and the scheduler's states of its tasks, asked at most every `every` seconds
-    (squeue / scontrol for each redraw would load the controller of a shared cluster)."""
+    (squeue / scontrol, or a Ray cluster's job server, for each redraw would load a shared cluster)."""
 
     def __init__(self, every: float = SCHEDULER_EVERY) -> None:
         self.every, self.asked = every, -math.inf
         self.states: dict[str, SchedulerState] = {}
 
     def __call__(self, root: Path, finished: set[str]) -> list[Job]:
-        records = [r for r in read_jobs(root) if r.launcher == "slurm"]  # a scheduler's tasks: states to ask
+        records = read_jobs(root)  # a scheduler's tasks: states to ask
         if time.monotonic() - self.asked >= self.every or any(r.task_id not in self.states for r in records):
             self.asked, self.states = time.monotonic(), scheduler_states(records)
         return [Job(r.task_id, self.states.get(r.task_id, SchedulerState(UNKNOWN)), len(r.run_ids),
-                    sum(run not in finished for run in r.run_ids)) for r in records]
+                    sum(run not in finished for run in r.run_ids), r.launcher) for r in records]
 
 
 @dataclass(frozen=True)
@@ -234,7 +235,8 @@ def _jobs(s: Snapshot, limit: int) -> Table | None:
     if not shown:
         return None
     shown.sort(key=lambda j: ORDER.index(j.state.state) if j.state.state in ORDER else len(ORDER))
-    table = Table(title=f"{len(shown)} job{'s' * (len(shown) != 1)} (SLURM)", title_justify="left",
+    whose = ", ".join(LAUNCHERS[name] for name in sorted({j.launcher for j in shown}))
+    table = Table(title=f"{len(shown)} job{'s' * (len(shown) != 1)} ({whose})", title_justify="left",
                   box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("task")
     table.add_column("state", overflow="fold")

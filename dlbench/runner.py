@@ -43,7 +43,7 @@ from dlbench.catalog.metrics import METRICS
 from dlbench.catalog.status import EVALUATED, PRUNED, STATUSES
 from dlbench.errors import ConfigError
 from dlbench.execution import launchers, slurm
-from dlbench.execution.jobs import read_jobs
+from dlbench.execution.jobs import read_jobs, refuse_live
 from dlbench.execution.launchers import Launcher, Options, planned, resolve
 from dlbench.results import live
 from dlbench.results.store import Store, atomic_write
@@ -288,8 +288,7 @@ def execute(run: Plan, *, show: progress.Show | None, force_new: bool = False, r
     # what the launch has to tell (a stack retrained one run at a time, a checkpoint set aside): said by `warn`
     run = dataclasses.replace(run, options=dataclasses.replace(run.options, tell=warn))
     if tasks.trains(run.cfg.task):
-        if run.executor != "slurm":
-            slurm.refuse_live(run.store.root, run.specs)
+        refuse_live(run.store.root, (s.run_id for s in run.specs), run.executor)  # other launchers' live jobs
         dev = driver_device(run)
         if run.executor != "slurm":
             check_device(run.specs, dev)

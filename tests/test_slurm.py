@@ -79,7 +79,9 @@ def test_scheduler_states_from_squeue_then_scontrol(tmp_path: Path, monkeypatch:
 def test_scheduler_states_without_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # no squeue, no scontrol: nothing is known, nothing raises
     assert scheduler_states([record("12", 0, "a")]) == {"12_0": SchedulerState("UNKNOWN")}
-    assert scheduler_states([JobRecord("r1", None, "s", ("a",), "t", "ray")]) == {}
+    # a Ray job whose cluster is gone: unknown, said at once (its job server refuses the connection)
+    gone = JobRecord("r1", None, "s", ("a",), "t", "ray", "127.0.0.1:1", "http://127.0.0.1:1")
+    assert scheduler_states([gone]) == {"r1": SchedulerState("UNKNOWN", "no answer from http://127.0.0.1:1")}
 
 
 def test_real_scheduler_states(slurm: None) -> None:
@@ -264,6 +266,33 @@ def test_live_tasks_are_not_trained_again(slurm: None, tiny: dict[str, Any], tmp
         assert local.exit_code == 2 and f"SLURM tasks {record.task_id} are queued or running" in local.error_line
     finally:
         subprocess.run(["scancel", record.job_id], check=True)
+
+
+def test_each_task_gets_its_own_time_limit(slurm: None, tiny: dict[str, Any], tmp_path: Path) -> None:
+    """Two stacks of different lengths in one array: it is submitted with the longer limit and SLURM's own
+    record of the shorter task is lowered to its measured cost, as --dry-run shows it (tasks kept pending)."""
+    cfg = {**tiny, "grid": {"train.steps": [20, 200_000]}, "slurm": {"sbatch": {"begin": "now+1hour"}}}
+    config = write_config(tmp_path / "c.yaml", cfg)
+    out = tmp_path / "slurm"
+    dry = dlbench("run", config, "--executor", "slurm", "--dry-run", "--out", out)
+    shown = {int(m[2].replace(",", "")): int(m[1]) for m in
+             re.finditer(r"task \d: 1 runs, time limit (\d+) min \(([\d,]+) steps x", dry.out)}
+    assert shown.keys() == {20, 200_000} and shown[20] == 6 < shown[200_000], dry.output  # 20 steps: the 5 min slack
+    assert dlbench("run", config, "--executor", "slurm", "--detach", "--out", out, "--no-plots").exit_code == 0
+    records = read_jobs(out / "tiny")
+    try:
+        assert len({r.job_id for r in records}) == 1 and len(records) == 2  # one array, two tasks
+        limits = []
+        for record in records:  # as SLURM has them: scontrol show job 4242_0 ... TimeLimit=00:06:00
+            job = subprocess.run(["scontrol", "show", "job", "--oneliner", record.task_id],
+                                 capture_output=True, text=True, check=True).stdout
+            found = re.search(r"TimeLimit=(\d+):(\d+):00", job)
+            assert found, job
+            limits.append(60 * int(found[1]) + int(found[2]))
+        # the long stack's probe ran again at submission: its limit is measured anew, longer all the same
+        assert sorted(limits)[0] == 6 < sorted(limits)[1], limits
+    finally:
+        subprocess.run(["scancel", records[0].job_id], check=True)
 
 
 BROKEN = '''

@@ -282,7 +282,8 @@ _add("executor", "local", "stacks of compatible runs (differing only in values),
      "process")
 _add("executor", "serial", "stacks of one run, one after another in this process")
 _add("executor", "processes", "a pool of worker processes (--workers N, default one per core), each training stacks")
-_add("executor", "ray", "stacks as Ray tasks (--address HOST:PORT for a cluster, --workers N tasks at a time)")
+_add("executor", "ray", "stacks as Ray tasks (--address HOST:PORT for a cluster, --workers N tasks at a time; "
+     "with --address, --detach submits them as Ray jobs and returns)")
 _add("executor", "slurm", "stacks as the tasks of a SLURM job array through submitit (resources from the slurm: "
      "section, --workers N tasks at a time, --detach to submit and return)", extra="slurm",
      # slurm.sbatch: long option names ('_' read as '-'), none that dlbench or submitit set or a slurm: key sets

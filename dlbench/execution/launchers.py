@@ -43,13 +43,14 @@ import torch
 from dlbench.catalog import CATALOG, Kind
 from dlbench.config.vocabulary import Vocabulary
 from dlbench.errors import ConfigError
+from dlbench.execution import ray_jobs
 from dlbench.results import live
 from dlbench.results.store import Store
 from dlbench.plan.stacks import MAX_STACK, stacks
 from dlbench.plan.pruning import Pruning
 from dlbench.plan.sweep import RunSpec
 from dlbench.training import checkpoint, engine, memory
-from dlbench.training.run import Progress, RunResult, Tell, failed, save, total_steps
+from dlbench.training.run import Progress, RunResult, Tell, failed, resolve_device, save, total_steps
 
 StartStack = Callable[[list[RunSpec]], Progress | None]  # called when a stack starts; returns its step callback
 
@@ -63,7 +64,7 @@ class Options:
     workers: int | None = None  # processes / ray: stacks at a time (default: this machine's / the cluster's CPUs)
     address: str | None = None  # ray: cluster address (default: start a local Ray instance)
     checkpoints: Path | None = None  # folder of stack checkpoints (results/<name>/.checkpoints); None: none
-    detach: bool = False  # slurm: submit the stacks and return (a later run of the same config collects)
+    detach: bool = False  # slurm, ray with an address: submit the stacks and return (a later run collects)
     progress: Path | None = None  # results/<name>, whose .progress/ shows the runs in training; None: none
     vocabulary: Vocabulary = Vocabulary()  # the experiment's: its checkpoints are read, its workers load it
     tell: Tell = _stderr  # what the launch has to tell the user, one line each (`dlbench run`: its console)
@@ -87,9 +88,12 @@ def resolve(name: str, options: Options) -> Launcher:
     if options.workers is not None and name not in ("processes", "ray", "slurm"):
         raise ConfigError(f"--workers: {options.workers} is invalid with --executor {name}; "
                           "it is for processes, ray and slurm")
-    if options.detach and name != "slurm":
-        raise ConfigError(f"--detach is invalid with --executor {name}: only --executor slurm submits and returns "
-                          "(a later `dlbench run` of the same config collects)")
+    if options.detach and name not in ("slurm", "ray"):
+        raise ConfigError(f"--detach is invalid with --executor {name}: only --executor slurm, and ray with --address "
+                          "HOST:PORT, submit and return (a later `dlbench run` of the same config collects)")
+    if options.detach and name == "ray" and options.address in (None, "local"):
+        raise ConfigError("--detach with --executor ray needs --address HOST:PORT of a running Ray cluster (a local "
+                          "Ray instance ends with this process)")
     return EXECUTORS[name].builder
 
 
@@ -241,6 +245,13 @@ def shares(specs: list[RunSpec], slots: int, options: Options = Options(), devic
             *jobs(pruned, options, device=device, concurrent=concurrent)]
 
 
+def detached(found: list[Job]) -> list[Job]:
+    """Jobs for workers that start later and elsewhere (a SLURM array task, a Ray job): absolute paths, and
+    no state shipped: the worker reads the stack's checkpoint when it starts (after a requeue too)."""
+    return [replace(j, resume=None, saves=j.saves.resolve() if j.saves else None,
+                    progress=j.progress.resolve() if j.progress else None) for j in found]
+
+
 @dataclass(frozen=True)
 class Task:
     """One stack for a worker (a process, a Ray task, a SLURM array task), in plain data: the runs as
@@ -271,14 +282,30 @@ def task(job: Job, device: torch.device | str, threads: int = 1, folder: Path | 
                 str(job.progress) if job.progress else None, str(folder) if folder else None)
 
 
-def run_task(work: Task) -> list[RunResult]:
+def run_task(work: Task, interrupt: checkpoint.Interrupt | None = None, log: bool = False) -> list[RunResult]:
     """The worker side of every launcher that trains elsewhere: load the experiment's plugins, read the
     stack's configs with its vocabulary, train the stack with `threads` torch threads, write each run's
-    folder as it finishes (where `folder` is given: a killed caller loses none), return its results."""
+    folder as it finishes (where `folder` is given: a killed caller loses none), return its results with
+    what it told (`log`: printed too, into a detached worker's log). A task sent without a state to
+    resume (a SLURM array task, a Ray job: they may start again later) reads its stack's checkpoint
+    here, so that it resumes from the latest one, and says so in its log."""
     store = Store(Path(work.folder)) if work.folder else None
-    results: list[RunResult] = []
     notes: list[str] = []
-    for result in train_stack(replace(job_of(work), tell=notes.append), torch.device(work.device)):
+
+    def tell(text: str) -> None:
+        if log:
+            print(text, flush=True)
+        notes.append(text)
+
+    job = replace(job_of(work), tell=tell)
+    if job.resume is None and job.saves is not None and job.saves.exists():
+        loaded = checkpoint.read(job.saves, job.vocabulary, job.tell)
+        if loaded is not None:
+            held, state = loaded  # runs that finished before the checkpoint are not in it: not trained again
+            print(resuming(job.saves, held, state, job.wanted or {s.run_id for s in job.stack}), flush=True)
+            job = replace(job, stack=held, resume=state)
+    results: list[RunResult] = []
+    for result in train_stack(job, resolve_device(work.device), interrupt=interrupt):
         if store is not None:
             save(store, result)
             result = replace(result, stored=True)
@@ -342,11 +369,22 @@ def processes(specs: list[RunSpec], device: torch.device, on_start: StartStack |
 @EXECUTORS.register("ray")
 def ray_launcher(specs: list[RunSpec], device: torch.device, on_start: StartStack | None = None,
                  options: Options = Options()) -> Generator[RunResult]:
-    """stacks as Ray tasks (--address HOST:PORT for a cluster, --workers N tasks at a time)"""
+    """stacks as Ray tasks (--address HOST:PORT for a cluster, --workers N tasks at a time); with --detach,
+    as Ray jobs that outlive this process"""
     try:
         import ray
     except ImportError:
         raise ConfigError("--executor ray needs Ray, which is not installed: pip install 'dlbench[ray]'") from None
+    folder = options.progress  # the experiment folder (None: a bare launch, no folder)
+    live = ray_jobs.held(folder, specs) if folder is not None else []  # a detached submission's, still running
+    rest = [s for s in specs if s.run_id not in {run for r in live for run in r.run_ids}]
+    if rest:
+        yield from _ray(ray, rest, device, options)
+    if live and not options.detach:
+        yield from ray_jobs.collect(folder or Path(), live, specs, device, options.tell)
+
+
+def _ray(ray: Any, specs: list[RunSpec], device: torch.device, options: Options) -> Generator[RunResult]:
     started = not ray.is_initialized()
     if started:  # a local instance unless an address is given; its workers log nothing to our terminal
         extra: dict[str, Any] = {} if options.address else {"include_dashboard": False}
@@ -356,12 +394,20 @@ def ray_launcher(specs: list[RunSpec], device: torch.device, on_start: StartStac
         cpus = int(ray.cluster_resources().get("CPU", 1))
         slots = max(1, min(options.workers or cpus, cpus))
         threads = max(1, cpus // slots)
-        remote = ray.remote(run_task).options(num_cpus=threads, num_gpus=1 if device.type == "cuda" else 0)
+        gpus = 1 if device.type == "cuda" else 0
+        if options.detach:  # jobs, on a cluster that sees the folder: checkpoints, progress, runs written there
+            assert options.address is not None and options.progress is not None
+            ray_jobs.submit(options.progress, options.address, [
+                ray_jobs.Submission(j.saves.stem if j.saves else "", tuple(s.run_id for s in _wanted(j)),
+                                    task(j, device, threads, options.progress), threads, gpus)
+                for j in detached(shares(specs, slots, options, None, concurrent=1 if gpus else slots))])
+            return
+        remote = ray.remote(run_task).options(num_cpus=threads, num_gpus=gpus)
         # a remote cluster's nodes do not see this machine's results folder: no checkpoints there
         local_options = options if options.address is None else replace(options, checkpoints=None, progress=None)
         pending.update({remote.remote(task(job, device, threads, local_options.progress)): _wanted(job)
                         for job in shares(specs, slots, local_options, None if options.address else device,
-                                          concurrent=1 if device.type == "cuda" else slots)})
+                                          concurrent=1 if gpus else slots)})
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             stack = pending.pop(done[0])

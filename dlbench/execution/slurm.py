@@ -51,10 +51,10 @@ from dlbench.config.yaml_io import read_config
 from dlbench.errors import ConfigError
 from dlbench.execution import jobs as jobs_record
 from dlbench.execution import launchers
-from dlbench.execution.launchers import EXECUTORS, Job, Options, StartStack, jobs, shares, told, train_stack
+from dlbench.execution.launchers import EXECUTORS, Job, Options, StartStack, jobs, shares, told
 from dlbench.results.store import Store
 from dlbench.training import checkpoint, engine
-from dlbench.training.run import RunResult, Tell, failed, resolve_device, save, total_steps
+from dlbench.training.run import RunResult, Tell, failed, save, total_steps
 
 if TYPE_CHECKING:
     import submitit
@@ -62,7 +62,6 @@ if TYPE_CHECKING:
 FOLDER = ".slurm"  # submitit's pickled tasks, sbatch scripts, logs and results, inside the experiment folder
 MARGIN, SLACK_S = 2.0, 300.0  # a measured cost's time limit: cost x MARGIN + SLACK_S (start-up, data, evaluation)
 PROBE_S, PROBE_STEPS = 2.0, 20  # the timing probe trains a stack for at most this long / this many steps
-POLL_S, STATES_EVERY_S = 1.0, 10.0  # how often waiting looks for results / asks the scheduler for states
 # sbatch options that dlbench or submitit set themselves, or that a slurm: key sets: refused in slurm.sbatch
 # (the catalog's record says which, for this check and the editors' JSON Schema)
 OWN_OPTIONS = set(CATALOG["executor"].record("slurm").facts["sbatch_own"])
@@ -111,10 +110,7 @@ class Planned:
 def _stacks(specs: list[sweep.RunSpec], options: Options) -> list[Job]:
     """One job per stack (resumed from its checkpoint where there is one); with --workers N, stacks of
     at most an equal share, so that N tasks are busy."""
-    found = shares(specs, options.workers, options) if options.workers else jobs(specs, options)
-    # the state is read again by the task from the checkpoint (after a requeue too): not shipped
-    return [replace(j, resume=None, saves=j.saves.resolve() if j.saves else None,
-                    progress=j.progress.resolve() if j.progress else None) for j in found]
+    return launchers.detached(shares(specs, options.workers, options) if options.workers else jobs(specs, options))
 
 
 def plan(specs: list[sweep.RunSpec], options: Options, folder: Path) -> list[Planned]:
@@ -222,46 +218,26 @@ class SlurmTask:
     `checkpoint` is submitit's hook: the same task again, which resumes from the stack's checkpoint."""
 
     def __call__(self, payload: Payload) -> list[RunResult]:
-        job = launchers.job_of(payload.work)
-        store = Store(Path(payload.folder))
-        done = store.finished()  # runs this task finished before it was requeued
-        wanted = frozenset(s.run_id for s in job.stack if s.run_id not in done and
-                           (job.wanted is None or s.run_id in job.wanted))
+        work = replace(payload.work, folder=payload.folder)
         restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0"))
         if restarts > payload.retries:
+            job, store = launchers.job_of(work), Store(Path(payload.folder))
+            done = store.finished()  # runs this task finished before it was requeued
             error = RuntimeError(f"the SLURM task was requeued {restarts} times, more than slurm.retries "
                                  f"({payload.retries}); its checkpoint is kept: --rerun failed resumes it")
-            results = [failed(s, error) for s in job.stack if s.run_id in wanted]
+            results = [failed(s, error) for s in job.stack if s.run_id not in done and
+                       (job.wanted is None or s.run_id in job.wanted)]
             for result in results:
                 save(store, result)
             return [replace(r, stored=True) for r in results]
-        results = []
-        notes: list[str] = []  # what the task tells: in its log, and with its results to the collecting run
-
-        def tell(text: str) -> None:
-            print(text, flush=True)
-            notes.append(text)
-
-        job = replace(job, tell=tell)
         with _signals() as caught:  # from here on, a signal checkpoints the stack (at its first step, at the latest)
-            saves = job.saves
-            if saves is not None and saves.exists():
-                loaded = checkpoint.read(saves, job.vocabulary, tell)
-                if loaded is not None:
-                    held, state = loaded
-                    job = replace(job, stack=held, resume=state)
-                    print(launchers.resuming(saves, held, state, wanted), flush=True)
-            job = replace(job, wanted=wanted)
-            device = resolve_device(payload.work.device)
-            print(f"training {len(wanted)} runs (SLURM restart {restarts})", flush=True)
-            try:
-                for result in train_stack(job, device, None, caught.interrupt):
-                    save(store, result)
-                    results.append(replace(result, stored=True, notes=tuple(notes)))
-                    notes.clear()
+            runs = len(work.wanted) if work.wanted is not None else len(work.runs)
+            print(f"training {runs} runs (SLURM restart {restarts})", flush=True)
+            try:  # resumes from the stack's checkpoint where there is one, writes each run's folder
+                return launchers.run_task(work, caught.interrupt, log=True)
             except KeyboardInterrupt:  # signalled: the stack is checkpointed
                 caught.after_checkpoint()
-        return results
+                raise
 
     def checkpoint(self, payload: Payload) -> Any:
         import submitit
@@ -304,20 +280,6 @@ def _signals() -> Iterator[_Caught]:
 # ------------------------------------------------------------------ the launcher, in the driver
 
 
-def refuse_live(folder: Path, specs: list[sweep.RunSpec]) -> None:
-    """Another executor must not train the runs that live SLURM tasks of this folder train (twice, racing)."""
-    records = [r for r in jobs_record.read_jobs(folder) if r.launcher == "slurm"]
-    if not records:
-        return
-    finished = Store(folder).finished()
-    unfinished = {s.run_id for s in specs} - set(finished)
-    held = [r for r in records if unfinished & set(r.run_ids)]
-    live = [task for task, state in jobs_record.scheduler_states(held).items() if state.live]
-    if live:
-        raise ConfigError(f"{folder}: SLURM tasks {', '.join(live)} are queued or running with runs of this sweep; "
-                          "collect them with --executor slurm, or stop them first (scancel)")
-
-
 def _executor(folder: Path, section: Any, workers: int | None, minutes: int) -> submitit.SlurmExecutor:
     import submitit
 
@@ -349,9 +311,8 @@ def launch(specs: list[sweep.RunSpec], device: torch.device, on_start: StartStac
     section = section_of(specs)
     check_section(section)
     wanted = {s.run_id for s in specs}
-    records = [r for r in jobs_record.read_jobs(folder) if r.launcher == "slurm" and wanted & set(r.run_ids)]
-    states = jobs_record.scheduler_states(records)
-    live = [r for r in records if states[r.task_id].live]
+    live = jobs_record.live(r for r in jobs_record.read_jobs(folder)
+                            if r.launcher == "slurm" and wanted & set(r.run_ids))
     held = {run for r in live for run in r.run_ids}
     new = submit(folder, [s for s in specs if s.run_id not in held], section, options)
     if options.detach:
@@ -389,48 +350,28 @@ def submit(folder: Path, specs: list[sweep.RunSpec], section: Any, options: Opti
 
 def collect(folder: Path, pending: dict[str, jobs_record.JobRecord], specs: list[sweep.RunSpec],
             device: torch.device, tell: Tell) -> Generator[RunResult]:
-    """Wait for the tasks; yield their runs' results as each task ends (written by the task already)."""
-    try:
-        yield from _collect(folder, pending, specs, device, tell)
-    except (KeyboardInterrupt, GeneratorExit):  # Ctrl-C, --fail-fast: the tasks are not ours to stop
-        if pending:
-            tell(f"{len(pending)} SLURM tasks go on without this process ({', '.join(pending)}); "
-                 "run the same sweep again to collect them (scancel stops them)")
-        raise
-
-
-def _collect(folder: Path, pending: dict[str, jobs_record.JobRecord], specs: list[sweep.RunSpec],
-             device: torch.device, tell: Tell) -> Generator[RunResult]:
+    """Wait for the tasks; yield their runs' results as each task ends (written by the task already), and
+    tell what the task told."""
     import submitit
 
     by_id = {s.run_id: s for s in specs}
-    gone: dict[str, int] = {}  # task id -> times the scheduler said it ended without a result
-    asked = 0.0
-    while pending:
-        for task_id, record in list(pending.items()):
-            paths = submitit.core.utils.JobPaths(folder / FOLDER, job_id=task_id, task_id=0)
-            if not paths.result_pickle.exists():
-                continue
-            del pending[task_id]
-            outcome, value = submitit.core.utils.pickle_load(paths.result_pickle)
-            if outcome == "success":
-                yield from told(value, tell)
-                continue
-            error = RuntimeError(f"SLURM task {task_id} failed: {str(value).strip().splitlines()[-1]}")
-            finished = Store(folder).finished()
-            for run in record.run_ids:
-                if run in by_id and run not in finished:
-                    result = failed(by_id[run], error, device)
-                    yield replace(result, summary={**result.summary, "traceback": str(value)})
-        if pending and time.monotonic() - asked >= STATES_EVERY_S:
-            asked = time.monotonic()
-            states = jobs_record.scheduler_states(pending.values())
-            for task_id, state in states.items():
-                gone[task_id] = 0 if state.live else gone.get(task_id, 0) + 1
-                if gone[task_id] >= 2:  # ended, and still no result after one more look: it was killed
-                    del pending[task_id]
-                    tell(f"SLURM task {task_id} ended {state.state} without finishing its runs "
-                         f"(log: {folder / FOLDER / f'{task_id}_0_log.err'}); run the same sweep "
-                         "again to submit them again from their last checkpoint")
-        if pending:
-            time.sleep(POLL_S)
+
+    def ended(record: jobs_record.JobRecord) -> list[RunResult] | None:
+        paths = submitit.core.utils.JobPaths(folder / FOLDER, job_id=record.task_id, task_id=0)
+        if not paths.result_pickle.exists():
+            return None
+        outcome, value = submitit.core.utils.pickle_load(paths.result_pickle)
+        if outcome == "success":
+            return told(list(value), tell)
+        error = RuntimeError(f"SLURM task {record.task_id} failed: {str(value).strip().splitlines()[-1]}")
+        finished = Store(folder).finished()
+        return [replace(result, summary={**result.summary, "traceback": str(value)})
+                for result in (failed(by_id[run], error, device) for run in record.run_ids
+                               if run in by_id and run not in finished)]
+
+    def lost(record: jobs_record.JobRecord, state: jobs_record.SchedulerState) -> str:
+        return (f"SLURM task {record.task_id} ended {state.state} without finishing its runs (log: "
+                f"{folder / FOLDER / f'{record.task_id}_0_log.err'}); run the same sweep again to submit them "
+                "again from their last checkpoint (scancel stops the others)")
+
+    yield from jobs_record.wait(pending, ended, lost, "SLURM tasks", tell)
