@@ -3,7 +3,7 @@ two CPUs, its job server on; stopped at the end): each stack is a Ray job that o
 that submitted it; the runs of a job the cluster lost are submitted again; `dlbench status` shows the
 jobs with Ray's states; the same command again submits nothing for live jobs, another executor
 refuses their runs; a run without --detach waits for the jobs, collects them, and the numbers are a
-local run's."""
+local run's. Without --detach, a remote cluster's runs show their progress in the folder too."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ import pytest
 from sweep_util import ONE_THREAD, dlbench, metrics_without_time, run_dirs, write_config
 
 from dlbench.execution.jobs import JobRecord, read_jobs, write_jobs
+from dlbench.results import live
 
 ray = pytest.importorskip("ray")  # the `ray` extra (make install has it)
 
@@ -125,6 +126,28 @@ def test_a_detached_sweep_outlives_its_command_and_is_collected(cluster: str, ti
     assert runs_a.keys() == runs_b.keys()
     for run_id in runs_a:
         assert metrics_without_time(runs_a[run_id]) == metrics_without_time(runs_b[run_id]), run_id
+
+
+def test_a_remote_clusters_runs_show_their_progress_in_the_folder(cluster: str, tiny: dict[str, Any],
+                                                                  tmp_path: Path) -> None:
+    """Without --detach the cluster's nodes need not see the folder: its Ray tasks send their runs'
+    progress to the driver, which writes it there, so another process sees the runs training."""
+    cfg = {**tiny, "train": {**tiny["train"], "steps": 3000, "eval_every": 1000}}
+    config = write_config(tmp_path / "c.yaml", cfg)
+    folder = tmp_path / "out" / "tiny"
+    log = tmp_path / "run.log"
+    with open(log, "w") as out:
+        run = subprocess.Popen([sys.executable, "-m", "dlbench", "run", str(config), "--executor", "ray", "--address",
+                                cluster, "--out", str(tmp_path / "out"), "--no-plots"],
+                               stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **ONE_THREAD})
+    seen: list[live.RunProgress] = []
+    while run.poll() is None and not seen:
+        seen = [p for p in live.read(folder) if p.training and p.step_seconds]  # a second write: a step time
+        time.sleep(0.05)
+    assert run.wait(240) == 0, log.read_text()
+    assert seen and 0 < seen[0].step < seen[0].total == 3000, log.read_text()
+    assert [p.run_id for p in seen] == list(run_dirs(folder))
+    assert live.read(folder) == []  # the run's folder written, its progress file is gone
 
 
 def test_detach_needs_a_running_cluster(tiny: dict[str, Any], tmp_path: Path) -> None:

@@ -106,7 +106,9 @@ class Job:
     saves: Path | None = None
     resume: dict[str, Any] | None = None
     wanted: frozenset[str] | None = None  # None: every run of the stack
-    progress: Path | None = None  # results/<name>: its runs' progress files go to .progress/ (results/live.py)
+    # results/<name>: its runs' progress files go to .progress/ (results/live.py); or where their records are
+    # sent (a Ray task on a cluster that does not see the folder: to the driver, which writes them)
+    progress: Path | live.Sink | None = None
     vocabulary: Vocabulary = Vocabulary()  # the experiment's (a checkpoint read back after a split needs it)
     tell: Tell = _stderr  # Options.tell; a worker's collects what it tells into its results' notes
 
@@ -249,7 +251,7 @@ def detached(found: list[Job]) -> list[Job]:
     """Jobs for workers that start later and elsewhere (a SLURM array task, a Ray job): absolute paths, and
     no state shipped: the worker reads the stack's checkpoint when it starts (after a requeue too)."""
     return [replace(j, resume=None, saves=j.saves.resolve() if j.saves else None,
-                    progress=j.progress.resolve() if j.progress else None) for j in found]
+                    progress=j.progress.resolve() if isinstance(j.progress, Path) else j.progress) for j in found]
 
 
 @dataclass(frozen=True)
@@ -266,7 +268,8 @@ class Task:
     saves: str | None = None  # the stack's checkpoint file (on a filesystem the worker shares); None: none
     resume: dict[str, Any] | None = None
     wanted: tuple[str, ...] | None = None  # the runs to report (a resumed stack holds finished ones); None: all
-    progress: str | None = None  # the experiment folder, whose .progress/ shows the runs in training; None: none
+    # the experiment folder, whose .progress/ shows the runs in training (or where its records are sent); None: none
+    progress: str | live.Sink | None = None
     # the experiment folder the worker writes its runs' folders into as they finish (a filesystem it
     # shares with the caller, which then stores nothing); None: the caller stores the results
     folder: str | None = None
@@ -279,7 +282,7 @@ def task(job: Job, device: torch.device | str, threads: int = 1, folder: Path | 
             for r, p in zip(checkpoint.describe_runs(job.stack), pruned)]
     return Task(runs, job.vocabulary, str(device), threads, str(job.saves) if job.saves else None, job.resume,
                 tuple(sorted(job.wanted)) if job.wanted is not None else None,
-                str(job.progress) if job.progress else None, str(folder) if folder else None)
+                str(job.progress) if isinstance(job.progress, Path) else job.progress, str(folder) if folder else None)
 
 
 def run_task(work: Task, interrupt: checkpoint.Interrupt | None = None, log: bool = False) -> list[RunResult]:
@@ -331,7 +334,7 @@ def job_of(work: Task) -> Job:
     torch.set_num_threads(work.threads)
     return Job(stack, Path(work.saves) if work.saves else None, work.resume,
                frozenset(work.wanted) if work.wanted is not None else None,
-               Path(work.progress) if work.progress else None, vocabulary)
+               Path(work.progress) if isinstance(work.progress, str) else work.progress, vocabulary)
 
 
 def _wanted(job: Job) -> list[RunSpec]:
@@ -390,6 +393,7 @@ def _ray(ray: Any, specs: list[RunSpec], device: torch.device, options: Options)
         extra: dict[str, Any] = {} if options.address else {"include_dashboard": False}
         ray.init(address=options.address, log_to_driver=False, logging_level=logging.WARNING, **extra)
     pending: dict[ray.ObjectRef, list[RunSpec]] = {}
+    sink: _RemoteProgress | None = None
     try:
         cpus = int(ray.cluster_resources().get("CPU", 1))
         slots = max(1, min(options.workers or cpus, cpus))
@@ -403,13 +407,20 @@ def _ray(ray: Any, specs: list[RunSpec], device: torch.device, options: Options)
                 for j in detached(shares(specs, slots, options, None, concurrent=1 if gpus else slots))])
             return
         remote = ray.remote(run_task).options(num_cpus=threads, num_gpus=gpus)
-        # a remote cluster's nodes do not see this machine's results folder: no checkpoints there
+        # a remote cluster's nodes do not see this machine's results folder: no checkpoints there, and the
+        # runs' progress records come here through a queue, to be written into the folder
         local_options = options if options.address is None else replace(options, checkpoints=None, progress=None)
-        pending.update({remote.remote(task(job, device, threads, local_options.progress)): _wanted(job)
-                        for job in shares(specs, slots, local_options, None if options.address else device,
-                                          concurrent=1 if gpus else slots)})
+        sink = _RemoteProgress.start() if options.address is not None and options.progress is not None else None
+        for job in shares(specs, slots, local_options, None if options.address else device,
+                          concurrent=1 if gpus else slots):
+            work = task(job, device, threads, local_options.progress)
+            pending[remote.remote(work if sink is None else replace(work, progress=sink))] = _wanted(job)
         while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=None if sink is None else live.EVERY)
+            if sink is not None and options.progress is not None:
+                sink.drain(options.progress)  # before the results: a stored run's progress file is gone
+            if not done:
+                continue
             stack = pending.pop(done[0])
             try:
                 results = ray.get(done[0])
@@ -419,8 +430,41 @@ def _ray(ray: Any, specs: list[RunSpec], device: torch.device, options: Options)
     finally:
         for ref in pending:  # left when the caller stopped early or on Ctrl-C
             ray.cancel(ref, force=True)
+        if sink is not None:
+            sink.stop()
         if started:
             ray.shutdown()
+
+
+class _RemoteProgress:
+    """A remote Ray task's progress writer sends its records to a queue (a Ray actor that needs no CPU);
+    the driver drains it and writes them into the folder. Progress is for watching: a record that
+    cannot be sent (the driver is gone) is dropped, never a reason for training to fail."""
+
+    def __init__(self, queue: Any) -> None:
+        self.queue, self.broken = queue, False
+
+    @classmethod
+    def start(cls) -> _RemoteProgress:
+        from ray.util.queue import Queue
+
+        return cls(Queue(actor_options={"num_cpus": 0}))
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        if self.broken:
+            return
+        try:
+            self.queue.put(record, timeout=10)
+        except Exception:  # noqa: BLE001 - see the class: progress is never fatal
+            self.broken = True
+
+    def drain(self, root: Path) -> None:
+        waiting = self.queue.qsize()
+        for record in self.queue.get_nowait_batch(waiting) if waiting else ():
+            live.put(root, record)
+
+    def stop(self) -> None:
+        self.queue.shutdown()
 
 
 def resuming(path: Path, held: list[RunSpec], state: dict[str, Any], wanted: Iterable[str]) -> str:

@@ -6,7 +6,8 @@ for the process that trains (writer) and for `dlbench status` / `watch` (reader)
 
 Hidden, beside `runs/`, so that "a run folder exists" still means "finished". Whatever
 process trains a stack (this one, a worker process, a Ray or SLURM task) writes its runs'
-files, each whole or absent to a reader (temporary file + rename), at most every `EVERY`
+files (a Ray task on a cluster that does not see the folder sends its records to the driver,
+which writes them: `Sink`, `put`), each whole or absent to a reader (temporary file + rename), at most every `EVERY`
 seconds of wall time (longer where writing a stack's files costs more than 2 % of it). A
 run's file takes its status (ok, diverged, pruned) once the engine is done with it, and is
 removed when its run folder is written (`Store.save`; the path is `store.progress_file`).
@@ -27,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from collections.abc import Callable
 
 from dlbench.results.store import PROGRESS, _json_safe, atomic_write, progress_file
 
@@ -37,6 +39,11 @@ COST_SHARE = 0.02  # writing may take at most this share of the training time
 # a file not rewritten for this long (and for 10 of its steps) has no live writer, whatever its host
 STALE_SECONDS = 120.0
 TRAINING = "training"  # a run's state until the engine finishes it; then its status (ok, diverged, ...)
+
+
+# where a writer's records go instead of files: a Ray task on a cluster that does not see the folder
+# sends them to the process that launched it, which writes them (`put`)
+Sink = Callable[[dict[str, Any]], None]
 
 
 def folder(root: Path) -> Path:
@@ -55,8 +62,8 @@ class Writer:
     step, its host, process id and the time. Call `due()` first: it is what keeps the
     cost down (one clock read)."""
 
-    def __init__(self, root: Path, every: float = EVERY) -> None:
-        self.root, self.base, self.every = Path(root), every, every
+    def __init__(self, root: Path | Sink, every: float = EVERY) -> None:
+        self.root, self.base, self.every = root, every, every
         self.last = -math.inf  # monotonic time of the last write
         self.mark: tuple[int, float] | None = None  # (step, monotonic time) the step time is measured from
         self.step_seconds: float | None = None
@@ -89,8 +96,15 @@ class Writer:
                   "host": self.host, "updated": time.time()}
         if record["state"] == TRAINING:
             self.records[record["run_id"]] = record
-        atomic_write(progress_file(self.root, record["run_id"]), json.dumps(_json_safe(record), default=str),
-                     sync=False)
+        if callable(self.root):
+            self.root(record)
+        else:
+            put(self.root, record)
+
+
+def put(root: Path, record: dict[str, Any]) -> None:
+    """A run's progress record into the folder (by its writer, or by the process a remote writer sent it to)."""
+    atomic_write(progress_file(root, record["run_id"]), json.dumps(_json_safe(record), default=str), sync=False)
 
 
 def _pid_alive(pid: int) -> bool:
