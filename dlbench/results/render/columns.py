@@ -94,14 +94,14 @@ def caption(rep: Report) -> list[str]:
 
 
 def _range(name: str, low: float, high: float) -> str:
-    """What a column can be, in the unit its cells show: '0-100 %', '>= 0'."""
+    """What a column can be, in the unit its cells show: '0-100 %', '[-100, 100] %', '>= 0'."""
     metric = METRICS[name] if name in METRICS else None
     scale, unit = (metric.scale, f" {metric.unit}" if metric.unit else "") if metric else (1.0, "")
     if math.isinf(low):
         return f"<= {scale * high:g}{unit}"
     if math.isinf(high):
         return f">= {scale * low:g}{unit}"
-    return f"{scale * low:g}{'-' if low >= 0 else ' to '}{scale * high:g}{unit}"
+    return f"{scale * low:g}-{scale * high:g}{unit}" if low >= 0 else f"[{scale * low:g}, {scale * high:g}]{unit}"
 
 
 def clipped(rep: Report) -> str:
