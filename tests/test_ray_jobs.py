@@ -74,10 +74,14 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         os.killpg(head.pid, signal.SIGTERM)  # the head and what it started (its reaper kills the rest)
         try:
-            head.wait(30)
+            head.wait(10)
         except subprocess.TimeoutExpired:
+            pass
+        try:  # what of its session is left (a GCS server slow to go)
             os.killpg(head.pid, signal.SIGKILL)
-            head.wait(30)
+        except ProcessLookupError:
+            pass
+        head.wait(30)
         shutil.rmtree(temp, ignore_errors=True)
 
 
@@ -132,7 +136,7 @@ def test_a_remote_clusters_runs_show_their_progress_in_the_folder(cluster: str, 
                                                                   tmp_path: Path) -> None:
     """Without --detach the cluster's nodes need not see the folder: its Ray tasks send their runs'
     progress to the driver, which writes it there, so another process sees the runs training."""
-    cfg = {**tiny, "train": {**tiny["train"], "steps": 3000, "eval_every": 1000}}
+    cfg = {**tiny, "train": {**tiny["train"], "steps": 6000, "eval_every": 2000}}
     config = write_config(tmp_path / "c.yaml", cfg)
     folder = tmp_path / "out" / "tiny"
     log = tmp_path / "run.log"
@@ -142,10 +146,10 @@ def test_a_remote_clusters_runs_show_their_progress_in_the_folder(cluster: str, 
                                stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **ONE_THREAD})
     seen: list[live.RunProgress] = []
     while run.poll() is None and not seen:
-        seen = [p for p in live.read(folder) if p.training and p.step_seconds]  # a second write: a step time
+        seen = [p for p in live.read(folder) if p.training]
         time.sleep(0.05)
     assert run.wait(240) == 0, log.read_text()
-    assert seen and 0 < seen[0].step < seen[0].total == 3000, log.read_text()
+    assert seen and 0 < seen[0].step < seen[0].total == 6000, log.read_text()
     assert [p.run_id for p in seen] == list(run_dirs(folder))
     assert live.read(folder) == []  # the run's folder written, its progress file is gone
 

@@ -177,9 +177,10 @@ def _slurm_states(records: list[JobRecord]) -> dict[str, SchedulerState]:
     return out
 
 
-def ray_client(address: str) -> Any:
-    """Ray's job client for a cluster (its GCS HOST:PORT, or its dashboard's http://HOST:PORT); a
-    ConfigError naming the address where the cluster's job server does not answer."""
+def ray_client(address: str | None, named: str | None = None) -> Any:
+    """Ray's job client for a cluster (its GCS HOST:PORT, or its dashboard's http://HOST:PORT; None: the
+    cluster this process is connected to, --address auto included); a ConfigError naming the address
+    (`named`, else `address`) where the cluster's job server does not answer."""
     try:
         from ray.job_submission import JobSubmissionClient
     except ImportError:
@@ -191,7 +192,7 @@ def ray_client(address: str) -> Any:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         hint = ("; set RAY_AUTH_MODE=token (and RAY_AUTH_TOKEN) as for the cluster" if "auth" in first.lower()
                 else "; the cluster must run Ray's dashboard (ray start --head with ray[default] installed)")
-        raise ConfigError(f"--address {address}: Ray's job server does not answer ({first}){hint}") from None
+        raise ConfigError(f"--address {named or address}: Ray's job server does not answer ({first}){hint}") from None
 
 
 def _ray_states(records: list[JobRecord]) -> dict[str, SchedulerState]:

@@ -76,6 +76,7 @@ class Launcher(Protocol):
 
 
 EXECUTORS: Kind[Launcher] = CATALOG["executor"]
+DRAIN_S = 0.5  # ray on a cluster: how often the driver writes the progress its tasks sent (one queue call)
 
 
 def resolve(name: str, options: Options) -> Launcher:
@@ -416,7 +417,7 @@ def _ray(ray: Any, specs: list[RunSpec], device: torch.device, options: Options)
             work = task(job, device, threads, local_options.progress)
             pending[remote.remote(work if sink is None else replace(work, progress=sink))] = _wanted(job)
         while pending:
-            done, _ = ray.wait(list(pending), num_returns=1, timeout=None if sink is None else live.EVERY)
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=None if sink is None else DRAIN_S)
             if sink is not None and options.progress is not None:
                 sink.drain(options.progress)  # before the results: a stored run's progress file is gone
             if not done:

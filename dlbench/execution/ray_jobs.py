@@ -63,8 +63,9 @@ def held(folder: Path, specs: Iterable[RunSpec]) -> list[jobs.JobRecord]:
 
 
 def submit(folder: Path, address: str, stacks: list[Submission]) -> list[jobs.JobRecord]:
-    """Submit each stack as a job; record the jobs (also those submitted before one was refused)."""
-    client = jobs.ray_client(address)
+    """Submit each stack as a job; record the jobs (also those submitted before one was refused). This
+    process is connected to the cluster (`address`, which may be `auto`): its job server is found from there."""
+    client = jobs.ray_client(None, address)
     now = datetime.now(UTC).isoformat(timespec="seconds")
     records = []
     try:
