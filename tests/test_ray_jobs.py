@@ -28,6 +28,12 @@ from dlbench.results import live
 ray = pytest.importorskip("ray")  # the `ray` extra (make install has it)
 
 
+# token authentication off, in the head and in every driver that joins it (modes must match: a driver in
+# token mode refuses its own actors' calls). Ray turns it on by itself where ~/.ray/auth_token exists, and a
+# local `ray.init()` earlier in this process (another test module) sets RAY_AUTH_MODE=token here.
+NO_TOKEN = {"RAY_AUTH_MODE": "disabled"}
+
+
 def _free_ports(n: int) -> list[int]:
     sockets = [socket.socket() for _ in range(n)]
     for s in sockets:
@@ -47,9 +53,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     # its own temporary folder: Ray's default one would name it the machine's current cluster, which
     # every later `ray.init()` (a local Ray instance) would join; short, for its socket paths
     temp = Path(tempfile.mkdtemp(prefix="dlbench-ray-", dir="/tmp"))
-    # token authentication off (Ray turns it on where ~/.ray/auth_token exists); the jobs run this
-    # interpreter with the same dlbench (PYTHONPATH) and one torch thread
-    env = {**os.environ, **ONE_THREAD, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    # the jobs run this interpreter with the same dlbench (PYTHONPATH) and one torch thread
+    env = {**os.environ, **ONE_THREAD, **NO_TOKEN, "RAY_USAGE_STATS_ENABLED": "0"}
     command = [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block", "--num-cpus", "2",
                "--node-ip-address", "127.0.0.1", f"--port={gcs}", "--include-dashboard=true",
                "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", f"--dashboard-agent-listen-port={agent}",
@@ -143,7 +148,7 @@ def test_a_remote_clusters_runs_show_their_progress_in_the_folder(cluster: str, 
     with open(log, "w") as out:
         run = subprocess.Popen([sys.executable, "-m", "dlbench", "run", str(config), "--executor", "ray", "--address",
                                 cluster, "--out", str(tmp_path / "out"), "--no-plots"],
-                               stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **ONE_THREAD})
+                               stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **ONE_THREAD, **NO_TOKEN})
     seen: list[live.RunProgress] = []
     while run.poll() is None and not seen:
         seen = [p for p in live.read(folder) if p.training]

@@ -460,12 +460,22 @@ class _RemoteProgress:
             self.broken = True
 
     def drain(self, root: Path) -> None:
-        waiting = self.queue.qsize()
-        for record in self.queue.get_nowait_batch(waiting) if waiting else ():
+        if self.broken:
+            return
+        try:
+            waiting = self.queue.qsize()
+            records = self.queue.get_nowait_batch(waiting) if waiting else []
+        except Exception:  # noqa: BLE001 - the queue is gone (its actor died): no more progress, training goes on
+            self.broken = True
+            return
+        for record in records:
             live.put(root, record)
 
     def stop(self) -> None:
-        self.queue.shutdown()
+        try:
+            self.queue.shutdown()
+        except Exception:  # noqa: BLE001 - already gone
+            pass
 
 
 def resuming(path: Path, held: list[RunSpec], state: dict[str, Any], wanted: Iterable[str]) -> str:
