@@ -287,7 +287,8 @@ def scale_by_adagrad(s: Slice, c: Columns, x: Param, g: Tensor) -> Update:
     """AdaGrad: G += g^2; direction g / (sqrt(G) + eps)"""
     total = s.state("sum", x.i)
     total.addcmul_(g, g)
-    return g / total.sqrt().add_(c("eps", x.p))
+    denom = torch.sqrt(total, out=s.scratch("direction", x.i)).add_(c("eps", x.p))
+    return torch.div(g, denom, out=denom)
 
 
 def _rmsprop_columns(s: Slice) -> dict[str, Tensor]:
