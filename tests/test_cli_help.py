@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -24,6 +25,18 @@ def test_help_speaks_the_users_words(command: list[str]) -> None:
     assert "Usage:" in text
     assert "<bool>" not in text and "<path>" not in text and "list[" not in text and "range>" not in text
     assert not re.search(r"\{\w+\}", text)  # arguments as CONFIG, not {config}
+
+
+@pytest.mark.parametrize("user", [{}, {"GOMP_SPINCOUNT": "5"}, {"OMP_WAIT_POLICY": "active"}])
+def test_openmp_threads_spin_briefly_unless_the_user_set_how(monkeypatch: pytest.MonkeyPatch,
+                                                             user: dict[str, str]) -> None:
+    for key in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in user.items():
+        monkeypatch.setenv(key, value)
+    assert dlbench("--version").code == 0
+    expected = user.get("GOMP_SPINCOUNT", None if "OMP_WAIT_POLICY" in user else "1000")
+    assert os.environ.get("GOMP_SPINCOUNT") == expected
 
 
 def test_run_usage_names_its_argument() -> None:
