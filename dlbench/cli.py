@@ -202,12 +202,14 @@ def run(
 def _collector_paused() -> Iterator[None]:
     """Python's cyclic garbage collector off while the start-up imports and builds some 200k objects that
     live as long as the process (it would traverse them again and again as they load: ~0.3 s of CPU of
-    a 1-run sweep), then those objects frozen out of every later collection."""
+    a 1-run sweep), then those objects frozen out of every later collection: once per process, so that
+    a process calling main() again and again (a test suite) does not freeze each call's garbage too."""
     gc.disable()
     try:
         yield
     finally:
-        gc.freeze()
+        if not gc.get_freeze_count():
+            gc.freeze()
         gc.enable()
 
 
