@@ -9,7 +9,7 @@ reads only those keys, imports neither torch nor dlbench, and does the same work
 order (numpy generators seeded from the run's seed, drawn on the host as dlbench draws them;
 torch.nn.Linear's initialization; batches of 100 from the same 3,600 / 400 / 1,000 train / val / test split sizes of
 the standardized MNIST-1D), and every run is evaluated on the whole train, val and test
-splits (summed cross-entropy and accuracy) before training and after every epoch, the
+splits (summed cross-entropy, accuracy and the calibration error's bins) before training and after every epoch, the
 numbers brought to the host each time, as dlbench's metric rows are.
 
 How an expert writes it: all runs' parameters stacked along a leading run axis, the
@@ -37,6 +37,7 @@ import yaml
 BATCH = 100  # dlbench's train.batch_size default
 VAL_FRACTION = 0.1  # dlbench's data.val_size default
 BETAS, EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults, dlbench's adam defaults
+ECE_BINS = 15  # dlbench's expected calibration error: 15 equal-width confidence bins
 
 
 def threads_flags(threads: int) -> str:
@@ -138,14 +139,22 @@ def main() -> None:
         return jax.lax.scan(step, state, batches)
 
     @jax.jit
-    def evaluate(params: Any) -> jax.Array:
-        """(splits, 2, runs): summed cross-entropy and number correct of every run on train, val and test."""
-        out = []
+    def evaluate(params: Any) -> tuple[jax.Array, jax.Array]:
+        """(splits, 2, runs): summed cross-entropy and number correct of every run on train, val and test;
+        (splits, runs, 3, ECE_BINS): the calibration error's sums per confidence bin (samples, confidence,
+        correct), which dlbench records at every evaluation too."""
+        out, bins = [], []
         for split in ("train", "val", "test"):
             x, y = data[f"x_{split}"], data[f"y_{split}"]
             losses, z = jax.vmap(per_sample_losses, in_axes=(0, None, None))(params, x, y)
-            out.append(jnp.stack([losses.sum(1), (z.argmax(-1) == y).sum(1).astype(jnp.float32)]))
-        return jnp.stack(out)
+            right = (z.argmax(-1) == y).astype(jnp.float32)
+            out.append(jnp.stack([losses.sum(1), right.sum(1)]))
+            confidence = jnp.exp(z.max(-1) - jax.nn.logsumexp(z, axis=-1))  # the predicted class's softmax
+            where = jax.nn.one_hot(jnp.clip(jnp.ceil(confidence * ECE_BINS).astype(jnp.int32), 1, ECE_BINS) - 1,
+                                   ECE_BINS)  # (runs, samples, bins): (lower, upper] bins, as dlbench's
+            bins.append(jnp.stack([where.sum(1), (where * confidence[..., None]).sum(1),
+                                   (where * right[..., None]).sum(1)], axis=1))
+        return jnp.stack(out), jnp.stack(bins)
 
     # each run's own generators, from its seed: one for its initialization, one for its batch order (the
     # host draws them, as a data pipeline does; drawn inside jit, threefry's compile alone took seconds)
@@ -155,17 +164,20 @@ def main() -> None:
     zeros = jax.tree.map(jnp.zeros_like, params)
     state = (params, zeros, zeros, jnp.zeros((), jnp.float32))
     lr = jnp.asarray(runs_lr)
-    metrics = [np.asarray(evaluate(state[0]))]  # before training, as dlbench's first row
+    metrics = [jax.tree.map(np.asarray, evaluate(state[0]))]  # before training, as dlbench's first row
     compiled = 0.0
     for e in range(epochs):
         state, _ = epoch(state, jnp.asarray(np.stack([g.permutation(n) for g in orders])), lr)
-        metrics.append(np.asarray(evaluate(state[0])))  # to the host, as dlbench's metric rows
+        metrics.append(jax.tree.map(np.asarray, evaluate(state[0])))  # to the host, as dlbench's metric rows
         if e == 0:
             compiled = time.perf_counter() - start
-    test_acc = metrics[-1][2, 1] / len(data["y_test"])
+    test_acc = metrics[-1][0][2, 1] / len(data["y_test"])
+    confidence, right = metrics[-1][1][2, :, 1], metrics[-1][1][2, :, 2]
+    test_ece = np.abs(right - confidence).sum(-1) / len(data["y_test"])
     print(f"jax {jax.__version__}, {args.threads} thread(s): {runs} runs x {epochs} epochs; final test accuracy "
-          f"mean {test_acc.mean():.3f} (best run {test_acc.max():.3f}); {time.perf_counter() - start:.2f} s from "
-          f"importing jax to the end, {compiled:.2f} s of it until the first epoch was trained (compiling)",
+          f"mean {test_acc.mean():.3f} (best run {test_acc.max():.3f}), test calibration error mean "
+          f"{test_ece.mean():.3f}; {time.perf_counter() - start:.2f} s from importing jax to the end, "
+          f"{compiled:.2f} s of it until the first epoch was trained (compiling)",
           file=sys.stderr)
 
 

@@ -38,6 +38,8 @@ def test_the_jax_peer_trains_a_grid(tmp_path: Path, data_root: Path) -> None:
     assert "1 thread(s): 4 runs x 2 epochs; final test accuracy mean" in done.stderr, done.stderr
     accuracy = float(done.stderr.split("final test accuracy mean ")[1].split()[0])
     assert 0.15 < accuracy <= 1  # trained: above chance (0.1) on MNIST-1D after two epochs
+    calibration = float(done.stderr.split("test calibration error mean ")[1].split(";")[0])
+    assert 0 < calibration < 1  # measured, as dlbench measures it at every evaluation
 
 
 def test_the_gpu_check_runs_every_step_and_writes_its_outputs(tmp_path: Path) -> None:
