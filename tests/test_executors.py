@@ -18,7 +18,7 @@ from dlbench.config import schema as config
 from dlbench.plan import stacks, sweep
 from sweep_util import dlbench
 from dlbench.errors import ConfigError
-from dlbench.execution.launchers import EXECUTORS, Options, describe, resolve, shares
+from dlbench.execution.launchers import EXECUTORS, Options, describe, planned, resolve, shares
 from dlbench.training.run import RunResult
 from dlbench.training import engine
 
@@ -87,6 +87,13 @@ def test_runs_differing_only_in_values_share_a_stack(data_root: Path) -> None:
     pruning = sweep.Pruning(every=1, keep=0.5, group="g", point="p")
     searched = [dataclasses.replace(s, pruning=pruning) for s in specs[:16]] + specs[16:]
     assert sorted(len(job.stack) for job in shares(searched, 2)) == [16, 24, 24]
+    # --dry-run shows the stacks each launcher forms (it once split the pruning round for processes too)
+    cpu = torch.device("cpu")
+    for executor, workers, expect in [("local", None, [64]), ("serial", None, [1] * 64),
+                                      ("processes", 2, [16, 24, 24]), ("ray", 2, [16, 24, 24]),
+                                      ("slurm", None, [64]), ("slurm", 3, [16, 16, 16, 16])]:
+        shown = planned(executor, searched, cpu, Options(workers=workers))
+        assert sorted(len(p.runs) for p in shown) == expect, executor
 
 
 @pytest.mark.parametrize("key, values", [

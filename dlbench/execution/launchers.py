@@ -46,7 +46,7 @@ from dlbench.errors import ConfigError
 from dlbench.execution import ray_jobs
 from dlbench.results import live
 from dlbench.results.store import Store
-from dlbench.plan.stacks import MAX_STACK, stacks
+from dlbench.plan.stacks import MAX_STACK, parts, stacks
 from dlbench.plan.pruning import Pruning
 from dlbench.plan.sweep import RunSpec
 from dlbench.training import checkpoint, engine, memory
@@ -137,14 +137,16 @@ def new_stacks(specs: list[RunSpec], max_stack: int, device: torch.device | None
 
 
 def planned(executor: str, specs: list[RunSpec], device: torch.device, options: Options) -> list[memory.Planned]:
-    """The new stacks --executor EXECUTOR would train, with their memory estimates (for --dry-run)."""
+    """The new stacks --executor EXECUTOR would train, with their memory estimates (for --dry-run): the
+    stacks its launcher forms (`jobs`, `shares`), split where the memory would not hold them."""
     name = "local" if executor == "auto" else executor
-    if name in ("local", "serial"):
-        return memory.plan(stacks(specs, 1 if name == "serial" else MAX_STACK), device)
-    slots = options.workers or os.cpu_count() or 1
-    concurrent = 1 if name == "ray" and device.type == "cuda" else slots  # ray: one GPU per task
-    share = min(MAX_STACK, max(1, math.ceil(len(specs) / slots)))
-    return memory.plan(stacks(specs, share), device, concurrent)
+    if name == "serial":
+        return memory.plan(stacks(specs, 1), device)
+    workers = None if name == "local" or (name == "slurm" and not options.workers) else \
+        options.workers or os.cpu_count() or 1
+    concurrent = workers if name == "processes" or (name == "ray" and device.type != "cuda") else 1
+    return memory.plan([stack for part, size in parts(specs, workers) for stack in stacks(part, size)], device,
+                       concurrent or 1)
 
 
 def _out_of_memory(e: BaseException) -> bool:
@@ -239,13 +241,8 @@ def serial(specs: list[RunSpec], device: torch.device, on_start: StartStack | No
 
 def shares(specs: list[RunSpec], slots: int, options: Options = Options(), device: torch.device | None = None,
            concurrent: int = 1) -> list[Job]:
-    """Stacks split so that `slots` workers are all busy: no stack larger than an equal share of the runs.
-    Search runs that prune (random.prune) stay in whole stacks: successive halving compares the runs of
-    one stack, so a split round would halve each part on its own."""
-    share = min(MAX_STACK, max(1, math.ceil(len(specs) / slots)))
-    pruned = [s for s in specs if s.pruning is not None]
-    return [*jobs([s for s in specs if s.pruning is None], options, share, device, concurrent),
-            *jobs(pruned, options, device=device, concurrent=concurrent)]
+    """Jobs for `slots` workers: the stacks of plan.stacks.parts (an equal share each, pruning runs whole)."""
+    return [job for part, size in parts(specs, slots) for job in jobs(part, options, size, device, concurrent)]
 
 
 def detached(found: list[Job]) -> list[Job]:

@@ -1,5 +1,5 @@
 """Which runs train together: runs whose stack-role settings (catalog) agree share a stack, at most
-MAX_STACK of them, a larger group split into equal stacks."""
+MAX_STACK of them, a larger group split into equal stacks; for N workers, at most an equal share."""
 
 from __future__ import annotations
 
@@ -30,3 +30,14 @@ def stacks(specs: list[RunSpec], max_stack: int = MAX_STACK) -> list[list[RunSpe
         size = math.ceil(len(members) / n)
         out += [members[i:i + size] for i in range(0, len(members), size)]
     return out
+
+
+def parts(specs: list[RunSpec], workers: int | None) -> list[tuple[list[RunSpec], int]]:
+    """The runs in parts, each with the largest stack it may form, so that `workers` workers are all busy:
+    no stack larger than an equal share of the runs (None: no share, stacks of up to MAX_STACK). Search
+    runs that prune (random.prune) stay in whole stacks: successive halving compares the runs of one
+    stack, so a split round would halve each part on its own."""
+    if not workers:
+        return [(specs, MAX_STACK)]
+    share = min(MAX_STACK, max(1, math.ceil(len(specs) / workers)))
+    return [([s for s in specs if s.pruning is None], share), ([s for s in specs if s.pruning is not None], MAX_STACK)]
