@@ -92,3 +92,28 @@ def test_parallel_coordinates_draw_every_trial_on_the_declared_axes(folder: Path
         assert widths[-1] == max(widths)  # the best, drawn last: on top
     written = plots.write(res)  # a search's figures by default: parallel and importance beside the usual ones
     assert {p.name for p in written} >= {"parallel.png", "importance.png", "curves.png"}
+
+
+def test_a_search_ranked_on_its_validation_loss_is_drawn_and_weighed_on_it(tmp_path: Path, data_root: Path) -> None:
+    """train.monitor: val_loss: the search ranks its points on the loss, and so do its figures: importance is
+    of the validation loss's variance, the parallel coordinates' last axis is the loss, and the best trial
+    (the lowest loss) is drawn last, thickest."""
+    cfg = tiny_config(data_root, random={"method": "sobol", "trials": 16, "seed": 0, "space": SPACE})
+    cfg["data"]["val_size"] = 0.2
+    cfg["train"]["monitor"] = "val_loss"
+    result = dlbench("run", write_config(tmp_path / "c.yaml", cfg), "--out", tmp_path / "out", "--no-plots")
+    assert result.exit_code == 0, result.output
+    res = plots.load(tmp_path / "out" / "tiny")
+    said = dlbench("report", tmp_path / "out" / "tiny", "--importance").output
+    assert "share of the variance of the validation loss" in " ".join(said.split()), said
+    fig = search_figures.parallel_plot(res)
+    assert fig is not None
+    ax, = [ax for ax in fig.axes if ax.get_xticklabels()]
+    assert [t.get_text() for t in ax.get_xticklabels()] == [*SPACE, "val loss"]
+    trials = [line for line in ax.get_lines() if len(line.get_xdata()) == 3]
+    thickest = max(trials, key=lambda line: line.get_linewidth())
+    assert trials[-1] is thickest
+    runs = res.runs[res.runs["status"] == "ok"]
+    lowest = runs["final.val_loss"].min()
+    scaled = thickest.get_ydata()[-1]  # the loss axis spans the trials' range: the lowest loss at 0
+    assert scaled == pytest.approx(0.0, abs=1e-9) and lowest < runs["final.val_loss"].max()

@@ -1,6 +1,7 @@
 """What a search found, from its folder: which searched setting mattered (`importance`: a table,
 `dlbench report DIR --importance`, and a figure) and every trial at once (`parallel`: parallel
-coordinates, one axis per searched key and one for the validation accuracy).
+coordinates, one axis per searched key and one for the metric the search ranked on: its runs'
+`train.monitor`, validation accuracy by default).
 
 Importance is computed on the first round of each search group only: its points are drawn
 without regard to any result, while later rounds crowd where earlier ones did well and pruned
@@ -14,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from collections.abc import Mapping
 
@@ -26,14 +27,22 @@ from dlbench.errors import ConfigError
 from dlbench.results.figure_kit import DPI, PLOTS, Folder, _colors, _figure
 from dlbench.results.load import value_text
 from dlbench.search import importance as evaluators
-from dlbench.search.bayes import WORST
+from dlbench.catalog.metrics import METRICS, TRAINING_BEST, Metric
+from dlbench.results.load import chosen_on
+from dlbench.search.bayes import worst
 from dlbench.search.space import Space, space_of
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 STAGE_KEYS = ("stage", "round")
-METRIC = "final.val_acc"
+
+
+def ranked_on(runs: pd.DataFrame) -> Metric:
+    """The metric the search ranked its points on: its runs' train.monitor (summary.json's best_on), in its
+    direction; validation accuracy where the runs say nothing else (or disagree)."""
+    chosen = chosen_on(runs) if len(runs) else set()
+    return METRICS[chosen.pop() if len(chosen) == 1 else TRAINING_BEST]
 
 
 def _cell(value: Any) -> Any:
@@ -90,22 +99,27 @@ class GroupImportance:
     at: str  # where each point was measured: "the end of training" or "step N"
     result: evaluators.Importance | None  # None: too few points (see `reason`)
     reason: str = ""
+    metric: Metric = field(default_factory=lambda: METRICS[TRAINING_BEST])  # what its points' values are
 
 
-def _first_round(runs: pd.DataFrame, res: Folder) -> tuple[pd.DataFrame, str]:
-    """Round 1's runs with the value importance reads (`_value`) and where it was measured."""
+def _first_round(runs: pd.DataFrame, res: Folder, metric: Metric) -> tuple[pd.DataFrame, str]:
+    """Round 1's runs with the value importance reads (`_value`: `metric`) and where it was measured."""
     first = runs[runs["round"] == 1] if "round" in runs else runs
     first = first[first["status"].isin([*EVALUATED, DIVERGED])].copy()
-    values = first[METRIC].astype(float)
+    values = first[f"final.{metric.name}"].astype(float)
     at = "the end of training"
     if (first["status"] == PRUNED).any():  # measured where every run of the round has a value
         step = int(first.loc[first["status"].isin(EVALUATED), "steps"].min())
         at = f"step {step} (the first pruning)"
         for i, rid in zip(first.index, first["run_id"]):
             metrics = pd.read_csv(res.root / "runs" / rid / "metrics.csv")
-            hit = metrics.loc[metrics["step"] == step, "val_acc"]
+            hit = metrics.loc[metrics["step"] == step, metric.name]
             values[i] = float(hit.iloc[0]) if len(hit) else math.nan
-    first["_value"] = values.where(first["status"] != DIVERGED, WORST)  # as the samplers are told
+    diverged = worst(metric.name)  # as the samplers are told; a forest needs a finite value (an infinite loss:
+    if math.isinf(diverged):  # the worst one measured instead)
+        measured = values[first["status"] != DIVERGED].dropna()
+        diverged = float(measured.max() if not metric.higher_is_better else measured.min()) if len(measured) else 0.0
+    first["_value"] = values.where(first["status"] != DIVERGED, diverged)
     return first[first["_value"].notna()], at
 
 
@@ -125,18 +139,20 @@ def importance(res: Folder) -> list[GroupImportance]:
     declared = searched(res, "importance")
     space = space_of(declared)
     runs = search_runs(res)
+    metric = ranked_on(runs)
     out = []
     for group, keys in groups(res, declared):
         g = runs if runs.empty else of_group(runs, keys)
         if g.empty:
-            out.append(GroupImportance(group, 0, "", None, "no finished run of its first round yet"))
+            out.append(GroupImportance(group, 0, "", None, "no finished run of its first round yet", metric))
             continue
-        first, at = _first_round(g, res)
+        first, at = _first_round(g, res, metric)
         points, values = _points(first, space)
         try:
-            out.append(GroupImportance(group, len(points), at, evaluators.importance(space, points, values)))
+            out.append(GroupImportance(group, len(points), at, evaluators.importance(space, points, values),
+                                       metric=metric))
         except evaluators.TooFew as e:
-            out.append(GroupImportance(group, len(points), at, None, f"too few to say: {e}"))
+            out.append(GroupImportance(group, len(points), at, None, f"too few to say: {e}", metric))
     return out
 
 
@@ -156,12 +172,21 @@ def importance_frame(found: list[GroupImportance]) -> pd.DataFrame:
 def caption(found: list[GroupImportance]) -> str:
     evaluator = next((g.result.evaluator for g in found if g.result), "fANOVA")
     at = next((g.at for g in found if g.at), "the end of training")
-    what = ("share of the variance of the validation accuracy explained by each key alone (the rest: "
+    metric = found[0].metric if found else METRICS[TRAINING_BEST]
+    what = (f"share of the variance of the {metric.words} explained by each key alone (the rest: "
             f"interactions and noise); mean ± std over {evaluators.SEEDS} forest seeds"
             if evaluator == "fANOVA" else "PED-ANOVA importance, normalized to sum to 1")
     return (f"{evaluator}: {what}. First round only (its points are drawn without regard to results; later "
             f"rounds crowd where earlier ones did well and pruned runs stop early, which would bias it); "
-            f"measured at {at}; a diverged point counts as accuracy 0.")
+            f"measured at {at}; {_diverged_counts(metric)}.")
+
+
+def _diverged_counts(metric: Metric) -> str:
+    value = worst(metric.name)
+    if math.isinf(value):
+        return f"a diverged point counts as the worst {metric.words} measured"
+    unit = f" {metric.unit}" if metric.unit else ""
+    return f"a diverged point counts as {metric.words} {value * metric.scale:g}{unit}"
 
 
 def importance_text(res: Folder) -> str:
@@ -219,7 +244,7 @@ def importance_plot(res: Folder) -> Figure | None:
     ax.invert_yaxis()
     ax.set_xlim(0, 100)
     evaluator = next((g.result.evaluator for g in found if g.result), "fANOVA")
-    ax.set_xlabel(f"share of the variance of validation accuracy, % ({evaluator}, first round)"
+    ax.set_xlabel(f"share of the variance of {found[0].metric.words}, % ({evaluator}, first round)"
                   if evaluator == "fANOVA" else "importance, % (PED-ANOVA, first round)")
     ax.grid(axis="x", alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
@@ -269,10 +294,11 @@ def _ticks(declared: Mapping[str, Any]) -> list[tuple[float, str]]:
             for v in values]
 
 
-def _parallel_panel(ax: Any, runs: pd.DataFrame, space: Mapping[str, Any], norm: Any, cmap: Any) -> None:
+def _parallel_panel(ax: Any, runs: pd.DataFrame, space: Mapping[str, Any], norm: Any, cmap: Any,
+                    metric: Metric) -> None:
     keys = list(space)
     done = runs["status"].isin(EVALUATED).to_numpy()
-    acc = runs[METRIC].astype(float).to_numpy()
+    acc = runs[f"final.{metric.name}"].astype(float).to_numpy()
     ys = [_scaled(runs[k], space[k]) for k in keys]
     metric_y = np.where(done, (acc - norm.vmin) / max(norm.vmax - norm.vmin, 1e-12), -0.06)
     table = np.column_stack([*ys, metric_y])
@@ -281,7 +307,8 @@ def _parallel_panel(ax: Any, runs: pd.DataFrame, space: Mapping[str, Any], norm:
     for j, key in enumerate(keys):  # a choice's lines fanned out a little around its value, so they stay apart
         if "choice" in space[key]:
             table[:, j] += (np.arange(len(table)) % 9 - 4) * 0.006
-    order = np.argsort(np.where(done, acc, -np.inf), kind="stable")  # the best drawn last: on top
+    good = acc if metric.higher_is_better else -acc
+    order = np.argsort(np.where(done, good, -np.inf), kind="stable")  # the best drawn last: on top
     best = order[-1] if done.any() else None
     rank = np.empty(len(order))
     rank[order] = np.linspace(0, 1, len(order)) if len(order) else []
@@ -301,11 +328,12 @@ def _parallel_panel(ax: Any, runs: pd.DataFrame, space: Mapping[str, Any], norm:
     ax.axvline(len(keys), color="0.25", lw=0.8)
     from matplotlib.ticker import MaxNLocator
 
-    for v in MaxNLocator(5).tick_values(100 * norm.vmin, 100 * norm.vmax):
-        if norm.vmin <= v / 100 <= norm.vmax:
-            ax.text(len(keys) + 0.03, (v / 100 - norm.vmin) / max(norm.vmax - norm.vmin, 1e-12), f"{v:g}",
+    scale = metric.scale
+    for v in MaxNLocator(5).tick_values(scale * norm.vmin, scale * norm.vmax):
+        if norm.vmin <= v / scale <= norm.vmax:
+            ax.text(len(keys) + 0.03, (v / scale - norm.vmin) / max(norm.vmax - norm.vmin, 1e-12), f"{v:g}",
                     ha="left", va="center", fontsize=6.5, color="0.2", bbox=box)
-    ax.set_xticks(x, [*keys, "val acc %"], fontsize="small")
+    ax.set_xticks(x, [*keys, metric.label], fontsize="small")
     ax.set_yticks([])
     ax.set_xlim(-0.45, len(keys) + 0.35)
     ax.set_ylim(-0.1, 1.04)
@@ -324,22 +352,26 @@ def parallel_plot(res: Folder) -> Figure | None:
     from matplotlib.colors import ListedColormap, Normalize
 
     order = groups(res, space)
-    acc = runs.loc[runs["status"].isin(EVALUATED), METRIC].astype(float)
+    metric = ranked_on(runs)
+    acc = runs.loc[runs["status"].isin(EVALUATED), f"final.{metric.name}"].astype(float)
+    acc = acc[np.isfinite(acc)]
     low, high = (float(acc.min()), float(acc.max())) if len(acc) else (0.0, 1.0)
     norm = Normalize(low, high if high > low else low + 1e-3)
-    cmap = ListedColormap(colormaps["viridis"](np.linspace(0.0, 0.9, 256)))  # no pale yellow on white
+    shades = np.linspace(0.0, 0.9, 256)  # no pale yellow on white; the better, the brighter, in either direction
+    cmap = ListedColormap(colormaps["viridis"](shades if metric.higher_is_better else shades[::-1]))
     fig, axes = _figure(len(order), 1, (max(7.6, 1.9 * (len(space) + 1)), 3.4))
     for ax, (group, values) in zip(axes[:, 0], order):
         g = of_group(runs, values)
-        _parallel_panel(ax, g.reset_index(drop=True), space, norm, cmap)
+        _parallel_panel(ax, g.reset_index(drop=True), space, norm, cmap, metric)
         pruned = int((g["status"] == PRUNED).sum())
         lost = int((~g["status"].isin(EVALUATED)).sum())
         counts = (f"{len(g)} trials: {len(g) - pruned - lost} to the end, {pruned} pruned (faint), {lost} diverged "
                   "or failed (dotted); the best thick, on top")
         ax.set_title(textwrap.fill(f"{group}: {counts}" if group else counts, int(13 * fig.get_figwidth())),
                      fontsize="small")
-    fig.colorbar(ScalarMappable(norm, cmap), ax=list(axes[:, 0]), label="final validation accuracy",
-                 shrink=0.9, aspect=30, format=lambda v, _: f"{100 * v:.0f} %")
+    shown = (lambda v, _: f"{metric.scale * v:.0f} {metric.unit}") if metric.unit else (lambda v, _: f"{v:.3g}")
+    fig.colorbar(ScalarMappable(norm, cmap), ax=list(axes[:, 0]), label=f"final {metric.words}",
+                 shrink=0.9, aspect=30, format=shown)
     fig.suptitle(f"{res.name}: every search trial, one line each; axes span the declared ranges (log where the "
                  "range is)", fontsize="medium")
     return fig
