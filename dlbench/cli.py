@@ -20,7 +20,7 @@ from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from dlbench import __version__
 from dlbench.catalog import CATALOG
-from dlbench.errors import ConfigError
+from dlbench.errors import ConfigError, SchedulerError
 
 from dlbench.results import options as report_options
 from dlbench.results.adjust import ADJUSTMENTS
@@ -564,6 +564,8 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
+    except SchedulerError as e:
+        _exit(str(e), 1)
     except Exception as e:
         if os.environ.get("DLBENCH_DEBUG"):
             raise

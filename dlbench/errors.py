@@ -1,4 +1,4 @@
-"""Errors that reach the user as one line (exit code 2), raised from every layer.
+"""Errors that reach the user as one line (exit code 2 for input, 1 for a scheduler), raised from every layer.
 
 This module imports nothing of dlbench, so any layer (results included) can raise them.
 """
@@ -17,6 +17,11 @@ class ConfigError(ValueError):
         # user text (YAML keys, --set strings) can carry newlines and control characters:
         # escape them so the message really is one line
         super().__init__(re.sub(r"[\x00-\x1f\x7f]", lambda m: repr(m.group())[1:-1], message))
+
+
+class SchedulerError(RuntimeError):
+    """A scheduler refused work or could not be reached (sbatch failing, a Ray job server gone): not the
+    user's input but the cluster's state; one line, shown without traceback, exit code 1."""
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

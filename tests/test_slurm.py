@@ -132,6 +132,26 @@ def test_refusals_submit_nothing(tiny: dict[str, Any], tmp_path: Path, monkeypat
     assert not (tmp_path / "bin" / "sbatch.called").exists() and not out.exists()
 
 
+def test_a_refused_submission_is_one_line(tiny: dict[str, Any], tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """sbatch failing (a controller down, a partition gone) is the cluster's state, not the user's input: one
+    line saying what sbatch said, exit 1, no traceback, no job recorded."""
+    config = write_config(tmp_path / "c.yaml", tiny)
+    fake_commands(tmp_path / "bin", "", {})
+    (tmp_path / "bin" / "sbatch").write_text("#!/bin/sh\necho 'sbatch: error: Batch job submission failed: Unable "
+                                             "to contact slurm controller (connect failure)' >&2\nexit 1\n")
+    (tmp_path / "bin" / "sbatch").chmod(stat.S_IRWXU)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    refused = dlbench("run", config, "--executor", "slurm", "--out", tmp_path / "results")
+    assert refused.exit_code == 1  # after the progress bar's first line: the sweep had started
+    assert refused.err.strip().splitlines()[-1] == (
+        "error: --executor slurm: sbatch refused the array of 1 task: sbatch: error: Batch job submission failed: "
+        "Unable to contact slurm controller (connect failure); nothing was submitted")
+    assert refused.err.count("Unable to contact") == 1  # said once: submitit's own copy of sbatch's stderr held back
+    assert "Traceback" not in refused.output and "FailedJobError" not in refused.output
+    assert not list((tmp_path / "results").glob("*/jobs.json"))
+
+
 def test_dry_run_shows_each_tasks_time_limit(tiny: dict[str, Any], tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """Probed where nothing ran yet, from earlier runs' step times once some did, as given with slurm.time."""

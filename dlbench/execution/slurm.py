@@ -26,12 +26,15 @@ that ended without a result (killed, timed out) leaves its runs unfinished: the 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import os
 import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -48,7 +51,7 @@ from dlbench.catalog import CATALOG
 from dlbench.config.schema import section_default
 from dlbench.config.vocabulary import Vocabulary
 from dlbench.config.yaml_io import read_config
-from dlbench.errors import ConfigError
+from dlbench.errors import ConfigError, SchedulerError
 from dlbench.execution import jobs as jobs_record
 from dlbench.execution import launchers
 from dlbench.execution.launchers import EXECUTORS, Job, Options, StartStack, jobs, shares, told
@@ -328,8 +331,19 @@ def submit(folder: Path, specs: list[sweep.RunSpec], section: Any, options: Opti
     planned = plan(specs, options, folder)
     executor = _executor(folder, section, options.workers, max(p.minutes for p in planned))
     device = specs[0].config.train.device  # auto / cpu / cuda: resolved on the node
-    submitted = executor.map_array(SlurmTask(), [Payload(launchers.task(p.job, device, section.cpus), str(folder),
-                                                         section.retries) for p in planned])
+    from submitit.core.utils import FailedJobError
+
+    printed = io.StringIO()  # submitit prints a refusing sbatch's stderr itself: said once, below, instead
+    try:
+        with contextlib.redirect_stderr(printed):
+            submitted = executor.map_array(SlurmTask(), [Payload(launchers.task(p.job, device, section.cpus),
+                                                                 str(folder), section.retries) for p in planned])
+    except FailedJobError as e:  # sbatch said no: its last line says why
+        said = [line.strip() for line in str(e).splitlines() if line.strip()] or [repr(e)]
+        tasks = f"{len(planned)} task{'s' * (len(planned) != 1)}"
+        raise SchedulerError(f"--executor slurm: sbatch refused the array of {tasks}: {said[-1]}; nothing was "
+                             "submitted") from None
+    sys.stderr.write(printed.getvalue())
     now = datetime.now(UTC).isoformat(timespec="seconds")
     records = []
     for p, job in zip(planned, submitted):
